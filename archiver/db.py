@@ -1,0 +1,241 @@
+"""Engines, migrations in code, and the schema-version check every command relies on.
+
+SQLite is the embedded default. Its settings are applied in a connect hook so that no
+connection ever runs without them, and writers begin with ``BEGIN IMMEDIATE``: a
+deferred transaction that reads and then writes fails at once with "database is
+locked" when another writer got there first, ignoring the busy timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from archiver.errors import UsageError, WorkFailed
+
+#: The migration head this code expects. A test ties it to migrations/versions, so that
+#: commands check the archive's version without loading Alembic (about half a second).
+HEAD = "8c2f1d3a9b10"
+BUSY_TIMEOUT_MS = 10_000
+DEFAULT_DB = "archive.db"
+
+
+def url_for(db: str) -> str:
+    """A plain path means a SQLite file; anything with ``://`` is a SQLAlchemy URL."""
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().absolute()}"
+
+
+def describe(db: str) -> str:
+    """The archive's name for messages, without a password."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return db
+
+
+def sqlite_path(db: str) -> Path | None:
+    url = url_for(db)
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def create(db: str, *, write: bool) -> Engine:
+    """An engine for ``db``; ``write`` engines take SQLite's write lock up front."""
+    try:
+        url = make_url(url_for(db))
+    except ArgumentError:
+        raise UsageError(f"{db!r} is not a database URL or path") from None
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine, write=write)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"no driver for {url.drivername} ({exc.name}); for PostgreSQL install "
+            "'archiver[postgres]'"
+        ) from None
+
+
+def _configure_sqlite(engine: Engine, *, write: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's "begin" event own transactions (pysqlite's own are deferred).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if write:
+            # Persistent settings are a writer's business: a reader leaves the file alone.
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _check_sqlite_file(db: str, *, must_exist: bool) -> None:
+    path = sqlite_path(db)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise UsageError(f"directory {path.parent} does not exist (archive {db})")
+    if must_exist and not path.exists():
+        raise UsageError(f"no archive at {db}; run `archiver sync` or `archiver db upgrade` first")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{db} is a directory, not an archive file")
+
+
+def revision(conn: Connection) -> str | None:
+    """The archive's Alembic revision, or None for a database without our schema."""
+    try:
+        with conn.begin_nested() if conn.in_transaction() else _null():
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except (OperationalError, DBAPIError) as exc:
+        if _not_a_database(exc):
+            raise
+        return None
+    return rows[0][0] if rows else None
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield
+
+
+def _not_a_database(exc: DBAPIError) -> bool:
+    return "not a database" in str(exc.orig) or "file is encrypted" in str(exc.orig)
+
+
+def _is_empty_sqlite(db: str) -> bool:
+    path = sqlite_path(db)
+    return path is not None and (not path.exists() or path.stat().st_size == 0)
+
+
+def open_archive(db: str, *, write: bool = False, create_missing: bool = False) -> Engine:
+    """An engine on an archive at the migration head, or a one-line UsageError.
+
+    ``create_missing`` (the sync) builds a brand-new or empty archive by running the
+    migrations; every other command refuses an archive that is not at head and leaves
+    the file exactly as it found it.
+    """
+    _check_sqlite_file(db, must_exist=not create_missing)
+    if create_missing and _is_empty_sqlite(db):
+        upgrade(db)
+    engine = create(db, write=write)
+    try:
+        with engine.connect() as conn:
+            rev = revision(conn)
+    except DBAPIError as exc:
+        engine.dispose()
+        if isinstance(exc.orig, Exception) and _not_a_database(exc):
+            raise UsageError(f"{describe(db)} is not a SQLite database") from None
+        raise UsageError(f"cannot open archive {describe(db)}: {_first_line(exc.orig)}") from None
+    if rev == HEAD:
+        return engine
+    engine.dispose()
+    if rev is None and create_missing and not _has_tables(db):
+        upgrade(db)
+        return create(db, write=write)
+    if rev is None:
+        raise UsageError(
+            f"{describe(db)} is not an archiver archive (no schema version); "
+            "run `archiver db upgrade` to create one in an empty database"
+        )
+    raise UsageError(
+        f"archive {describe(db)} is at revision {rev}, this archiver needs {HEAD}; "
+        "run `archiver db upgrade`"
+    )
+
+
+def _has_tables(db: str) -> bool:
+    from sqlalchemy import inspect
+
+    engine = create(db, write=False)
+    try:
+        return bool(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__
+
+
+# --- migrations, from the packaged scripts --------------------------------------------
+
+
+def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
+    from importlib.resources import files
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("archiver.migrations")))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _migrate(db: str, action: str, target: str) -> None:
+    from alembic import command
+
+    _check_sqlite_file(db, must_exist=action != "upgrade")
+    engine = create(db, write=True)
+    try:
+        with engine.connect() as conn:
+            getattr(command, action)(_alembic_config(conn), target)
+    except DBAPIError as exc:
+        if _not_a_database(exc):
+            raise UsageError(f"{describe(db)} is not a SQLite database") from None
+        raise WorkFailed(f"migration failed: {_first_line(exc.orig)}") from None
+    except Exception as exc:
+        from alembic.util import CommandError
+
+        if isinstance(exc, CommandError):
+            raise UsageError(str(exc).splitlines()[0]) from None
+        raise
+    finally:
+        engine.dispose()
+
+
+def upgrade(db: str, target: str = "head") -> None:
+    _migrate(db, "upgrade", target)
+
+
+def downgrade(db: str, target: str) -> None:
+    _migrate(db, "downgrade", target)
+
+
+def current(db: str) -> str | None:
+    engine = open_engine_any(db)
+    try:
+        with engine.connect() as conn:
+            return revision(conn)
+    finally:
+        engine.dispose()
+
+
+def open_engine_any(db: str) -> Engine:
+    """A reader engine on any database (no version check), for `db current`."""
+    _check_sqlite_file(db, must_exist=True)
+    return create(db, write=False)
+
+
+def env_db() -> str:
+    return os.environ.get("ARCHIVER_DB") or DEFAULT_DB

@@ -1,0 +1,42 @@
+"""Errors that the CLI turns into one line on stderr and a documented exit code.
+
+The library raises these instead of calling ``sys.exit`` so that it stays importable
+and testable; ``cli.main`` is the only place that maps them to exit codes.
+"""
+
+
+class ArchiverError(Exception):
+    """Base of the tool's own errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(ArchiverError):
+    """Bad input: options, filters, dates, an archive in the wrong state (exit 2)."""
+
+    exit_code = 2
+
+
+class FilterError(UsageError):
+    """A filter breaks a rule of SPEC-filters.md; printed as ``InvalidInput: …``."""
+
+    def __str__(self) -> str:
+        return f"InvalidInput: {self.args[0]}"
+
+
+class WorkFailed(ArchiverError):
+    """The work itself failed: API errors after retries, database errors (exit 1)."""
+
+    exit_code = 1
+
+
+class LockHeld(ArchiverError):
+    """Another live sync holds this source's lock (exit 3)."""
+
+    exit_code = 3
+
+
+class Interrupted(ArchiverError):
+    """SIGINT/SIGTERM stopped a run; the page in flight was rolled back (exit 130)."""
+
+    exit_code = 130

@@ -1,0 +1,48 @@
+"""Logging fit for cron: quiet on success, one line per problem, JSON when asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from archiver.timeutil import iso, utc_ms
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        entry = {
+            "time": iso(utc_ms(datetime.fromtimestamp(record.created, UTC))),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
+    """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only."""
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("archiver")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # botocore's own debug output would print request headers; keep it out of -v.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def error_line(message: str, log_format: str) -> str:
+    """The one line an error prints: ``error: …`` or a JSON object under --log-format json."""
+    if log_format == "json":
+        return json.dumps({"level": "error", "message": message}, ensure_ascii=False)
+    return f"error: {message}"

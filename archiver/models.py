@@ -1,0 +1,173 @@
+"""The archive's schema as typed SQLAlchemy 2.0 models; ``migrations/`` is its history.
+
+Table and column names are a contract with people who query the file directly
+(ARCHITECTURE.md, "Schema"), so they change only through a migration and a note.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from archiver.timeutil import utc_ms
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s__%(constraint_name)s",
+    "fk": "fk_%(table_name)s__%(column_0_N_name)s__%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """UTC instants, millisecond-exact, readable in plain SQL on both engines.
+
+    PostgreSQL gets ``timestamptz``. Elsewhere (SQLite) the value is fixed-width ISO-8601
+    text, ``2026-01-31T12:00:00.000Z``, so that text order is time order and an index on
+    the column serves range filters without any function call.
+    """
+
+    impl = String(24)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(String(24))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        value = utc_ms(value)
+        if dialect.name == "postgresql":
+            return value
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+    def process_result_value(self, value, dialect: Dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return utc_ms(value)
+        return utc_ms(datetime.fromisoformat(value))
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012
+
+
+class Source(Base):
+    """One account/region pair (or emulator) that syncs into this archive."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    region: Mapped[str | None] = mapped_column(String(64))
+    endpoint_url: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime]
+
+
+class Operation(Base):
+    """The latest known state of one Cloud Map operation (GetOperation's record)."""
+
+    __tablename__ = "operations"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    create_date: Mapped[datetime]
+    update_date: Mapped[datetime]
+    namespace_id: Mapped[str | None] = mapped_column(String(64))
+    service_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    owner_account: Mapped[str | None] = mapped_column(String(12))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+    # Every filter of SPEC-filters.md is an equality on one column, usually combined with
+    # an UPDATE_DATE window and ordered by update_date: (column, update_date) serves both.
+    __table_args__ = (
+        Index(None, "update_date"),
+        Index(None, "status", "update_date"),
+        Index(None, "type", "update_date"),
+        Index(None, "namespace_id", "update_date"),
+        Index(None, "service_id", "update_date"),
+    )
+
+
+class OperationEvent(Base):
+    """One observed (status, update_date) of an operation: the history the API forgets."""
+
+    __tablename__ = "operation_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer)
+    operation_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    update_date: Mapped[datetime]
+    observed_at: Mapped[datetime]
+    sync_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "operation_id", "status", "update_date"),
+        ForeignKeyConstraint(
+            ["source_id", "operation_id"], ["operations.source_id", "operations.id"]
+        ),
+    )
+
+
+class SyncRun(Base):
+    """One `archiver sync` invocation: what it planned, what it did, how it ended."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime | None]
+    until: Mapped[datetime | None]
+    windows: Mapped[int] = mapped_column(Integer, default=0)
+    list_calls: Mapped[int] = mapped_column(Integer, default=0)
+    get_calls: Mapped[int] = mapped_column(Integer, default=0)
+    listed: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    vanished: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncState(Base):
+    """Per source: the watermark, the lock's holder, and where an interrupted pass stood."""
+
+    __tablename__ = "sync_state"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    watermark: Mapped[datetime | None]
+    lock_holder: Mapped[str | None] = mapped_column(String(255))
+    lock_since: Mapped[datetime | None]
+    resume_start: Mapped[datetime | None]
+    resume_end: Mapped[datetime | None]
+    resume_token: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,105 @@
+"""What `archiver status` reports: per source, freshness, last runs, and totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from archiver.models import Operation, Source, SyncRun, SyncState
+from archiver.timeutil import iso
+
+
+def summarize(engine: Engine, *, source: str | None = None, last_runs: int = 3) -> dict[str, Any]:
+    """A JSON-ready summary; ``sources`` is empty on a new archive."""
+    with engine.connect() as conn:
+        q = select(Source).order_by(Source.name)
+        if source is not None:
+            q = q.where(Source.name == source)
+        sources = conn.execute(q).all()
+        out: list[dict[str, Any]] = []
+        for src in sources:
+            state = conn.execute(select(SyncState).where(SyncState.source_id == src.id)).first()
+            runs = conn.execute(
+                select(SyncRun)
+                .where(SyncRun.source_id == src.id)
+                .order_by(SyncRun.id.desc())
+                .limit(last_runs)
+            ).all()
+            by_status = dict(
+                conn.execute(
+                    select(Operation.status, func.count())
+                    .where(Operation.source_id == src.id)
+                    .group_by(Operation.status)
+                    .order_by(Operation.status)
+                ).all()
+            )
+            by_type = dict(
+                conn.execute(
+                    select(Operation.type, func.count())
+                    .where(Operation.source_id == src.id)
+                    .group_by(Operation.type)
+                    .order_by(Operation.type)
+                ).all()
+            )
+            out.append(
+                {
+                    "source": src.name,
+                    "region": src.region,
+                    "endpoint_url": src.endpoint_url,
+                    "watermark": _iso(state.watermark if state else None),
+                    "lock_holder": state.lock_holder if state else None,
+                    "operations": sum(by_status.values()),
+                    "by_status": by_status,
+                    "by_type": by_type,
+                    "last_runs": [_run(r) for r in runs],
+                }
+            )
+    return {"sources": out}
+
+
+def _iso(value: Any) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _run(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "started_at": _iso(r.started_at),
+        "finished_at": _iso(r.finished_at),
+        "outcome": r.outcome,
+        "list_calls": r.list_calls,
+        "get_calls": r.get_calls,
+        "listed": r.listed,
+        "inserted": r.inserted,
+        "updated": r.updated,
+        "unchanged": r.unchanged,
+        "vanished": r.vanished,
+        "error": r.error,
+    }
+
+
+def to_text(summary: dict[str, Any]) -> str:
+    if not summary["sources"]:
+        return "archive is empty: no source has been synced yet (run `archiver sync`)"
+    lines: list[str] = []
+    for s in summary["sources"]:
+        lines.append(f"source {s['source']}  (region {s['region'] or '-'})")
+        lines.append(f"  watermark   {s['watermark'] or 'none (never completed a window)'}")
+        if s["lock_holder"]:
+            lines.append(f"  running     {s['lock_holder']}")
+        lines.append(f"  operations  {s['operations']}")
+        for name in ("by_status", "by_type"):
+            if s[name]:
+                lines.append(
+                    f"  {name[3:]:<11} " + ", ".join(f"{k} {v}" for k, v in s[name].items())
+                )
+        for r in s["last_runs"]:
+            counts = (
+                f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "
+                f"get {r['get_calls']}, list pages {r['list_calls']}"
+            )
+            lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
+            if r["error"]:
+                lines.append(f"              error: {r['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""One place for time: UTC, millisecond-exact, and the forms users type.
+
+The archive keeps milliseconds because the service does (O3); anything finer would make
+two observations of the same UpdateDate compare unequal.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from archiver.errors import UsageError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SPAN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+
+
+def utc_ms(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime truncated to the millisecond."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def now() -> datetime:
+    return utc_ms(datetime.now(UTC))
+
+
+def to_epoch_ms(value: datetime) -> int:
+    return (utc_ms(value) - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def iso(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: the one rendering users see."""
+    value = utc_ms(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse ISO-8601; a value without an offset is taken as UTC."""
+    try:
+        return utc_ms(datetime.fromisoformat(text.strip().replace("z", "Z")))
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO-8601 timestamp") from None
+
+
+def parse_span(text: str) -> timedelta:
+    """``15m``, ``2h``, ``30d``, ``1w``, ``90s``, ``500ms``."""
+    m = _SPAN.match(text)
+    if not m:
+        raise UsageError(f"{text!r} is not a span; use a number and a unit: ms, s, m, h, d or w")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_when(text: str, *, now_: datetime | None = None) -> datetime:
+    """A point in time as users write it: ISO-8601, epoch seconds, or a span ago (``30d``)."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+        if seconds > 1e11:
+            raise UsageError(
+                f"{text!r} looks like epoch milliseconds; --since/--until take seconds"
+            )
+        return utc_ms(EPOCH + timedelta(seconds=seconds))
+    if _SPAN.match(text):
+        return utc_ms((now_ or now()) - parse_span(text))
+    try:
+        return parse_iso(text)
+    except UsageError:
+        raise UsageError(
+            f"{text!r} is not a time; use ISO-8601 (2026-01-31T00:00:00Z), "
+            "epoch seconds, or a span ago such as 30d"
+        ) from None

@@ -1,0 +1,83 @@
+"""Shared fixtures: one suite, two engines.
+
+Every test that takes ``db`` gets a fresh, empty archive location: a SQLite file in
+its tmp dir, or — when ``ARCHIVER_TEST_DB_URL`` names a PostgreSQL server — a new
+database on that server, so that the whole suite runs again on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+PG_URL = os.environ.get("ARCHIVER_TEST_DB_URL")
+_counter = itertools.count()
+
+os.environ.setdefault("COLUMNS", "100")
+os.environ.pop("ARCHIVER_DB", None)
+# No test may reach a real AWS account or read the developer's credentials.
+for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+def on_postgres() -> bool:
+    return bool(PG_URL)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[str]:
+    """A database location (path or URL) with nothing in it yet."""
+    if not PG_URL:
+        yield str(tmp_path / "archive.db")
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def archive(db: str) -> str:
+    """An archive upgraded to head."""
+    from archiver import db as archive_db
+
+    archive_db.upgrade(db)
+    return db
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str, input: str | None = None):
+    """Run the CLI the way a user would (through main's app) and return the result."""
+    from archiver.cli import app
+
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+requires_sqlite = pytest.mark.skipif(
+    bool(PG_URL), reason="about SQLite files; the SQLite pass of the suite runs it"
+)

@@ -1,0 +1,114 @@
+"""The CLI contract: exit codes, one-line errors, status and db commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+from archiver import db as archive_db
+from tests.conftest import invoke, requires_sqlite
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_status_on_a_new_archive_says_it_is_empty(runner, archive) -> None:
+    result = invoke(runner, "--db", archive, "status")
+    assert result.exit_code == 0
+    assert "archive is empty" in result.output
+    result = invoke(runner, "--db", archive, "status", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"sources": []}
+
+
+@requires_sqlite
+def test_status_on_a_missing_directory_exits_2_with_one_line(runner, tmp_path) -> None:
+    result = invoke(runner, "--db", str(tmp_path / "nope" / "a.db"), "status")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: directory ")
+    assert not (tmp_path / "nope").exists()
+
+
+@requires_sqlite
+def test_status_on_a_missing_file_does_not_create_it(runner, tmp_path) -> None:
+    path = tmp_path / "a.db"
+    result = invoke(runner, "--db", str(path), "status")
+    assert result.exit_code == 2
+    assert "no archive at" in result.stderr
+    assert not path.exists()
+
+
+@requires_sqlite
+def test_status_on_a_file_that_is_not_sqlite_leaves_it_unchanged(runner, tmp_path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 100)
+    before = _digest(path)
+    result = invoke(runner, "--db", str(path), "status")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {path} is not a SQLite database\n"
+    assert _digest(path) == before
+
+
+@requires_sqlite
+def test_status_on_another_apps_database_leaves_it_unchanged(runner, tmp_path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    before = _digest(path)
+    result = invoke(runner, "--db", str(path), "status")
+    assert result.exit_code == 2
+    assert "not an archiver archive" in result.stderr
+    assert _digest(path) == before
+
+
+@requires_sqlite
+def test_status_on_an_archive_at_an_older_revision_asks_for_upgrade(runner, tmp_path) -> None:
+    path = tmp_path / "old.db"
+    archive_db.upgrade(str(path))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0000aaaa0000'")
+    before = _digest(path)
+    result = invoke(runner, "--db", str(path), "status")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "revision 0000aaaa0000" in result.stderr
+    assert "archiver db upgrade" in result.stderr
+    assert _digest(path) == before
+
+
+def test_db_upgrade_current_downgrade(runner, db) -> None:
+    if "://" not in db:
+        result = invoke(runner, "--db", db, "db", "current")
+        assert result.exit_code == 2  # nothing there yet
+    assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
+    result = invoke(runner, "--db", db, "db", "current")
+    assert result.stdout.strip() == f"{archive_db.HEAD} (head)"
+    assert invoke(runner, "--db", db, "db", "downgrade", "base").exit_code == 0
+    assert invoke(runner, "--db", db, "db", "current").stdout.startswith("base")
+    assert invoke(runner, "--db", db, "status").exit_code == 2
+
+
+def test_db_downgrade_to_an_unknown_revision_is_bad_input(runner, archive) -> None:
+    result = invoke(runner, "--db", archive, "db", "downgrade", "feedfacecafe")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_db_from_the_environment(runner, archive, monkeypatch) -> None:
+    monkeypatch.setenv("ARCHIVER_DB", archive)
+    result = invoke(runner, "status", "--json")
+    assert result.exit_code == 0, result.output
+
+
+def test_version_and_help(runner) -> None:
+    from archiver import __version__
+
+    assert invoke(runner, "--version").stdout.strip() == f"archiver {__version__}"
+    result = invoke(runner, "--help")
+    assert result.exit_code == 0
+    assert "Exit codes" in result.stdout

@@ -1,0 +1,88 @@
+"""The schema is built only by migrations, and the migrations equal the models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.resources import files
+
+from sqlalchemy import inspect, text
+
+from archiver import db as archive_db
+from archiver.models import Base
+
+TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state"}
+OPERATION_INDEXES = {
+    "ix_operations__update_date",
+    "ix_operations__status_update_date",
+    "ix_operations__type_update_date",
+    "ix_operations__namespace_id_update_date",
+    "ix_operations__service_id_update_date",
+}
+
+
+def _tables(db: str) -> set[str]:
+    engine = archive_db.create(db, write=False)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_head_constant_matches_the_scripts() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("archiver.migrations")))
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    assert heads == [archive_db.HEAD]
+
+
+def test_upgrade_creates_exactly_the_five_tables_and_their_indexes(db: str) -> None:
+    archive_db.upgrade(db)
+    assert _tables(db) == TABLES
+    engine = archive_db.create(db, write=False)
+    try:
+        names = {ix["name"] for ix in inspect(engine).get_indexes("operations")}
+        uniques = {u["name"] for u in inspect(engine).get_unique_constraints("operation_events")}
+    finally:
+        engine.dispose()
+    assert names == OPERATION_INDEXES
+    assert uniques == {"uq_operation_events__source_id_operation_id_status_update_date"}
+
+
+def test_downgrade_to_base_and_back_with_rows_present(db: str) -> None:
+    archive_db.upgrade(db)
+    engine = archive_db.create(db, write=True)
+    now = "2026-01-02T03:04:05.678Z"
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO sources (name, created_at) VALUES ('a@b', :t)"),
+            {
+                "t": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+                if engine.dialect.name == "postgresql"
+                else now
+            },
+        )
+    engine.dispose()
+    archive_db.downgrade(db, "base")
+    assert _tables(db) == set()
+    archive_db.upgrade(db)
+    assert _tables(db) == TABLES
+    assert archive_db.current(db) == archive_db.HEAD
+
+
+def test_models_and_migrations_agree(db: str) -> None:
+    """Alembic autogenerate finds no difference between the models and `upgrade head`."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    archive_db.upgrade(db)
+    engine = archive_db.create(db, write=False)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
