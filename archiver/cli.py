@@ -11,17 +11,21 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from archiver import __version__
 from archiver.errors import ArchiverError
+from archiver.query import OrderBy
+from archiver.render import Output
 
 log = logging.getLogger("archiver")
 
@@ -70,6 +74,11 @@ def _guarded(fn: F) -> F:
                 traceback.print_exc(file=sys.stderr)
             typer.echo(error_line(str(exc), log_format), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # `archiver query | head`: the reader has all it wanted.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             typer.echo(error_line("interrupted", log_format), err=True)
             raise typer.Exit(130) from None
@@ -202,6 +211,159 @@ def status(
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         typer.echo(to_text(summary))
+
+
+# --- query and export share their filter options ---------------------------------------
+
+FiltersOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filters",
+        help="ListOperations filters, as the AWS CLI takes them: shorthand "
+        "'Name=STATUS,Condition=IN,Values=PENDING,SUCCESS' (repeatable), a JSON list, "
+        "or file://path.json. UPDATE_DATE takes epoch milliseconds or ISO-8601.",
+    ),
+]
+MoreFilters = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="More filter structures, as pasted after --filters from an aws command.",
+        show_default=False,
+    ),
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="Only this source (default: every source).")
+]
+
+
+def _filters(given: list[str] | None, more: list[str] | None):  # type: ignore[no-untyped-def]
+    """Parse and validate before anything opens the archive (a bad filter writes nothing)."""
+    from archiver import filters
+    from archiver.errors import UsageError
+
+    args = list(given or [])
+    for arg in more or []:
+        if not args:
+            raise UsageError(f"unexpected argument {arg!r}; filters go after --filters")
+        args.append(arg)
+    parsed = filters.parse(args) if args else filters.Filters()
+    for warning in parsed.warnings:
+        log.warning(warning)
+    return parsed
+
+
+@app.command()
+@_guarded
+def query(
+    ctx: typer.Context,
+    filters: FiltersOption = None,
+    more: MoreFilters = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
+    max_items: Annotated[
+        int | None, typer.Option("--max-items", min=1, help="At most N operations (default: all).")
+    ] = None,
+    order_by: Annotated[
+        OrderBy, typer.Option("--order-by", help="Sort key.")
+    ] = OrderBy.update_date,
+    ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
+    source: SourceOption = None,
+) -> None:
+    """Query the archive with ListOperations' own filters, offline.
+
+    Gives the answer the API would give for the same --filters (SPEC-filters.md), from
+    the archive: newest first unless --ascending.
+    """
+    from archiver import db, render
+    from archiver import query as q
+
+    parsed = _filters(filters, more)
+    engine = db.open_archive(_settings(ctx).db)
+    try:
+        if output is Output.count:
+            typer.echo(q.count(engine, parsed, source=source))
+            return
+        rows = q.run(
+            engine, parsed, source=source, order_by=order_by, ascending=ascending, limit=max_items
+        )
+        out = sys.stdout
+        if output is Output.json:
+            render.write_json(rows, out)
+        elif output is Output.ids:
+            render.write_ids(rows, out)
+        elif output is Output.csv:
+            from archiver import export
+
+            export.write_csv((export.to_row(r) for r in rows), out)
+        else:
+            render.write_table(rows, out, width=max(80, _terminal_width()))
+        out.flush()
+    finally:
+        engine.dispose()
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+@app.command()
+@_guarded
+def export(
+    ctx: typer.Context,
+    filters: FiltersOption = None,
+    more: MoreFilters = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="One row per observed status change.")
+    ] = False,
+    gzip: Annotated[
+        bool, typer.Option("--gzip", help="Compress (implied by an --out ending in .gz).")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Turn off the spreadsheet formula guard.")
+    ] = False,
+    source: SourceOption = None,
+) -> None:
+    """Export operations as CSV for audits, with a manifest beside a file.
+
+    Streams any number of rows. Free-text cells starting with = + - @ tab or CR get a
+    leading ' so spreadsheets do not run them (--raw turns this off). With --out, the
+    file appears complete or not at all, and PATH.manifest.json records its row count,
+    SHA-256, filters and each source's watermark.
+    """
+    from archiver import db
+    from archiver import export as ex
+
+    parsed = _filters(filters, more)
+    compress = gzip or (out is not None and out.suffix == ".gz")
+    if out is not None:
+        ex.check_destination(out)
+    engine = db.open_archive(_settings(ctx).db)
+    try:
+        if out is None:
+            rows = ex.rows(engine, parsed, source=source, history=history, raw=raw)
+            if compress:
+                import gzip as gz
+                import io
+
+                with gz.GzipFile(fileobj=sys.stdout.buffer, mode="wb", mtime=0) as zf:
+                    text = io.TextIOWrapper(zf, encoding="utf-8", newline="")
+                    ex.write_csv(rows, text, history=history)
+                    text.flush()
+                    text.detach()
+            else:
+                ex.write_csv(rows, sys.stdout, history=history)
+            sys.stdout.flush()
+            return
+        result = ex.export_to_file(
+            engine, parsed, out, source=source, history=history, raw=raw, compress=compress
+        )
+        log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

@@ -1,0 +1,68 @@
+"""One renderer for `query`'s outputs: table, json, csv, ids, count.
+
+Each renderer consumes the stream row by row and writes as it goes, so a query of a
+million operations prints without holding them in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any, TextIO
+
+from archiver.query import ArchivedOperation
+from archiver.timeutil import iso
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    ids = "ids"
+    count = "count"
+
+
+def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
+    """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source."""
+    out = op.record.to_api()
+    out["CreateDate"] = iso(op.record.create_date)
+    out["UpdateDate"] = iso(op.record.update_date)
+    out["Source"] = op.source
+    return out
+
+
+def write_json(rows: Iterable[ArchivedOperation], out: TextIO) -> int:
+    n = 0
+    out.write("[")
+    for op in rows:
+        out.write(",\n  " if n else "\n  ")
+        out.write(json.dumps(to_json_object(op), ensure_ascii=False))
+        n += 1
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
+def write_ids(rows: Iterable[ArchivedOperation], out: TextIO) -> int:
+    n = 0
+    for op in rows:
+        out.write(op.record.id + "\n")
+        n += 1
+    return n
+
+
+# Fits 80 columns: the id is what a user copies, so it is shown whole when it can be.
+_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Id", 0))
+
+
+def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int = 80) -> int:
+    id_width = max(10, width - sum(w + 1 for _, w in _TABLE[:-1]))
+    out.write(" ".join(name.ljust(w) if w else name for name, w in _TABLE).rstrip() + "\n")
+    n = 0
+    for op in rows:
+        r = op.record
+        rid = r.id if len(r.id) <= id_width else r.id[: id_width - 1] + "…"
+        out.write(f"{iso(r.update_date):<24} {r.status:<9} {r.type:<19} {rid}\n")
+        n += 1
+    out.write(f"({n} operation{'s' if n != 1 else ''})\n")
+    return n

@@ -1,0 +1,243 @@
+"""The archive's writes: sources, operations and their events, runs, the watermark.
+
+Every function takes an open connection inside the caller's transaction: the sync
+decides what one transaction holds (one page, ARCHITECTURE.md step 4), this module
+only says how each write is made. Upserts use the dialect's own ON CONFLICT, so a
+repeated page is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from archiver.models import Operation, OperationEvent, Source, SyncRun, SyncState
+from archiver.records import OperationRecord
+from archiver.timeutil import now
+
+_IN_CHUNK = 500  # stays far below SQLite's bound-parameter limit
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def ensure_source(
+    conn: Connection, name: str, *, region: str | None = None, endpoint_url: str | None = None
+) -> int:
+    """The source's id, creating it (and its sync_state row) on first use."""
+    conn.execute(
+        _insert(conn, Source)
+        .values(name=name, region=region, endpoint_url=endpoint_url, created_at=now())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
+    conn.execute(
+        _insert(conn, SyncState)
+        .values(source_id=source_id)
+        .on_conflict_do_nothing(index_elements=["source_id"])
+    )
+    return int(source_id)
+
+
+def find_source(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
+
+
+def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> dict[str, str]:
+    """Archived status of each listed id: one query per page decides what to fetch."""
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        out.update(
+            conn.execute(
+                select(Operation.id, Operation.status).where(
+                    Operation.source_id == source_id, Operation.id.in_(chunk)
+                )
+            ).all()
+        )
+    return out
+
+
+def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> dict[str, Any]:
+    return {
+        "source_id": source_id,
+        "id": rec.id,
+        "type": rec.type,
+        "status": rec.status,
+        "error_code": rec.error_code,
+        "error_message": rec.error_message,
+        "create_date": rec.create_date,
+        "update_date": rec.update_date,
+        "namespace_id": rec.namespace_id,
+        "service_id": rec.service_id,
+        "instance_id": rec.instance_id,
+        "owner_account": rec.owner_account,
+        "first_seen_at": seen_at,
+        "last_seen_at": seen_at,
+    }
+
+
+#: O5: what a re-archived operation may change. create_date and first_seen_at never do;
+#: last_seen_at is set explicitly because ON CONFLICT DO UPDATE skips ``onupdate``.
+_UPDATABLE = (
+    "type",
+    "status",
+    "error_code",
+    "error_message",
+    "update_date",
+    "namespace_id",
+    "service_id",
+    "instance_id",
+    "owner_account",
+    "last_seen_at",
+)
+
+
+def upsert_operations(
+    conn: Connection,
+    source_id: int,
+    records: Iterable[OperationRecord],
+    *,
+    seen_at: datetime,
+    run_id: int | None,
+) -> int:
+    """Insert or update operations and append one event per newly observed status."""
+    rows = [_operation_row(source_id, rec, seen_at) for rec in records]
+    if not rows:
+        return 0
+    stmt = _insert(conn, Operation.__table__)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["source_id", "id"],
+            set_={name: stmt.excluded[name] for name in _UPDATABLE},
+        ),
+        rows,
+    )
+    append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
+    return len(rows)
+
+
+def append_events(
+    conn: Connection,
+    source_id: int,
+    rows: Sequence[dict[str, Any]],
+    *,
+    observed_at: datetime,
+    run_id: int | None,
+) -> None:
+    events = [
+        {
+            "source_id": source_id,
+            "operation_id": r["id"],
+            "status": r["status"],
+            "update_date": r["update_date"],
+            "observed_at": observed_at,
+            "sync_run_id": run_id,
+        }
+        for r in rows
+    ]
+    conn.execute(
+        _insert(conn, OperationEvent.__table__).on_conflict_do_nothing(
+            index_elements=["source_id", "operation_id", "status", "update_date"]
+        ),
+        events,
+    )
+
+
+def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: datetime) -> None:
+    """Listed and unchanged: only ``last_seen_at`` moves."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        conn.execute(
+            update(Operation)
+            .where(Operation.source_id == source_id, Operation.id.in_(ids[i : i + _IN_CHUNK]))
+            .values(last_seen_at=seen_at)
+        )
+
+
+def watermark(conn: Connection, source_id: int) -> datetime | None:
+    return conn.execute(
+        select(SyncState.watermark).where(SyncState.source_id == source_id)
+    ).scalar_one_or_none()
+
+
+def advance_watermark(conn: Connection, source_id: int, value: datetime) -> None:
+    """Move the watermark forward only, never back (a late window cannot undo progress)."""
+    conn.execute(
+        update(SyncState)
+        .where(
+            SyncState.source_id == source_id,
+            (SyncState.watermark.is_(None)) | (SyncState.watermark < value),
+        )
+        .values(watermark=value)
+    )
+
+
+def save_resume(
+    conn: Connection,
+    source_id: int,
+    window: tuple[datetime, datetime] | None,
+    token: str | None,
+) -> None:
+    """Where the pass stands: the window and the NextToken after the last stored page."""
+    start, end = window if window and token else (None, None)
+    conn.execute(
+        update(SyncState)
+        .where(SyncState.source_id == source_id)
+        .values(resume_start=start, resume_end=end, resume_token=token if start else None)
+    )
+
+
+def resume_point(conn: Connection, source_id: int) -> tuple[datetime, datetime, str] | None:
+    row = conn.execute(
+        select(SyncState.resume_start, SyncState.resume_end, SyncState.resume_token).where(
+            SyncState.source_id == source_id
+        )
+    ).first()
+    if row is None or row.resume_token is None:
+        return None
+    return row.resume_start, row.resume_end, row.resume_token
+
+
+def set_lock_holder(conn: Connection, source_id: int, holder: str | None) -> None:
+    conn.execute(
+        update(SyncState)
+        .where(SyncState.source_id == source_id)
+        .values(lock_holder=holder, lock_since=now() if holder else None)
+    )
+
+
+def start_run(
+    conn: Connection, source_id: int, *, since: datetime | None, until: datetime | None
+) -> int:
+    return int(
+        conn.execute(
+            _insert(conn, SyncRun)
+            .values(
+                source_id=source_id,
+                started_at=now(),
+                outcome="running",
+                since=since,
+                until=until,
+                windows=0,
+                list_calls=0,
+                get_calls=0,
+                listed=0,
+                inserted=0,
+                updated=0,
+                unchanged=0,
+                vanished=0,
+            )
+            .returning(SyncRun.id)
+        ).scalar_one()
+    )
+
+
+def record_run(conn: Connection, run_id: int, **values: Any) -> None:
+    """Counts and, at the end, outcome, finished_at and error of a run."""
+    conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))

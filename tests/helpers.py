@@ -1,0 +1,53 @@
+"""Building archives and operations for tests, through the real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from archiver import db as archive_db
+from archiver import store
+from archiver.records import OperationRecord
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def op(
+    n: int | str,
+    *,
+    type: str = "REGISTER_INSTANCE",
+    status: str = "SUCCESS",
+    minutes: int = 0,
+    ms: int = 0,
+    namespace: str | None = "ns-1",
+    service: str | None = "srv-1",
+    instance: str | None = "i-1",
+    error_code: str | None = None,
+    error_message: str | None = None,
+    owner: str | None = None,
+) -> OperationRecord:
+    when = T0 + timedelta(minutes=minutes, milliseconds=ms)
+    return OperationRecord(
+        id=str(n) if isinstance(n, str) else f"op-{n:06d}",
+        type=type,
+        status=status,
+        create_date=when - timedelta(seconds=5),
+        update_date=when,
+        error_code=error_code,
+        error_message=error_message,
+        namespace_id=namespace,
+        service_id=service,
+        instance_id=instance,
+        owner_account=owner,
+    )
+
+
+def fill(db: str, records: Iterable[OperationRecord], *, source: str = "test@us-east-1") -> None:
+    """Store ``records`` as one sync would (the archive must be at head)."""
+    engine = archive_db.create(db, write=True)
+    try:
+        with engine.begin() as conn:
+            sid = store.ensure_source(conn, source, region="us-east-1")
+            store.upsert_operations(conn, sid, list(records), seen_at=T0, run_id=None)
+    finally:
+        engine.dispose()

@@ -1,0 +1,177 @@
+"""`archiver query`: the API's answer from the archive, in every output form."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from archiver.timeutil import to_epoch_ms
+from tests.conftest import invoke, requires_sqlite
+from tests.helpers import T0, fill, op
+
+OPS = [
+    op(1, status="SUCCESS", type="REGISTER_INSTANCE", minutes=1, service="srv-1"),
+    op(2, status="FAIL", type="UPDATE_SERVICE", minutes=2, namespace=None, service="srv-2",
+       instance=None, error_code="Err", error_message='bad, "quoted"\nline ü'),
+    op(3, status="PENDING", type="CREATE_NAMESPACE", minutes=3, namespace="ns-2", service=None,
+       instance=None, owner="123456789012"),
+    op(4, status="SUCCESS", type="DEREGISTER_INSTANCE", minutes=4, service="srv-2"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def filled(archive) -> str:
+    fill(archive, OPS)
+    return archive
+
+
+def ids(result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def test_default_order_is_newest_first_and_ascending_reverses(runner, filled) -> None:
+    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids")) == [
+        "op-000004", "op-000003", "op-000002", "op-000001"]  # fmt: skip
+    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--ascending",
+                      "--max-items", "2")) == ["op-000001", "op-000002"]  # fmt: skip
+    by_id = ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--order-by", "id"))
+    assert by_id == sorted(by_id, reverse=True)
+
+
+def test_filters_select_what_the_api_would(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "-o", "ids",
+                    "--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+                    "--filters", "Name=SERVICE_ID,Values=srv-2")  # fmt: skip
+    assert ids(result) == ["op-000004", "op-000002"]
+
+
+def test_filters_pasted_from_an_aws_command_work_unchanged(runner, filled) -> None:
+    # aws servicediscovery list-operations --filters A B  → B arrives as an argument
+    result = invoke(runner, "--db", filled, "query", "-o", "ids", "--filters",
+                    "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+                    "Name=TYPE,Condition=EQ,Values=UPDATE_SERVICE")  # fmt: skip
+    assert ids(result) == ["op-000002"]
+
+
+def test_shorthand_json_and_file_forms_give_the_same_result(runner, filled, tmp_path) -> None:
+    shorthand = "Name=TYPE,Condition=IN,Values=[REGISTER_INSTANCE,CREATE_NAMESPACE]"
+    as_json = '[{"Name":"TYPE","Condition":"IN","Values":["REGISTER_INSTANCE","CREATE_NAMESPACE"]}]'
+    path = tmp_path / "filters.json"
+    path.write_text(as_json)
+    results = [
+        ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--filters", form))
+        for form in (shorthand, as_json, f"file://{path}")
+    ]
+    assert results[0] == ["op-000003", "op-000001"]
+    assert results[0] == results[1] == results[2]
+
+
+def test_update_date_takes_iso_and_milliseconds(runner, filled) -> None:
+    lo = to_epoch_ms(T0) + 2 * 60_000
+    iso_form = "Name=UPDATE_DATE,Condition=BETWEEN,Values=2026-03-01T12:02:00Z,2026-03-01T12:03:00Z"
+    ms_form = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={lo},{lo + 60_000}"
+    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--filters", iso_form)) == [
+        "op-000003", "op-000002"]  # fmt: skip
+    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--filters", ms_form)) == [
+        "op-000003", "op-000002"]  # fmt: skip
+
+
+def test_seconds_in_update_date_earn_a_warning(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "-o", "count", "--filters",
+                    "Name=UPDATE_DATE,Condition=BETWEEN,Values=1772366400,1772366520")  # fmt: skip
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "0"
+    assert "did you give seconds?" in result.stderr
+
+
+def test_json_output_has_getoperation_fields_and_omits_absent_ones(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "-o", "json", "--ascending")
+    data = json.loads(result.stdout)
+    assert data[1] == {
+        "Id": "op-000002",
+        "Type": "UPDATE_SERVICE",
+        "Status": "FAIL",
+        "ErrorCode": "Err",
+        "ErrorMessage": 'bad, "quoted"\nline ü',
+        "CreateDate": "2026-03-01T12:01:55.000Z",
+        "UpdateDate": "2026-03-01T12:02:00.000Z",
+        "Targets": {"SERVICE": "srv-2"},
+        "Source": "test@us-east-1",
+    }
+    assert data[2]["OwnerAccount"] == "123456789012"
+    assert data[2]["Targets"] == {"NAMESPACE": "ns-2"}
+    empty = invoke(
+        runner, "--db", filled, "query", "-o", "json", "--filters", "Name=STATUS,Values=SUBMITTED"
+    )
+    assert json.loads(empty.stdout) == []
+
+
+def test_table_fits_80_columns(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["UpdateDate", "Status", "Type", "Id"]
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[-1] == "(4 operations)"
+    assert "op-000004" in lines[1]
+
+
+def test_count_and_csv_outputs(runner, filled) -> None:
+    assert invoke(runner, "--db", filled, "query", "-o", "count").stdout.strip() == "4"
+    result = invoke(runner, "--db", filled, "query", "-o", "csv", "--ascending")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["id"] for r in rows] == ["op-000001", "op-000002", "op-000003", "op-000004"]
+    assert rows[1]["error_message"] == 'bad, "quoted"\nline ü'
+
+
+def test_filter_values_are_bound_parameters(runner, archive) -> None:
+    tricky = ["x' OR '1'='1", "%", "_", "a;b", "-- comment", 'q"uote']
+    fill(archive, [op(i, service=v) for i, v in enumerate(tricky)] + [op(99, service="plain")])
+    for i, value in enumerate(tricky):
+        filters = json.dumps([{"Name": "SERVICE_ID", "Values": [value]}])
+        result = invoke(runner, "--db", archive, "query", "-o", "ids", "--filters", filters)
+        assert ids(result) == [f"op-{i:06d}"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Name=STATUS,Values=[FAIL",
+        "Name",
+        "[{bad json",
+        "file:///no/such/file.json",
+        "Name=STATUS,Condition=BETWEEN,Values=FAIL,SUCCESS",
+        "Name=STATUS,Values=SUCCEED",
+    ],
+)
+def test_invalid_filters_exit_2_with_one_line(runner, filled, bad) -> None:
+    result = invoke(runner, "--db", filled, "query", "--filters", bad)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: InvalidInput: ")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+
+
+@requires_sqlite
+def test_invalid_filters_are_rejected_before_the_archive_is_touched(runner, tmp_path) -> None:
+    path = tmp_path / "never.db"
+    result = invoke(runner, "--db", str(path), "query", "--filters", "Name=NOPE,Values=x")
+    assert result.exit_code == 2
+    assert not path.exists()
+
+
+def test_unknown_source_is_bad_input(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "--source", "nope")
+    assert result.exit_code == 2
+    assert "no source named 'nope'" in result.stderr
+    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--source",
+                      "test@us-east-1", "--max-items", "1")) == ["op-000004"]  # fmt: skip
+
+
+def test_stray_argument_without_filters_is_bad_input(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "Name=STATUS,Values=FAIL")
+    assert result.exit_code == 2
+    assert "filters go after --filters" in result.stderr
