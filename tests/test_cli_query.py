@@ -14,12 +14,29 @@ from tests.helpers import T0, fill, op
 
 OPS = [
     op(1, status="SUCCESS", type="REGISTER_INSTANCE", minutes=1, service="srv-1"),
-    op(2, status="FAIL", type="UPDATE_SERVICE", minutes=2, namespace=None, service="srv-2",
-       instance=None, error_code="Err", error_message='bad, "quoted"\nline ü'),
-    op(3, status="PENDING", type="CREATE_NAMESPACE", minutes=3, namespace="ns-2", service=None,
-       instance=None, owner="123456789012"),
+    op(
+        2,
+        status="FAIL",
+        type="UPDATE_SERVICE",
+        minutes=2,
+        namespace=None,
+        service="srv-2",
+        instance=None,
+        error_code="Err",
+        error_message='bad, "quoted"\nline ü',
+    ),
+    op(
+        3,
+        status="PENDING",
+        type="CREATE_NAMESPACE",
+        minutes=3,
+        namespace="ns-2",
+        service=None,
+        instance=None,
+        owner="123456789012",
+    ),
     op(4, status="SUCCESS", type="DEREGISTER_INSTANCE", minutes=4, service="srv-2"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -35,25 +52,47 @@ def ids(result) -> list[str]:
 
 def test_default_order_is_newest_first_and_ascending_reverses(runner, filled) -> None:
     assert ids(invoke(runner, "--db", filled, "query", "-o", "ids")) == [
-        "op-000004", "op-000003", "op-000002", "op-000001"]  # fmt: skip
-    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--ascending",
-                      "--max-items", "2")) == ["op-000001", "op-000002"]  # fmt: skip
+        "op-000004",
+        "op-000003",
+        "op-000002",
+        "op-000001",
+    ]
+    assert ids(
+        invoke(runner, "--db", filled, "query", "-o", "ids", "--ascending", "--max-items", "2")
+    ) == ["op-000001", "op-000002"]
     by_id = ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--order-by", "id"))
     assert by_id == sorted(by_id, reverse=True)
 
 
 def test_filters_select_what_the_api_would(runner, filled) -> None:
-    result = invoke(runner, "--db", filled, "query", "-o", "ids",
-                    "--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
-                    "--filters", "Name=SERVICE_ID,Values=srv-2")  # fmt: skip
+    result = invoke(
+        runner,
+        "--db",
+        filled,
+        "query",
+        "-o",
+        "ids",
+        "--filters",
+        "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+        "--filters",
+        "Name=SERVICE_ID,Values=srv-2",
+    )
     assert ids(result) == ["op-000004", "op-000002"]
 
 
 def test_filters_pasted_from_an_aws_command_work_unchanged(runner, filled) -> None:
     # aws servicediscovery list-operations --filters A B  → B arrives as an argument
-    result = invoke(runner, "--db", filled, "query", "-o", "ids", "--filters",
-                    "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
-                    "Name=TYPE,Condition=EQ,Values=UPDATE_SERVICE")  # fmt: skip
+    result = invoke(
+        runner,
+        "--db",
+        filled,
+        "query",
+        "-o",
+        "ids",
+        "--filters",
+        "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+        "Name=TYPE,Condition=EQ,Values=UPDATE_SERVICE",
+    )
     assert ids(result) == ["op-000002"]
 
 
@@ -75,14 +114,26 @@ def test_update_date_takes_iso_and_milliseconds(runner, filled) -> None:
     iso_form = "Name=UPDATE_DATE,Condition=BETWEEN,Values=2026-03-01T12:02:00Z,2026-03-01T12:03:00Z"
     ms_form = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={lo},{lo + 60_000}"
     assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--filters", iso_form)) == [
-        "op-000003", "op-000002"]  # fmt: skip
+        "op-000003",
+        "op-000002",
+    ]
     assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--filters", ms_form)) == [
-        "op-000003", "op-000002"]  # fmt: skip
+        "op-000003",
+        "op-000002",
+    ]
 
 
 def test_seconds_in_update_date_earn_a_warning(runner, filled) -> None:
-    result = invoke(runner, "--db", filled, "query", "-o", "count", "--filters",
-                    "Name=UPDATE_DATE,Condition=BETWEEN,Values=1772366400,1772366520")  # fmt: skip
+    result = invoke(
+        runner,
+        "--db",
+        filled,
+        "query",
+        "-o",
+        "count",
+        "--filters",
+        "Name=UPDATE_DATE,Condition=BETWEEN,Values=1772366400,1772366520",
+    )
     assert result.exit_code == 0
     assert result.stdout.strip() == "0"
     assert "did you give seconds?" in result.stderr
@@ -167,8 +218,20 @@ def test_unknown_source_is_bad_input(runner, filled) -> None:
     result = invoke(runner, "--db", filled, "query", "--source", "nope")
     assert result.exit_code == 2
     assert "no source named 'nope'" in result.stderr
-    assert ids(invoke(runner, "--db", filled, "query", "-o", "ids", "--source",
-                      "test@us-east-1", "--max-items", "1")) == ["op-000004"]  # fmt: skip
+    assert ids(
+        invoke(
+            runner,
+            "--db",
+            filled,
+            "query",
+            "-o",
+            "ids",
+            "--source",
+            "test@us-east-1",
+            "--max-items",
+            "1",
+        )
+    ) == ["op-000004"]
 
 
 def test_stray_argument_without_filters_is_bad_input(runner, filled) -> None:

@@ -30,11 +30,16 @@ SERVICES = ["srv-1", "srv-2", "srv-☃"]
 def operations(draw) -> list[OperationRecord]:
     ids = draw(
         st.lists(
-            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                     min_size=1, max_size=20),
-            min_size=1, max_size=300, unique=True,
+            st.text(
+                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                min_size=1,
+                max_size=20,
+            ),
+            min_size=1,
+            max_size=300,
+            unique=True,
         )
-    )  # fmt: skip
+    )
     out = []
     for i in ids:
         when = draw(st.sampled_from(POINTS)) + timedelta(milliseconds=draw(st.integers(-2, 2)))
@@ -68,8 +73,13 @@ def filter_sets(draw) -> Filters:
         if name == "NAMESPACE_ID":
             raw.append({"Name": name, "Values": [draw(st.sampled_from([*NAMESPACES, "ns-x"]))]})
         elif name == "SERVICE_ID":
-            raw.append({"Name": name, "Condition": "EQ",
-                        "Values": [draw(st.sampled_from([*SERVICES, "srv-x"]))]})  # fmt: skip
+            raw.append(
+                {
+                    "Name": name,
+                    "Condition": "EQ",
+                    "Values": [draw(st.sampled_from([*SERVICES, "srv-x"]))],
+                }
+            )
         elif name in ("STATUS", "TYPE"):
             pool = STATUSES if name == "STATUS" else TYPES
             if draw(st.booleans()):

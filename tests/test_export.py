@@ -1,0 +1,227 @@
+"""`archiver export`: what auditors receive must equal the archive, and be safe to open."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archiver import db as archive_db
+from archiver import export
+from archiver.filters import Filters
+from archiver.timeutil import iso
+from tests.conftest import invoke
+from tests.helpers import T0, fill, op
+
+HEADER = (
+    "source,id,type,status,error_code,error_message,create_date,update_date,"
+    "namespace_id,service_id,instance_id,owner_account,first_seen_at,last_seen_at"
+)
+HISTORY_HEADER = "source,id,type,status,update_date,observed_at,sync_run_id"
+
+MESSAGES = [
+    'commas, "quotes"\nand newlines\r\nü 日本 🎉',
+    '=HYPERLINK("http://x")',
+    "+1+2",
+    "-2+3",
+    "@SUM(A1)",
+    "\tTabbed",
+    "\rReturn",
+    "plain",
+]
+
+
+@pytest.fixture
+def filled(archive) -> str:
+    fill(
+        archive,
+        [
+            op(i, status="FAIL", minutes=i, error_code="Code" if i else "=Code", error_message=m)
+            for i, m in enumerate(MESSAGES)
+        ]
+        + [op("-starts-with-dash", minutes=50, service="-srv", namespace="+ns", instance="@i")],
+    )
+    return archive
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def test_export_equals_the_archive_and_has_the_documented_header(runner, filled, tmp_path) -> None:
+    out = tmp_path / "ops.csv"
+    result = invoke(runner, "--db", filled, "export", "--out", str(out), "--raw")
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    assert raw.startswith(HEADER.encode() + b"\r\n")
+    rows = read(out)
+    assert [r["error_message"] for r in rows[:-1]] == MESSAGES
+    first = rows[0]
+    expected = op(0, status="FAIL", minutes=0, error_code="=Code", error_message=MESSAGES[0])
+    assert first == {
+        "source": "test@us-east-1",
+        "id": expected.id,
+        "type": expected.type,
+        "status": "FAIL",
+        "error_code": "=Code",
+        "error_message": MESSAGES[0],
+        "create_date": iso(expected.create_date),
+        "update_date": iso(expected.update_date),
+        "namespace_id": "ns-1",
+        "service_id": "srv-1",
+        "instance_id": "i-1",
+        "owner_account": "",
+        "first_seen_at": iso(T0),
+        "last_seen_at": iso(T0),
+    }
+    assert first["update_date"] == "2026-03-01T12:00:00.000Z"
+
+
+def test_formula_guard_neutralises_every_prefix_and_leaves_ids(runner, filled, tmp_path) -> None:
+    out = tmp_path / "ops.csv"
+    assert invoke(runner, "--db", filled, "export", "--out", str(out)).exit_code == 0
+    rows = read(out)
+    messages = [r["error_message"] for r in rows[:-1]]
+    assert messages == [MESSAGES[0]] + ["'" + m for m in MESSAGES[1:-1]] + ["plain"]
+    assert rows[0]["error_code"] == "'=Code"
+    last = rows[-1]
+    assert (last["id"], last["service_id"], last["namespace_id"], last["instance_id"]) == (
+        "-starts-with-dash",
+        "-srv",
+        "+ns",
+        "@i",
+    )
+
+
+def test_manifest_matches_the_file(runner, filled, tmp_path) -> None:
+    out = tmp_path / "ops.csv"
+    f = "Name=STATUS,Values=FAIL"
+    assert (
+        invoke(runner, "--db", filled, "export", "--out", str(out), "--filters", f).exit_code == 0
+    )
+    manifest = json.loads((tmp_path / "ops.csv.manifest.json").read_text())
+    assert manifest["rows"] == len(read(out)) == len(MESSAGES)
+    assert manifest["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert manifest["bytes"] == out.stat().st_size
+    assert manifest["filters"] == [{"Name": "STATUS", "Condition": "EQ", "Values": ["FAIL"]}]
+    assert manifest["sources"] == [{"name": "test@us-east-1", "watermark": None}]
+    assert manifest["columns"] == HEADER.split(",")
+    assert manifest["formula_guard"] is True
+
+
+def test_gzip_decompresses_to_the_same_csv(runner, filled, tmp_path) -> None:
+    plain, packed, implied = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv.gz"
+    assert invoke(runner, "--db", filled, "export", "--out", str(plain)).exit_code == 0
+    assert invoke(runner, "--db", filled, "export", "--out", str(packed), "--gzip").exit_code == 0
+    assert invoke(runner, "--db", filled, "export", "--out", str(implied)).exit_code == 0
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert gzip.decompress(implied.read_bytes()) == plain.read_bytes()
+    manifest = json.loads((tmp_path / "c.csv.gz.manifest.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(implied.read_bytes()).hexdigest()
+    assert manifest["gzip"] is True
+
+
+def test_stdout_export_has_no_manifest(runner, filled, tmp_path) -> None:
+    result = invoke(runner, "--db", filled, "export", "--filters", "Name=STATUS,Values=SUCCESS")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == HEADER
+    assert len(list(csv.DictReader(io.StringIO(result.stdout)))) == 1
+    assert not list(tmp_path.glob("*.manifest.json"))
+
+
+def test_history_has_one_row_per_observed_status(runner, archive, tmp_path) -> None:
+    fill(archive, [op(1, status="PENDING", minutes=1)])
+    fill(archive, [op(1, status="SUCCESS", minutes=2)])
+    out = tmp_path / "h.csv"
+    assert invoke(runner, "--db", archive, "export", "--history", "--out", str(out)).exit_code == 0
+    assert out.read_text().splitlines()[0] == HISTORY_HEADER
+    rows = read(out)
+    assert [(r["id"], r["status"], r["update_date"]) for r in rows] == [
+        ("op-000001", "PENDING", "2026-03-01T12:01:00.000Z"),
+        ("op-000001", "SUCCESS", "2026-03-01T12:02:00.000Z"),
+    ]
+
+
+def test_invalid_filters_create_no_file(runner, filled, tmp_path) -> None:
+    out = tmp_path / "x.csv"
+    result = invoke(
+        runner, "--db", filled, "export", "--out", str(out), "--filters", "Name=X,Values=1"
+    )
+    assert result.exit_code == 2
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [] or all(
+        p.suffix == ".db" or "archive" in p.name for p in tmp_path.iterdir()
+    )
+
+
+def test_unwritable_out_exits_2_with_one_line(runner, filled, tmp_path) -> None:
+    result = invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "no" / "x.csv"))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "does not exist" in result.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        # root ignores the mode bits; a directory as --out is refused either way
+        target = locked if os.access(locked, os.W_OK) else locked / "x.csv"
+        result = invoke(runner, "--db", filled, "export", "--out", str(target))
+        assert result.exit_code == 2
+        assert result.stderr.count("\n") == 1
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_killed_export_leaves_nothing_under_the_final_name(archive, tmp_path) -> None:
+    fill(archive, [op(i, minutes=i % 1000, error_message="x" * 200) for i in range(30_000)])
+    out = tmp_path / "big.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "--db", archive, "export", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".big.csv.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert not (tmp_path / "big.csv.manifest.json").exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    messages=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+        min_size=1,
+        max_size=20,
+    ),
+    raw=st.booleans(),
+)
+def test_any_unicode_round_trips_through_csv(tmp_path_factory, messages, raw) -> None:
+    path = tmp_path_factory.mktemp("rt") / "a.db"
+    db = str(path)
+    archive_db.upgrade(db)
+    fill(db, [op(i, error_message=m or None) for i, m in enumerate(messages)])
+    engine = archive_db.create(db, write=False)
+    buf = io.StringIO(newline="")
+    export.write_csv(export.rows(engine, Filters(), raw=raw), buf)
+    engine.dispose()
+    got = [r["error_message"] for r in csv.DictReader(io.StringIO(buf.getvalue(), newline=""))]
+    want = [m if raw else export.guard(m) for m in messages]
+    assert got == [w or "" for w in want]
