@@ -38,6 +38,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create, inspect and migrate the archive's schema (Alembic).")
 app.add_typer(db_app, name="db")
+emulator_app = typer.Typer(
+    help="A local Cloud Map operations API (JSON 1.1 and CBOR) for tests, demos and tooling."
+)
+app.add_typer(emulator_app, name="emulator")
 
 
 class LogFormat(StrEnum):
@@ -364,6 +368,62 @@ def export(
         log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
     finally:
         engine.dispose()
+
+
+# --- emulator -----------------------------------------------------------------------------
+
+
+@emulator_app.command("serve")
+@_guarded
+def emulator_serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
+    seed: Annotated[int, typer.Option(min=0, help="Synthetic operations to start with.")] = 1000,
+    days: Annotated[float, typer.Option(min=0, help="Spread them over this many days.")] = 90,
+    random_seed: Annotated[
+        int, typer.Option(help="Seed of the generator (same seed, same data).")
+    ] = 0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Added latency per call.")] = 0,
+    throttle_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of calls answered ThrottlingException.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of calls answered HTTP 500.")
+    ] = 0,
+) -> None:
+    """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
+
+    Point any boto3 client or `archiver sync --endpoint-url URL` at it, with any
+    credentials (requests must be signed, as with AWS).
+    """
+    import signal
+
+    from archiver.emulator import Emulator
+    from archiver.errors import UsageError
+
+    try:
+        emu = Emulator(
+            seed_operations=seed,
+            days=days,
+            seed=random_seed,
+            host=host,
+            port=port,
+            latency_ms=latency_ms,
+            throttle_rate=throttle_rate,
+            error_rate=error_rate,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: emu.shutdown())
+    typer.echo(emu.url)
+    sys.stdout.flush()
+    log.info("serving %d operations at %s", len(emu.account), emu.url)
+    try:
+        emu.serve_forever()
+    finally:
+        emu.close()
 
 
 def main() -> None:

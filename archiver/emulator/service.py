@@ -1,0 +1,119 @@
+"""The Cloud Map operations API's semantics, independent of the wire protocol.
+
+ListOperations follows SPEC-filters.md: validation (F1–F9, P1) with the same
+``filters.validate`` the CLI uses, matching with ``Filters.matches`` (M1–M5), and
+paging that scans MaxResults operations of the fixed order and then filters (P2–P6).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from typing import Any
+
+from archiver.emulator.state import Account
+from archiver.errors import FilterError
+from archiver.filters import validate
+from archiver.timeutil import to_epoch_ms
+
+MAX_TOKEN = 4096
+
+
+class ApiError(Exception):
+    """An error the service answers with: code, HTTP status, message."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError("InvalidInput", message)
+
+
+class Service:
+    """ListOperations and GetOperation over one ``Account``."""
+
+    def __init__(self, account: Account, *, secret: bytes | None = None) -> None:
+        self.account = account
+        self._secret = secret or os.urandom(16)
+        self._hidden: dict[str, int] = {}
+
+    def hide_briefly(self, op_id: str, times: int = 1) -> None:
+        """G3: the next ``times`` GetOperation calls for ``op_id`` answer not found."""
+        self._hidden[op_id] = times
+
+    # --- tokens (P4) ------------------------------------------------------------------------
+
+    def _sign(self, payload: bytes) -> str:
+        mac = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(mac + payload).decode()
+
+    def _token(self, position: tuple[int, str]) -> str:
+        return self._sign(json.dumps(list(position), separators=(",", ":")).encode())
+
+    def _position(self, token: Any) -> tuple[int, str]:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
+            raise invalid("NextToken is not valid")
+        try:
+            raw = base64.urlsafe_b64decode(token.encode())
+        except (ValueError, UnicodeEncodeError):
+            raise invalid("NextToken is not valid") from None
+        mac, payload = raw[:12], raw[12:]
+        good = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
+        if not hmac.compare_digest(mac, good):
+            raise invalid("NextToken is not valid")
+        created, op_id = json.loads(payload)
+        return int(created), str(op_id)
+
+    # --- operations -------------------------------------------------------------------------
+
+    def list_operations(self, params: dict[str, Any]) -> dict[str, Any]:
+        max_results = params.get("MaxResults", 100)
+        if isinstance(max_results, bool) or not isinstance(max_results, int):
+            raise invalid("MaxResults must be an integer")
+        if not 1 <= max_results <= 100:  # P1
+            raise invalid("MaxResults must be between 1 and 100")
+        raw_filters = params.get("Filters") or []
+        if not isinstance(raw_filters, list):
+            raise invalid("Filters must be a list")
+        try:
+            filters = validate(raw_filters)
+        except FilterError as exc:
+            raise invalid(exc.args[0]) from None
+        after = self._position(params["NextToken"]) if "NextToken" in params else None
+        scanned, more = self.account.scan(after, max_results)  # P2: scan, then filter
+        out: dict[str, Any] = {
+            "Operations": [{"Id": op.id, "Status": op.status}  # P6
+                           for op in scanned if filters.matches(op)]
+        }  # fmt: skip
+        if more and scanned:  # P5
+            last = scanned[-1]
+            out["NextToken"] = self._token((to_epoch_ms(last.create_date), last.id))
+        return out
+
+    def get_operation(self, params: dict[str, Any]) -> dict[str, Any]:
+        op_id = params.get("OperationId")
+        if not isinstance(op_id, str) or not op_id:  # G1
+            raise invalid("OperationId is required")
+        if len(op_id) > 255:
+            raise invalid("OperationId must be at most 255 characters")
+        if self._hidden.get(op_id, 0) > 0:  # G3
+            self._hidden[op_id] -= 1
+            raise ApiError("OperationNotFound", f"Operation {op_id} not found")
+        op = self.account.get(op_id)
+        if op is None:  # G2
+            raise ApiError("OperationNotFound", f"Operation {op_id} not found")
+        return {"Operation": op.to_api()}  # G4: to_api omits what is absent
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "ListOperations":
+            return self.list_operations(params)
+        if operation == "GetOperation":
+            return self.get_operation(params)
+        raise ApiError("UnknownOperationException", f"Operation {operation} is not supported")
