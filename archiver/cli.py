@@ -426,6 +426,250 @@ def emulator_serve(
         emu.close()
 
 
+# --- sync and demo --------------------------------------------------------------------------
+
+
+def _when(value: str | None, name: str, started):  # type: ignore[no-untyped-def]
+    from archiver.errors import UsageError
+    from archiver.timeutil import parse_when
+
+    if value is None:
+        return None
+    try:
+        return parse_when(value, now_=started)
+    except UsageError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+def _span(value: str | None, name: str):  # type: ignore[no-untyped-def]
+    from archiver.errors import UsageError
+    from archiver.timeutil import parse_span
+
+    if value is None:
+        return None
+    try:
+        return parse_span(value)
+    except UsageError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM (cron, systemd, kill) stops a run like Ctrl-C: roll back, record, exit 130."""
+    import signal
+
+    from archiver.errors import Interrupted
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+@_guarded
+def sync(
+    ctx: typer.Context,
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="AWS profile (else AWS_PROFILE or the default chain).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="API endpoint, e.g. an `archiver emulator serve` URL "
+            "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Name of this source in the archive [default: <profile>@<region>]."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
+            "[default: all the service holds]."
+        ),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the range [default: now].")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut the range into windows of this span (e.g. 7d) so the watermark "
+            "advances step by step."
+        ),
+    ] = None,
+    lookback: Annotated[
+        str, typer.Option(help="Re-read this much before the watermark, for late updates.")
+    ] = "15m",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent GetOperation calls.")] = 8,
+    max_rps: Annotated[
+        float | None, typer.Option("--max-rps", min=0.1, help="Cap on API calls per second.")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, max=50, help="Attempts per call (botocore standard retry mode).")
+    ] = 12,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; no API call, no write.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
+    ] = False,
+) -> None:
+    """Sync Cloud Map operations into the archive, incrementally; run it from cron.
+
+    Reads UPDATE_DATE windows from the source's watermark (less --lookback) to now,
+    fetches only new or changed operations, and stores each page in one transaction:
+    safe to kill at any moment and to rerun. Prints nothing on success unless -v or
+    --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
+    input, 3 another sync of this source is running, 130 interrupted.
+    """
+    import os
+
+    from archiver import sync as sync_mod
+    from archiver.cloudmap import ClientSettings, resolve_region
+    from archiver.timeutil import now
+
+    settings = _settings(ctx)
+    started = now()
+    opts_since, opts_until = _when(since, "--since", started), _when(until, "--until", started)
+    opts_window, opts_lookback = _span(window, "--window"), _span(lookback, "--lookback")
+    client_settings = ClientSettings(
+        region=region,
+        profile=profile,
+        endpoint_url=endpoint_url,
+        max_attempts=max_attempts,
+        pool_size=workers + 2,
+    )
+    name = source or (
+        f"{profile or os.environ.get('AWS_PROFILE') or 'default'}@"
+        f"{resolve_region(client_settings, None) or 'unknown-region'}"
+    )
+    opts = sync_mod.SyncOptions(
+        source=name,
+        region=resolve_region(client_settings, None),
+        endpoint_url=endpoint_url,
+        since=opts_since,
+        until=opts_until,
+        window=opts_window,
+        lookback=opts_lookback,
+        workers=workers,
+        max_rps=max_rps,
+        full=full,
+    )
+    if dry_run:
+        typer.echo(json.dumps(_dry_run(settings.db, opts), indent=2))
+        return
+    _install_signal_handlers()
+    summary = sync_mod.run_sync(settings.db, opts, client_settings, on_page=_progress(settings))
+    if as_json:
+        typer.echo(json.dumps(summary.to_json()))
+    log.info(
+        "source %s: listed %d, new %d, changed %d, GetOperation %d, list pages %d; watermark %s",
+        summary.source,
+        summary.stats.listed,
+        summary.stats.inserted,
+        summary.stats.updated,
+        summary.stats.get_calls,
+        summary.stats.list_calls,
+        summary.watermark,
+    )
+
+
+def _dry_run(db_arg: str, opts):  # type: ignore[no-untyped-def]
+    from archiver import db
+    from archiver import sync as sync_mod
+
+    path = db.sqlite_path(db_arg)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        p = sync_mod.plan(opts, None, None, started=opts.started or sync_mod.now())
+        return {**p.describe(), "archive": "would be created"}
+    engine = db.open_archive(db_arg)
+    try:
+        return sync_mod.read_plan(engine, opts).describe()
+    finally:
+        engine.dispose()
+
+
+def _progress(settings: Settings):  # type: ignore[no-untyped-def]
+    """A live line on stderr, only for a person at a terminal (never in cron mail)."""
+    if settings.quiet or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def show(stats) -> None:  # type: ignore[no-untyped-def]
+        console.print(
+            f"listed {stats.listed}  new {stats.inserted}  changed {stats.updated}  "
+            f"GetOperation {stats.get_calls}  pages {stats.list_calls}",
+            end="\r",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return show
+
+
+@app.command()
+@_guarded
+def demo(
+    ctx: typer.Context,
+    operations: Annotated[
+        int, typer.Option(min=1, help="Synthetic operations in the emulated account.")
+    ] = 3000,
+) -> None:
+    """The main job end to end, offline: emulator → sync into demo.db → status → a query.
+
+    Needs no AWS account, credentials or network. Uses --db when given, else demo.db.
+    """
+    from archiver import db, filters, query, render
+    from archiver import status as status_mod
+    from archiver import sync as sync_mod
+    from archiver.cloudmap import ClientSettings
+    from archiver.emulator import Emulator
+
+    settings = _settings(ctx)
+    target = settings.db if _db_given(ctx) else "demo.db"
+    with Emulator(seed_operations=operations, days=30, seed=42) as emu:
+        opts = sync_mod.SyncOptions(
+            source="demo@emulator", region="us-east-1", endpoint_url=emu.url
+        )
+        client_settings = ClientSettings(
+            region="us-east-1",
+            endpoint_url=emu.url,
+            access_key="demo",
+            secret_key="demo",
+            pool_size=10,
+        )
+        summary = sync_mod.run_sync(target, opts, client_settings, on_page=_progress(settings))
+    typer.echo(f"synced {summary.stats.listed} operations from the emulator into {target}\n")
+    engine = db.open_archive(target)
+    try:
+        typer.echo(status_mod.to_text(status_mod.summarize(engine, source="demo@emulator")))
+        fails = filters.parse("Name=STATUS,Values=FAIL")
+        typer.echo(
+            "\n$ archiver --db " + target + " query --filters Name=STATUS,Values=FAIL --max-items 5"
+        )
+        render.write_table(query.run(engine, fails, limit=5), sys.stdout)
+    finally:
+        engine.dispose()
+
+
+def _db_given(ctx: typer.Context) -> bool:
+    root_ctx = ctx.find_root()
+    source = root_ctx.get_parameter_source("db")
+    return source is not None and source.name != "DEFAULT"
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -51,3 +51,28 @@ def fill(db: str, records: Iterable[OperationRecord], *, source: str = "test@us-
             store.upsert_operations(conn, sid, list(records), seen_at=T0, run_id=None)
     finally:
         engine.dispose()
+
+
+def archived(db: str) -> dict[str, OperationRecord]:
+    """Every archived operation, as records, by id."""
+    from sqlalchemy import select
+
+    from archiver.models import Operation
+    from archiver.query import to_archived
+
+    engine = archive_db.create(db, write=False)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(*Operation.__table__.columns)).all()
+    finally:
+        engine.dispose()
+    return {r.id: to_archived(r, "").record for r in rows}
+
+
+def assert_archive_equals(db: str, account) -> None:
+    """The archive holds exactly the account's operations, every field to the ms (O1)."""
+    got = archived(db)
+    want = {op.id: op for op in account.all()}
+    assert got.keys() == want.keys()
+    diff = [i for i in want if got[i] != want[i]]
+    assert not diff, (diff[:3], [got[i] for i in diff[:1]], [want[i] for i in diff[:1]])

@@ -123,9 +123,10 @@ class Account:
         made = []
         for _ in range(count):
             created = now - timedelta(milliseconds=self._rng.randrange(1, 60_000))
-            status = None
             if self._rng.random() < pending_share:
                 status = self._rng.choice(("SUBMITTED", "PENDING"))
+            else:
+                status = "FAIL" if self._rng.random() < 0.08 else "SUCCESS"
             made.append(self._make(created, now, status=status))
         for op in made:
             self.put(op)

@@ -1,0 +1,171 @@
+"""The Cloud Map client: built from the usual AWS settings, and two typed calls.
+
+Retries are pinned to botocore's ``standard`` mode with a generous budget: older
+botocore defaults to ``legacy``, which does not retry a 400 ``RequestLimitExceeded``,
+and three attempts lose about 4% of calls when 30% are throttled. Credentials are
+left to boto3's chain and never logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from archiver import __version__
+from archiver.errors import UsageError
+from archiver.records import OperationRecord
+from archiver.timeutil import to_epoch_ms
+
+PAGE_SIZE = 100  # P1: the most the service gives per page
+DEFAULT_ATTEMPTS = 12
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = DEFAULT_ATTEMPTS
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 10
+    access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
+    secret_key: str | None = None
+
+
+def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
+    """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
+    return (
+        settings.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or profile_region
+    )
+
+
+def resolve_endpoint(settings: ClientSettings) -> str | None:
+    return (
+        settings.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_SERVICEDISCOVERY")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Any:
+    """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session = boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
+    except ProfileNotFound:
+        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
+    region = resolve_region(settings, session.region_name)
+    if not region:
+        raise UsageError("no AWS region: pass --region or set AWS_REGION")
+    config = Config(
+        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_pool_connections=settings.pool_size,
+        user_agent_appid=f"archiver-{__version__}",
+    )
+    kwargs: dict[str, Any] = {}
+    if settings.access_key:
+        kwargs = {
+            "aws_access_key_id": settings.access_key,
+            "aws_secret_access_key": settings.secret_key,
+        }
+    return session.client(
+        "servicediscovery",
+        region_name=region,
+        endpoint_url=resolve_endpoint(settings),
+        config=config,
+        **kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One ListOperations answer: (Id, Status) pairs and the token after it."""
+
+    operations: list[tuple[str, str]]
+    next_token: str | None
+    retries: int
+
+
+class RateLimit:
+    """At most ``rate`` calls per second across threads (``--max-rps``)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            time.sleep(delay)
+
+
+def window_filter(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """UPDATE_DATE BETWEEN [start, end] in epoch milliseconds (F7, M4 inclusive)."""
+    return [
+        {
+            "Name": "UPDATE_DATE",
+            "Condition": "BETWEEN",
+            "Values": [str(to_epoch_ms(start)), str(to_epoch_ms(end))],
+        }
+    ]
+
+
+def list_operations(
+    client: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    token: str | None = None,
+    limit: RateLimit | None = None,
+) -> Iterator[Page]:
+    """Every page of one pass over the window, following NextToken across empty pages (P2)."""
+    filters = window_filter(start, end)
+    while True:
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}
+        if token:
+            params["NextToken"] = token
+        if limit:
+            limit.wait()
+        answer = client.list_operations(**params)
+        token = answer.get("NextToken")
+        yield Page(
+            [(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
+            token,
+            answer.get("ResponseMetadata", {}).get("RetryAttempts", 0),
+        )
+        if not token:
+            return
+
+
+def get_operation(
+    client: Any, op_id: str, *, limit: RateLimit | None = None
+) -> tuple[OperationRecord | None, int]:
+    """The full record, or None when the service does not know the id (G2); and retries."""
+    if limit:
+        limit.wait()
+    try:
+        answer = client.get_operation(OperationId=op_id)
+    except client.exceptions.OperationNotFound:
+        return None, 0
+    retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    return OperationRecord.from_api(answer["Operation"]), retries

@@ -1,0 +1,372 @@
+"""The sync: plan windows from the watermark, list, fetch what changed, store by page.
+
+Policy only — no SQL (``store``) and no HTTP details (``cloudmap``). The steps are
+ARCHITECTURE.md's "The sync, step by step":
+
+1. resolve the source and take its lock (``lock``);
+2. plan windows: from ``watermark − lookback`` (or ``--since``) to ``--until`` or now;
+3. per window, page through ListOperations, compare each page's (Id, Status) with the
+   archive in one query, and GetOperation only what is new or changed, concurrently,
+   while the next page is already being listed;
+4. store each page in one transaction; the transaction of a window's last page also
+   moves the watermark, so the watermark is never ahead of stored data;
+5. record the run's counts and outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from archiver import cloudmap, store
+from archiver.errors import ArchiverError, Interrupted, UsageError, WorkFailed
+from archiver.lock import holder_name, source_lock
+from archiver.records import OperationRecord
+from archiver.timeutil import EPOCH, iso, now
+
+log = logging.getLogger("archiver.sync")
+
+NOT_FOUND_RETRIES = 3  # G3: a brand-new operation may briefly be not found
+NOT_FOUND_DELAY = 0.2
+PIPELINE = 3  # pages whose GetOperation calls may be under way at once
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    source: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    window: timedelta | None = None
+    lookback: timedelta = timedelta(minutes=15)
+    workers: int = 8
+    max_rps: float | None = None
+    full: bool = False
+    started: datetime | None = None  # "now" for this run: the default end, and spans' origin
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str
+    watermark: datetime | None
+    windows: list[tuple[datetime, datetime]]
+    resume: tuple[datetime, datetime, str] | None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "watermark": iso(self.watermark) if self.watermark else None,
+            "windows": [{"start": iso(s), "end": iso(e)} for s, e in self.windows],
+            "resumes_interrupted_pass": bool(
+                self.resume and self.windows and self.resume[:2] == self.windows[0]
+            ),
+        }
+
+
+@dataclass
+class Stats:
+    windows: int = 0
+    list_calls: int = 0
+    get_calls: int = 0
+    listed: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    vanished: int = 0
+    retries: int = 0
+
+    def columns(self) -> dict[str, int]:
+        """What sync_runs records (retries are reported, not stored)."""
+        out = asdict(self)
+        out.pop("retries")
+        return out
+
+
+@dataclass
+class Summary:
+    source: str
+    run_id: int
+    outcome: str
+    watermark: str | None
+    stats: Stats = field(default_factory=Stats)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "watermark": self.watermark,
+            **asdict(self.stats),
+            "error": self.error,
+        }
+
+
+def plan_windows(
+    start: datetime, end: datetime, window: timedelta | None
+) -> list[tuple[datetime, datetime]]:
+    """Cut [start, end] into windows of ``window`` (one window when None)."""
+    if start > end:
+        return []
+    if window is None or window <= timedelta(0):
+        return [(start, end)]
+    out = []
+    cursor = start
+    while cursor < end:
+        nxt = min(cursor + window, end)
+        out.append((cursor, nxt))
+        cursor = nxt
+    return out or [(start, end)]
+
+
+def plan(
+    opts: SyncOptions,
+    watermark: datetime | None,
+    resume: tuple[datetime, datetime, str] | None,
+    *,
+    started: datetime,
+) -> Plan:
+    if opts.full or watermark is None:
+        start = opts.since or EPOCH
+    else:
+        start = max(watermark - opts.lookback, EPOCH)
+        if opts.since and opts.since < start:
+            start = opts.since
+    end = opts.until or started
+    return Plan(opts.source, watermark, plan_windows(start, end, opts.window), resume)
+
+
+def read_plan(engine: Engine, opts: SyncOptions, *, started: datetime | None = None) -> Plan:
+    """The plan from what the archive holds, without writing (``--dry-run``)."""
+    with engine.connect() as conn:
+        sid = store.find_source(conn, opts.source)
+        mark = store.watermark(conn, sid) if sid is not None else None
+        resume = store.resume_point(conn, sid) if sid is not None else None
+    return plan(opts, mark, resume, started=started or opts.started or now())
+
+
+@dataclass
+class _InFlight:
+    """A listed page whose GetOperation calls are under way."""
+
+    page: cloudmap.Page
+    new_ids: set[str]
+    futures: list[Future[OperationRecord | None]]
+    unchanged_ids: list[str]
+
+
+class Syncer:
+    """One run of one source: the engine to write to, a client, and the options."""
+
+    def __init__(
+        self,
+        db: str,
+        writer: Engine,
+        reader: Engine,
+        client: Any,
+        opts: SyncOptions,
+        *,
+        clock: Callable[[], datetime] = now,
+        on_page: Callable[[Stats], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.reader = reader
+        self.client = client
+        self.opts = opts
+        self.clock = clock
+        self.on_page = on_page
+        self.stats = Stats()
+        self.limit = cloudmap.RateLimit(opts.max_rps)
+        self._stats_lock = threading.Lock()
+
+    # --- fetching ---------------------------------------------------------------------------
+
+    def _get(self, op_id: str) -> OperationRecord | None:
+        for attempt in range(NOT_FOUND_RETRIES + 1):
+            record, retries = cloudmap.get_operation(self.client, op_id, limit=self.limit)
+            with self._stats_lock:  # workers count concurrently
+                self.stats.get_calls += 1 + retries
+                self.stats.retries += retries
+            if record is not None:
+                return record
+            if attempt < NOT_FOUND_RETRIES:
+                time.sleep(NOT_FOUND_DELAY * (attempt + 1))
+        log.warning("operation %s was listed but is not found; counted as vanished", op_id)
+        return None
+
+    def _start_fetch(self, pool: ThreadPoolExecutor, sid: int, page: cloudmap.Page) -> _InFlight:
+        """Compare the page with the archive in one query; fetch only new or changed."""
+        ids = [op_id for op_id, _ in page.operations]
+        with self.reader.connect() as conn:
+            archived = store.archived_statuses(conn, sid, ids)
+        wanted = [i for i, status in page.operations if archived.get(i) != status]
+        unchanged = [i for i, status in page.operations if archived.get(i) == status]
+        futures = [pool.submit(self._get, i) for i in wanted]
+        return _InFlight(page, {i for i in wanted if i not in archived}, futures, unchanged)
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        started = self.opts.started or self.clock()
+        with self.writer.begin() as conn:
+            sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
+                                      endpoint_url=self.opts.endpoint_url)  # fmt: skip
+        with source_lock(self.writer, self.db, self.opts.source):
+            with self.writer.begin() as conn:
+                the_plan = plan(self.opts, store.watermark(conn, sid),
+                                store.resume_point(conn, sid), started=started)  # fmt: skip
+                run_id = store.start_run(conn, sid, since=_first(the_plan), until=_last(the_plan))
+                store.set_lock_holder(conn, sid, holder_name())
+            outcome, error = "succeeded", None
+            pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
+            try:
+                for window in the_plan.windows:
+                    self._window(pool, sid, run_id, window, the_plan.resume)
+                pool.shutdown()
+            except BaseException as exc:
+                pool.shutdown(wait=True, cancel_futures=True)  # calls under way finish; no new ones
+                outcome = (
+                    "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
+                )
+                error = _describe(exc)
+                self._finish(sid, run_id, outcome, error)
+                if isinstance(exc, ArchiverError):
+                    raise
+                if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                    raise UsageError(
+                        "no AWS credentials found: use --profile, the AWS_* variables, "
+                        "or an instance role"
+                    ) from None
+                if outcome == "interrupted":
+                    raise Interrupted("interrupted; the page in flight was rolled back") from None
+                raise WorkFailed(error) from exc
+            self._finish(sid, run_id, outcome, error)
+        with self.reader.connect() as conn:
+            mark = store.watermark(conn, sid)
+        return Summary(self.opts.source, run_id, outcome, iso(mark) if mark else None,
+                       self.stats)  # fmt: skip
+
+    def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
+        with self.writer.begin() as conn:
+            store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now(),
+                             **self.stats.columns())  # fmt: skip
+            store.set_lock_holder(conn, sid, None)
+
+    def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
+        token = resume[2] if resume and resume[:2] == window else None
+        if token:
+            log.info("resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1]))
+            pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit)
+            try:
+                first = next(pages)
+            except Exception as exc:
+                if _code(exc) != "InvalidInput":
+                    raise
+                log.warning("the service refused the saved NextToken; starting the pass over")
+                self.stats.list_calls += 1
+            else:
+                yield first
+                yield from pages
+                return
+        yield from cloudmap.list_operations(self.client, *window, limit=self.limit)
+
+    def _window(self, pool: ThreadPoolExecutor, sid: int, run_id: int,
+                window: tuple[datetime, datetime], resume: Any) -> None:  # fmt: skip
+        """One pass over a window, pipelined: listing the next page and fetching up to
+        PIPELINE pages overlap, while pages are stored strictly in order."""
+        self.stats.windows += 1
+        pages = self._pages(window, resume)
+        inflight: deque[_InFlight] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="list") as lister:
+            upcoming: Future[cloudmap.Page | None] = lister.submit(next, pages, None)
+            while (page := upcoming.result()) is not None:
+                upcoming = lister.submit(next, pages, None) if page.next_token else _done(None)
+                self.stats.list_calls += 1 + page.retries
+                self.stats.retries += page.retries
+                inflight.append(self._start_fetch(pool, sid, page))
+                while len(inflight) >= PIPELINE:
+                    self._store(sid, run_id, window, inflight.popleft())
+            while inflight:
+                self._store(sid, run_id, window, inflight.popleft())
+
+    def _store(self, sid: int, run_id: int, window: tuple[datetime, datetime],
+               job: _InFlight) -> None:  # fmt: skip
+        results = [f.result() for f in job.futures]
+        records = [r for r in results if r is not None]
+        new = sum(1 for r in records if r.id in job.new_ids)
+        seen = self.clock()
+        s = self.stats
+        s.listed += len(job.page.operations)
+        s.inserted += new
+        s.updated += len(records) - new
+        s.unchanged += len(job.unchanged_ids)
+        s.vanished += len(results) - len(records)
+        with self.writer.begin() as conn:  # one page, one transaction (step 4)
+            store.upsert_operations(conn, sid, records, seen_at=seen, run_id=run_id)
+            store.touch_seen(conn, sid, job.unchanged_ids, seen)
+            if job.page.next_token:
+                store.save_resume(conn, sid, window, job.page.next_token)
+            else:
+                store.save_resume(conn, sid, None, None)
+                store.advance_watermark(conn, sid, window[1])
+            store.record_run(conn, run_id, **s.columns())
+        if self.on_page:
+            self.on_page(s)
+
+
+def _done(value: Any) -> Future[Any]:
+    f: Future[Any] = Future()
+    f.set_result(value)
+    return f
+
+
+def _first(p: Plan) -> datetime | None:
+    return p.windows[0][0] if p.windows else None
+
+
+def _last(p: Plan) -> datetime | None:
+    return p.windows[-1][1] if p.windows else None
+
+
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        return "interrupted"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
+
+
+def run_sync(
+    db: str,
+    opts: SyncOptions,
+    client_settings: cloudmap.ClientSettings,
+    *,
+    botocore_session: Any = None,
+    on_page: Callable[[Stats], None] | None = None,
+) -> Summary:
+    """Open (or create) the archive, build the client, and run one sync of one source."""
+    from archiver import db as archive_db
+
+    client = cloudmap.make_client(client_settings, botocore_session=botocore_session)
+    writer = archive_db.open_archive(db, write=True, create_missing=True)
+    reader = archive_db.create(db, write=False)
+    try:
+        return Syncer(db, writer, reader, client, opts, on_page=on_page).run()
+    finally:
+        writer.dispose()
+        reader.dispose()

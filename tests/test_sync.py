@@ -1,0 +1,306 @@
+"""`archiver sync` against the emulator over HTTP with real boto3 (issue acceptance 1–3, 5–9)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from archiver import db as archive_db
+from archiver.cloudmap import ClientSettings
+from archiver.emulator import Emulator
+from archiver.models import OperationEvent, SyncRun, SyncState
+from archiver.sync import SyncOptions, plan_windows, run_sync
+from archiver.timeutil import parse_when
+from tests.conftest import invoke, requires_sqlite
+from tests.helpers import archived, assert_archive_equals
+
+
+def settings(emu: Emulator, **kw) -> ClientSettings:
+    return ClientSettings(region="us-east-1", endpoint_url=emu.url, pool_size=12, **kw)
+
+
+def sync_once(db: str, emu: Emulator, **kw):
+    return run_sync(db, SyncOptions(source="acct@us-east-1", **kw), settings(emu))
+
+
+def scalar(db: str, stmt):
+    engine = archive_db.create(db, write=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(stmt).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_initial_repeat_and_incremental_sync(db) -> None:
+    with Emulator(seed_operations=4880, days=90, seed=11) as emu:
+        emu.account.add_operations(120, pending_share=1.0)  # unfinished work to finish later
+        # 1. initial sync: the archive equals the service, every field, to the ms
+        first = sync_once(db, emu)
+        assert first.outcome == "succeeded"
+        assert first.stats.inserted == 5000 == emu.counters.get_calls
+        assert_archive_equals(db, emu.account)
+
+        # 2. immediately again: nothing to fetch, one list pass
+        emu.counters.reset()
+        again = sync_once(db, emu)
+        assert emu.counters.get_calls == 0 == again.stats.get_calls
+        assert emu.counters.list_pages <= 50
+
+        # 3. a live account moves on: 200 new, 100 pending ones finish
+        pending = {
+            o.id: o.status for o in emu.account.all() if o.status in ("SUBMITTED", "PENDING")
+        }
+        emu.account.add_operations(200, pending_share=0.0)
+        finished = emu.account.finish_pending(100)
+        emu.counters.reset()
+        third = sync_once(db, emu)
+        assert emu.counters.get_calls <= 300
+        assert (third.stats.inserted, third.stats.updated) == (200, 100)
+        assert_archive_equals(db, emu.account)
+        engine = archive_db.create(db, write=False)
+        with engine.connect() as conn:
+            history = {}
+            for op_id, status in conn.execute(
+                select(OperationEvent.operation_id, OperationEvent.status)
+            ):
+                history.setdefault(op_id, set()).add(status)
+        engine.dispose()
+        for op in finished:
+            assert history[op.id] == {pending[op.id], op.status}
+
+
+def test_watermark_and_runs_are_recorded(db) -> None:
+    with Emulator(seed_operations=300, seed=2) as emu:
+        before = emu.account.clock.now()
+        summary = sync_once(db, emu)
+        mark = scalar(db, select(SyncState.watermark))
+        assert mark >= before
+        run = archive_db.create(db, write=False)
+        with run.connect() as conn:
+            row = conn.execute(select(SyncRun)).one()
+        run.dispose()
+        assert (row.outcome, row.listed, row.inserted, row.get_calls, row.list_calls) == (
+            "succeeded",
+            300,
+            300,
+            300,
+            3,
+        )
+        assert summary.watermark is not None
+
+
+def test_windows_cut_a_backfill_and_advance_the_watermark(db) -> None:
+    with Emulator(seed_operations=500, days=20, seed=4) as emu:
+        summary = sync_once(db, emu, since=parse_when("25d"), window=timedelta(days=10))
+        assert summary.stats.windows == 3
+        assert_archive_equals(db, emu.account)
+
+
+def test_plan_windows() -> None:
+    start, end = parse_when("2026-01-01T00:00:00Z"), parse_when("2026-01-03T12:00:00Z")
+    day = parse_when("2026-01-02T00:00:00Z") - start
+    assert plan_windows(start, end, None) == [(start, end)]
+    assert plan_windows(start, end, day) == [
+        (start, start + day),
+        (start + day, start + 2 * day),
+        (start + 2 * day, end),
+    ]
+    assert plan_windows(end, start, day) == []
+
+
+def test_default_faults_still_converge(db) -> None:
+    """30% throttling plus 5% HTTP 500 on every call: exit 0 and a correct archive."""
+    with Emulator(seed_operations=200, seed=8, throttle_rate=0.30, error_rate=0.05) as emu:
+        summary = sync_once(db, emu)
+        assert summary.outcome == "succeeded"
+        assert summary.stats.retries > 0
+        assert (
+            emu.counters.throttled["GetOperation"] > 0 and emu.counters.errors["GetOperation"] > 0
+        )
+        assert_archive_equals(db, emu.account)
+
+
+def test_total_failure_exits_1_changes_nothing_and_the_next_run_converges(runner, db) -> None:
+    with Emulator(seed_operations=300, seed=9) as emu:
+        args = [
+            "--db",
+            db,
+            "sync",
+            "--endpoint-url",
+            emu.url,
+            "--region",
+            "us-east-1",
+            "--source",
+            "s",
+        ]
+        assert invoke(runner, *args, "--until", "1h").exit_code == 0  # a partial archive first
+        before = archived(db)
+        mark = scalar(db, select(SyncState.watermark))
+        emu.set_faults(error_rate=1.0)
+        result = invoke(runner, *args, "--max-attempts", "2")
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+        assert "InternalFailure" in result.stderr
+        assert archived(db) == before
+        assert scalar(db, select(SyncState.watermark)) == mark
+        engine = archive_db.create(db, write=False)
+        with engine.connect() as conn:
+            last = conn.execute(select(SyncRun).order_by(SyncRun.id.desc())).first()
+        engine.dispose()
+        assert last.outcome == "failed" and "InternalFailure" in last.error
+        emu.set_faults(error_rate=0.0)
+        assert invoke(runner, *args).exit_code == 0
+        assert_archive_equals(db, emu.account)
+
+
+def test_operation_not_found_at_first_is_retried(db) -> None:
+    """G3: a new operation may briefly be not found."""
+    with Emulator(seed_operations=20, seed=1) as emu:
+        shy = emu.account.all()[5].id
+        emu.service.hide_briefly(shy, times=2)
+        summary = sync_once(db, emu)
+        assert summary.stats.vanished == 0
+        assert shy in archived(db)
+
+
+def test_cli_is_silent_on_success_and_json_on_request(runner, db) -> None:
+    with Emulator(seed_operations=50, seed=1) as emu:
+        args = ["--db", db, "sync", "--endpoint-url", emu.url, "--region", "us-east-1"]
+        quiet = invoke(runner, *args)
+        assert quiet.exit_code == 0
+        assert quiet.output == ""
+        result = invoke(runner, *args, "--json")
+        data = json.loads(result.stdout)
+        assert data["source"] == "default@us-east-1"
+        assert data["outcome"] == "succeeded" and data["get_calls"] == 0
+        assert {"list_calls", "get_calls", "retries", "listed", "inserted", "updated"} <= set(data)
+        status = json.loads(invoke(runner, "--db", db, "status", "--json").stdout)
+        assert status["sources"][0]["operations"] == 50
+        assert [r["outcome"] for r in status["sources"][0]["last_runs"]] == ["succeeded"] * 2
+
+
+@requires_sqlite
+def test_dry_run_makes_no_call_and_no_write(runner, tmp_path) -> None:
+    path = tmp_path / "a.db"
+    with Emulator(seed_operations=50, seed=1) as emu:
+        result = invoke(
+            runner,
+            "--db",
+            str(path),
+            "sync",
+            "--endpoint-url",
+            emu.url,
+            "--region",
+            "us-east-1",
+            "--dry-run",
+            "--since",
+            "30d",
+            "--window",
+            "10d",
+        )
+        assert result.exit_code == 0, result.output
+        plan = json.loads(result.stdout)
+        assert len(plan["windows"]) == 3
+        assert sum(emu.counters.calls.values()) == 0
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("form", ["2026-01-31T00:00:00Z", "2026-01-31", "1769817600", "30d", "12h"])
+def test_time_forms_are_accepted(runner, archive, form) -> None:
+    result = invoke(
+        runner,
+        "--db",
+        archive,
+        "sync",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--since",
+        form,
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--since", "yesterday"),
+        ("--until", "2026-13-01"),
+        ("--window", "7 days"),
+        ("--lookback", "-5m"),
+        ("--since", "1769817600000"),
+    ],
+)
+def test_bad_time_values_exit_2(runner, archive, option, value) -> None:
+    result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", option, value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {option}: ")
+
+
+def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    result = invoke(runner, "--db", archive, "sync")
+    assert result.exit_code == 2 and "no AWS region" in result.stderr
+    result = invoke(runner, "--db", archive, "sync", "--profile", "nope", "--region", "us-east-1")
+    assert result.exit_code == 2 and "profile 'nope' not found" in result.stderr
+
+
+def test_aws_region_env_is_honoured(runner, archive, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    with Emulator(seed_operations=5, seed=1) as emu:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICEDISCOVERY", emu.url)
+        result = invoke(runner, "--db", archive, "sync", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["source"] == "default@eu-west-3"
+        assert emu.counters.get_calls == 5
+
+
+def test_readers_run_while_a_sync_writes(runner, db) -> None:
+    """Acceptance 7: queries and exports during a sync see a consistent archive."""
+    with Emulator(seed_operations=1500, seed=3, latency_ms=2) as emu:
+        sync_once(db, emu, until=parse_when("45d"))  # something to read from the start
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def background():
+            try:
+                sync_once(db, emu)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=background)
+        thread.start()
+        counts, reads = [], 0
+        while not done.is_set() or reads < 3:
+            result = invoke(runner, "--db", db, "query", "-o", "count")
+            assert result.exit_code == 0, result.output
+            counts.append(int(result.stdout))
+            out = invoke(runner, "--db", db, "export", "--raw")
+            assert out.exit_code == 0
+            reads += 1
+        thread.join()
+        assert not errors
+        assert counts == sorted(counts)  # never a partly visible page going backwards
+        assert int(invoke(runner, "--db", db, "query", "-o", "count").stdout) == 1500
+
+
+def test_demo_runs_offline(runner, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    result = invoke(runner, "demo", "--operations", "300")
+    assert result.exit_code == 0, result.output
+    assert "synced 300 operations" in result.stdout
+    assert "source demo@emulator" in result.stdout
+    assert (tmp_path / "demo.db").exists()
