@@ -564,6 +564,7 @@ def sync(
         workers=workers,
         max_rps=max_rps,
         full=full,
+        started=started,
     )
     if dry_run:
         typer.echo(json.dumps(_dry_run(settings.db, opts), indent=2))

@@ -205,7 +205,7 @@ def test_dry_run_makes_no_call_and_no_write(runner, tmp_path) -> None:
         )
         assert result.exit_code == 0, result.output
         plan = json.loads(result.stdout)
-        assert len(plan["windows"]) == 3
+        assert len(plan["windows"]) == 3, plan
         assert sum(emu.counters.calls.values()) == 0
     assert not path.exists()
 
