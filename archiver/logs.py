@@ -24,10 +24,22 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at setup."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only."""
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:

@@ -43,7 +43,8 @@ class Emulator:
     ) -> None:
         self.account = Account(Clock(start), seed=seed)
         if seed_operations:
-            self.account.seed(seed_operations, days=days)
+            # A given start makes the data a pure function of (seed, count, days, start).
+            self.account.seed(seed_operations, days=days, end=start)
         self.service = Service(self.account)
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}

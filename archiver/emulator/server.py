@@ -48,6 +48,7 @@ class Counters:
     throttled: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     answered: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, counter: Counter[str], operation: str) -> None:
@@ -61,12 +62,12 @@ class Counters:
 
     @property
     def get_calls(self) -> int:
-        """GetOperation calls answered (found or not found), faults excluded."""
-        return self.answered["GetOperation"]
+        """GetOperation calls answered (found or not found), injected faults excluded."""
+        return self.answered["GetOperation"] + self.rejected["GetOperation"]
 
     def reset(self) -> None:
         with self.lock:
-            for c in (self.calls, self.throttled, self.errors, self.answered):
+            for c in (self.calls, self.throttled, self.errors, self.answered, self.rejected):
                 c.clear()
 
 
@@ -129,8 +130,7 @@ class Handler(BaseHTTPRequestHandler):
             params = self._decode(cbor, body)
             result = emu.service.call(operation, params)
         except ApiError as exc:
-            if exc.code != "UnknownOperationException":
-                emu.counters.add(emu.counters.answered, operation)
+            emu.counters.add(emu.counters.rejected, operation)
             return self._error(cbor, exc)
         emu.counters.add(emu.counters.answered, operation)
         self._send(cbor, 200, result)

@@ -105,9 +105,11 @@ class Account:
                 bisect.insort(self._keys, _key(op))
             self._ops[op.id] = op
 
-    def seed(self, count: int, *, days: float = 90) -> list[OperationRecord]:
-        """``count`` operations spread over the last ``days``; the newest may be unfinished."""
-        end = self.clock.now()
+    def seed(
+        self, count: int, *, days: float = 90, end: datetime | None = None
+    ) -> list[OperationRecord]:
+        """``count`` operations spread over the ``days`` before ``end`` (default: now)."""
+        end = utc_ms(end) if end else self.clock.now()
         span_ms = int(days * 86_400_000)
         made = []
         for _ in range(count):

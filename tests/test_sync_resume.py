@@ -1,0 +1,226 @@
+"""Crash safety, interruption, resumption and the per-source lock (acceptance 4 and 6)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from archiver import db as archive_db
+from archiver.cloudmap import ClientSettings
+from archiver.emulator import Emulator
+from archiver.errors import Interrupted, LockHeld
+from archiver.models import Operation, OperationEvent, SyncRun, SyncState
+from archiver.sync import SyncOptions, run_sync
+from archiver.timeutil import utc_ms
+from tests.conftest import invoke
+from tests.helpers import archived, assert_archive_equals
+
+
+def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "archiver",
+            "--db",
+            db,
+            "sync",
+            "--endpoint-url",
+            url,
+            "--region",
+            "us-east-1",
+            "--source",
+            "acct",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+def read(db: str, stmt):
+    engine = archive_db.create(db, write=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(stmt).all()
+    finally:
+        engine.dispose()
+
+
+def wait_for_running(db: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            runs = read(
+                db, select(SyncRun.outcome, SyncRun.listed).order_by(SyncRun.id.desc()).limit(1)
+            )
+        except Exception:
+            runs = []
+        if runs and runs[0].outcome == "running" and runs[0].listed > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the sync never got going")
+
+
+def check_watermark_not_ahead(db: str, emu: Emulator) -> None:
+    """Everything the service updated up to the watermark is stored as the service has it."""
+    rows = read(db, select(SyncState.watermark))
+    if not rows or rows[0].watermark is None:
+        return
+    mark = rows[0].watermark
+    stored = archived(db)
+    behind = [o for o in emu.account.all() if o.update_date <= mark and stored.get(o.id) != o]
+    assert not behind, f"{len(behind)} operations at or before the watermark are missing"
+
+
+def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
+    rng = random.Random(20261127)
+    killed_mid_run = 0
+    with Emulator(seed_operations=3000, days=60, seed=12, latency_ms=8) as emu:
+        for trial in range(10):
+            proc = start_sync(archive, emu.url, *(["--full"] if trial % 3 == 2 else []))
+            time.sleep(rng.uniform(0.4, 2.5))
+            proc.kill()
+            proc.wait()
+            # the dead run did not keep the lock, and had not finished by itself
+            assert proc.returncode in (-signal.SIGKILL, 0), (trial, proc.stderr.read())
+            killed_mid_run += proc.returncode == -signal.SIGKILL
+            check_watermark_not_ahead(archive, emu)
+        assert killed_mid_run >= 7  # the kills really landed while runs were under way
+        final = start_sync(archive, emu.url)
+        _, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err
+        assert_archive_equals(archive, emu.account)
+        ops = read(archive, select(func.count()).select_from(Operation))[0][0]
+        assert ops == 3000
+        events = read(
+            archive,
+            select(OperationEvent.operation_id, OperationEvent.status, OperationEvent.update_date),
+        )
+        assert len(events) == len(set(events)) == 3000
+
+
+def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
+    with Emulator(seed_operations=1000, seed=5, latency_ms=5) as emu:
+        first = start_sync(archive, emu.url)
+        wait_for_running(archive, first)
+        result = invoke(
+            runner,
+            "--db",
+            archive,
+            "sync",
+            "--endpoint-url",
+            emu.url,
+            "--region",
+            "us-east-1",
+            "--source",
+            "acct",
+        )
+        assert result.exit_code == 3
+        assert result.stderr == (
+            "error: another sync of source 'acct' is running; try again when it ends\n"
+        )
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert_archive_equals(archive, emu.account)
+        # another source of the same archive is not held up by that lock
+        assert (
+            invoke(
+                runner,
+                "--db",
+                archive,
+                "sync",
+                "--endpoint-url",
+                emu.url,
+                "--region",
+                "us-east-1",
+                "--source",
+                "other",
+            ).exit_code
+            == 0
+        )
+
+
+def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
+    with Emulator(seed_operations=2000, seed=6, latency_ms=5) as emu:
+        proc = start_sync(archive, emu.url)
+        wait_for_running(archive, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert err.strip().splitlines()[-1].startswith("error: stopped by signal SIGTERM")
+        run = read(archive, select(SyncRun.outcome, SyncRun.error))[-1]
+        assert run.outcome == "interrupted"
+        check_watermark_not_ahead(archive, emu)
+        again = start_sync(archive, emu.url)
+        assert again.wait(timeout=120) == 0
+        assert_archive_equals(archive, emu.account)
+
+
+def test_an_interrupted_fixed_backfill_resumes_at_its_saved_token(archive) -> None:
+    with Emulator(seed_operations=3000, days=30, seed=7) as emu:
+        now = emu.account.clock.now()
+        opts = SyncOptions(source="acct", since=now - timedelta(days=40), until=now)
+        cs = ClientSettings(region="us-east-1", endpoint_url=emu.url)
+
+        def stop_after_20(stats):
+            if stats.list_calls >= 20 and stats.listed >= 2000:
+                raise Interrupted("test stop")
+
+        with pytest.raises(Interrupted):
+            run_sync(archive, opts, cs, on_page=stop_after_20)
+        assert len(archived(archive)) == 2000
+        emu.counters.reset()
+        summary = run_sync(archive, opts, cs)
+        assert emu.counters.list_pages == 10  # the 10 pages after the stored ones
+        assert summary.stats.inserted == 1000
+        assert_archive_equals(archive, emu.account)
+
+
+def test_a_refused_token_starts_the_pass_over(archive) -> None:
+    now = utc_ms(datetime.now(UTC)) - timedelta(minutes=1)
+    with Emulator(seed_operations=1000, days=10, seed=7, start=now) as emu:
+        opts = SyncOptions(source="acct", since=now - timedelta(days=20), until=now)
+        cs = ClientSettings(region="us-east-1", endpoint_url=emu.url)
+
+        def stop(stats):
+            if stats.listed >= 300:
+                raise Interrupted("test stop")
+
+        with pytest.raises(Interrupted):
+            run_sync(archive, opts, cs, on_page=stop)
+    # a new emulator with the same data but another token secret, like a service restart
+    with Emulator(seed_operations=1000, days=10, seed=7, start=now) as emu2:
+        summary = run_sync(archive, opts, ClientSettings(region="us-east-1", endpoint_url=emu2.url))
+        assert summary.outcome == "succeeded"
+        assert emu2.counters.rejected["ListOperations"] == 1  # the old token: InvalidInput
+        assert emu2.counters.list_pages == 10  # then one full pass
+        assert_archive_equals(archive, emu2.account)
+
+
+def test_lock_error_is_lockheld_in_the_library(archive) -> None:
+    from archiver.lock import source_lock
+
+    engine = archive_db.create(archive, write=True)
+    try:
+        with (
+            source_lock(engine, archive, "x"),
+            pytest.raises(LockHeld),
+            source_lock(engine, archive, "x"),
+        ):
+            pass
+        with source_lock(engine, archive, "x"):  # released on exit
+            pass
+    finally:
+        engine.dispose()
