@@ -1,0 +1,16 @@
+"""`archiver --help` and every command start fast: heavy modules load only when used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_importing_the_cli_loads_no_boto3_alembic_or_emulator() -> None:
+    code = (
+        "import sys, archiver.cli; "
+        "print(sorted(m for m in ('boto3', 'botocore', 'alembic', 'archiver.emulator', 'cbor2') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
