@@ -53,6 +53,24 @@ def fill(db: str, records: Iterable[OperationRecord], *, source: str = "test@us-
         engine.dispose()
 
 
+def read_rows(db: str, stmt) -> list:  # type: ignore[no-untyped-def]
+    """Run one read-only statement against the archive and return all its rows."""
+    engine = archive_db.create(db, write=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(stmt).all()
+    finally:
+        engine.dispose()
+
+
+def cli_sync(runner, db: str, url: str, *extra: str):  # type: ignore[no-untyped-def]
+    """`archiver sync` against an emulator URL, through the CLI."""
+    from tests.conftest import invoke
+
+    return invoke(runner, "--db", db, "sync", "--endpoint-url", url, "--region", "us-east-1",
+                  *extra)  # fmt: skip
+
+
 def archived(db: str) -> dict[str, OperationRecord]:
     """Every archived operation, as records, by id."""
     from sqlalchemy import select
@@ -60,12 +78,7 @@ def archived(db: str) -> dict[str, OperationRecord]:
     from archiver.models import Operation
     from archiver.query import to_archived
 
-    engine = archive_db.create(db, write=False)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(*Operation.__table__.columns)).all()
-    finally:
-        engine.dispose()
+    rows = read_rows(db, select(*Operation.__table__.columns))
     return {r.id: to_archived(r, "").record for r in rows}
 
 

@@ -15,6 +15,7 @@ from archiver import db as archive_db
 from archiver.emulator import Emulator
 from archiver.models import Source, SyncState
 from tests.conftest import invoke
+from tests.helpers import cli_sync
 
 
 def test_four_sources_sync_at_once_and_keep_apart(runner, archive, tmp_path) -> None:
@@ -96,21 +97,7 @@ def test_same_operation_id_in_two_sources_is_two_rows(runner, archive) -> None:
     with Emulator(seed_operations=50, seed=1) as a, Emulator(seed_operations=50, seed=1) as b:
         b.account.update(b.account.all()[0].id, status="FAIL", error_message="only in b")
         for name, emu in (("a", a), ("b", b)):
-            assert (
-                invoke(
-                    runner,
-                    "--db",
-                    archive,
-                    "sync",
-                    "--endpoint-url",
-                    emu.url,
-                    "--region",
-                    "us-east-1",
-                    "--source",
-                    name,
-                ).exit_code
-                == 0
-            )
+            assert cli_sync(runner, archive, emu.url, "--source", name).exit_code == 0
     assert invoke(runner, "--db", archive, "query", "-o", "count").stdout.strip() == "100"
     for name in ("a", "b"):
         result = invoke(runner, "--db", archive, "query", "--source", name, "-o", "count")

@@ -16,7 +16,7 @@ from archiver.models import OperationEvent, SyncRun, SyncState
 from archiver.sync import SyncOptions, plan_windows, run_sync
 from archiver.timeutil import parse_when
 from tests.conftest import invoke, requires_sqlite
-from tests.helpers import archived, assert_archive_equals
+from tests.helpers import archived, assert_archive_equals, read_rows
 
 
 def settings(emu: Emulator, **kw) -> ClientSettings:
@@ -28,12 +28,7 @@ def sync_once(db: str, emu: Emulator, **kw):
 
 
 def scalar(db: str, stmt):
-    engine = archive_db.create(db, write=False)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(stmt).scalar_one()
-    finally:
-        engine.dispose()
+    return read_rows(db, stmt)[0][0]
 
 
 def test_initial_repeat_and_incremental_sync(db) -> None:

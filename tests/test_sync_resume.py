@@ -20,8 +20,7 @@ from archiver.errors import Interrupted, LockHeld
 from archiver.models import Operation, OperationEvent, SyncRun, SyncState
 from archiver.sync import SyncOptions, run_sync
 from archiver.timeutil import utc_ms
-from tests.conftest import invoke
-from tests.helpers import archived, assert_archive_equals
+from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows
 
 
 def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
@@ -48,21 +47,12 @@ def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
     )
 
 
-def read(db: str, stmt):
-    engine = archive_db.create(db, write=False)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(stmt).all()
-    finally:
-        engine.dispose()
-
-
 def wait_for_running(db: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         try:
-            runs = read(
+            runs = read_rows(
                 db, select(SyncRun.outcome, SyncRun.listed).order_by(SyncRun.id.desc()).limit(1)
             )
         except Exception:
@@ -75,7 +65,7 @@ def wait_for_running(db: str, proc: subprocess.Popen, timeout: float = 30) -> No
 
 def check_watermark_not_ahead(db: str, emu: Emulator) -> None:
     """Everything the service updated up to the watermark is stored as the service has it."""
-    rows = read(db, select(SyncState.watermark))
+    rows = read_rows(db, select(SyncState.watermark))
     if not rows or rows[0].watermark is None:
         return
     mark = rows[0].watermark
@@ -94,7 +84,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
             proc.kill()
             proc.wait()
             # the dead run did not keep the lock, and had not finished by itself
-            assert proc.returncode in (-signal.SIGKILL, 0), (trial, proc.stderr.read())
+            assert proc.returncode in (-signal.SIGKILL, 0), (trial, proc.stderr.read_rows())
             killed_mid_run += proc.returncode == -signal.SIGKILL
             check_watermark_not_ahead(archive, emu)
         assert killed_mid_run >= 7  # the kills really landed while runs were under way
@@ -102,9 +92,9 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
         _, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
         assert_archive_equals(archive, emu.account)
-        ops = read(archive, select(func.count()).select_from(Operation))[0][0]
+        ops = read_rows(archive, select(func.count()).select_from(Operation))[0][0]
         assert ops == 3000
-        events = read(
+        events = read_rows(
             archive,
             select(OperationEvent.operation_id, OperationEvent.status, OperationEvent.update_date),
         )
@@ -115,18 +105,7 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
     with Emulator(seed_operations=1000, seed=5, latency_ms=5) as emu:
         first = start_sync(archive, emu.url)
         wait_for_running(archive, first)
-        result = invoke(
-            runner,
-            "--db",
-            archive,
-            "sync",
-            "--endpoint-url",
-            emu.url,
-            "--region",
-            "us-east-1",
-            "--source",
-            "acct",
-        )
+        result = cli_sync(runner, archive, emu.url, "--source", "acct")
         assert result.exit_code == 3
         assert result.stderr == (
             "error: another sync of source 'acct' is running; try again when it ends\n"
@@ -135,21 +114,7 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
         assert first.returncode == 0, err
         assert_archive_equals(archive, emu.account)
         # another source of the same archive is not held up by that lock
-        assert (
-            invoke(
-                runner,
-                "--db",
-                archive,
-                "sync",
-                "--endpoint-url",
-                emu.url,
-                "--region",
-                "us-east-1",
-                "--source",
-                "other",
-            ).exit_code
-            == 0
-        )
+        assert cli_sync(runner, archive, emu.url, "--source", "other").exit_code == 0
 
 
 def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
@@ -160,7 +125,7 @@ def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130
         assert err.strip().splitlines()[-1].startswith("error: stopped by signal SIGTERM")
-        run = read(archive, select(SyncRun.outcome, SyncRun.error))[-1]
+        run = read_rows(archive, select(SyncRun.outcome, SyncRun.error))[-1]
         assert run.outcome == "interrupted"
         check_watermark_not_ahead(archive, emu)
         again = start_sync(archive, emu.url)

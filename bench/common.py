@@ -1,0 +1,141 @@
+"""Shared helpers for the benchmarks: timing, child peak RSS, results, synthetic rows.
+
+Every benchmark measures archiver and its baseline in the same run on the same
+machine and reports the ratio; absolute times on shared machines are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def run_measured(cmd: list[str], **kw: Any) -> dict[str, Any]:
+    """Run a command; wall seconds and the child's peak RSS in MB (from wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, **kw)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed with exit {proc.returncode}")
+    return {"seconds": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def archiver_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "archiver", *args]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def save(name: str, result: dict[str, Any]) -> None:
+    """Merge one benchmark's result into bench/results.json."""
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[name] = result
+    data["machine"] = machine()
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# --- a realistic 1M-operation archive, written straight into the schema ---------------------
+
+STATUS_WEIGHTS = {"SUCCESS": 0.93, "FAIL": 0.05, "PENDING": 0.01, "SUBMITTED": 0.01}
+TYPE_WEIGHTS = {
+    "REGISTER_INSTANCE": 0.40, "DEREGISTER_INSTANCE": 0.30, "UPDATE_SERVICE": 0.10,
+    "CREATE_NAMESPACE": 0.08, "UPDATE_NAMESPACE": 0.07, "DELETE_NAMESPACE": 0.05,
+}  # fmt: skip
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SPAN_MS = 300 * 86_400_000
+
+
+def iso_ms(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def synthetic_rows(n: int, seed: int = 1) -> list[tuple[Any, ...]]:
+    """Rows of ``operations`` (source 1): 50 namespaces, 2,000 services, mostly SUCCESS."""
+    rng = random.Random(seed)
+    namespaces = [f"ns-{i:016d}" for i in range(50)]
+    services = [f"srv-{i:016d}" for i in range(2000)]
+    statuses, sw = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
+    types, tw = list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values())
+    rows = []
+    seen = iso_ms(T0_MS + SPAN_MS)
+    for i in range(n):
+        created = T0_MS + rng.randrange(SPAN_MS)
+        updated = created + rng.randrange(200, 120_000)
+        status = rng.choices(statuses, sw)[0]
+        op_type = rng.choices(types, tw)[0]
+        ns = svc = inst = None
+        if op_type.endswith("NAMESPACE"):
+            ns = rng.choice(namespaces)
+        else:
+            svc = rng.choice(services)
+            if op_type != "UPDATE_SERVICE":
+                inst = f"i-{i:012d}"
+        err_code = err_msg = None
+        if status == "FAIL":
+            err_code, err_msg = (
+                "INTERNAL_FAILURE",
+                rng.choice(["Limit exceeded, retry", '=cmd|"x"', "Health check failed:\nrefused"]),
+            )
+        rows.append((1, f"op-{i:010d}-{rng.getrandbits(32):08x}", op_type, status, err_code,
+                     err_msg, iso_ms(created), iso_ms(updated), ns, svc, inst,
+                     "123456789012" if i % 3 == 0 else None, seen, seen))  # fmt: skip
+    return rows
+
+
+def build_archive(path: Path, n: int) -> Path:
+    """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
+    if path.exists():
+        return path
+    from archiver import db as archive_db
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".building")
+    tmp.unlink(missing_ok=True)
+    archive_db.upgrade(str(tmp))
+    conn = sqlite3.connect(tmp)
+    conn.execute("INSERT INTO sources (id, name, region, created_at) VALUES "
+                 "(1, 'bench@us-east-1', 'us-east-1', '2026-01-01T00:00:00.000Z')")  # fmt: skip
+    conn.execute("INSERT INTO sync_state (source_id) VALUES (1)")
+    conn.executemany("INSERT INTO operations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     synthetic_rows(n))  # fmt: skip
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.commit()
+    conn.close()
+    tmp.rename(path)
+    return path

@@ -1,0 +1,69 @@
+"""Export benchmark: `archiver export` of 1,000,000 operations against `sqlite3 -csv`.
+
+Inputs: the query benchmark's synthetic archive. Measured in the same run: the
+`archiver export --out` command (formula guard and ISO dates on, manifest written)
+and the sqlite3 command-line shell dumping the same table with `-csv`; wall time,
+rows/s and each process's peak RSS. Targets (issue 6/7): within 5× of sqlite3's
+time (3× the stretch), peak RSS under 150 MB.
+
+    python bench/export.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DATA, archiver_cmd, build_archive, run_measured, save
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="100,000 operations")
+    args = ap.parse_args()
+    n = 100_000 if args.quick else 1_000_000
+    sqlite3_cli = shutil.which("sqlite3")
+    if not sqlite3_cli:
+        raise SystemExit(
+            "the sqlite3 command-line shell is needed for the baseline (apt-get install sqlite3)"
+        )
+    path = build_archive(DATA / f"query-{n}.db", n)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ops.csv"
+        best_ours = best_base = None
+        for _ in range(3):
+            ours = run_measured(archiver_cmd("--db", str(path), "export", "--out", str(out)))
+            with open(Path(tmp) / "base.csv", "wb") as fh:
+                base = run_measured([sqlite3_cli, "-csv", "-header", str(path),
+                                     "SELECT * FROM operations ORDER BY update_date"], stdout=fh)  # fmt: skip
+            best_ours = (
+                ours if best_ours is None or ours["seconds"] < best_ours["seconds"] else best_ours
+            )
+            best_base = (
+                base if best_base is None or base["seconds"] < best_base["seconds"] else best_base
+            )
+        with open(out, newline="", encoding="utf-8") as fh:
+            rows = sum(1 for _ in fh) - 1
+    ratio = best_ours["seconds"] / best_base["seconds"]
+    result = {
+        "operations": n,
+        "archiver_export": {**best_ours, "rows_per_second": round(n / best_ours["seconds"])},
+        "sqlite3_csv": best_base,
+        "ratio": round(ratio, 2),
+        "targets_met": ratio <= 5 and best_ours["peak_rss_mb"] < 150,
+        "note": "best of 3 runs each; file lines counted include embedded newlines",
+        "lines": rows,
+    }
+    print(result)
+    save("export" + ("_quick" if args.quick else ""), result)
+
+
+if __name__ == "__main__":
+    main()

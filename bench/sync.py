@@ -1,0 +1,131 @@
+"""Sync benchmark: `archiver sync` against a naive sequential client, same emulator.
+
+Inputs: the emulator with 20 ms latency per call (a realistic in-region round trip)
+holding 5,000 operations over 90 days (25 of them still pending). Measured in the
+same run, each as its own process: the initial `archiver sync` (default options),
+and a naive baseline written here — boto3's paginator over ListOperations, one
+GetOperation per operation, sequentially, inserting rows one at a time with a
+commit each. Both archives must hold the same content. Then 1% of the operations
+change (25 new, 25 pending ones finish) and an incremental `archiver sync` runs.
+Reported: wall time, peak RSS, ListOperations pages and GetOperation calls.
+Targets (issue 7): initial ≥ 8× faster than the baseline; incremental makes exactly
+changed + new GetOperation calls and takes ≤ 5% of the initial sync's time.
+
+    python bench/sync.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import archiver_cmd, run_measured, save
+
+NAIVE_TABLE = """CREATE TABLE ops (id TEXT PRIMARY KEY, type TEXT, status TEXT, error_code TEXT,
+ error_message TEXT, create_date TEXT, update_date TEXT, namespace_id TEXT, service_id TEXT,
+ instance_id TEXT, owner_account TEXT)"""
+
+
+def naive(url: str, path: str) -> None:
+    """The baseline: what a first script against the API would do."""
+    import boto3
+
+    from archiver.records import OperationRecord
+    from archiver.timeutil import iso
+
+    client = boto3.client("servicediscovery", endpoint_url=url, region_name="us-east-1")
+    conn = sqlite3.connect(path)
+    conn.execute(NAIVE_TABLE)
+    for page in client.get_paginator("list_operations").paginate():
+        for summary in page["Operations"]:
+            op = OperationRecord.from_api(
+                client.get_operation(OperationId=summary["Id"])["Operation"]
+            )
+            conn.execute("INSERT OR REPLACE INTO ops VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         (op.id, op.type, op.status, op.error_code, op.error_message,
+                          iso(op.create_date), iso(op.update_date), op.namespace_id,
+                          op.service_id, op.instance_id, op.owner_account))  # fmt: skip
+            conn.commit()
+    conn.close()
+
+
+def same_content(archive: str, naive_db: str) -> bool:
+    a = sqlite3.connect(archive)
+    b = sqlite3.connect(naive_db)
+    cols = ("id, type, status, error_code, error_message, create_date, update_date, "
+            "namespace_id, service_id, instance_id, owner_account")  # fmt: skip
+    left = set(a.execute(f"SELECT {cols} FROM operations"))
+    right = set(b.execute(f"SELECT {cols} FROM ops"))
+    return left == right
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="1,000 operations")
+    ap.add_argument("--naive", nargs=2, metavar=("URL", "DB"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.naive:
+        naive(*args.naive)
+        return
+    n = 1000 if args.quick else 5000
+
+    from archiver.emulator import Emulator
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    with Emulator(seed_operations=n - 25, days=90, seed=2026, latency_ms=20) as emu, \
+            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
+        emu.account.add_operations(25, pending_share=1.0)
+        archive, naive_db = f"{tmp}/archive.db", f"{tmp}/naive.db"
+        sync = archiver_cmd(
+            "--db", archive, "sync", "--endpoint-url", emu.url, "--region", "us-east-1"
+        )
+
+        emu.counters.reset()
+        base = run_measured([sys.executable, __file__, "--naive", emu.url, naive_db])
+        base.update(list_pages=emu.counters.list_pages, get_calls=emu.counters.get_calls)
+
+        emu.counters.reset()
+        initial = run_measured(sync)
+        initial.update(list_pages=emu.counters.list_pages, get_calls=emu.counters.get_calls)
+        content = same_content(archive, naive_db)
+
+        changed = len(emu.account.finish_pending(25)) + len(
+            emu.account.add_operations(25, pending_share=0)
+        )
+        emu.counters.reset()
+        incremental = run_measured(sync)
+        incremental.update(list_pages=emu.counters.list_pages, get_calls=emu.counters.get_calls)
+
+    speedup = base["seconds"] / initial["seconds"]
+    share = incremental["seconds"] / initial["seconds"]
+    result = {
+        "operations": n,
+        "latency_ms": 20,
+        "naive_baseline": base,
+        "initial_sync": initial,
+        "same_content": content,
+        "speedup": round(speedup, 2),
+        "changed_plus_new": changed,
+        "incremental_sync": incremental,
+        "incremental_share_of_initial": round(share, 3),
+        "targets_met": {
+            "initial_8x": speedup >= 8 and content,
+            "incremental_gets_exact": incremental["get_calls"] == changed,
+            "incremental_5_percent": share <= 0.05,
+        },
+    }
+    print(result)
+    save("sync" + ("_quick" if args.quick else ""), result)
+
+
+if __name__ == "__main__":
+    main()
