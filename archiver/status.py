@@ -48,7 +48,7 @@ def summarize(engine: Engine, *, source: str | None = None, last_runs: int = 3) 
                     "region": src.region,
                     "endpoint_url": src.endpoint_url,
                     "watermark": _iso(state.watermark if state else None),
-                    "lock_holder": state.lock_holder if state else None,
+                    "lock_holder": _live_holder(state.lock_holder if state else None),
                     "operations": sum(by_status.values()),
                     "by_status": by_status,
                     "by_type": by_type,
@@ -56,6 +56,27 @@ def summarize(engine: Engine, *, source: str | None = None, last_runs: int = 3) 
                 }
             )
     return {"sources": out}
+
+
+def _live_holder(holder: str | None) -> str | None:
+    """The recorded holder, unless it is a process of this host that no longer exists.
+
+    The lock itself dies with its holder; only this record can outlive a SIGKILL.
+    """
+    if not holder:
+        return None
+    import os
+    import socket
+
+    host, _, pid = holder.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return holder
 
 
 def _iso(value: Any) -> str | None:

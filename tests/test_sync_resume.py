@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ from archiver.errors import Interrupted, LockHeld
 from archiver.models import Operation, OperationEvent, SyncRun, SyncState
 from archiver.sync import SyncOptions, run_sync
 from archiver.timeutil import utc_ms
+from tests.conftest import invoke
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows
 
 
@@ -189,3 +191,15 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
             pass
     finally:
         engine.dispose()
+
+
+def test_status_forgets_a_holder_that_was_killed(runner, archive) -> None:
+    with Emulator(seed_operations=1000, seed=5, latency_ms=5) as emu:
+        proc = start_sync(archive, emu.url)
+        wait_for_running(archive, proc)
+        status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
+        assert status["sources"][0]["lock_holder"].endswith(f":{proc.pid}")
+        proc.kill()
+        proc.wait()
+        status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
+        assert status["sources"][0]["lock_holder"] is None
