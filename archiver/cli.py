@@ -532,10 +532,9 @@ def sync(
     --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
     input, 3 another sync of this source is running, 130 interrupted.
     """
-    import os
 
     from archiver import sync as sync_mod
-    from archiver.cloudmap import ClientSettings, resolve_region
+    from archiver.cloudmap import ClientSettings, default_source_name, resolve_region
     from archiver.timeutil import now
 
     settings = _settings(ctx)
@@ -549,10 +548,7 @@ def sync(
         max_attempts=max_attempts,
         pool_size=workers + 2,
     )
-    name = source or (
-        f"{profile or os.environ.get('AWS_PROFILE') or 'default'}@"
-        f"{resolve_region(client_settings, None) or 'unknown-region'}"
-    )
+    name = source or default_source_name(client_settings)
     opts = sync_mod.SyncOptions(
         source=name,
         region=resolve_region(client_settings, None),
@@ -567,7 +563,7 @@ def sync(
         started=started,
     )
     if dry_run:
-        typer.echo(json.dumps(_dry_run(settings.db, opts), indent=2))
+        typer.echo(json.dumps(sync_mod.dry_run(settings.db, opts), indent=2))
         return
     _install_signal_handlers()
     summary = sync_mod.run_sync(settings.db, opts, client_settings, on_page=_progress(settings))
@@ -583,21 +579,6 @@ def sync(
         summary.stats.list_calls,
         summary.watermark,
     )
-
-
-def _dry_run(db_arg: str, opts):  # type: ignore[no-untyped-def]
-    from archiver import db
-    from archiver import sync as sync_mod
-
-    path = db.sqlite_path(db_arg)
-    if path is not None and (not path.exists() or path.stat().st_size == 0):
-        p = sync_mod.plan(opts, None, None, started=opts.started or sync_mod.now())
-        return {**p.describe(), "archive": "would be created"}
-    engine = db.open_archive(db_arg)
-    try:
-        return sync_mod.read_plan(engine, opts).describe()
-    finally:
-        engine.dispose()
 
 
 def _progress(settings: Settings):  # type: ignore[no-untyped-def]

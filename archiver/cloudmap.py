@@ -48,6 +48,12 @@ def resolve_region(settings: ClientSettings, profile_region: str | None) -> str 
     )
 
 
+def default_source_name(settings: ClientSettings) -> str:
+    """``<profile>@<region>``: one source per account and region, as ARCHITECTURE says."""
+    profile = settings.profile or os.environ.get("AWS_PROFILE") or "default"
+    return f"{profile}@{resolve_region(settings, None) or 'unknown-region'}"
+
+
 def resolve_endpoint(settings: ClientSettings) -> str | None:
     return (
         settings.endpoint_url

@@ -146,7 +146,9 @@ def open_archive(db: str, *, write: bool = False, create_missing: bool = False) 
         engine.dispose()
         if isinstance(exc.orig, Exception) and _not_a_database(exc):
             raise UsageError(f"{describe(db)} is not a SQLite database") from None
-        raise UsageError(f"cannot open archive {describe(db)}: {_first_line(exc.orig)}") from None
+        problem = f"cannot open archive {describe(db)}: {_first_line(exc.orig)}"
+        # An unusable file is the caller's input; an unreachable server is a failure.
+        raise (UsageError if sqlite_path(db) else WorkFailed)(problem) from None
     if rev == HEAD:
         return engine
     engine.dispose()

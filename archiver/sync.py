@@ -155,6 +155,21 @@ def read_plan(engine: Engine, opts: SyncOptions, *, started: datetime | None = N
     return plan(opts, mark, resume, started=started or opts.started or now())
 
 
+def dry_run(db: str, opts: SyncOptions) -> dict[str, Any]:
+    """The plan a run would follow, without an API call or a write (``--dry-run``)."""
+    from archiver import db as archive_db
+
+    path = archive_db.sqlite_path(db)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        p = plan(opts, None, None, started=opts.started or now())
+        return {**p.describe(), "archive": "would be created"}
+    engine = archive_db.open_archive(db)
+    try:
+        return read_plan(engine, opts).describe()
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class _InFlight:
     """A listed page whose GetOperation calls are under way."""
