@@ -299,7 +299,7 @@ def query(
 
             export.write_csv((export.to_row(r) for r in rows), out)
         else:
-            render.write_table(rows, out, width=max(80, _terminal_width()))
+            render.write_table(rows, out, width=_terminal_width() if out.isatty() else None)
         out.flush()
     finally:
         engine.dispose()
@@ -641,7 +641,8 @@ def demo(
         typer.echo(
             "\n$ archiver --db " + target + " query --filters Name=STATUS,Values=FAIL --max-items 5"
         )
-        render.write_table(query.run(engine, fails, limit=5), sys.stdout)
+        width = _terminal_width() if sys.stdout.isatty() else None
+        render.write_table(query.run(engine, fails, limit=5), sys.stdout, width=width)
     finally:
         engine.dispose()
 

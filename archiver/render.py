@@ -55,13 +55,15 @@ def write_ids(rows: Iterable[ArchivedOperation], out: TextIO) -> int:
 _TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Id", 0))
 
 
-def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int = 80) -> int:
-    id_width = max(10, width - sum(w + 1 for _, w in _TABLE[:-1]))
+def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | None = 80) -> int:
+    """Ids are shortened only to fit a terminal of ``width``; ``None`` never shortens."""
+    fixed = sum(w + 1 for _, w in _TABLE[:-1])
+    id_width = max(10, width - fixed) if width else None
     out.write(" ".join(name.ljust(w) if w else name for name, w in _TABLE).rstrip() + "\n")
     n = 0
     for op in rows:
         r = op.record
-        rid = r.id if len(r.id) <= id_width else r.id[: id_width - 1] + "…"
+        rid = r.id if id_width is None or len(r.id) <= id_width else r.id[: id_width - 1] + "…"
         out.write(f"{iso(r.update_date):<24} {r.status:<9} {r.type:<19} {rid}\n")
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")

@@ -238,3 +238,17 @@ def test_stray_argument_without_filters_is_bad_input(runner, filled) -> None:
     result = invoke(runner, "--db", filled, "query", "Name=STATUS,Values=FAIL")
     assert result.exit_code == 2
     assert "filters go after --filters" in result.stderr
+
+
+def test_table_shortens_long_ids_only_to_fit_a_terminal() -> None:
+    from archiver.query import ArchivedOperation
+    from archiver.render import write_table
+
+    long_id = "gv4g5meo7ndmeh4fqskygvk23d2fijwa-k9xmplyzd"
+    row = ArchivedOperation("s", op(long_id), T0, T0)
+    narrow, whole = io.StringIO(), io.StringIO()
+    write_table([row], narrow, width=80)
+    write_table([row], whole, width=None)
+    assert all(len(line) <= 80 for line in narrow.getvalue().splitlines())
+    assert long_id[:20] in narrow.getvalue() and long_id not in narrow.getvalue()
+    assert long_id in whole.getvalue()
