@@ -23,6 +23,20 @@ DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results.json"
 
 
+def size_from_args(doc: str | None, quick: int, full: int) -> tuple[int, bool]:
+    """Every script's command line: ``--quick`` picks the small size."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help=f"{quick:,} operations instead of {full:,}"
+    )
+    args = ap.parse_args()
+    return (quick if args.quick else full), args.quick
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),

@@ -11,7 +11,6 @@ time (3× the stretch), peak RSS under 150 MB.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -19,16 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, archiver_cmd, build_archive, run_measured, save
+from bench.common import DATA, archiver_cmd, build_archive, run_measured, save, size_from_args
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="100,000 operations")
-    args = ap.parse_args()
-    n = 100_000 if args.quick else 1_000_000
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = shutil.which("sqlite3")
     if not sqlite3_cli:
         raise SystemExit(
@@ -62,7 +56,7 @@ def main() -> None:
         "lines": rows,
     }
     print(result)
-    save("export" + ("_quick" if args.quick else ""), result)
+    save("export" + ("_quick" if quick else ""), result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ with their events, as store.py writes both. Target (issue 7): store.py reaches
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sqlite3
 import sys
@@ -23,18 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save, synthetic_rows
+from bench.common import save, size_from_args, synthetic_rows
 
 PAGE = 100
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="100,000 operations")
-    args = ap.parse_args()
-    n = 100_000 if args.quick else 1_000_000
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
 
     from archiver import db as archive_db
     from archiver import store
@@ -104,7 +98,7 @@ def main() -> None:
     }
     summary["targets_met"] = summary["share_of_raw_same_work"] >= 0.5
     print(summary)
-    save("ingest" + ("_quick" if args.quick else ""), summary)
+    save("ingest" + ("_quick" if quick else ""), summary)
 
 
 if __name__ == "__main__":

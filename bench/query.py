@@ -13,7 +13,6 @@ median ≤ 50 ms, is ≥ 100× faster than the baseline, and its plan has no tab
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, T0_MS, build_archive, median, percentile, save
+from bench.common import DATA, T0_MS, build_archive, median, percentile, save, size_from_args
 
 DAY = 86_400_000
 
@@ -82,13 +81,8 @@ def plan_of(path: Path, stmt) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="100,000 operations, fewer repeats")
-    args = ap.parse_args()
-    n = 100_000 if args.quick else 1_000_000
-    reps = 5 if args.quick else 9
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    reps = 5 if quick else 9
 
     from archiver import db as archive_db
     from archiver import query
@@ -152,7 +146,7 @@ def main() -> None:
         "sets": results,
     }
     print({k: v for k, v in summary.items() if k != "sets"})
-    save("query" + ("_quick" if args.quick else ""), summary)
+    save("query" + ("_quick" if quick else ""), summary)
 
 
 if __name__ == "__main__":

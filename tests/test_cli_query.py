@@ -45,6 +45,10 @@ def filled(archive) -> str:
     return archive
 
 
+def query_ids(runner, db: str, *args: str) -> list[str]:
+    return ids(invoke(runner, "--db", db, "query", "-o", "ids", *args))
+
+
 def ids(result) -> list[str]:
     assert result.exit_code == 0, result.output
     return result.stdout.split()
@@ -65,35 +69,16 @@ def test_default_order_is_newest_first_and_ascending_reverses(runner, filled) ->
 
 
 def test_filters_select_what_the_api_would(runner, filled) -> None:
-    result = invoke(
-        runner,
-        "--db",
-        filled,
-        "query",
-        "-o",
-        "ids",
-        "--filters",
-        "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
-        "--filters",
-        "Name=SERVICE_ID,Values=srv-2",
-    )
-    assert ids(result) == ["op-000004", "op-000002"]
+    both = ("--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+            "--filters", "Name=SERVICE_ID,Values=srv-2")  # fmt: skip
+    assert query_ids(runner, filled, *both) == ["op-000004", "op-000002"]
 
 
 def test_filters_pasted_from_an_aws_command_work_unchanged(runner, filled) -> None:
     # aws servicediscovery list-operations --filters A B  → B arrives as an argument
-    result = invoke(
-        runner,
-        "--db",
-        filled,
-        "query",
-        "-o",
-        "ids",
-        "--filters",
-        "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
-        "Name=TYPE,Condition=EQ,Values=UPDATE_SERVICE",
-    )
-    assert ids(result) == ["op-000002"]
+    pasted = ("--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",
+              "Name=TYPE,Condition=EQ,Values=UPDATE_SERVICE")  # fmt: skip
+    assert query_ids(runner, filled, *pasted) == ["op-000002"]
 
 
 def test_shorthand_json_and_file_forms_give_the_same_result(runner, filled, tmp_path) -> None:
