@@ -429,26 +429,14 @@ def emulator_serve(
 # --- sync and demo --------------------------------------------------------------------------
 
 
-def _when(value: str | None, name: str, started):  # type: ignore[no-untyped-def]
+def _parsed(name: str, value: str | None, parse):  # type: ignore[no-untyped-def]
+    """Parse one time option; its errors name the option (exit 2)."""
     from archiver.errors import UsageError
-    from archiver.timeutil import parse_when
 
     if value is None:
         return None
     try:
-        return parse_when(value, now_=started)
-    except UsageError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-
-
-def _span(value: str | None, name: str):  # type: ignore[no-untyped-def]
-    from archiver.errors import UsageError
-    from archiver.timeutil import parse_span
-
-    if value is None:
-        return None
-    try:
-        return parse_span(value)
+        return parse(value)
     except UsageError as exc:
         raise UsageError(f"{name}: {exc}") from None
 
@@ -535,12 +523,17 @@ def sync(
 
     from archiver import sync as sync_mod
     from archiver.cloudmap import ClientSettings, default_source_name, resolve_region
-    from archiver.timeutil import now
+    from archiver.timeutil import now, parse_span, parse_when
 
     settings = _settings(ctx)
     started = now()
-    opts_since, opts_until = _when(since, "--since", started), _when(until, "--until", started)
-    opts_window, opts_lookback = _span(window, "--window"), _span(lookback, "--lookback")
+
+    def when(text: str):  # type: ignore[no-untyped-def]
+        return parse_when(text, now_=started)
+
+    opts_since, opts_until = _parsed("--since", since, when), _parsed("--until", until, when)
+    opts_window = _parsed("--window", window, parse_span)
+    opts_lookback = _parsed("--lookback", lookback, parse_span)
     client_settings = ClientSettings(
         region=region,
         profile=profile,

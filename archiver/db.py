@@ -123,7 +123,8 @@ def _not_a_database(exc: DBAPIError) -> bool:
     return "not a database" in str(exc.orig) or "file is encrypted" in str(exc.orig)
 
 
-def _is_empty_sqlite(db: str) -> bool:
+def is_new_sqlite(db: str) -> bool:
+    """A SQLite archive that does not exist yet, or is an empty file: sync will create it."""
     path = sqlite_path(db)
     return path is not None and (not path.exists() or path.stat().st_size == 0)
 
@@ -136,7 +137,7 @@ def open_archive(db: str, *, write: bool = False, create_missing: bool = False) 
     the file exactly as it found it.
     """
     _check_sqlite_file(db, must_exist=not create_missing)
-    if create_missing and _is_empty_sqlite(db):
+    if create_missing and is_new_sqlite(db):
         upgrade(db)
     engine = create(db, write=write)
     try:

@@ -159,8 +159,7 @@ def dry_run(db: str, opts: SyncOptions) -> dict[str, Any]:
     """The plan a run would follow, without an API call or a write (``--dry-run``)."""
     from archiver import db as archive_db
 
-    path = archive_db.sqlite_path(db)
-    if path is not None and (not path.exists() or path.stat().st_size == 0):
+    if archive_db.is_new_sqlite(db):
         p = plan(opts, None, None, started=opts.started or now())
         return {**p.describe(), "archive": "would be created"}
     engine = archive_db.open_archive(db)
