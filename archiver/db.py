@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -105,18 +103,12 @@ def _check_sqlite_file(db: str, *, must_exist: bool) -> None:
 def revision(conn: Connection) -> str | None:
     """The archive's Alembic revision, or None for a database without our schema."""
     try:
-        with conn.begin_nested() if conn.in_transaction() else _null():
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     except (OperationalError, DBAPIError) as exc:
         if _not_a_database(exc):
             raise
         return None
     return rows[0][0] if rows else None
-
-
-@contextmanager
-def _null() -> Iterator[None]:
-    yield
 
 
 def _not_a_database(exc: DBAPIError) -> bool:

@@ -21,7 +21,6 @@ TYPES = (
     "DEREGISTER_INSTANCE",
 )
 STATUSES = ("SUBMITTED", "PENDING", "SUCCESS", "FAIL")
-TERMINAL = frozenset({"SUCCESS", "FAIL"})
 TARGET_KEYS = {"NAMESPACE": "namespace_id", "SERVICE": "service_id", "INSTANCE": "instance_id"}
 
 
