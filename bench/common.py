@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,25 @@ def run_measured(cmd: list[str], **kw: Any) -> dict[str, Any]:
     return {"seconds": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
+def run_child(script: str, *args: str) -> tuple[dict[str, Any], Any]:
+    """Run one side of a benchmark in its own process, so that its peak RSS is its own.
+
+    The child is ``script --side ... OUT`` and writes its JSON answer to OUT; returns
+    the parent's measure of the child (wall seconds, peak RSS) and that answer.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "answer.json"
+        measured = run_measured([sys.executable, script, "--side", *args, str(out)])
+        return measured, json.loads(out.read_text())
+
+
+def child_args() -> list[str] | None:
+    """The ``--side ...`` arguments when this process is a benchmark's child, else None."""
+    return sys.argv[2:] if sys.argv[1:2] == ["--side"] else None
+
+
 def archiver_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "archiver", *args]
 
@@ -98,14 +118,15 @@ def iso_ms(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def synthetic_rows(n: int, seed: int = 1) -> list[tuple[Any, ...]]:
-    """Rows of ``operations`` (source 1): 50 namespaces, 2,000 services, mostly SUCCESS."""
+def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``operations`` (source 1): 50 namespaces, 2,000 services, mostly SUCCESS.
+
+    A generator, so that a benchmark's peak RSS is its own work, not the input held."""
     rng = random.Random(seed)
     namespaces = [f"ns-{i:016d}" for i in range(50)]
     services = [f"srv-{i:016d}" for i in range(2000)]
     statuses, sw = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
     types, tw = list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values())
-    rows = []
     seen = iso_ms(T0_MS + SPAN_MS)
     for i in range(n):
         created = T0_MS + rng.randrange(SPAN_MS)
@@ -125,10 +146,9 @@ def synthetic_rows(n: int, seed: int = 1) -> list[tuple[Any, ...]]:
                 "INTERNAL_FAILURE",
                 rng.choice(["Limit exceeded, retry", '=cmd|"x"', "Health check failed:\nrefused"]),
             )
-        rows.append((1, f"op-{i:010d}-{rng.getrandbits(32):08x}", op_type, status, err_code,
-                     err_msg, iso_ms(created), iso_ms(updated), ns, svc, inst,
-                     "123456789012" if i % 3 == 0 else None, seen, seen))  # fmt: skip
-    return rows
+        yield (1, f"op-{i:010d}-{rng.getrandbits(32):08x}", op_type, status, err_code,
+               err_msg, iso_ms(created), iso_ms(updated), ns, svc, inst,
+               "123456789012" if i % 3 == 0 else None, seen, seen)  # fmt: skip
 
 
 def build_archive(path: Path, n: int) -> Path:

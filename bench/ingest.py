@@ -5,8 +5,10 @@ Inputs: 1,000,000 synthetic operations as the sync holds them after GetOperation
 page, as the sync commits. Baseline, same run, same transaction size: the sqlite3
 module's executemany of the same rows, pre-rendered as the archive's text, into the
 same migrated schema (same indexes); once for operations alone and once together
-with their events, as store.py writes both. Target (issue 7): store.py reaches
-≥ 50% of the raw throughput.
+with their events, as store.py writes both. Each side runs in its own process and
+reads the rows from a generator, page by page; only the transactions are timed, and
+the peak RSS reported is the process's. Target (issue 7): store.py reaches ≥ 50% of
+the raw throughput.
 
     python bench/ingest.py [--quick]
 """
@@ -14,83 +16,113 @@ with their events, as store.py writes both. Target (issue 7): store.py reaches
 from __future__ import annotations
 
 import gc
+import itertools
+import json
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save, size_from_args, synthetic_rows
+from bench.common import child_args, run_child, save, size_from_args, synthetic_rows
 
 PAGE = 100
+SIDES = ("archiver_store", "raw_operations", "raw_operations_and_events")
 
 
-def main() -> None:
-    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+def pages(n: int) -> Iterator[list[tuple[Any, ...]]]:
+    rows = synthetic_rows(n)
+    while page := list(itertools.islice(rows, PAGE)):
+        yield page
 
+
+def archiver_store(path: str, n: int) -> float:
+    """store.upsert_operations, one transaction per page, as the sync commits."""
     from archiver import db as archive_db
     from archiver import store
     from archiver.records import OperationRecord
     from archiver.timeutil import parse_iso
 
-    rows = synthetic_rows(n)
-    records = [
-        OperationRecord(id=r[1], type=r[2], status=r[3], error_code=r[4], error_message=r[5],
-                        create_date=parse_iso(r[6]), update_date=parse_iso(r[7]),
-                        namespace_id=r[8], service_id=r[9], instance_id=r[10], owner_account=r[11])
-        for r in rows
-    ]  # fmt: skip
-    seen = parse_iso(rows[0][12])
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        # archiver: store.upsert_operations, one transaction per page
-        ours = str(Path(tmp) / "ours.db")
-        archive_db.upgrade(ours)
-        engine = archive_db.open_archive(ours, write=True)
-        with engine.begin() as conn:
-            sid = store.ensure_source(conn, "bench")
-        gc.collect()
+    archive_db.upgrade(path)
+    engine = archive_db.open_archive(path, write=True)
+    with engine.begin() as conn:
+        sid = store.ensure_source(conn, "bench")
+    gc.collect()
+    spent = 0.0
+    for page in pages(n):
+        records = [
+            OperationRecord(id=r[1], type=r[2], status=r[3], error_code=r[4], error_message=r[5],
+                            create_date=parse_iso(r[6]), update_date=parse_iso(r[7]),
+                            namespace_id=r[8], service_id=r[9], instance_id=r[10],
+                            owner_account=r[11])
+            for r in page
+        ]  # fmt: skip
+        seen = parse_iso(page[0][12])
         t = time.perf_counter()
-        for i in range(0, n, PAGE):
-            with engine.begin() as conn:
-                store.upsert_operations(conn, sid, records[i : i + PAGE], seen_at=seen, run_id=None)
-        results["archiver_store"] = time.perf_counter() - t
-        engine.dispose()
+        with engine.begin() as conn:
+            store.upsert_operations(conn, sid, records, seen_at=seen, run_id=None)
+        spent += time.perf_counter() - t
+    engine.dispose()
+    return spent
 
-        for label, with_events in (("raw_operations", False), ("raw_operations_and_events", True)):
-            path = Path(tmp) / f"{label}.db"
-            archive_db.upgrade(str(path))
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "INSERT INTO sources (id, name, created_at) VALUES (1, 'bench', '2026-01-01T00:00:00.000Z')"
+
+def raw(path: str, n: int, with_events: bool) -> float:
+    """The sqlite3 module's executemany of the same rows, already rendered as text."""
+    from archiver import db as archive_db
+
+    archive_db.upgrade(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "INSERT INTO sources (id, name, created_at) VALUES (1, 'bench', '2026-01-01T00:00:00.000Z')"
+    )
+    gc.collect()
+    spent = 0.0
+    for page in pages(n):
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO operations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", page)
+        if with_events:
+            conn.executemany(
+                "INSERT INTO operation_events (source_id, operation_id, status, update_date, "
+                "observed_at, sync_run_id) VALUES (1, ?, ?, ?, ?, NULL)",
+                [(r[1], r[3], r[7], r[12]) for r in page],
             )
-            gc.collect()
-            t = time.perf_counter()
-            for i in range(0, n, PAGE):
-                page = rows[i : i + PAGE]
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO operations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", page
-                )
-                if with_events:
-                    conn.executemany(
-                        "INSERT INTO operation_events (source_id, operation_id, status, update_date, "
-                        "observed_at, sync_run_id) VALUES (1, ?, ?, ?, ?, NULL)",
-                        [(r[1], r[3], r[7], r[12]) for r in page],
-                    )
-                conn.execute("COMMIT")
-            results[label] = time.perf_counter() - t
-            conn.close()
-    rate = {k: round(n / v) for k, v in results.items()}
+        conn.execute("COMMIT")
+        spent += time.perf_counter() - t
+    conn.close()
+    return spent
+
+
+def main() -> None:
+    side = child_args()
+    if side:
+        kind, n, out = side[0], int(side[1]), side[2]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / f"{kind}.db")
+            if kind == "archiver_store":
+                spent = archiver_store(path, n)
+            else:
+                spent = raw(path, n, with_events=kind == "raw_operations_and_events")
+        Path(out).write_text(json.dumps({"seconds": spent}))
+        return
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    seconds, rss = {}, {}
+    for kind in SIDES:
+        measured, answer = run_child(__file__, kind, str(n))
+        seconds[kind], rss[kind] = answer["seconds"], measured["peak_rss_mb"]
+    rate = {k: round(n / v) for k, v in seconds.items()}
     summary = {
         "operations": n,
         "transaction_rows": PAGE,
-        "seconds": {k: round(v, 2) for k, v in results.items()},
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "rows_per_second": rate,
+        "peak_rss_mb": rss,
         "share_of_raw_same_work": round(
             rate["archiver_store"] / rate["raw_operations_and_events"], 3
         ),

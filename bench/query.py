@@ -5,7 +5,7 @@ built once under bench/data and ANALYZEd. Measured: each filter set through
 ``archiver.query.run`` (every matching row streamed), median and p95 of repeated
 runs, and SQLite's EXPLAIN QUERY PLAN. Baseline: load every row and keep those
 ``Filters.matches`` accepts, in Python — the load is timed once and added to each
-set's filtering time. Targets (issue 7): every selective set (≤ 1,000 rows) has a
+set's filtering time. Each side runs in its own process, whose peak RSS is reported. Targets (issue 7): every selective set (≤ 1,000 rows) has a
 median ≤ 50 ms, is ≥ 100× faster than the baseline, and its plan has no table scan.
 
     python bench/query.py [--quick]
@@ -13,6 +13,7 @@ median ≤ 50 ms, is ≥ 100× faster than the baseline, and its plan has no tab
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import time
@@ -20,7 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, T0_MS, build_archive, median, percentile, save, size_from_args
+from bench.common import (
+    DATA,
+    T0_MS,
+    build_archive,
+    child_args,
+    median,
+    percentile,
+    run_child,
+    save,
+    size_from_args,
+)
 
 DAY = 86_400_000
 
@@ -80,18 +91,35 @@ def plan_of(path: Path, stmt) -> list[str]:  # type: ignore[no-untyped-def]
         conn.close()
 
 
-def main() -> None:
-    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
-    reps = 5 if quick else 9
-
+def ours(path: str, reps: int) -> dict[str, dict]:
+    """archiver's side, in its own process: every set through ``query.run``, timed."""
     from archiver import db as archive_db
     from archiver import query
     from archiver.filters import Filters, parse
+
+    engine = archive_db.open_archive(path)
+    answer = {}
+    for name, args_ in filter_sets().items():
+        fs = parse(args_) if args_ else Filters()
+        times: list[float] = []
+        rows = 0
+        for _ in range(reps):
+            t = time.perf_counter()
+            rows = sum(1 for _ in query.run(engine, fs))
+            times.append(time.perf_counter() - t)
+            if len(times) >= 3 and sum(times) > 5:  # large results: three runs are enough
+                break
+        answer[name] = {"rows": rows, "times": times,
+                        "plan": plan_of(Path(path), query.select_operations(fs))}  # fmt: skip
+    engine.dispose()
+    return answer
+
+
+def baseline(path: str) -> dict[str, dict]:
+    """The baseline, in its own process: load every row once, filter with ``matches``."""
+    from archiver.filters import Filters, parse
     from archiver.records import OperationRecord
     from archiver.timeutil import parse_iso
-
-    path = build_archive(DATA / f"query-{n}.db", n)
-    engine = archive_db.open_archive(str(path))
 
     t = time.perf_counter()
     conn = sqlite3.connect(path)
@@ -102,40 +130,50 @@ def main() -> None:
                               "service_id FROM operations")
     ]  # fmt: skip
     conn.close()
-    load_seconds = time.perf_counter() - t
-
-    results = []
+    load = time.perf_counter() - t
+    answer = {"load_seconds": load, "sets": {}}
     for name, args_ in filter_sets().items():
         fs = parse(args_) if args_ else Filters()
-        times = []
-        rows = 0
-        for _ in range(reps):
-            t = time.perf_counter()
-            rows = sum(1 for _ in query.run(engine, fs))
-            times.append(time.perf_counter() - t)
-            if len(times) >= 3 and sum(times) > 5:  # large results: three runs are enough
-                break
         t = time.perf_counter()
-        expected = sum(1 for op in everything if fs.matches(op))
-        baseline = load_seconds + (time.perf_counter() - t)
-        assert expected == rows, (name, expected, rows)
-        plan = plan_of(path, query.select_operations(fs))
+        rows = sum(1 for op in everything if fs.matches(op))
+        answer["sets"][name] = {"rows": rows, "seconds": load + time.perf_counter() - t}
+    return answer
+
+
+def main() -> None:
+    side = child_args()
+    if side:
+        kind, path, *rest = side
+        answer = ours(path, int(rest[0])) if kind == "ours" else baseline(path)
+        Path(rest[-1]).write_text(json.dumps(answer))
+        return
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    path = str(build_archive(DATA / f"query-{n}.db", n))
+    our_run, mine = run_child(__file__, "ours", path, str(5 if quick else 9))
+    base_run, theirs = run_child(__file__, "baseline", path)
+
+    results = []
+    for name, got in mine.items():
+        times, plan = got["times"], got["plan"]
+        expected = theirs["sets"][name]
+        assert expected["rows"] == got["rows"], (name, expected["rows"], got["rows"])
         scan = any(p.startswith("SCAN operations") for p in plan)
         med = median(times)
         results.append({
-            "filter_set": name, "rows": rows, "median_ms": round(med * 1000, 2),
+            "filter_set": name, "rows": got["rows"], "median_ms": round(med * 1000, 2),
             "p95_ms": round(percentile(times, 95) * 1000, 2),
-            "baseline_ms": round(baseline * 1000, 1), "speedup": round(baseline / med, 1),
-            "selective": rows <= 1000, "table_scan": scan, "plan": plan,
+            "baseline_ms": round(expected["seconds"] * 1000, 1),
+            "speedup": round(expected["seconds"] / med, 1),
+            "selective": got["rows"] <= 1000, "table_scan": scan, "plan": plan,
         })  # fmt: skip
-        print(f"{name:38} {rows:>8} rows  median {med * 1000:9.2f} ms  p95 "
-              f"{percentile(times, 95) * 1000:9.2f} ms  {baseline / med:8.1f}x  "
+        print(f"{name:38} {got['rows']:>8} rows  median {med * 1000:9.2f} ms  p95 "
+              f"{percentile(times, 95) * 1000:9.2f} ms  {expected['seconds'] / med:8.1f}x  "
               f"{'SCAN' if scan else 'index'}  {' | '.join(plan)}")  # fmt: skip
-    engine.dispose()
     selective = [r for r in results if r["selective"]]
     summary = {
         "operations": n,
-        "baseline_load_seconds": round(load_seconds, 2),
+        "baseline_load_seconds": round(theirs["load_seconds"], 2),
+        "peak_rss_mb": {"archiver": our_run["peak_rss_mb"], "baseline": base_run["peak_rss_mb"]},
         "selective_sets": len(selective),
         "worst_selective_median_ms": max(r["median_ms"] for r in selective),
         "min_selective_speedup": min(r["speedup"] for r in selective),
