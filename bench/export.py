@@ -1,9 +1,10 @@
 """Export benchmark: `archiver export` of 1,000,000 operations against `sqlite3 -csv`.
 
-Inputs: the query benchmark's synthetic archive. Measured in the same run: the
-`archiver export --out` command (formula guard and ISO dates on, manifest written)
-and the sqlite3 command-line shell dumping the same table with `-csv`; wall time,
-rows/s and each process's peak RSS. Targets (issue 6/7): within 5× of sqlite3's
+Inputs: the query benchmark's synthetic archive. Measured: the `archiver export
+--out` command (formula guard and ISO dates on, manifest written). Baseline, in the
+same run: the sqlite3 command-line shell dumping the same table with `-csv`. Each
+side runs three times and its best run is kept; wall time, rows/s and each
+process's peak RSS. Targets (issue 6/7): within 5× of sqlite3's
 time (3× the stretch), peak RSS under 150 MB.
 
     python bench/export.py [--quick]
