@@ -77,19 +77,26 @@ class Filters:
 
     def to_sql(self) -> ColumnElement[bool]:
         """A SQLAlchemy expression over ``operations``; values are bound parameters."""
-        from archiver.models import Operation
-
-        clauses: list[ColumnElement[bool]] = []
-        for f in self.items:
-            column = getattr(Operation, RULES[f.name].attr)
-            if f.condition == BETWEEN:  # M4: both ends inclusive, ms exact
-                lo, hi = (from_epoch_ms(int(v)) for v in f.values)
-                clauses.append(column.between(lo, hi))
-            elif f.condition == IN or len(f.values) > 1:  # M2
-                clauses.append(column.in_(f.values))
-            else:  # M2, M3: a missing Targets key is NULL and matches nothing
-                clauses.append(column == f.values[0])
+        clauses = [_clause(f) for f in self.items]
         return and_(true(), *clauses) if clauses else true()
+
+    def to_sql_arms(self) -> list[ColumnElement[bool]]:
+        """``to_sql()`` cut into disjoint conditions, one per distinct value of its first
+        IN list, so that their UNION ALL holds each row of ``to_sql()`` exactly once.
+
+        Why: asked for ``STATUS IN (PENDING, SUBMITTED)`` newest first, SQLite cannot
+        tell rare values from common ones (it has no value histograms) and walks the
+        whole update_date index; one arm per value lets each arm read its own
+        (column, update_date) index in order, and the arms merge without a sort.
+        """
+        split = next(
+            (f for f in self.items if f.condition != BETWEEN and len(set(f.values)) > 1), None
+        )
+        if split is None:
+            return [self.to_sql()]
+        column = _column(split)
+        rest = [_clause(f) for f in self.items if f is not split]
+        return [and_(true(), *rest, column == v) for v in dict.fromkeys(split.values)]
 
     def matches(self, op: OperationRecord) -> bool:
         """The same semantics in plain Python, for the emulator and as test oracle."""
@@ -99,6 +106,22 @@ class Filters:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+
+def _column(f: Filter) -> Any:
+    from archiver.models import Operation
+
+    return getattr(Operation, RULES[f.name].attr)
+
+
+def _clause(f: Filter) -> ColumnElement[bool]:
+    column = _column(f)
+    if f.condition == BETWEEN:  # M4: both ends inclusive, ms exact
+        lo, hi = (from_epoch_ms(int(v)) for v in f.values)
+        return column.between(lo, hi)
+    if f.condition == IN or len(f.values) > 1:  # M2
+        return column.in_(f.values)
+    return column == f.values[0]  # M2, M3: a missing Targets key is NULL and matches nothing
 
 
 def _between(value: Any, bounds: Sequence[str]) -> bool:

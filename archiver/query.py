@@ -12,7 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, func, select
+from sqlalchemy import Connection, Engine, Select, column, func, select, union_all
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from archiver.errors import UsageError
 from archiver.filters import Filters
@@ -58,18 +59,25 @@ def select_operations(
     order_by: OrderBy = OrderBy.update_date,
     ascending: bool = False,
     limit: int | None = None,
-) -> Select[Any]:
+) -> Select[Any] | CompoundSelect:
     """``SELECT … FROM operations WHERE <filters>`` ordered newest first by default.
 
     Ties are broken by (source_id, id) so that the same archive always prints the same
-    rows in the same order.
+    rows in the same order. An IN list becomes a UNION ALL of one SELECT per value
+    (``Filters.to_sql_arms``), which both engines merge in order from their indexes.
     """
-    stmt = select(*Operation.__table__.columns).where(filters.to_sql())
-    if source_id is not None:
-        stmt = stmt.where(Operation.source_id == source_id)
     keys = [getattr(Operation, order_by.value), Operation.source_id, Operation.id]
     if order_by is OrderBy.id:
         keys = [Operation.id, Operation.source_id]
+    arms = []
+    for where in filters.to_sql_arms():
+        arm = select(*Operation.__table__.columns).where(where)
+        if source_id is not None:
+            arm = arm.where(Operation.source_id == source_id)
+        arms.append(arm)
+    if len(arms) > 1:  # a compound's ORDER BY names its result columns
+        keys = [column(k.key) for k in keys]
+    stmt = arms[0] if len(arms) == 1 else union_all(*arms)
     stmt = stmt.order_by(*(k.asc() if ascending else k.desc() for k in keys))
     if limit is not None:
         stmt = stmt.limit(limit)

@@ -74,6 +74,45 @@ def test_filters_select_what_the_api_would(runner, filled) -> None:
     assert query_ids(runner, filled, *both) == ["op-000004", "op-000002"]
 
 
+def test_in_lists_keep_the_order_limit_and_each_row_once(runner, filled) -> None:
+    """An IN list is read one value at a time (UNION ALL) and merged: still newest
+    first, --max-items still counts rows, a repeated value still yields a row once."""
+    in_list = ("--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,PENDING,SUCCESS")
+    assert query_ids(runner, filled, *in_list) == ["op-000004", "op-000003", "op-000001"]
+    assert query_ids(runner, filled, *in_list, "--ascending") == [
+        "op-000001",
+        "op-000003",
+        "op-000004",
+    ]
+    assert query_ids(runner, filled, *in_list, "--max-items", "2") == ["op-000004", "op-000003"]
+    by_id = query_ids(runner, filled, *in_list, "--order-by", "id")
+    assert by_id == ["op-000004", "op-000003", "op-000001"]
+    count = invoke(runner, "--db", filled, "query", "-o", "count", *in_list)
+    assert count.stdout.strip() == "3"
+
+
+@requires_sqlite
+def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
+    """SQLite, asked for STATUS IN newest first, would walk the whole update_date index
+    (it has no histograms to see that PENDING is rare); each value reads its own."""
+    import sqlite3
+
+    from sqlalchemy.dialects import sqlite
+
+    from archiver.filters import parse
+    from archiver.query import select_operations
+
+    stmt = select_operations(parse(["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"]))
+    sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    with sqlite3.connect(filled) as conn:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    assert "MERGE (UNION ALL)" in plan
+    reads = [line for line in plan if line.startswith(("SEARCH", "SCAN"))]
+    assert (
+        reads == ["SEARCH operations USING INDEX ix_operations__status_update_date (status=?)"] * 2
+    )
+
+
 def test_filters_pasted_from_an_aws_command_work_unchanged(runner, filled) -> None:
     # aws servicediscovery list-operations --filters A B  → B arrives as an argument
     pasted = ("--filters", "Name=STATUS,Condition=IN,Values=SUCCESS,FAIL",

@@ -1,4 +1,5 @@
-"""to_sql() over a real archive selects exactly what matches() keeps (the oracle).
+"""to_sql() over a real archive selects exactly what matches() keeps (the oracle);
+so does to_sql_arms(), the same condition cut into disjoint arms, each row once.
 
 This property is what keeps the query, the export, the emulator and the sync on one
 definition of the filters; it runs on PostgreSQL too when the suite does.
@@ -107,9 +108,17 @@ def test_to_sql_selects_exactly_what_matches_keeps(db) -> None:
             conn.execute(delete(OperationEvent))
             conn.execute(delete(Operation))
             store.upsert_operations(conn, sid, ops, seen_at=T0, run_id=None)
+        expected = {o.id for o in ops if fs.matches(o)}
         with engine.connect() as conn:
             got = set(conn.execute(select(Operation.id).where(fs.to_sql())).scalars())
-        assert got == {o.id for o in ops if fs.matches(o)}
+            # the query's UNION ALL of one arm per IN value: the same rows, each once
+            arms = [
+                i
+                for arm in fs.to_sql_arms()
+                for i in conn.execute(select(Operation.id).where(arm)).scalars()
+            ]
+        assert got == expected
+        assert sorted(arms) == sorted(expected)
 
     try:
         check()
