@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import Engine, String, case, func, literal, select, type_coerce
+from sqlalchemy import Engine, String, case, column, func, literal, select, type_coerce, union_all
 
 from archiver import __version__
 from archiver.errors import UsageError
@@ -101,23 +101,26 @@ def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: 
         e, o = OperationEvent, Operation
         cols = dict(zip(HISTORY_COLUMNS, (name, e.operation_id, o.type, e.status, e.update_date,
                                           e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
-        stmt = (
-            select(*(cell(c, v) for c, v in cols.items()))
-            .join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
-            .where(filters.to_sql())
-            .order_by(e.update_date, e.id)
+        base = select(*(cell(c, v) for c, v in cols.items())).join(
+            o, (o.source_id == e.source_id) & (o.id == e.operation_id)
         )
+        keys: list[Any] = [e.update_date, e.id]
     else:
         o = Operation
         cols = {c: (name if c == "source" else getattr(o, c)) for c in COLUMNS}
-        stmt = (
-            select(*(cell(c, v) for c, v in cols.items()))
-            .where(filters.to_sql())
-            .order_by(o.update_date, o.source_id, o.id)
-        )
+        base = select(*(cell(c, v) for c, v in cols.items()))
+        keys = [o.update_date, o.source_id, o.id]
+    arms = [base.where(where) for where in filters.to_sql_arms()]
     if source_id is not None:
-        stmt = stmt.where(table.source_id == source_id)
-    return stmt
+        arms = [arm.where(table.source_id == source_id) for arm in arms]
+    if len(arms) == 1:
+        return arms[0].order_by(*keys)
+    # One arm per IN value, merged in order (as query.select_operations does); the
+    # sort keys ride along as extra columns, which rows() cuts off.
+    hidden = [k.label(f"sort_{i}") for i, k in enumerate(keys)]
+    return union_all(*(arm.add_columns(*hidden) for arm in arms)).order_by(
+        *(column(h.name) for h in hidden)
+    )
 
 
 def rows(
@@ -138,9 +141,13 @@ def rows(
             dialect=engine.dialect.name,
             raw=raw,
         )
+        width = len(HISTORY_COLUMNS if history else COLUMNS)
         result = conn.execution_options(stream_results=True).execute(stmt)
         while batch := result.fetchmany(_BATCH):
-            yield from batch
+            if len(batch[0]) == width:
+                yield from batch
+            else:
+                yield from (row[:width] for row in batch)
 
 
 def to_row(op: ArchivedOperation, *, raw: bool = False) -> tuple[Any, ...]:

@@ -157,6 +157,28 @@ def test_history_has_one_row_per_observed_status(runner, archive, tmp_path) -> N
     ]
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["operations", "history"])
+def test_an_in_list_exports_what_filtering_the_full_export_keeps(
+    runner, archive, tmp_path, history
+) -> None:
+    """An IN list is read one value at a time and merged (UNION ALL): the file still
+    holds exactly the full export's matching rows, in its order, with its columns."""
+    statuses = ("SUCCESS", "FAIL", "PENDING")
+    fill(archive, [op(i, status=statuses[i % 3], minutes=i % 4, error_code="=E" if i % 3 == 1 else None)
+                   for i in range(12)])  # fmt: skip
+    fill(archive, [op(20, status="PENDING", minutes=1)], source="other@eu-west-1")
+    mode = ["--history"] if history else []
+    full, some = tmp_path / "full.csv", tmp_path / "some.csv"
+    assert invoke(runner, "--db", archive, "export", *mode, "--out", str(full)).exit_code == 0
+    in_list = ("--filters", "Name=STATUS,Condition=IN,Values=PENDING,SUCCESS,PENDING")
+    done = invoke(runner, "--db", archive, "export", *mode, *in_list, "--out", str(some))
+    assert done.exit_code == 0, done.output
+    assert some.read_text().splitlines()[0] == full.read_text().splitlines()[0]
+    kept = [r for r in read(full) if r["status"] in ("PENDING", "SUCCESS")]
+    assert len(kept) == 9
+    assert read(some) == kept
+
+
 def test_invalid_filters_create_no_file(runner, filled, tmp_path) -> None:
     out = tmp_path / "x.csv"
     result = invoke(
