@@ -24,12 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import Engine, String, case, column, func, literal, select, type_coerce, union_all
+from sqlalchemy import (
+    Engine,
+    String,
+    case,
+    column,
+    func,
+    literal,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
 
 from archiver import __version__
 from archiver.errors import UsageError
 from archiver.filters import Filters
-from archiver.models import Operation, OperationEvent, Source, SyncState
+from archiver.models import Operation, OperationEvent, SyncState
 from archiver.query import ArchivedOperation, source_ids
 from archiver.timeutil import iso, now
 
@@ -83,17 +94,20 @@ def _guarded(col: Any) -> Any:
     return case((func.substr(col, 1, 1).in_(_TRIGGERS), literal("'") + col), else_=col)
 
 
-def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: str, raw: bool):
+def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: str, raw: bool,
+            names: dict[int, str]):  # fmt: skip
     """The export as one SELECT whose rows are the CSV's cells, in column order."""
     table = OperationEvent if history else Operation
-    name: Any = (
-        select(Source.name).where(Source.id == table.source_id).scalar_subquery()
-    )  # a subquery, not a join: a join steers SQLite's planner away from the filter's index
+    # Sources are few and already read: their names, guarded here, go in as a CASE on
+    # source_id. A join steers SQLite's planner away from the filter's index, and a
+    # subquery ran three times a row under the SQL guard (a fifth of the SQL's time).
+    shown = {sid: n if raw else guard(n) for sid, n in names.items()}
+    name: Any = case(shown, value=table.source_id) if shown else null()
 
     def cell(column: str, col: Any) -> Any:
         if column in _DATES:
             return _text_date(col, dialect)
-        if column in _GUARDED and not raw:
+        if column in _GUARDED and column != "source" and not raw:
             return _guarded(col)
         return col
 
@@ -140,6 +154,7 @@ def rows(
             source_id=next(iter(names)) if source is not None else None,
             dialect=engine.dialect.name,
             raw=raw,
+            names=names,
         )
         width = len(HISTORY_COLUMNS if history else COLUMNS)
         result = conn.execution_options(stream_results=True).execute(stmt)

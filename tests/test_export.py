@@ -179,6 +179,26 @@ def test_an_in_list_exports_what_filtering_the_full_export_keeps(
     assert read(some) == kept
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["operations", "history"])
+def test_source_names_are_guarded_like_any_cell(runner, archive, tmp_path, history) -> None:
+    """A source is named by its user (`--source`), so a name can start a formula too."""
+    fill(archive, [op(1, minutes=1)], source='=HYPERLINK("x")')
+    fill(archive, [op(2, minutes=2)], source="prod@eu-west-1")
+    mode = ["--history"] if history else []
+    guarded, raw = tmp_path / "g.csv", tmp_path / "r.csv"
+    assert invoke(runner, "--db", archive, "export", *mode, "--out", str(guarded)).exit_code == 0
+    assert (
+        invoke(runner, "--db", archive, "export", *mode, "--raw", "--out", str(raw)).exit_code == 0
+    )
+    assert [r["source"] for r in read(guarded)] == ['\'=HYPERLINK("x")', "prod@eu-west-1"]
+    assert [r["source"] for r in read(raw)] == ['=HYPERLINK("x")', "prod@eu-west-1"]
+    only = tmp_path / "only.csv"
+    chosen = invoke(runner, "--db", archive, "export", *mode, "--source", "prod@eu-west-1",
+                    "--out", str(only))  # fmt: skip
+    assert chosen.exit_code == 0, chosen.output
+    assert [(r["source"], r["id"]) for r in read(only)] == [("prod@eu-west-1", "op-000002")]
+
+
 def test_invalid_filters_create_no_file(runner, filled, tmp_path) -> None:
     out = tmp_path / "x.csv"
     result = invoke(
