@@ -28,20 +28,18 @@ from sqlalchemy import (
     Engine,
     String,
     case,
-    column,
     func,
     literal,
     null,
     select,
     type_coerce,
-    union_all,
 )
 
 from archiver import __version__
 from archiver.errors import UsageError
 from archiver.filters import Filters
 from archiver.models import Operation, OperationEvent, SyncState
-from archiver.query import ArchivedOperation, source_ids
+from archiver.query import ArchivedOperation, merged, source_ids
 from archiver.timeutil import iso, now
 
 COLUMNS = (
@@ -124,17 +122,9 @@ def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: 
         cols = {c: (name if c == "source" else getattr(o, c)) for c in COLUMNS}
         base = select(*(cell(c, v) for c, v in cols.items()))
         keys = [o.update_date, o.source_id, o.id]
-    arms = [base.where(where) for where in filters.to_sql_arms()]
     if source_id is not None:
-        arms = [arm.where(table.source_id == source_id) for arm in arms]
-    if len(arms) == 1:
-        return arms[0].order_by(*keys)
-    # One arm per IN value, merged in order (as query.select_operations does); the
-    # sort keys ride along as extra columns, which rows() cuts off.
-    hidden = [k.label(f"sort_{i}") for i, k in enumerate(keys)]
-    return union_all(*(arm.add_columns(*hidden) for arm in arms)).order_by(
-        *(column(h.name) for h in hidden)
-    )
+        base = base.where(table.source_id == source_id)
+    return merged(base, filters, keys)
 
 
 def rows(
@@ -157,12 +147,13 @@ def rows(
             names=names,
         )
         width = len(HISTORY_COLUMNS if history else COLUMNS)
+        merging = len(stmt.selected_columns) > width  # sort keys of merged arms ride along
         result = conn.execution_options(stream_results=True).execute(stmt)
         while batch := result.fetchmany(_BATCH):
-            if len(batch[0]) == width:
-                yield from batch
-            else:
+            if merging:
                 yield from (row[:width] for row in batch)
+            else:
+                yield from batch
 
 
 def to_row(op: ArchivedOperation, *, raw: bool = False) -> tuple[Any, ...]:

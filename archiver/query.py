@@ -69,19 +69,32 @@ def select_operations(
     keys = [getattr(Operation, order_by.value), Operation.source_id, Operation.id]
     if order_by is OrderBy.id:
         keys = [Operation.id, Operation.source_id]
-    arms = []
-    for where in filters.to_sql_arms():
-        arm = select(*Operation.__table__.columns).where(where)
-        if source_id is not None:
-            arm = arm.where(Operation.source_id == source_id)
-        arms.append(arm)
-    if len(arms) > 1:  # a compound's ORDER BY names its result columns
-        keys = [column(k.key) for k in keys]
-    stmt = arms[0] if len(arms) == 1 else union_all(*arms)
-    stmt = stmt.order_by(*(k.asc() if ascending else k.desc() for k in keys))
+    base = select(*Operation.__table__.columns)
+    if source_id is not None:
+        base = base.where(Operation.source_id == source_id)
+    stmt = merged(base, filters, keys, ascending=ascending)
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt
+
+
+def merged(
+    base: Select[Any], filters: Filters, keys: list[Any], *, ascending: bool = True
+) -> Select[Any] | CompoundSelect:
+    """``base`` filtered and ordered by ``keys``: one SELECT, or, for an IN list, a
+    UNION ALL of one arm per value (``Filters.to_sql_arms``) merged in that order.
+
+    A compound's ORDER BY can only name its result columns, so the arms carry the keys
+    as extra columns ``sort_0…``; a reader that takes rows by position cuts them off.
+    """
+    arms = [base.where(where) for where in filters.to_sql_arms()]
+    if len(arms) == 1:
+        return arms[0].order_by(*(k.asc() if ascending else k.desc() for k in keys))
+    hidden = [k.label(f"sort_{i}") for i, k in enumerate(keys)]
+    names = [column(h.name) for h in hidden]
+    return union_all(*(arm.add_columns(*hidden) for arm in arms)).order_by(
+        *(n.asc() if ascending else n.desc() for n in names)
+    )
 
 
 def count(engine: Engine, filters: Filters, *, source: str | None = None) -> int:
