@@ -83,8 +83,8 @@ def _guarded(fn: F) -> F:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            typer.echo(error_line("interrupted", log_format), err=True)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Stopped
+            typer.echo(error_line(str(exc) or "interrupted", log_format), err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # the last line of defence: never a bare traceback
             if verbose:
@@ -441,18 +441,6 @@ def _parsed(name: str, value: str | None, parse):  # type: ignore[no-untyped-def
         raise UsageError(f"{name}: {exc}") from None
 
 
-def _install_signal_handlers() -> None:
-    """SIGTERM (cron, systemd, kill) stops a run like Ctrl-C: roll back, record, exit 130."""
-    import signal
-
-    from archiver.errors import Interrupted
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @app.command()
 @_guarded
 def sync(
@@ -558,7 +546,9 @@ def sync(
     if dry_run:
         typer.echo(json.dumps(sync_mod.dry_run(settings.db, opts), indent=2))
         return
-    _install_signal_handlers()
+    from archiver import stopping
+
+    stopping.install()
     summary = sync_mod.run_sync(settings.db, opts, client_settings, on_page=_progress(settings))
     if as_json:
         typer.echo(json.dumps(summary.to_json()))

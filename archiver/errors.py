@@ -40,3 +40,12 @@ class Interrupted(ArchiverError):
     """SIGINT/SIGTERM stopped a run; the page in flight was rolled back (exit 130)."""
 
     exit_code = 130
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, and caught with it.
+
+    Why not an ArchiverError: libraries clean up after KeyboardInterrupt only. psycopg
+    cancels the query in flight and leaves the connection usable; an ordinary exception
+    raised mid-query left it busy, so recording the run as interrupted failed (exit 1).
+    """

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from archiver import cloudmap, store
+from archiver import cloudmap, stopping, store
 from archiver.errors import ArchiverError, Interrupted, UsageError, WorkFailed
 from archiver.lock import holder_name, source_lock
 from archiver.records import OperationRecord
@@ -262,8 +262,9 @@ class Syncer:
                         "no AWS credentials found: use --profile, the AWS_* variables, "
                         "or an instance role"
                     ) from None
-                if outcome == "interrupted":
-                    raise Interrupted("interrupted; the page in flight was rolled back") from None
+                if outcome == "interrupted":  # Ctrl-C, or SIGTERM as errors.Stopped
+                    why = str(exc) or "interrupted"
+                    raise Interrupted(f"{why}; the page in flight was rolled back") from None
                 raise WorkFailed(error) from exc
             self._finish(sid, run_id, outcome, error)
         with self.reader.connect() as conn:
@@ -304,7 +305,7 @@ class Syncer:
         inflight: deque[_InFlight] = deque()
         with ThreadPoolExecutor(1, thread_name_prefix="list") as lister:
             upcoming: Future[cloudmap.Page | None] = lister.submit(next, pages, None)
-            while (page := upcoming.result()) is not None:
+            while (page := _wait_for(upcoming)) is not None:
                 upcoming = lister.submit(next, pages, None) if page.next_token else _done(None)
                 self.stats.list_calls += 1 + page.retries
                 self.stats.retries += page.retries
@@ -316,7 +317,7 @@ class Syncer:
 
     def _store(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                job: _InFlight) -> None:  # fmt: skip
-        results = [f.result() for f in job.futures]
+        results = [_wait_for(f) for f in job.futures]
         records = [r for r in results if r is not None]
         new = sum(1 for r in records if r.id in job.new_ids)
         seen = self.clock()
@@ -337,6 +338,12 @@ class Syncer:
             store.record_run(conn, run_id, **s.columns())
         if self.on_page:
             self.on_page(s)
+
+
+def _wait_for(future: Future[Any]) -> Any:
+    """The future's result; a stop request is taken here, never inside a database call."""
+    with stopping.waiting():
+        return future.result()
 
 
 def _done(value: Any) -> Future[Any]:

@@ -1,0 +1,60 @@
+"""Stop requests (SIGTERM, Ctrl-C) reach the sync only where a stop is safe.
+
+A signal raised as an exception inside a database call left psycopg's connection
+mid-command, and the interrupted run could not be recorded (exit 1 instead of 130).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future
+
+import pytest
+
+from archiver import stopping
+from archiver.errors import Stopped
+
+
+@pytest.fixture
+def installed():
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping.install()
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_signal_outside_a_wait_is_held_until_the_next_wait(installed) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # lands "inside a database call": nothing raised
+    time.sleep(0.01)
+    with pytest.raises(Stopped, match=r"^stopped by signal SIGTERM$"), stopping.waiting():
+        pytest.fail("the wait must not start once a stop is requested")
+
+
+def test_a_signal_during_a_wait_stops_it_at_once(installed) -> None:
+    never: Future[None] = Future()
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped), stopping.waiting():
+        never.result(timeout=10)
+    assert time.monotonic() - started < 5
+
+
+def test_ctrl_c_reads_as_interrupted_and_a_second_request_stops_at_once(installed) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.01)  # held: not waiting
+    with pytest.raises(KeyboardInterrupt) as second:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    assert isinstance(second.value, Stopped) and str(second.value) == ""
+
+
+def test_install_forgets_an_earlier_request(installed) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.01)
+    stopping.install()
+    with stopping.waiting():
+        pass
