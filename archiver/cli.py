@@ -2,8 +2,8 @@
 
 Every command is options → one library call → render → exit code. Errors the tool
 understands are ``ArchiverError``s; ``_guarded`` prints them as one line on stderr and
-exits with their code (ARCHITECTURE.md, "CLI contract"). Heavy imports (boto3, alembic,
-the emulator) happen inside the commands that need them.
+exits with their code (docs/design.md, "The command line"). Heavy imports (boto3,
+alembic, the emulator) happen inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from archiver import __version__
+from archiver.archive import Archive
 from archiver.errors import ArchiverError
 from archiver.query import OrderBy
 from archiver.render import Output
@@ -89,8 +90,9 @@ def _guarded(fn: F) -> F:
         except Exception as exc:  # the last line of defence: never a bare traceback
             if verbose:
                 traceback.print_exc(file=sys.stderr)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            msg = f"unexpected {type(exc).__name__}: {first} (run with -v for details)"
+            from archiver.errors import first_line
+
+            msg = f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)"
             typer.echo(error_line(msg, log_format), err=True)
             raise typer.Exit(1) from None
 
@@ -149,6 +151,13 @@ def root(
 # --- db ---------------------------------------------------------------------------------
 
 
+def _archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
+    """The archive ``--db`` names, checked to be at the schema this archiver needs."""
+    from archiver.archive import Archive
+
+    return Archive.open(_settings(ctx).db, create_missing=create_missing)
+
+
 @db_app.command("upgrade")
 @_guarded
 def db_upgrade(
@@ -156,12 +165,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Create the archive or bring it to the newest schema (safe to repeat)."""
-    from archiver import db
-
-    settings = _settings(ctx)
-    db.upgrade(settings.db, revision)
-    if not settings.quiet:
-        typer.echo(f"{db.describe(settings.db)} is at revision {db.current(settings.db)}", err=True)
+    _migrate(ctx, "upgrade", revision)
 
 
 @db_app.command("downgrade")
@@ -171,24 +175,30 @@ def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision; `base` removes every table.")],
 ) -> None:
     """Take the schema back to an older revision (data in dropped tables is lost)."""
-    from archiver import db
+    _migrate(ctx, "downgrade", revision)
+
+
+def _migrate(ctx: typer.Context, action: str, target: str) -> None:
+    from archiver.archive import Archive
 
     settings = _settings(ctx)
-    db.downgrade(settings.db, revision)
-    if not settings.quiet:
-        now = db.current(settings.db) or "base (no schema)"
-        typer.echo(f"{db.describe(settings.db)} is at revision {now}", err=True)
+    with Archive(settings.db) as archive:
+        getattr(archive, action)(target)
+        if not settings.quiet:
+            now = archive.revision() or "base (no schema)"
+            typer.echo(f"{archive.name} is at revision {now}", err=True)
 
 
 @db_app.command("current")
 @_guarded
 def db_current(ctx: typer.Context) -> None:
     """Print the archive's schema revision, and whether it is the one this archiver needs."""
-    from archiver import db
+    from archiver.archive import Archive
+    from archiver.db import HEAD
 
-    settings = _settings(ctx)
-    rev = db.current(settings.db)
-    mark = "(head)" if rev == db.HEAD else f"(this archiver needs {db.HEAD})"
+    with Archive(_settings(ctx).db) as archive:
+        rev = archive.revision()
+    mark = "(head)" if rev == HEAD else f"(this archiver needs {HEAD})"
     typer.echo(f"{rev or 'base'} {mark}")
 
 
@@ -203,18 +213,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Per source: watermark, last runs and their counts, archive totals by status and type."""
-    from archiver import db
     from archiver.status import summarize, to_text
 
-    engine = db.open_archive(_settings(ctx).db)
-    try:
-        summary = summarize(engine, source=source)
-    finally:
-        engine.dispose()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    else:
-        typer.echo(to_text(summary))
+    with _archive(ctx) as archive:
+        summary = summarize(archive, source=source)
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False) if as_json else to_text(summary))
 
 
 # --- query and export share their filter options ---------------------------------------
@@ -274,35 +277,18 @@ def query(
 ) -> None:
     """Query the archive with ListOperations' own filters, offline.
 
-    Gives the answer the API would give for the same --filters (SPEC-filters.md), from
-    the archive: newest first unless --ascending.
+    Gives the answer the API would give for the same --filters (the rules are in the
+    README), from the archive: newest first unless --ascending.
     """
-    from archiver import db, render
-    from archiver import query as q
+    from archiver import render
+    from archiver.query import Selection
 
-    parsed = _filters(filters, more)
-    engine = db.open_archive(_settings(ctx).db)
-    try:
-        if output is Output.count:
-            typer.echo(q.count(engine, parsed, source=source))
-            return
-        rows = q.run(
-            engine, parsed, source=source, order_by=order_by, ascending=ascending, limit=max_items
-        )
-        out = sys.stdout
-        if output is Output.json:
-            render.write_json(rows, out)
-        elif output is Output.ids:
-            render.write_ids(rows, out)
-        elif output is Output.csv:
-            from archiver import export
-
-            export.write_csv((export.to_row(r) for r in rows), out)
-        else:
-            render.write_table(rows, out, width=_terminal_width() if out.isatty() else None)
-        out.flush()
-    finally:
-        engine.dispose()
+    selection = Selection(_filters(filters, more), source, order_by, ascending, max_items)
+    with _archive(ctx) as archive:
+        rows = render.fetch(output, archive, selection)
+        width = _terminal_width() if sys.stdout.isatty() else None
+        render.write(output, rows, sys.stdout, width=width)
+        sys.stdout.flush()
 
 
 def _terminal_width() -> int:
@@ -338,36 +324,19 @@ def export(
     file appears complete or not at all, and PATH.manifest.json records its row count,
     SHA-256, filters and each source's watermark.
     """
-    from archiver import db
     from archiver import export as ex
+    from archiver.query import Selection
 
-    parsed = _filters(filters, more)
-    compress = gzip or (out is not None and out.suffix == ".gz")
+    selection = Selection(_filters(filters, more), source, ascending=True)  # oldest first
     if out is not None:
         ex.check_destination(out)
-    engine = db.open_archive(_settings(ctx).db)
-    try:
-        if out is None:
-            rows = ex.rows(engine, parsed, source=source, history=history, raw=raw)
-            if compress:
-                import gzip as gz
-                import io
-
-                with gz.GzipFile(fileobj=sys.stdout.buffer, mode="wb", mtime=0) as zf:
-                    text = io.TextIOWrapper(zf, encoding="utf-8", newline="")
-                    ex.write_csv(rows, text, history=history)
-                    text.flush()
-                    text.detach()
-            else:
-                ex.write_csv(rows, sys.stdout, history=history)
-            sys.stdout.flush()
-            return
-        result = ex.export_to_file(
-            engine, parsed, out, source=source, history=history, raw=raw, compress=compress
-        )
+    with _archive(ctx) as archive:
+        sys.stdout.flush()
+        result = ex.export(archive, selection, out, stdout=sys.stdout.buffer, history=history,
+                           raw=raw, compress=ex.wants_gzip(out, gzip))  # fmt: skip
+        sys.stdout.buffer.flush()
+    if out is not None:
         log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
-    finally:
-        engine.dispose()
 
 
 # --- emulator -----------------------------------------------------------------------------
@@ -427,18 +396,6 @@ def emulator_serve(
 
 
 # --- sync and demo --------------------------------------------------------------------------
-
-
-def _parsed(name: str, value: str | None, parse):  # type: ignore[no-untyped-def]
-    """Parse one time option; its errors name the option (exit 2)."""
-    from archiver.errors import UsageError
-
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except UsageError as exc:
-        raise UsageError(f"{name}: {exc}") from None
 
 
 @app.command()
@@ -508,48 +465,16 @@ def sync(
     --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
     input, 3 another sync of this source is running, 130 interrupted.
     """
-
+    from archiver import options
     from archiver import sync as sync_mod
-    from archiver.cloudmap import ClientSettings, default_source_name, resolve_region
-    from archiver.timeutil import now, parse_span, parse_when
 
-    settings = _settings(ctx)
-    started = now()
-
-    def when(text: str):  # type: ignore[no-untyped-def]
-        return parse_when(text, now_=started)
-
-    opts_since, opts_until = _parsed("--since", since, when), _parsed("--until", until, when)
-    opts_window = _parsed("--window", window, parse_span)
-    opts_lookback = _parsed("--lookback", lookback, parse_span)
-    client_settings = ClientSettings(
-        region=region,
-        profile=profile,
-        endpoint_url=endpoint_url,
-        max_attempts=max_attempts,
-        pool_size=workers + 2,
-    )
-    name = source or default_source_name(client_settings)
-    opts = sync_mod.SyncOptions(
-        source=name,
-        region=resolve_region(client_settings, None),
-        endpoint_url=endpoint_url,
-        since=opts_since,
-        until=opts_until,
-        window=opts_window,
-        lookback=opts_lookback,
-        workers=workers,
-        max_rps=max_rps,
-        full=full,
-        started=started,
-    )
+    words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
+                              lookback, workers, max_rps, max_attempts, full)  # fmt: skip
+    opts, client_settings = options.build(words)
     if dry_run:
-        typer.echo(json.dumps(sync_mod.dry_run(settings.db, opts), indent=2))
+        typer.echo(json.dumps(sync_mod.dry_run(_settings(ctx).db, opts), indent=2))
         return
-    from archiver import stopping
-
-    stopping.install()
-    summary = sync_mod.run_sync(settings.db, opts, client_settings, on_page=_progress(settings))
+    summary = _run_sync(ctx, opts, client_settings)
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
     log.info(
@@ -562,6 +487,18 @@ def sync(
         summary.stats.list_calls,
         summary.watermark,
     )
+
+
+def _run_sync(ctx: typer.Context, opts: Any, client_settings: Any, *, location: str | None = None):  # type: ignore[no-untyped-def]
+    """The client first (bad AWS settings fail before any file is made), then the run."""
+    from archiver import stopping
+    from archiver.cloudmap import make_client
+    from archiver.sync import run_sync
+
+    client = make_client(client_settings)
+    stopping.install()
+    with Archive.open(location or _settings(ctx).db, create_missing=True) as archive:
+        return run_sync(archive, client, opts, on_page=_progress(_settings(ctx)))
 
 
 def _progress(settings: Settings):  # type: ignore[no-untyped-def]
@@ -596,38 +533,30 @@ def demo(
 
     Needs no AWS account, credentials or network. Uses --db when given, else demo.db.
     """
-    from archiver import db, filters, query, render
+    from archiver import filters, options, query, render
     from archiver import status as status_mod
-    from archiver import sync as sync_mod
-    from archiver.cloudmap import ClientSettings
     from archiver.emulator import Emulator
 
-    settings = _settings(ctx)
-    target = settings.db if _db_given(ctx) else "demo.db"
+    target = _settings(ctx).db if _db_given(ctx) else "demo.db"
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
-        opts = sync_mod.SyncOptions(
-            source="demo@emulator", region="us-east-1", endpoint_url=emu.url
-        )
-        client_settings = ClientSettings(
+        words = options.SyncWords(
             region="us-east-1",
             endpoint_url=emu.url,
+            source="demo@emulator",
             access_key="demo",
             secret_key="demo",
-            pool_size=10,
         )
-        summary = sync_mod.run_sync(target, opts, client_settings, on_page=_progress(settings))
+        opts, client_settings = options.build(words)
+        summary = _run_sync(ctx, opts, client_settings, location=target)
     typer.echo(f"synced {summary.stats.listed} operations from the emulator into {target}\n")
-    engine = db.open_archive(target)
-    try:
-        typer.echo(status_mod.to_text(status_mod.summarize(engine, source="demo@emulator")))
-        fails = filters.parse("Name=STATUS,Values=FAIL")
+    with Archive.open(target) as archive:
+        typer.echo(status_mod.to_text(status_mod.summarize(archive, source="demo@emulator")))
         typer.echo(
             "\n$ archiver --db " + target + " query --filters Name=STATUS,Values=FAIL --max-items 5"
         )
+        selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
         width = _terminal_width() if sys.stdout.isatty() else None
-        render.write_table(query.run(engine, fails, limit=5), sys.stdout, width=width)
-    finally:
-        engine.dispose()
+        render.write(render.Output.table, query.run(archive, selection), sys.stdout, width=width)
 
 
 def _db_given(ctx: typer.Context) -> bool:

@@ -1,5 +1,10 @@
 """The Cloud Map client: built from the usual AWS settings, and two typed calls.
 
+This is the edge where botocore's exceptions become the project's own: missing
+credentials or a broken profile are bad input (exit 2), a refused NextToken is
+``TokenRefused``, and any other failure after botocore's retries is ``WorkFailed``
+naming the call. Nothing past this module knows botocore's exception classes.
+
 Retries are pinned to botocore's ``standard`` mode with a generous budget: older
 botocore defaults to ``legacy``, which does not retry a 400 ``RequestLimitExceeded``,
 and three attempts lose about 4% of calls when 30% are throttled. Credentials are
@@ -8,16 +13,17 @@ left to boto3's chain and never logged or stored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from archiver import __version__
-from archiver.errors import UsageError
+from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.records import OperationRecord
 from archiver.timeutil import to_epoch_ms
 
@@ -38,6 +44,67 @@ class ClientSettings:
     secret_key: str | None = None
 
 
+class CloudMapClient(Protocol):
+    """The part of boto3's servicediscovery client the sync uses."""
+
+    @property
+    def exceptions(self) -> Any: ...
+
+    def list_operations(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def get_operation(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+_CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
+
+
+@contextlib.contextmanager
+def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
+    """botocore's exceptions, raised in ``call``, as the project's own."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise UsageError(_CREDENTIALS) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        if token_sent and code == "InvalidInput":
+            raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
+        raise WorkFailed(f"{call} failed: {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise WorkFailed(f"{call} failed: {first_line(exc)}") from None
+
+
+def _session(settings: ClientSettings, botocore_session: Any = None) -> Any:
+    """A boto3 session for the profile; a missing or broken profile is bad input."""
+    import boto3
+    from botocore.exceptions import ConfigParseError, ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
+    except ProfileNotFound:
+        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
+    except ConfigParseError as exc:
+        raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
+
+
+def profile_region(settings: ClientSettings) -> str | None:
+    """The region the profile (``~/.aws/config``) names, as the client itself would use."""
+    from botocore.exceptions import ConfigParseError
+
+    try:
+        return _session(settings).region_name  # type: ignore[no-any-return]
+    except ConfigParseError as exc:
+        raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
+
+
 def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
     """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
     return (
@@ -48,10 +115,10 @@ def resolve_region(settings: ClientSettings, profile_region: str | None) -> str 
     )
 
 
-def default_source_name(settings: ClientSettings) -> str:
-    """``<profile>@<region>``: one source per account and region, as ARCHITECTURE says."""
+def default_source_name(settings: ClientSettings, region: str | None) -> str:
+    """``<profile>@<region>``: one source per account and region (docs/design.md)."""
     profile = settings.profile or os.environ.get("AWS_PROFILE") or "default"
-    return f"{profile}@{resolve_region(settings, None) or 'unknown-region'}"
+    return f"{profile}@{region or 'unknown-region'}"
 
 
 def resolve_endpoint(settings: ClientSettings) -> str | None:
@@ -62,16 +129,11 @@ def resolve_endpoint(settings: ClientSettings) -> str | None:
     )
 
 
-def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Any:
+def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
-    import boto3
     from botocore.config import Config
-    from botocore.exceptions import ProfileNotFound
 
-    try:
-        session = boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
-    except ProfileNotFound:
-        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
+    session = _session(settings, botocore_session)
     region = resolve_region(settings, session.region_name)
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
@@ -91,7 +153,7 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> An
             "aws_access_key_id": settings.access_key,
             "aws_secret_access_key": settings.secret_key,
         }
-    return session.client(
+    return session.client(  # type: ignore[no-any-return]
         "servicediscovery",
         region_name=region,
         endpoint_url=resolve_endpoint(settings),
@@ -140,7 +202,7 @@ def window_filter(start: datetime, end: datetime) -> list[dict[str, Any]]:
 
 
 def list_operations(
-    client: Any,
+    client: CloudMapClient,
     start: datetime,
     end: datetime,
     *,
@@ -155,7 +217,8 @@ def list_operations(
             params["NextToken"] = token
         if limit:
             limit.wait()
-        answer = client.list_operations(**params)
+        with translated("ListOperations", token_sent="NextToken" in params):
+            answer = client.list_operations(**params)
         token = answer.get("NextToken")
         yield Page(
             [(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
@@ -167,14 +230,15 @@ def list_operations(
 
 
 def get_operation(
-    client: Any, op_id: str, *, limit: RateLimit | None = None
+    client: CloudMapClient, op_id: str, *, limit: RateLimit | None = None
 ) -> tuple[OperationRecord | None, int]:
     """The full record, or None when the service does not know the id (G2); and retries."""
     if limit:
         limit.wait()
-    try:
-        answer = client.get_operation(OperationId=op_id)
-    except client.exceptions.OperationNotFound:
-        return None, 0
+    with translated("GetOperation"):
+        try:
+            answer = client.get_operation(OperationId=op_id)
+        except client.exceptions.OperationNotFound:
+            return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
     return OperationRecord.from_api(answer["Operation"]), retries

@@ -8,21 +8,20 @@ locked" when another writer got there first, ignoring the busy timeout.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from archiver.errors import UsageError, WorkFailed
+from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
 
 #: The migration head this code expects. A test ties it to migrations/versions, so that
 #: commands check the archive's version without loading Alembic (about half a second).
 HEAD = "8c2f1d3a9b10"
 BUSY_TIMEOUT_MS = 10_000
-DEFAULT_DB = "archive.db"
 
 
 def url_for(db: str) -> str:
@@ -88,7 +87,8 @@ def _configure_sqlite(engine: Engine, *, write: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _check_sqlite_file(db: str, *, must_exist: bool) -> None:
+def check_file(db: str, *, must_exist: bool) -> None:
+    """Refuse a SQLite path that cannot be an archive, before any engine touches it."""
     path = sqlite_path(db)
     if path is None:
         return
@@ -121,56 +121,26 @@ def is_new_sqlite(db: str) -> bool:
     return path is not None and (not path.exists() or path.stat().st_size == 0)
 
 
-def open_archive(db: str, *, write: bool = False, create_missing: bool = False) -> Engine:
-    """An engine on an archive at the migration head, or a one-line UsageError.
-
-    ``create_missing`` (the sync) builds a brand-new or empty archive by running the
-    migrations; every other command refuses an archive that is not at head and leaves
-    the file exactly as it found it.
-    """
-    _check_sqlite_file(db, must_exist=not create_missing)
-    if create_missing and is_new_sqlite(db):
-        upgrade(db)
-    engine = create(db, write=write)
-    try:
-        with engine.connect() as conn:
-            rev = revision(conn)
-    except DBAPIError as exc:
-        engine.dispose()
-        if isinstance(exc.orig, Exception) and _not_a_database(exc):
-            raise UsageError(f"{describe(db)} is not a SQLite database") from None
-        problem = f"cannot open archive {describe(db)}: {_first_line(exc.orig)}"
-        # An unusable file is the caller's input; an unreachable server is a failure.
-        raise (UsageError if sqlite_path(db) else WorkFailed)(problem) from None
-    if rev == HEAD:
-        return engine
-    engine.dispose()
-    if rev is None and create_missing and not _has_tables(db):
-        upgrade(db)
-        return create(db, write=write)
-    if rev is None:
-        raise UsageError(
-            f"{describe(db)} is not an archiver archive (no schema version); "
-            "run `archiver db upgrade` to create one in an empty database"
-        )
-    raise UsageError(
-        f"archive {describe(db)} is at revision {rev}, this archiver needs {HEAD}; "
-        "run `archiver db upgrade`"
-    )
-
-
-def _has_tables(db: str) -> bool:
+def has_tables(engine: Engine) -> bool:
     from sqlalchemy import inspect
 
-    engine = create(db, write=False)
-    try:
-        return bool(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+    return bool(inspect(engine).get_table_names())
 
 
-def _first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__
+def insert(conn: Connection, table: Any) -> Any:
+    """An INSERT with the dialect's ON CONFLICT clauses (both engines have them)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def translate(exc: DBAPIError, db: str) -> ArchiverError:
+    """A driver error as the project's own: damaged file, unusable input, or failure."""
+    if _not_a_database(exc):
+        return UsageError(f"{describe(db)} is not a SQLite database")
+    problem = f"cannot open archive {describe(db)}: {first_line(exc.orig)}"
+    # An unusable file is the caller's input; an unreachable server is a failure.
+    return (UsageError if sqlite_path(db) else WorkFailed)(problem)
 
 
 # --- migrations, from the packaged scripts --------------------------------------------
@@ -187,10 +157,12 @@ def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def _migrate(db: str, action: str, target: str) -> None:
+def migrate(db: str, action: str, target: str) -> None:
+    """``alembic upgrade|downgrade target`` on the archive, from the packaged scripts."""
     from alembic import command
+    from alembic.util import CommandError
 
-    _check_sqlite_file(db, must_exist=action != "upgrade")
+    check_file(db, must_exist=action != "upgrade")
     engine = create(db, write=True)
     try:
         with engine.connect() as conn:
@@ -198,39 +170,8 @@ def _migrate(db: str, action: str, target: str) -> None:
     except DBAPIError as exc:
         if _not_a_database(exc):
             raise UsageError(f"{describe(db)} is not a SQLite database") from None
-        raise WorkFailed(f"migration failed: {_first_line(exc.orig)}") from None
-    except Exception as exc:
-        from alembic.util import CommandError
-
-        if isinstance(exc, CommandError):
-            raise UsageError(str(exc).splitlines()[0]) from None
-        raise
+        raise WorkFailed(f"migration failed: {first_line(exc.orig)}") from None
+    except CommandError as exc:
+        raise UsageError(first_line(exc)) from None
     finally:
         engine.dispose()
-
-
-def upgrade(db: str, target: str = "head") -> None:
-    _migrate(db, "upgrade", target)
-
-
-def downgrade(db: str, target: str) -> None:
-    _migrate(db, "downgrade", target)
-
-
-def current(db: str) -> str | None:
-    engine = open_engine_any(db)
-    try:
-        with engine.connect() as conn:
-            return revision(conn)
-    finally:
-        engine.dispose()
-
-
-def open_engine_any(db: str) -> Engine:
-    """A reader engine on any database (no version check), for `db current`."""
-    _check_sqlite_file(db, must_exist=True)
-    return create(db, write=False)
-
-
-def env_db() -> str:
-    return os.environ.get("ARCHIVER_DB") or DEFAULT_DB

@@ -18,7 +18,7 @@ class UsageError(ArchiverError):
 
 
 class FilterError(UsageError):
-    """A filter breaks a rule of SPEC-filters.md; printed as ``InvalidInput: …``."""
+    """A filter breaks a rule of docs/filters.md; printed as ``InvalidInput: …``."""
 
     def __str__(self) -> str:
         return f"InvalidInput: {self.args[0]}"
@@ -49,3 +49,13 @@ class Stopped(KeyboardInterrupt):
     cancels the query in flight and leaves the connection usable; an ordinary exception
     raised mid-query left it busy, so recording the run as interrupted failed (exit 1).
     """
+
+
+class TokenRefused(WorkFailed):
+    """The service refused a NextToken it once issued (the sync starts the pass over)."""
+
+
+def first_line(exc: BaseException | None) -> str:
+    """An exception's first line, or its type's name when it has no message."""
+    text = str(exc).strip() if exc is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__

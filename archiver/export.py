@@ -24,45 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import (
-    Engine,
-    String,
-    case,
-    func,
-    literal,
-    null,
-    select,
-    type_coerce,
-)
+from sqlalchemy import Select, case, func, literal, null, select
 
 from archiver import __version__
+from archiver.archive import Archive
 from archiver.errors import UsageError
-from archiver.filters import Filters
-from archiver.models import Operation, OperationEvent, SyncState
-from archiver.query import ArchivedOperation, merged, source_ids
+from archiver.models import Operation, OperationEvent, SyncState, iso_text
+from archiver.query import Selection, merged, ordered, source_ids
+from archiver.records import FIELDS, NAMES
 from archiver.timeutil import iso, now
 
-COLUMNS = (
-    "source",
-    "id",
-    "type",
-    "status",
-    "error_code",
-    "error_message",
-    "create_date",
-    "update_date",
-    "namespace_id",
-    "service_id",
-    "instance_id",
-    "owner_account",
-    "first_seen_at",
-    "last_seen_at",
-)
+_SEEN = ("first_seen_at", "last_seen_at")
+COLUMNS = ("source", *NAMES, *_SEEN)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
-_GUARDED = frozenset({"source", "error_code", "error_message"})
+_GUARDED = frozenset({"source", *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _BATCH = 5000
-_DATES = frozenset({"create_date", "update_date", "first_seen_at", "last_seen_at", "observed_at"})
+_DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
 
 
 def guard(cell: str | None) -> str | None:
@@ -80,20 +58,13 @@ class ExportResult:
     manifest: Path | None
 
 
-def _text_date(col: Any, dialect: str) -> Any:
-    """A date column as the export's text: the stored text itself on SQLite."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", col), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-    return type_coerce(col, String)
-
-
 def _guarded(col: Any) -> Any:
     """The formula guard as SQL, so rows come out of the database ready to write."""
     return case((func.substr(col, 1, 1).in_(_TRIGGERS), literal("'") + col), else_=col)
 
 
-def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: str, raw: bool,
-            names: dict[int, str]):  # fmt: skip
+def _select(selection: Selection, *, history: bool, source_id: int | None, raw: bool,
+            names: dict[int, str]) -> Any:  # fmt: skip
     """The export as one SELECT whose rows are the CSV's cells, in column order."""
     table = OperationEvent if history else Operation
     # Sources are few and already read: their names, guarded here, go in as a CASE on
@@ -104,48 +75,48 @@ def _select(filters: Filters, *, history: bool, source_id: int | None, dialect: 
 
     def cell(column: str, col: Any) -> Any:
         if column in _DATES:
-            return _text_date(col, dialect)
+            return iso_text(col)
         if column in _GUARDED and column != "source" and not raw:
             return _guarded(col)
         return col
 
-    if history:
-        e, o = OperationEvent, Operation
-        cols = dict(zip(HISTORY_COLUMNS, (name, e.operation_id, o.type, e.status, e.update_date,
-                                          e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
-        base = select(*(cell(c, v) for c, v in cols.items())).join(
-            o, (o.source_id == e.source_id) & (o.id == e.operation_id)
-        )
-        keys: list[Any] = [e.update_date, e.id]
-    else:
-        o = Operation
-        cols = {c: (name if c == "source" else getattr(o, c)) for c in COLUMNS}
-        base = select(*(cell(c, v) for c, v in cols.items()))
-        keys = [o.update_date, o.source_id, o.id]
+    if not history:
+        cols = {c: (name if c == "source" else getattr(Operation, c)) for c in COLUMNS}
+        base: Select[Any] = select(*(cell(c, v) for c, v in cols.items()))
+        return ordered(base, selection, source_id=source_id)
+    e, o = OperationEvent, Operation
+    cols = dict(zip(HISTORY_COLUMNS, (name, e.operation_id, o.type, e.status, e.update_date,
+                                      e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
+    base = select(*(cell(c, v) for c, v in cols.items())).join(
+        o, (o.source_id == e.source_id) & (o.id == e.operation_id)
+    )
     if source_id is not None:
-        base = base.where(table.source_id == source_id)
-    return merged(base, filters, keys)
+        base = base.where(e.source_id == source_id)
+    return merged(base, selection.filters, [e.update_date, e.id])
 
 
 def rows(
-    engine: Engine,
-    filters: Filters,
-    *,
-    source: str | None = None,
-    history: bool = False,
-    raw: bool = False,
+    archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
 ) -> Iterator[tuple[Any, ...]]:
-    """CSV-ready tuples (strings or None) in the export's column order, streamed."""
-    with engine.connect() as conn:
-        names = source_ids(conn, source)
-        stmt = _select(
-            filters,
-            history=history,
-            source_id=next(iter(names)) if source is not None else None,
-            dialect=engine.dialect.name,
-            raw=raw,
-            names=names,
-        )
+    """CSV-ready tuples (strings or None) in the export's column order, streamed.
+
+    The source is checked before the first row is asked for, so that an unknown
+    ``--source`` fails before any output starts.
+    """
+    conn = archive.reader.connect()
+    try:
+        names = source_ids(conn, selection.source)
+    except BaseException:
+        conn.close()
+        raise
+    return _stream(conn, selection, names, history=history, raw=raw)
+
+
+def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: bool,
+            raw: bool) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+    with conn:
+        sid = next(iter(names)) if selection.source is not None else None
+        stmt = _select(selection, history=history, source_id=sid, raw=raw, names=names)
         width = len(HISTORY_COLUMNS if history else COLUMNS)
         merging = len(stmt.selected_columns) > width  # sort keys of merged arms ride along
         result = conn.execution_options(stream_results=True).execute(stmt)
@@ -154,19 +125,6 @@ def rows(
                 yield from (row[:width] for row in batch)
             else:
                 yield from batch
-
-
-def to_row(op: ArchivedOperation, *, raw: bool = False) -> tuple[Any, ...]:
-    """One archived operation as an export row (used by `query --output csv`)."""
-    r = op.record
-    row = (
-        op.source, r.id, r.type, r.status, r.error_code, r.error_message,
-        iso(r.create_date), iso(r.update_date), r.namespace_id, r.service_id,
-        r.instance_id, r.owner_account, iso(op.first_seen_at), iso(op.last_seen_at),
-    )  # fmt: skip
-    if raw:
-        return row
-    return tuple(guard(c) if name in _GUARDED else c for name, c in zip(COLUMNS, row, strict=True))
 
 
 def write_csv(records: Iterable[tuple[Any, ...]], out: TextIO, *, history: bool = False) -> int:
@@ -217,39 +175,61 @@ def check_destination(out: Path) -> None:
         raise UsageError(f"--out {out} exists and is not writable")
 
 
-def export_to_file(
-    engine: Engine,
-    filters: Filters,
-    out: Path,
+def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
+    """``--gzip``, or an ``--out`` that ends in ``.gz``."""
+    return gzip_flag or (out is not None and out.suffix == ".gz")
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: int
+    sha256: str
+    size: int
+
+
+def write_stream(
+    records: Iterable[tuple[Any, ...]], binary: BinaryIO, *, history: bool, compress: bool,
+    name: str = "",
+) -> Written:  # fmt: skip
+    """The CSV (gzipped when asked) onto a binary stream, counted and hashed as it goes."""
+    hashing = _HashingWriter(binary)
+    buffered = io.BufferedWriter(hashing, buffer_size=1 << 20)
+    inner: Any = buffered
+    if compress:
+        inner = gzip.GzipFile(filename=name, mode="wb", fileobj=buffered, mtime=0)
+    text = io.TextIOWrapper(inner, encoding="utf-8", newline="", write_through=False)
+    n = write_csv(records, text, history=history)
+    text.flush()
+    text.detach()
+    if compress:
+        inner.close()  # writes the gzip trailer; the buffered writer stays open
+    buffered.flush()
+    return Written(n, hashing.sha256.hexdigest(), hashing.size)
+
+
+def export(
+    archive: Archive,
+    selection: Selection,
+    out: Path | None,
     *,
-    source: str | None = None,
+    stdout: BinaryIO | None = None,
     history: bool = False,
     raw: bool = False,
     compress: bool = False,
 ) -> ExportResult:
-    """Write the CSV under a temporary name, rename it into place, then the manifest."""
-    check_destination(out)
+    """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``."""
+    if out is not None:
+        check_destination(out)
+    records = rows(archive, selection, history=history, raw=raw)
+    if out is None:
+        assert stdout is not None
+        done = write_stream(records, stdout, history=history, compress=compress)
+        return ExportResult(rows=done.rows, sha256=done.sha256, path=None, manifest=None)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     manifest = out.with_name(out.name + ".manifest.json")
     try:
         with open(tmp, "wb") as fh:
-            hashing = _HashingWriter(fh)
-            buffered = io.BufferedWriter(hashing, buffer_size=1 << 20)
-            if compress:
-                binary: Any = gzip.GzipFile(filename=out.name, mode="wb", fileobj=buffered, mtime=0)
-            else:
-                binary = buffered
-            text = io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=False)
-            n = write_csv(
-                rows(engine, filters, source=source, history=history, raw=raw),
-                text,
-                history=history,
-            )
-            text.flush()
-            text.detach()
-            if compress:
-                binary.close()
-            buffered.flush()
+            done = write_stream(records, fh, history=history, compress=compress, name=out.name)
             fh.flush()
             os.fsync(fh.fileno())
         if manifest.exists():
@@ -258,51 +238,36 @@ def export_to_file(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    digest = hashing.sha256.hexdigest()
-    _write_manifest(
-        engine,
-        manifest,
-        out=out,
-        rows=n,
-        sha256=digest,
-        size=hashing.size,
-        filters=filters,
-        source=source,
-        history=history,
-        raw=raw,
-        compress=compress,
-    )
-    return ExportResult(rows=n, sha256=digest, path=out, manifest=manifest)
+    _write_manifest(archive, manifest, out=out, done=done, selection=selection,
+                    history=history, raw=raw, compress=compress)  # fmt: skip
+    return ExportResult(rows=done.rows, sha256=done.sha256, path=out, manifest=manifest)
 
 
 def _write_manifest(
-    engine: Engine,
+    archive: Archive,
     manifest: Path,
     *,
     out: Path,
-    rows: int,
-    sha256: str,
-    size: int,
-    filters: Filters,
-    source: str | None,
+    done: Written,
+    selection: Selection,
     history: bool,
     raw: bool,
     compress: bool,
 ) -> None:
-    with engine.connect() as conn:
-        names = source_ids(conn, source)
+    with archive.reader.connect() as conn:
+        names = source_ids(conn, selection.source)
         marks = dict(conn.execute(select(SyncState.source_id, SyncState.watermark)).all())
     body = {
         "file": out.name,
-        "rows": rows,
-        "bytes": size,
-        "sha256": sha256,
+        "rows": done.rows,
+        "bytes": done.size,
+        "sha256": done.sha256,
         "gzip": compress,
         "columns": list(HISTORY_COLUMNS if history else COLUMNS),
         "history": history,
         "formula_guard": not raw,
-        "filters": filters.to_request(),
-        "source": source,
+        "filters": selection.filters.to_request(),
+        "source": selection.source,
         "sources": [
             {"name": name, "watermark": iso(marks[i]) if marks.get(i) else None}
             for i, name in sorted(names.items(), key=lambda kv: kv[1])

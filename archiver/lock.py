@@ -14,11 +14,10 @@ import os
 import re
 import socket
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from archiver import db as archive_db
 from archiver.errors import LockHeld
 
 
@@ -37,11 +36,14 @@ def _busy(source: str) -> LockHeld:
 
 
 @contextlib.contextmanager
-def source_lock(engine: Engine, db: str, source: str) -> Iterator[None]:
-    """Hold the source's lock for the block, or raise LockHeld (exit 3) at once."""
-    path = archive_db.sqlite_path(db)
-    if path is not None:
-        with _file_lock(path, source):
+def source_lock(engine: Engine, sqlite_path: Path | None, source: str) -> Iterator[None]:
+    """Hold the source's lock for the block, or raise LockHeld (exit 3) at once.
+
+    ``sqlite_path`` is the archive's file, beside which the lock file lives; None for a
+    server database, which holds the lock itself.
+    """
+    if sqlite_path is not None:
+        with _file_lock(sqlite_path, source):
             yield
         return
     with _advisory_lock(engine, source):
@@ -49,7 +51,7 @@ def source_lock(engine: Engine, db: str, source: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _file_lock(archive: Any, source: str) -> Iterator[None]:
+def _file_lock(archive: Path, source: str) -> Iterator[None]:
     import fcntl
 
     slug = re.sub(r"[^A-Za-z0-9_.@-]", "_", source)[:80]

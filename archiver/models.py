@@ -1,12 +1,13 @@
 """The archive's schema as typed SQLAlchemy 2.0 models; ``migrations/`` is its history.
 
 Table and column names are a contract with people who query the file directly
-(ARCHITECTURE.md, "Schema"), so they change only through a migration and a note.
+(docs/design.md, "Schema"), so they change only through a migration and a note.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,9 +22,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from archiver.records import FIELDS
 from archiver.timeutil import utc_ms
 
 NAMING_CONVENTION = {
@@ -72,6 +76,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         return parsed if len(value) == 24 and value[-1] == "Z" else utc_ms(parsed)
 
 
+class iso_text(FunctionElement[str]):
+    """A UTCDateTime column as the text users see, ``2026-01-31T12:00:00.000Z``, in SQL.
+
+    Exports render dates in the database rather than in Python (a million rows would
+    otherwise build a million datetimes). SQLite already stores exactly this text.
+    """
+
+    type = String()
+    name = "iso_text"
+    inherit_cache = True
+
+
+@compiles(iso_text)
+def _iso_text_stored(element: iso_text, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+@compiles(iso_text, "postgresql")
+def _iso_text_postgresql(element: iso_text, compiler: Any, **kw: Any) -> str:
+    value = compiler.process(next(iter(element.clauses)), **kw)
+    return f"to_char(timezone('UTC', {value}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012
@@ -89,27 +116,39 @@ class Source(Base):
     created_at: Mapped[datetime]
 
 
+def _record_columns() -> dict[str, Any]:
+    """The operation record's fields as columns (``records.FIELDS`` is their one definition)."""
+    columns: dict[str, Any] = {}
+    for f in FIELDS:
+        kind: Any = UTCDateTime() if f.is_date else String(f.size) if f.size else Text()
+        columns[f.name] = mapped_column(kind, primary_key=f.name == "id", nullable=f.optional)
+    return columns
+
+
 class Operation(Base):
-    """The latest known state of one Cloud Map operation (GetOperation's record)."""
+    """The latest known state of one Cloud Map operation (GetOperation's record).
+
+    Its record columns are declared by ``records.OperationRecord`` and added below,
+    so that a field is defined once; code reads them as ``Operation.<name>`` as usual.
+    """
 
     __tablename__ = "operations"
 
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    error_code: Mapped[str | None] = mapped_column(Text)
-    error_message: Mapped[str | None] = mapped_column(Text)
-    create_date: Mapped[datetime]
-    update_date: Mapped[datetime]
-    namespace_id: Mapped[str | None] = mapped_column(String(64))
-    service_id: Mapped[str | None] = mapped_column(String(64))
-    instance_id: Mapped[str | None] = mapped_column(String(64))
-    owner_account: Mapped[str | None] = mapped_column(String(12))
-    first_seen_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime]
+    locals().update(_record_columns())  # the class body's namespace: declarative maps these
+    first_seen_at: Mapped[datetime] = mapped_column(sort_order=1)  # after the record's
+    last_seen_at: Mapped[datetime] = mapped_column(sort_order=1)
 
-    # Every filter of SPEC-filters.md is an equality on one column, usually combined with
+    if TYPE_CHECKING:  # for type checkers only: the columns the record declares
+        id: Mapped[str]
+        type: Mapped[str]
+        status: Mapped[str]
+        create_date: Mapped[datetime]
+        update_date: Mapped[datetime]
+        namespace_id: Mapped[str | None]
+        service_id: Mapped[str | None]
+
+    # Every filter (docs/filters.md) is an equality on one column, usually combined with
     # an UPDATE_DATE window and ordered by update_date: (column, update_date) serves both.
     __table_args__ = (
         Index(None, "update_date"),

@@ -7,18 +7,19 @@ the order and the limit, so that `query` and `export` give the API's answer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, column, func, select, union_all
+from sqlalchemy import Connection, Select, column, func, select, union_all
 from sqlalchemy.sql.selectable import CompoundSelect
 
+from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.filters import Filters
 from archiver.models import Operation, Source
-from archiver.records import OperationRecord
+from archiver.records import NAMES, OperationRecord
 
 STREAM_BATCH = 2000
 
@@ -27,6 +28,25 @@ class OrderBy(StrEnum):
     update_date = "update_date"
     create_date = "create_date"
     id = "id"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a query or export reads: ListOperations' filters, plus the archive's own
+    choices of source, order and limit."""
+
+    filters: Filters = field(default_factory=Filters)
+    source: str | None = None
+    order_by: OrderBy = OrderBy.update_date
+    ascending: bool = False
+    limit: int | None = None
+
+    def keys(self) -> list[Any]:
+        """The sort keys; ties are broken by (source_id, id), so the same archive always
+        prints the same rows in the same order."""
+        if self.order_by is OrderBy.id:
+            return [Operation.id, Operation.source_id]
+        return [getattr(Operation, self.order_by.value), Operation.source_id, Operation.id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,29 +73,24 @@ def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
 
 
 def select_operations(
-    filters: Filters,
-    *,
-    source_id: int | None = None,
-    order_by: OrderBy = OrderBy.update_date,
-    ascending: bool = False,
-    limit: int | None = None,
+    selection: Selection, *, source_id: int | None = None
 ) -> Select[Any] | CompoundSelect:
-    """``SELECT … FROM operations WHERE <filters>`` ordered newest first by default.
+    """``SELECT … FROM operations WHERE <filters>`` in the selection's order and limit.
 
-    Ties are broken by (source_id, id) so that the same archive always prints the same
-    rows in the same order. An IN list becomes a UNION ALL of one SELECT per value
-    (``Filters.to_sql_arms``), which both engines merge in order from their indexes.
+    An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
+    which both engines merge in order from their indexes.
     """
-    keys = [getattr(Operation, order_by.value), Operation.source_id, Operation.id]
-    if order_by is OrderBy.id:
-        keys = [Operation.id, Operation.source_id]
-    base = select(*Operation.__table__.columns)
+    return ordered(select(*Operation.__table__.columns), selection, source_id=source_id)
+
+
+def ordered(
+    base: Select[Any], selection: Selection, *, source_id: int | None
+) -> Select[Any] | CompoundSelect:
+    """``base`` (over operations) narrowed to a source, filtered, ordered and limited."""
     if source_id is not None:
         base = base.where(Operation.source_id == source_id)
-    stmt = merged(base, filters, keys, ascending=ascending)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return stmt
+    stmt = merged(base, selection.filters, selection.keys(), ascending=selection.ascending)
+    return stmt if selection.limit is None else stmt.limit(selection.limit)
 
 
 def merged(
@@ -97,34 +112,37 @@ def merged(
     )
 
 
-def count(engine: Engine, filters: Filters, *, source: str | None = None) -> int:
-    with engine.connect() as conn:
-        ids = source_ids(conn, source)
-        stmt = select(func.count()).select_from(Operation).where(filters.to_sql())
-        if source is not None:
+def count(archive: Archive, selection: Selection) -> int:
+    """How many operations the selection holds (at most its limit)."""
+    with archive.reader.connect() as conn:
+        ids = source_ids(conn, selection.source)
+        stmt = select(func.count()).select_from(Operation).where(selection.filters.to_sql())
+        if selection.source is not None:
             stmt = stmt.where(Operation.source_id.in_(ids))
-        return int(conn.execute(stmt).scalar_one())
+        n = int(conn.execute(stmt).scalar_one())
+    return n if selection.limit is None else min(n, selection.limit)
 
 
-def run(
-    engine: Engine,
-    filters: Filters,
-    *,
-    source: str | None = None,
-    order_by: OrderBy = OrderBy.update_date,
-    ascending: bool = False,
-    limit: int | None = None,
-) -> Iterator[ArchivedOperation]:
-    """Stream matching operations; memory stays flat whatever the archive's size."""
-    with engine.connect() as conn:
-        names = source_ids(conn, source)
-        stmt = select_operations(
-            filters,
-            source_id=next(iter(names)) if source is not None else None,
-            order_by=order_by,
-            ascending=ascending,
-            limit=limit,
-        )
+def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
+    """Stream matching operations; memory stays flat whatever the archive's size.
+
+    The source is checked before the first row is asked for, so that an unknown
+    ``--source`` fails before any output starts.
+    """
+    conn = archive.reader.connect()
+    try:
+        names = source_ids(conn, selection.source)
+    except BaseException:
+        conn.close()
+        raise
+    return _stream(conn, selection, names)
+
+
+def _stream(conn: Connection, selection: Selection,
+            names: dict[int, str]) -> Iterator[ArchivedOperation]:  # fmt: skip
+    with conn:
+        sid = next(iter(names)) if selection.source is not None else None
+        stmt = select_operations(selection, source_id=sid)
         result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
         for row in result:
             yield to_archived(row, names[row.source_id])
@@ -133,19 +151,7 @@ def run(
 def to_archived(op: Any, source: str) -> ArchivedOperation:
     return ArchivedOperation(
         source=source,
-        record=OperationRecord(
-            id=op.id,
-            type=op.type,
-            status=op.status,
-            create_date=op.create_date,
-            update_date=op.update_date,
-            error_code=op.error_code,
-            error_message=op.error_message,
-            namespace_id=op.namespace_id,
-            service_id=op.service_id,
-            instance_id=op.instance_id,
-            owner_account=op.owner_account,
-        ),
+        record=OperationRecord(**{name: getattr(op, name) for name in NAMES}),
         first_seen_at=op.first_seen_at,
         last_seen_at=op.last_seen_at,
     )

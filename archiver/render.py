@@ -1,7 +1,9 @@
 """One renderer for `query`'s outputs: table, json, csv, ids, count.
 
 Each renderer consumes the stream row by row and writes as it goes, so a query of a
-million operations prints without holding them in memory.
+million operations prints without holding them in memory. ``fetch`` asks the library
+for what each output needs (csv comes from the export's SQL, where the formula guard
+lives), and ``write`` prints it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, TextIO
 
-from archiver.query import ArchivedOperation
+from archiver.archive import Archive
+from archiver.query import ArchivedOperation, Selection
 from archiver.timeutil import iso
 
 
@@ -68,3 +71,31 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
     return n
+
+
+def fetch(output: Output, archive: Archive, selection: Selection) -> Iterable[Any]:
+    """The rows ``write`` takes for this output, streamed from the archive."""
+    from archiver import export, query
+
+    if output is Output.count:
+        return [query.count(archive, selection)]
+    if output is Output.csv:
+        return export.rows(archive, selection)
+    return query.run(archive, selection)
+
+
+def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None = None) -> int:
+    """Print ``rows`` (from ``fetch``) in ``output``'s form; returns how many."""
+    if output is Output.count:
+        (n,) = rows
+        out.write(f"{n}\n")
+        return int(n)
+    if output is Output.csv:
+        from archiver.export import write_csv
+
+        return write_csv(rows, out)
+    if output is Output.json:
+        return write_json(rows, out)
+    if output is Output.ids:
+        return write_ids(rows, out)
+    return write_table(rows, out, width=width)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
+from archiver.archive import Archive
 from archiver.models import Operation, Source, SyncRun, SyncState
 from archiver.timeutil import iso
 
 
-def summarize(engine: Engine, *, source: str | None = None, last_runs: int = 3) -> dict[str, Any]:
+def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3) -> dict[str, Any]:
     """A JSON-ready summary; ``sources`` is empty on a new archive."""
-    with engine.connect() as conn:
+    with archive.reader.connect() as conn:
         q = select(Source).order_by(Source.name)
         if source is not None:
             q = q.where(Source.name == source)

@@ -1,7 +1,7 @@
 """The archive's writes: sources, operations and their events, runs, the watermark.
 
 Every function takes an open connection inside the caller's transaction: the sync
-decides what one transaction holds (one page, ARCHITECTURE.md step 4), this module
+decides what one transaction holds (one page, docs/design.md, step 4), this module
 only says how each write is made. Upserts use the dialect's own ON CONFLICT, so a
 repeated page is harmless.
 """
@@ -13,18 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from archiver.db import insert as _insert
 from archiver.models import Operation, OperationEvent, Source, SyncRun, SyncState
-from archiver.records import OperationRecord
+from archiver.records import FIELDS, OperationRecord
 from archiver.timeutil import now
 
 _IN_CHUNK = 500  # stays far below SQLite's bound-parameter limit
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def ensure_source(
@@ -65,38 +60,14 @@ def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> d
 
 
 def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> dict[str, Any]:
-    return {
-        "source_id": source_id,
-        "id": rec.id,
-        "type": rec.type,
-        "status": rec.status,
-        "error_code": rec.error_code,
-        "error_message": rec.error_message,
-        "create_date": rec.create_date,
-        "update_date": rec.update_date,
-        "namespace_id": rec.namespace_id,
-        "service_id": rec.service_id,
-        "instance_id": rec.instance_id,
-        "owner_account": rec.owner_account,
-        "first_seen_at": seen_at,
-        "last_seen_at": seen_at,
-    }
+    return {"source_id": source_id, **rec.values(), "first_seen_at": seen_at,
+            "last_seen_at": seen_at}  # fmt: skip
 
 
-#: O5: what a re-archived operation may change. create_date and first_seen_at never do;
-#: last_seen_at is set explicitly because ON CONFLICT DO UPDATE skips ``onupdate``.
-_UPDATABLE = (
-    "type",
-    "status",
-    "error_code",
-    "error_message",
-    "update_date",
-    "namespace_id",
-    "service_id",
-    "instance_id",
-    "owner_account",
-    "last_seen_at",
-)
+#: O5: what a re-archived operation may change (the record says which fields do).
+#: first_seen_at never changes; last_seen_at is set explicitly because ON CONFLICT DO
+#: UPDATE skips ``onupdate``.
+_UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at")
 
 
 def upsert_operations(

@@ -1,7 +1,7 @@
 """The sync: plan windows from the watermark, list, fetch what changed, store by page.
 
 Policy only — no SQL (``store``) and no HTTP details (``cloudmap``). The steps are
-ARCHITECTURE.md's "The sync, step by step":
+those of docs/design.md, "The sync, step by step":
 
 1. resolve the source and take its lock (``lock``);
 2. plan windows: from ``watermark − lookback`` (or ``--since``) to ``--until`` or now;
@@ -25,11 +25,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-
 from archiver import cloudmap, stopping, store
-from archiver.errors import ArchiverError, Interrupted, UsageError, WorkFailed
-from archiver.lock import holder_name, source_lock
+from archiver.archive import Archive
+from archiver.errors import ArchiverError, Interrupted, TokenRefused, WorkFailed, first_line
+from archiver.lock import holder_name
 from archiver.records import OperationRecord
 from archiver.timeutil import EPOCH, iso, now
 
@@ -146,27 +145,23 @@ def plan(
     return Plan(opts.source, watermark, plan_windows(start, end, opts.window), resume)
 
 
-def read_plan(engine: Engine, opts: SyncOptions, *, started: datetime | None = None) -> Plan:
+def read_plan(archive: Archive, opts: SyncOptions, *, started: datetime | None = None) -> Plan:
     """The plan from what the archive holds, without writing (``--dry-run``)."""
-    with engine.connect() as conn:
+    with archive.reader.connect() as conn:
         sid = store.find_source(conn, opts.source)
         mark = store.watermark(conn, sid) if sid is not None else None
         resume = store.resume_point(conn, sid) if sid is not None else None
     return plan(opts, mark, resume, started=started or opts.started or now())
 
 
-def dry_run(db: str, opts: SyncOptions) -> dict[str, Any]:
+def dry_run(location: str, opts: SyncOptions) -> dict[str, Any]:
     """The plan a run would follow, without an API call or a write (``--dry-run``)."""
-    from archiver import db as archive_db
-
-    if archive_db.is_new_sqlite(db):
+    probe = Archive(location)
+    if probe.is_new:
         p = plan(opts, None, None, started=opts.started or now())
         return {**p.describe(), "archive": "would be created"}
-    engine = archive_db.open_archive(db)
-    try:
-        return read_plan(engine, opts).describe()
-    finally:
-        engine.dispose()
+    with Archive.open(location) as archive:
+        return read_plan(archive, opts).describe()
 
 
 @dataclass
@@ -180,22 +175,20 @@ class _InFlight:
 
 
 class Syncer:
-    """One run of one source: the engine to write to, a client, and the options."""
+    """One run of one source: the archive to write to, a client, and the options."""
 
     def __init__(
         self,
-        db: str,
-        writer: Engine,
-        reader: Engine,
-        client: Any,
+        archive: Archive,
+        client: cloudmap.CloudMapClient,
         opts: SyncOptions,
         *,
         clock: Callable[[], datetime] = now,
         on_page: Callable[[Stats], None] | None = None,
     ) -> None:
-        self.db = db
-        self.writer = writer
-        self.reader = reader
+        self.archive = archive
+        self.writer = archive.writer
+        self.reader = archive.reader
         self.client = client
         self.opts = opts
         self.clock = clock
@@ -236,7 +229,7 @@ class Syncer:
         with self.writer.begin() as conn:
             sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
                                       endpoint_url=self.opts.endpoint_url)  # fmt: skip
-        with source_lock(self.writer, self.db, self.opts.source):
+        with self.archive.lock(self.opts.source):
             with self.writer.begin() as conn:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
@@ -257,11 +250,6 @@ class Syncer:
                 self._finish(sid, run_id, outcome, error)
                 if isinstance(exc, ArchiverError):
                     raise
-                if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-                    raise UsageError(
-                        "no AWS credentials found: use --profile, the AWS_* variables, "
-                        "or an instance role"
-                    ) from None
                 if outcome == "interrupted":  # Ctrl-C, or SIGTERM as errors.Stopped
                     why = str(exc) or "interrupted"
                     raise Interrupted(f"{why}; the page in flight was rolled back") from None
@@ -285,9 +273,7 @@ class Syncer:
             pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit)
             try:
                 first = next(pages)
-            except Exception as exc:
-                if _code(exc) != "InvalidInput":
-                    raise
+            except TokenRefused:
                 log.warning("the service refused the saved NextToken; starting the pass over")
                 self.stats.list_calls += 1
             else:
@@ -360,34 +346,19 @@ def _last(p: Plan) -> datetime | None:
     return p.windows[-1][1] if p.windows else None
 
 
-def _code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
 
 
 def run_sync(
-    db: str,
+    archive: Archive,
+    client: cloudmap.CloudMapClient,
     opts: SyncOptions,
-    client_settings: cloudmap.ClientSettings,
     *,
-    botocore_session: Any = None,
     on_page: Callable[[Stats], None] | None = None,
 ) -> Summary:
-    """Open (or create) the archive, build the client, and run one sync of one source."""
-    from archiver import db as archive_db
-
-    client = cloudmap.make_client(client_settings, botocore_session=botocore_session)
-    writer = archive_db.open_archive(db, write=True, create_missing=True)
-    reader = archive_db.create(db, write=False)
-    try:
-        return Syncer(db, writer, reader, client, opts, on_page=on_page).run()
-    finally:
-        writer.dispose()
-        reader.dispose()
+    """One sync of one source into ``archive`` (opened with ``create_missing``)."""
+    return Syncer(archive, client, opts, on_page=on_page).run()

@@ -60,9 +60,10 @@ def db(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def archive(db: str) -> str:
     """An archive upgraded to head."""
-    from archiver import db as archive_db
+    from archiver.archive import Archive
 
-    archive_db.upgrade(db)
+    with Archive(db) as handle:
+        handle.upgrade()
     return db
 
 

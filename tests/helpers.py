@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from archiver import db as archive_db
+from archiver.archive import Archive
 from archiver import store
 from archiver.records import OperationRecord
 
@@ -44,23 +44,15 @@ def op(
 
 def fill(db: str, records: Iterable[OperationRecord], *, source: str = "test@us-east-1") -> None:
     """Store ``records`` as one sync would (the archive must be at head)."""
-    engine = archive_db.create(db, write=True)
-    try:
-        with engine.begin() as conn:
-            sid = store.ensure_source(conn, source, region="us-east-1")
-            store.upsert_operations(conn, sid, list(records), seen_at=T0, run_id=None)
-    finally:
-        engine.dispose()
+    with Archive(db) as archive, archive.writer.begin() as conn:
+        sid = store.ensure_source(conn, source, region="us-east-1")
+        store.upsert_operations(conn, sid, list(records), seen_at=T0, run_id=None)
 
 
 def read_rows(db: str, stmt) -> list:  # type: ignore[no-untyped-def]
     """Run one read-only statement against the archive and return all its rows."""
-    engine = archive_db.create(db, write=False)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(stmt).all()
-    finally:
-        engine.dispose()
+    with Archive(db) as archive, archive.reader.connect() as conn:
+        return conn.execute(stmt).all()
 
 
 def cli_sync(runner, db: str, url: str, *extra: str):  # type: ignore[no-untyped-def]
@@ -89,3 +81,19 @@ def assert_archive_equals(db: str, account) -> None:
     assert got.keys() == want.keys()
     diff = [i for i in want if got[i] != want[i]]
     assert not diff, (diff[:3], [got[i] for i in diff[:1]], [want[i] for i in diff[:1]])
+
+
+def revision(db: str) -> str | None:
+    """The archive's schema revision, as `archiver db current` reads it."""
+    with Archive(db) as archive:
+        return archive.revision()
+
+
+def run_library_sync(db: str, opts, client_settings, *, on_page=None):  # type: ignore[no-untyped-def]
+    """One sync through the library, as `archiver sync` runs it: client, archive, run."""
+    from archiver.cloudmap import make_client
+    from archiver.sync import run_sync
+
+    client = make_client(client_settings)
+    with Archive.open(db, create_missing=True) as archive:
+        return run_sync(archive, client, opts, on_page=on_page)

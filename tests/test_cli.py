@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from archiver import db as archive_db
+from archiver.archive import Archive
 from tests.conftest import invoke, requires_sqlite
 
 
@@ -68,7 +69,7 @@ def test_status_on_another_apps_database_leaves_it_unchanged(runner, tmp_path) -
 @requires_sqlite
 def test_status_on_an_archive_at_an_older_revision_asks_for_upgrade(runner, tmp_path) -> None:
     path = tmp_path / "old.db"
-    archive_db.upgrade(str(path))
+    Archive(str(path)).upgrade()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '0000aaaa0000'")
     before = _digest(path)

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archiver import db as archive_db
+from archiver.archive import Archive
+from archiver.query import Selection
 from archiver import export
 from archiver.filters import Filters
 from archiver.timeutil import iso
@@ -258,12 +259,11 @@ def test_a_killed_export_leaves_nothing_under_the_final_name(archive, tmp_path) 
 def test_any_unicode_round_trips_through_csv(tmp_path_factory, messages, raw) -> None:
     path = tmp_path_factory.mktemp("rt") / "a.db"
     db = str(path)
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     fill(db, [op(i, error_message=m or None) for i, m in enumerate(messages)])
-    engine = archive_db.create(db, write=False)
     buf = io.StringIO(newline="")
-    export.write_csv(export.rows(engine, Filters(), raw=raw), buf)
-    engine.dispose()
+    with Archive(db) as archive:
+        export.write_csv(export.rows(archive, Selection(Filters(), ascending=True), raw=raw), buf)
     got = [r["error_message"] for r in csv.DictReader(io.StringIO(buf.getvalue(), newline=""))]
     want = [m if raw else export.guard(m) for m in messages]
     assert got == [w or "" for w in want]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from archiver import db as archive_db
+from archiver.archive import Archive
 from archiver import store
 from archiver.filters import Filters, validate
 from archiver.models import Operation, OperationEvent
@@ -96,7 +97,7 @@ def filter_sets(draw) -> Filters:
 
 
 def test_to_sql_selects_exactly_what_matches_keeps(db) -> None:
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     engine = archive_db.create(db, write=True)
     with engine.begin() as conn:
         sid = store.ensure_source(conn, "agree")

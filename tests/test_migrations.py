@@ -8,6 +8,8 @@ from importlib.resources import files
 from sqlalchemy import inspect, text
 
 from archiver import db as archive_db
+from archiver.archive import Archive
+from tests.helpers import revision
 from archiver.models import Base
 
 TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state"}
@@ -39,7 +41,7 @@ def test_head_constant_matches_the_scripts() -> None:
 
 
 def test_upgrade_creates_exactly_the_five_tables_and_their_indexes(db: str) -> None:
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     assert _tables(db) == TABLES
     engine = archive_db.create(db, write=False)
     try:
@@ -52,7 +54,7 @@ def test_upgrade_creates_exactly_the_five_tables_and_their_indexes(db: str) -> N
 
 
 def test_downgrade_to_base_and_back_with_rows_present(db: str) -> None:
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     engine = archive_db.create(db, write=True)
     now = "2026-01-02T03:04:05.678Z"
     with engine.begin() as conn:
@@ -65,11 +67,11 @@ def test_downgrade_to_base_and_back_with_rows_present(db: str) -> None:
             },
         )
     engine.dispose()
-    archive_db.downgrade(db, "base")
+    Archive(db).downgrade("base")
     assert _tables(db) == set()
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     assert _tables(db) == TABLES
-    assert archive_db.current(db) == archive_db.HEAD
+    assert revision(db) == archive_db.HEAD
 
 
 def test_models_and_migrations_agree(db: str) -> None:
@@ -77,7 +79,7 @@ def test_models_and_migrations_agree(db: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    archive_db.upgrade(db)
+    Archive(db).upgrade()
     engine = archive_db.create(db, write=False)
     try:
         with engine.connect() as conn:

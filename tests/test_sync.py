@@ -13,10 +13,10 @@ from archiver import db as archive_db
 from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
 from archiver.models import OperationEvent, SyncRun, SyncState
-from archiver.sync import SyncOptions, plan_windows, run_sync
+from archiver.sync import SyncOptions, plan_windows
 from archiver.timeutil import parse_when
 from tests.conftest import invoke, requires_sqlite
-from tests.helpers import archived, assert_archive_equals, read_rows
+from tests.helpers import archived, assert_archive_equals, read_rows, run_library_sync
 
 
 def settings(emu: Emulator, **kw) -> ClientSettings:
@@ -24,7 +24,7 @@ def settings(emu: Emulator, **kw) -> ClientSettings:
 
 
 def sync_once(db: str, emu: Emulator, **kw):
-    return run_sync(db, SyncOptions(source="acct@us-east-1", **kw), settings(emu))
+    return run_library_sync(db, SyncOptions(source="acct@us-east-1", **kw), settings(emu))
 
 
 def scalar(db: str, stmt):

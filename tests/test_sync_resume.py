@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from archiver import db as archive_db
+from archiver.archive import Archive
 from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld
 from archiver.models import Operation, OperationEvent, SyncRun, SyncState
-from archiver.sync import SyncOptions, run_sync
+from archiver.sync import SyncOptions
 from archiver.timeutil import utc_ms
 from tests.conftest import invoke
-from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows
+from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
 
 
 def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
@@ -152,10 +152,10 @@ def test_an_interrupted_fixed_backfill_resumes_at_its_saved_token(archive) -> No
                 raise Interrupted("test stop")
 
         with pytest.raises(Interrupted):
-            run_sync(archive, opts, cs, on_page=stop_after_20)
+            run_library_sync(archive, opts, cs, on_page=stop_after_20)
         assert len(archived(archive)) == 2000
         emu.counters.reset()
-        summary = run_sync(archive, opts, cs)
+        summary = run_library_sync(archive, opts, cs)
         assert emu.counters.list_pages == 10  # the 10 pages after the stored ones
         assert summary.stats.inserted == 1000
         assert_archive_equals(archive, emu.account)
@@ -172,10 +172,12 @@ def test_a_refused_token_starts_the_pass_over(archive) -> None:
                 raise Interrupted("test stop")
 
         with pytest.raises(Interrupted):
-            run_sync(archive, opts, cs, on_page=stop)
+            run_library_sync(archive, opts, cs, on_page=stop)
     # a new emulator with the same data but another token secret, like a service restart
     with Emulator(seed_operations=1000, days=10, seed=7, start=now) as emu2:
-        summary = run_sync(archive, opts, ClientSettings(region="us-east-1", endpoint_url=emu2.url))
+        summary = run_library_sync(
+            archive, opts, ClientSettings(region="us-east-1", endpoint_url=emu2.url)
+        )
         assert summary.outcome == "succeeded"
         assert emu2.counters.rejected["ListOperations"] == 1  # the old token: InvalidInput
         assert emu2.counters.list_pages == 10  # then one full pass
@@ -183,20 +185,11 @@ def test_a_refused_token_starts_the_pass_over(archive) -> None:
 
 
 def test_lock_error_is_lockheld_in_the_library(archive) -> None:
-    from archiver.lock import source_lock
-
-    engine = archive_db.create(archive, write=True)
-    try:
-        with (
-            source_lock(engine, archive, "x"),
-            pytest.raises(LockHeld),
-            source_lock(engine, archive, "x"),
-        ):
+    with Archive(archive) as handle:
+        with handle.lock("x"), pytest.raises(LockHeld), handle.lock("x"):
             pass
-        with source_lock(engine, archive, "x"):  # released on exit
+        with handle.lock("x"):  # released on exit
             pass
-    finally:
-        engine.dispose()
 
 
 def test_status_forgets_a_holder_that_was_killed(runner, archive) -> None:
