@@ -55,7 +55,7 @@ class Archive:
         if create_missing and self.is_new:
             self.upgrade()
         rev = self.revision()
-        if rev == db.HEAD:
+        if rev == db.head():
             return
         if rev is None and create_missing and not db.has_tables(self.reader):
             self.upgrade()
@@ -66,7 +66,7 @@ class Archive:
                 "run `archiver db upgrade` to create one in an empty database"
             )
         raise UsageError(
-            f"archive {self.name} is at revision {rev}, this archiver needs {db.HEAD}; "
+            f"archive {self.name} is at revision {rev}, this archiver needs {db.head()}; "
             "run `archiver db upgrade`"
         )
 

@@ -1,7 +1,7 @@
 """The `archiver` command line: thin commands over the library.
 
 Every command is options → one library call → render → exit code. Errors the tool
-understands are ``ArchiverError``s; ``_guarded`` prints them as one line on stderr and
+understands are ``ArchiverError``s; ``guarded`` prints them as one line on stderr and
 exits with their code (docs/design.md, "The command line"). Heavy imports (boto3,
 alembic, the emulator) happen inside the commands that need them.
 """
@@ -11,22 +11,23 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from archiver import __version__
 from archiver.archive import Archive
-from archiver.errors import ArchiverError
+from archiver.filters import Filters
 from archiver.query import OrderBy
 from archiver.render import Output
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("archiver")
 
@@ -61,45 +62,24 @@ class Settings:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _guarded(fn: F) -> F:
-    """Map the tool's errors to one line on stderr and their exit code."""
+def guarded(fn: F) -> F:
+    """Map the tool's errors to one line on stderr and their exit code (``exits``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
-        settings: Settings | None = ctx.find_object(Settings)
-        verbose = settings.verbose if settings else False
-        log_format = settings.log_format if settings else "text"
-        from archiver.logs import error_line
-
         try:
             return fn(*args, **kwargs)
-        except ArchiverError as exc:
-            if verbose:
-                traceback.print_exc(file=sys.stderr)
-            typer.echo(error_line(str(exc), log_format), err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except BrokenPipeError:
-            # `archiver query | head`: the reader has all it wanted.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Stopped
-            typer.echo(error_line(str(exc) or "interrupted", log_format), err=True)
-            raise typer.Exit(130) from None
-        except Exception as exc:  # the last line of defence: never a bare traceback
-            if verbose:
-                traceback.print_exc(file=sys.stderr)
-            from archiver.errors import first_line
+        except (Exception, KeyboardInterrupt) as exc:
+            from archiver.exits import report
 
-            msg = f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)"
-            typer.echo(error_line(msg, log_format), err=True)
-            raise typer.Exit(1) from None
+            settings = settings_of(kwargs["ctx"])
+            code = report(exc, verbose=settings.verbose, log_format=settings.log_format)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(ctx: typer.Context) -> Settings:
+def settings_of(ctx: typer.Context) -> Settings:
     return ctx.ensure_object(Settings) if ctx.obj is None else ctx.obj
 
 
@@ -155,11 +135,11 @@ def _archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
     from archiver.archive import Archive
 
-    return Archive.open(_settings(ctx).db, create_missing=create_missing)
+    return Archive.open(settings_of(ctx).db, create_missing=create_missing)
 
 
 @db_app.command("upgrade")
-@_guarded
+@guarded
 def db_upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -169,7 +149,7 @@ def db_upgrade(
 
 
 @db_app.command("downgrade")
-@_guarded
+@guarded
 def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision; `base` removes every table.")],
@@ -181,7 +161,7 @@ def db_downgrade(
 def _migrate(ctx: typer.Context, action: str, target: str) -> None:
     from archiver.archive import Archive
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with Archive(settings.db) as archive:
         getattr(archive, action)(target)
         if not settings.quiet:
@@ -190,15 +170,15 @@ def _migrate(ctx: typer.Context, action: str, target: str) -> None:
 
 
 @db_app.command("current")
-@_guarded
+@guarded
 def db_current(ctx: typer.Context) -> None:
     """Print the archive's schema revision, and whether it is the one this archiver needs."""
     from archiver.archive import Archive
-    from archiver.db import HEAD
+    from archiver.db import head
 
-    with Archive(_settings(ctx).db) as archive:
+    with Archive(settings_of(ctx).db) as archive:
         rev = archive.revision()
-    mark = "(head)" if rev == HEAD else f"(this archiver needs {HEAD})"
+    mark = "(head)" if rev == head() else f"(this archiver needs {head()})"
     typer.echo(f"{rev or 'base'} {mark}")
 
 
@@ -206,7 +186,7 @@ def db_current(ctx: typer.Context) -> None:
 
 
 @app.command()
-@_guarded
+@guarded
 def status(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
@@ -243,24 +223,18 @@ SourceOption = Annotated[
 ]
 
 
-def _filters(given: list[str] | None, more: list[str] | None):  # type: ignore[no-untyped-def]
+def _filters(given: list[str] | None, more: list[str] | None) -> Filters:
     """Parse and validate before anything opens the archive (a bad filter writes nothing)."""
-    from archiver import filters
-    from archiver.errors import UsageError
+    from archiver.filters import from_command_line
 
-    args = list(given or [])
-    for arg in more or []:
-        if not args:
-            raise UsageError(f"unexpected argument {arg!r}; filters go after --filters")
-        args.append(arg)
-    parsed = filters.parse(args) if args else filters.Filters()
+    parsed = from_command_line(given or [], more or [])
     for warning in parsed.warnings:
         log.warning(warning)
     return parsed
 
 
 @app.command()
-@_guarded
+@guarded
 def query(
     ctx: typer.Context,
     filters: FiltersOption = None,
@@ -286,19 +260,19 @@ def query(
     selection = Selection(_filters(filters, more), source, order_by, ascending, max_items)
     with _archive(ctx) as archive:
         rows = render.fetch(output, archive, selection)
-        width = _terminal_width() if sys.stdout.isatty() else None
+        width = terminal_width() if sys.stdout.isatty() else None
         render.write(output, rows, sys.stdout, width=width)
         sys.stdout.flush()
 
 
-def _terminal_width() -> int:
+def terminal_width() -> int:
     import shutil
 
     return shutil.get_terminal_size((80, 24)).columns
 
 
 @app.command()
-@_guarded
+@guarded
 def export(
     ctx: typer.Context,
     filters: FiltersOption = None,
@@ -339,230 +313,15 @@ def export(
         log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
 
 
-# --- emulator -----------------------------------------------------------------------------
-
-
-@emulator_app.command("serve")
-@_guarded
-def emulator_serve(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
-    seed: Annotated[int, typer.Option(min=0, help="Synthetic operations to start with.")] = 1000,
-    days: Annotated[float, typer.Option(min=0, help="Spread them over this many days.")] = 90,
-    random_seed: Annotated[
-        int, typer.Option(help="Seed of the generator (same seed, same data).")
-    ] = 0,
-    latency_ms: Annotated[float, typer.Option(min=0, help="Added latency per call.")] = 0,
-    throttle_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of calls answered ThrottlingException.")
-    ] = 0,
-    error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of calls answered HTTP 500.")
-    ] = 0,
-) -> None:
-    """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
-
-    Point any boto3 client or `archiver sync --endpoint-url URL` at it, with any
-    credentials (requests must be signed, as with AWS).
-    """
-    import signal
-
-    from archiver.emulator import Emulator
-    from archiver.errors import UsageError
-
-    try:
-        emu = Emulator(
-            seed_operations=seed,
-            days=days,
-            seed=random_seed,
-            host=host,
-            port=port,
-            latency_ms=latency_ms,
-            throttle_rate=throttle_rate,
-            error_rate=error_rate,
-        )
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: emu.shutdown())
-    typer.echo(emu.url)
-    sys.stdout.flush()
-    log.info("serving %d operations at %s", len(emu.account), emu.url)
-    try:
-        emu.serve_forever()
-    finally:
-        emu.close()
-
-
-# --- sync and demo --------------------------------------------------------------------------
-
-
-@app.command()
-@_guarded
-def sync(
-    ctx: typer.Context,
-    region: Annotated[
-        str | None,
-        typer.Option(help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's)."),
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="AWS profile (else AWS_PROFILE or the default chain).")
-    ] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="API endpoint, e.g. an `archiver emulator serve` URL "
-            "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
-        ),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(help="Name of this source in the archive [default: <profile>@<region>]."),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
-            "[default: all the service holds]."
-        ),
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="End of the range [default: now].")] = None,
-    window: Annotated[
-        str | None,
-        typer.Option(
-            help="Cut the range into windows of this span (e.g. 7d) so the watermark "
-            "advances step by step."
-        ),
-    ] = None,
-    lookback: Annotated[
-        str, typer.Option(help="Re-read this much before the watermark, for late updates.")
-    ] = "15m",
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent GetOperation calls.")] = 8,
-    max_rps: Annotated[
-        float | None, typer.Option("--max-rps", min=0.1, help="Cap on API calls per second.")
-    ] = None,
-    max_attempts: Annotated[
-        int, typer.Option(min=1, max=50, help="Attempts per call (botocore standard retry mode).")
-    ] = 12,
-    full: Annotated[
-        bool,
-        typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; no API call, no write.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
-    ] = False,
-) -> None:
-    """Sync Cloud Map operations into the archive, incrementally; run it from cron.
-
-    Reads UPDATE_DATE windows from the source's watermark (less --lookback) to now,
-    fetches only new or changed operations, and stores each page in one transaction:
-    safe to kill at any moment and to rerun. Prints nothing on success unless -v or
-    --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
-    input, 3 another sync of this source is running, 130 interrupted.
-    """
-    from archiver import options
-    from archiver import sync as sync_mod
-
-    words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
-                              lookback, workers, max_rps, max_attempts, full)  # fmt: skip
-    opts, client_settings = options.build(words)
-    if dry_run:
-        typer.echo(json.dumps(sync_mod.dry_run(_settings(ctx).db, opts), indent=2))
-        return
-    summary = _run_sync(ctx, opts, client_settings)
-    if as_json:
-        typer.echo(json.dumps(summary.to_json()))
-    log.info(
-        "source %s: listed %d, new %d, changed %d, GetOperation %d, list pages %d; watermark %s",
-        summary.source,
-        summary.stats.listed,
-        summary.stats.inserted,
-        summary.stats.updated,
-        summary.stats.get_calls,
-        summary.stats.list_calls,
-        summary.watermark,
-    )
-
-
-def _run_sync(ctx: typer.Context, opts: Any, client_settings: Any, *, location: str | None = None):  # type: ignore[no-untyped-def]
-    """The client first (bad AWS settings fail before any file is made), then the run."""
-    from archiver import stopping
-    from archiver.cloudmap import make_client
-    from archiver.sync import run_sync
-
-    client = make_client(client_settings)
-    stopping.install()
-    with Archive.open(location or _settings(ctx).db, create_missing=True) as archive:
-        return run_sync(archive, client, opts, on_page=_progress(_settings(ctx)))
-
-
-def _progress(settings: Settings):  # type: ignore[no-untyped-def]
-    """A live line on stderr, only for a person at a terminal (never in cron mail)."""
-    if settings.quiet or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-
-    console = Console(stderr=True)
-
-    def show(stats) -> None:  # type: ignore[no-untyped-def]
-        console.print(
-            f"listed {stats.listed}  new {stats.inserted}  changed {stats.updated}  "
-            f"GetOperation {stats.get_calls}  pages {stats.list_calls}",
-            end="\r",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-    return show
-
-
-@app.command()
-@_guarded
-def demo(
-    ctx: typer.Context,
-    operations: Annotated[
-        int, typer.Option(min=1, help="Synthetic operations in the emulated account.")
-    ] = 3000,
-) -> None:
-    """The main job end to end, offline: emulator → sync into demo.db → status → a query.
-
-    Needs no AWS account, credentials or network. Uses --db when given, else demo.db.
-    """
-    from archiver import filters, options, query, render
-    from archiver import status as status_mod
-    from archiver.emulator import Emulator
-
-    target = _settings(ctx).db if _db_given(ctx) else "demo.db"
-    with Emulator(seed_operations=operations, days=30, seed=42) as emu:
-        words = options.SyncWords(
-            region="us-east-1",
-            endpoint_url=emu.url,
-            source="demo@emulator",
-            access_key="demo",
-            secret_key="demo",
-        )
-        opts, client_settings = options.build(words)
-        summary = _run_sync(ctx, opts, client_settings, location=target)
-    typer.echo(f"synced {summary.stats.listed} operations from the emulator into {target}\n")
-    with Archive.open(target) as archive:
-        typer.echo(status_mod.to_text(status_mod.summarize(archive, source="demo@emulator")))
-        typer.echo(
-            "\n$ archiver --db " + target + " query --filters Name=STATUS,Values=FAIL --max-items 5"
-        )
-        selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
-        width = _terminal_width() if sys.stdout.isatty() else None
-        render.write(render.Output.table, query.run(archive, selection), sys.stdout, width=width)
-
-
-def _db_given(ctx: typer.Context) -> bool:
+def db_given(ctx: typer.Context) -> bool:
     root_ctx = ctx.find_root()
     source = root_ctx.get_parameter_source("db")
     return source is not None and source.name != "DEFAULT"
+
+
+# The commands that talk to a Cloud Map API (sync, demo, emulator serve) live in
+# cli_api and register themselves on ``app``; importing it here makes them part of it.
+from archiver import cli_api  # noqa: E402, F401
 
 
 def main() -> None:

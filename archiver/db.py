@@ -8,6 +8,8 @@ locked" when another writer got there first, ignoring the busy timeout.
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,36 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
 
-#: The migration head this code expects. A test ties it to migrations/versions, so that
-#: commands check the archive's version without loading Alembic (about half a second).
-HEAD = "8c2f1d3a9b10"
 BUSY_TIMEOUT_MS = 10_000
+
+
+@functools.cache
+def head() -> str:
+    """The migration head this code expects: the packaged revision nobody revises.
+
+    Read from the revision files' ``revision``/``down_revision`` lines, so that every
+    command checks the archive's version without loading Alembic (about half a
+    second), and a new migration needs no constant bumped here. A test ties this to
+    Alembic's own answer.
+    """
+    from importlib.resources import files
+
+    revisions: dict[str, str | None] = {}
+    for script in files("archiver.migrations").joinpath("versions").iterdir():
+        if script.name.endswith(".py") and not script.name.startswith("__"):
+            text_ = script.read_text(encoding="utf-8")
+            rev = _REVISION.search(text_)
+            down = _DOWN_REVISION.search(text_)
+            if rev:
+                revisions[rev.group(1)] = down.group(1) if down else None
+    heads = set(revisions) - set(revisions.values())
+    if len(heads) != 1:
+        raise RuntimeError(f"the packaged migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
+
+
+_REVISION = re.compile(r"^revision(?:: str)? = ['\"](\w+)['\"]", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision[^=]*= ['\"](\w+)['\"]", re.M)
 
 
 def url_for(db: str) -> str:
@@ -175,3 +203,10 @@ def migrate(db: str, action: str, target: str) -> None:
         raise UsageError(first_line(exc)) from None
     finally:
         engine.dispose()
+
+
+def env_db() -> str:
+    """The archive developers' `alembic` commands act on: ``ARCHIVER_DB`` or archive.db."""
+    import os
+
+    return os.environ.get("ARCHIVER_DB") or "archive.db"

@@ -269,7 +269,7 @@ def _write_manifest(
         "filters": selection.filters.to_request(),
         "source": selection.source,
         "sources": [
-            {"name": name, "watermark": iso(marks[i]) if marks.get(i) else None}
+            {"name": name, "watermark": iso(mark) if (mark := marks.get(i)) else None}
             for i, name in sorted(names.items(), key=lambda kv: kv[1])
         ],
         "generated_at": iso(now()),

@@ -1,4 +1,4 @@
-"""THE filter semantics of ListOperations, defined once (SPEC-filters.md).
+"""THE filter semantics of ListOperations, defined once (docs/filters.md).
 
 ``parse`` reads the AWS CLI's ``--filters`` forms, ``validate`` applies F1–F9 and
 returns ``Filters``, whose three renderings come from the same rule table:
@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, true
 
-from archiver.errors import FilterError
+from archiver.errors import FilterError, UsageError
 from archiver.records import STATUSES, TYPES, OperationRecord
 from archiver.timeutil import from_epoch_ms, parse_iso, to_epoch_ms
 
@@ -115,7 +115,7 @@ def _column(f: Filter) -> Any:
 
 
 def _clause(f: Filter) -> ColumnElement[bool]:
-    column = _column(f)
+    column: ColumnElement[Any] = _column(f)
     if f.condition == BETWEEN:  # M4: both ends inclusive, ms exact
         lo, hi = (from_epoch_ms(int(v)) for v in f.values)
         return column.between(lo, hi)
@@ -270,6 +270,15 @@ def parse(args: str | Sequence[str], *, allow_iso: bool = True) -> Filters:
     for arg in args:
         raw.extend(parse_raw(arg))
     return validate(raw, allow_iso=allow_iso)
+
+
+def from_command_line(given: Sequence[str], more: Sequence[str]) -> Filters:
+    """``--filters A B …`` as a shell delivers it: the first structure is the option's
+    value, the rest arrive as arguments (as pasted from an ``aws`` command)."""
+    if more and not given:
+        raise UsageError(f"unexpected argument {more[0]!r}; filters go after --filters")
+    args = [*given, *more]
+    return parse(args) if args else Filters()
 
 
 def parse_raw(arg: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Select, column, func, select, union_all
+from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import CompoundSelect
 
 from archiver.archive import Archive
@@ -74,7 +75,7 @@ def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
 
 def select_operations(
     selection: Selection, *, source_id: int | None = None
-) -> Select[Any] | CompoundSelect:
+) -> Select[Any] | CompoundSelect[Any]:
     """``SELECT … FROM operations WHERE <filters>`` in the selection's order and limit.
 
     An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
@@ -85,7 +86,7 @@ def select_operations(
 
 def ordered(
     base: Select[Any], selection: Selection, *, source_id: int | None
-) -> Select[Any] | CompoundSelect:
+) -> Select[Any] | CompoundSelect[Any]:
     """``base`` (over operations) narrowed to a source, filtered, ordered and limited."""
     if source_id is not None:
         base = base.where(Operation.source_id == source_id)
@@ -95,7 +96,7 @@ def ordered(
 
 def merged(
     base: Select[Any], filters: Filters, keys: list[Any], *, ascending: bool = True
-) -> Select[Any] | CompoundSelect:
+) -> Select[Any] | CompoundSelect[Any]:
     """``base`` filtered and ordered by ``keys``: one SELECT, or, for an IN list, a
     UNION ALL of one arm per value (``Filters.to_sql_arms``) merged in that order.
 
@@ -106,7 +107,7 @@ def merged(
     if len(arms) == 1:
         return arms[0].order_by(*(k.asc() if ascending else k.desc() for k in keys))
     hidden = [k.label(f"sort_{i}") for i, k in enumerate(keys)]
-    names = [column(h.name) for h in hidden]
+    names: list[ColumnClause[Any]] = [column(h.name) for h in hidden]
     return union_all(*(arm.add_columns(*hidden) for arm in arms)).order_by(
         *(n.asc() if ascending else n.desc() for n in names)
     )

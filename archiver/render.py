@@ -23,7 +23,7 @@ class Output(StrEnum):
     json = "json"
     csv = "csv"
     ids = "ids"
-    count = "count"
+    count = "count"  # type: ignore[assignment]  # the word users type; shadows str.count
 
 
 def to_json_object(op: ArchivedOperation) -> dict[str, Any]:

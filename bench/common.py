@@ -155,12 +155,12 @@ def build_archive(path: Path, n: int) -> Path:
     """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
     if path.exists():
         return path
-    from archiver import db as archive_db
+    from archiver.archive import Archive
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
-    archive_db.upgrade(str(tmp))
+    Archive(str(tmp)).upgrade()
     conn = sqlite3.connect(tmp)
     conn.execute("INSERT INTO sources (id, name, region, created_at) VALUES "
                  "(1, 'bench@us-east-1', 'us-east-1', '2026-01-01T00:00:00.000Z')")  # fmt: skip

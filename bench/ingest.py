@@ -42,13 +42,14 @@ def pages(n: int) -> Iterator[list[tuple[Any, ...]]]:
 
 def archiver_store(path: str, n: int) -> float:
     """store.upsert_operations, one transaction per page, as the sync commits."""
-    from archiver import db as archive_db
     from archiver import store
+    from archiver.archive import Archive
     from archiver.records import OperationRecord
     from archiver.timeutil import parse_iso
 
-    archive_db.upgrade(path)
-    engine = archive_db.open_archive(path, write=True)
+    Archive(path).upgrade()
+    archive = Archive.open(path)
+    engine = archive.writer
     with engine.begin() as conn:
         sid = store.ensure_source(conn, "bench")
     gc.collect()
@@ -66,15 +67,15 @@ def archiver_store(path: str, n: int) -> float:
         with engine.begin() as conn:
             store.upsert_operations(conn, sid, records, seen_at=seen, run_id=None)
         spent += time.perf_counter() - t
-    engine.dispose()
+    archive.close()
     return spent
 
 
 def raw(path: str, n: int, with_events: bool) -> float:
     """The sqlite3 module's executemany of the same rows, already rendered as text."""
-    from archiver import db as archive_db
+    from archiver.archive import Archive
 
-    archive_db.upgrade(path)
+    Archive(path).upgrade()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

@@ -93,11 +93,11 @@ def plan_of(path: Path, stmt) -> list[str]:  # type: ignore[no-untyped-def]
 
 def ours(path: str, reps: int) -> dict[str, dict]:
     """archiver's side, in its own process: every set through ``query.run``, timed."""
-    from archiver import db as archive_db
     from archiver import query
+    from archiver.archive import Archive
     from archiver.filters import Filters, parse
 
-    engine = archive_db.open_archive(path)
+    archive = Archive.open(path)
     answer = {}
     for name, args_ in filter_sets().items():
         fs = parse(args_) if args_ else Filters()
@@ -105,13 +105,13 @@ def ours(path: str, reps: int) -> dict[str, dict]:
         rows = 0
         for _ in range(reps):
             t = time.perf_counter()
-            rows = sum(1 for _ in query.run(engine, fs))
+            rows = sum(1 for _ in query.run(archive, query.Selection(fs)))
             times.append(time.perf_counter() - t)
             if len(times) >= 3 and sum(times) > 5:  # large results: three runs are enough
                 break
         answer[name] = {"rows": rows, "times": times,
-                        "plan": plan_of(Path(path), query.select_operations(fs))}  # fmt: skip
-    engine.dispose()
+                        "plan": plan_of(Path(path), query.select_operations(query.Selection(fs)))}  # fmt: skip
+    archive.close()
     return answer
 
 

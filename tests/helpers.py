@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from archiver.archive import Archive
 from archiver import store
+from archiver.archive import Archive
 from archiver.records import OperationRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """The benchmarks stay runnable and their table reports what was measured.
 
 The figures themselves are measured by ``bench/run_all``, never asserted here: these
-machines are shared and noisy (issue 7). What a developer relies on is that every
+machines are shared and noisy (bench/README.md). What a developer relies on is that every
 script starts, says what it compares, and that the table shows each figure as saved.
 """
 
@@ -14,6 +14,8 @@ from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

@@ -87,7 +87,7 @@ def test_db_upgrade_current_downgrade(runner, db) -> None:
         assert result.exit_code == 2  # nothing there yet
     assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
     result = invoke(runner, "--db", db, "db", "current")
-    assert result.stdout.strip() == f"{archive_db.HEAD} (head)"
+    assert result.stdout.strip() == f"{archive_db.head()} (head)"
     assert invoke(runner, "--db", db, "db", "downgrade", "base").exit_code == 0
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith("base")
     assert invoke(runner, "--db", db, "status").exit_code == 2

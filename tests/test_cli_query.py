@@ -102,7 +102,9 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
     from archiver.filters import parse
     from archiver.query import Selection, select_operations
 
-    stmt = select_operations(Selection(parse(["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"])))
+    stmt = select_operations(
+        Selection(parse(["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"]))
+    )
     sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(filled) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]

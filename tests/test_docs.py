@@ -43,3 +43,32 @@ def test_readme_quickstart_runs_demo_and_the_test_command() -> None:
     assert blocks[1] == "pip install -e '.[test]' && python -m pytest -q"
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "\npython -m pytest -q\n" in ci
+
+
+def _options(path: tuple[str, ...]) -> list[str]:
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    return [
+        max(p.opts, key=len)
+        for p in cmd.params
+        if p.param_type_name == "option" and "--help" not in p.opts
+    ]
+
+
+@pytest.mark.parametrize("path", list(_commands()), ids=" ".join)
+def test_every_option_is_in_its_commands_readme_section(path) -> None:
+    section = README.split("## `archiver " + path[0], 1)[1].split("\n## ", 1)[0]
+    missing = [opt for opt in _options(path) if f"`{opt}" not in section]
+    assert not missing, f"README's section for {' '.join(path)} lacks {missing}"
+
+
+def test_every_global_option_is_in_the_readme() -> None:
+    import typer.main
+
+    section = README.split("## Global options", 1)[1].split("\n## ", 1)[0]
+    root = typer.main.get_command(app)
+    names = [max(p.opts, key=len) for p in root.params if "--help" not in p.opts]
+    assert [n for n in names if f"`{n}" not in section] == []

@@ -1,4 +1,4 @@
-"""The emulator answers real boto3 clients exactly as SPEC-filters.md says the API does."""
+"""The emulator answers real boto3 clients exactly as docs/filters.md says the API does."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from archiver.filters import validate
 from archiver.records import STATUSES, TYPES
 from archiver.timeutil import to_epoch_ms
 from tests.clients import client, protocol_session
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
 
 
 @pytest.fixture(scope="module")

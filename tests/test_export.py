@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archiver.archive import Archive
-from archiver.query import Selection
 from archiver import export
+from archiver.archive import Archive
 from archiver.filters import Filters
+from archiver.query import Selection
 from archiver.timeutil import iso
 from tests.conftest import invoke
 from tests.helpers import T0, fill, op
@@ -230,6 +230,7 @@ def test_unwritable_out_exits_2_with_one_line(runner, filled, tmp_path) -> None:
         locked.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_nothing_under_the_final_name(archive, tmp_path) -> None:
     fill(archive, [op(i, minutes=i % 1000, error_message="x" * 200) for i in range(30_000)])
     out = tmp_path / "big.csv"

@@ -1,4 +1,4 @@
-"""Each rule of SPEC-filters.md, cited by number in the test's name."""
+"""Each rule of docs/filters.md, cited by number in the test's name."""
 
 from __future__ import annotations
 

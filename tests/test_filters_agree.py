@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from archiver import db as archive_db
-from archiver.archive import Archive
 from archiver import store
+from archiver.archive import Archive
 from archiver.filters import Filters, validate
 from archiver.models import Operation, OperationEvent
 from archiver.records import STATUSES, TYPES, OperationRecord

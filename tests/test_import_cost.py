@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+
 
 def test_importing_the_cli_loads_no_boto3_alembic_or_emulator() -> None:
     code = (

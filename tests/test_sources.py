@@ -1,4 +1,4 @@
-"""Many sources in one archive: concurrent syncs, no cross-talk (issue 8, acceptance 3–4)."""
+"""Many sources in one archive: concurrent syncs, no cross-talk."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import select
 
 from archiver import db as archive_db
@@ -16,6 +17,8 @@ from archiver.emulator import Emulator
 from archiver.models import Source, SyncState
 from tests.conftest import invoke
 from tests.helpers import cli_sync
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
 
 
 def test_four_sources_sync_at_once_and_keep_apart(runner, archive, tmp_path) -> None:

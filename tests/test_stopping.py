@@ -36,11 +36,16 @@ def test_a_signal_outside_a_wait_is_held_until_the_next_wait(installed) -> None:
 
 def test_a_signal_during_a_wait_stops_it_at_once(installed) -> None:
     never: Future[None] = Future()
-    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    started = time.monotonic()
+    in_wait = threading.Event()
+
+    def signal_once_waiting() -> None:
+        in_wait.wait(10)  # only once the main thread is inside the wait
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=signal_once_waiting, daemon=True).start()
     with pytest.raises(Stopped), stopping.waiting():
-        never.result(timeout=10)
-    assert time.monotonic() - started < 5
+        in_wait.set()
+        never.result(timeout=30)  # a stop that did not interrupt the wait fails here
 
 
 def test_ctrl_c_reads_as_interrupted_and_a_second_request_stops_at_once(installed) -> None:

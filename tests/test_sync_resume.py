@@ -1,4 +1,4 @@
-"""Crash safety, interruption, resumption and the per-source lock (acceptance 4 and 6)."""
+"""Crash safety, interruption, resumption and the per-source lock."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from archiver.sync import SyncOptions
 from archiver.timeutil import utc_ms
 from tests.conftest import invoke
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
 
 
 def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
@@ -49,22 +51,6 @@ def start_sync(db: str, url: str, *extra: str) -> subprocess.Popen:
     )
 
 
-def wait_for_running(db: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            runs = read_rows(
-                db, select(SyncRun.outcome, SyncRun.listed).order_by(SyncRun.id.desc()).limit(1)
-            )
-        except Exception:
-            runs = []
-        if runs and runs[0].outcome == "running" and runs[0].listed > 0:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the sync never got going")
-
-
 def check_watermark_not_ahead(db: str, emu: Emulator) -> None:
     """Everything the service updated up to the watermark is stored as the service has it."""
     rows = read_rows(db, select(SyncState.watermark))
@@ -78,21 +64,22 @@ def check_watermark_not_ahead(db: str, emu: Emulator) -> None:
 
 def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
     rng = random.Random(20261127)
-    killed_mid_run = 0
     with Emulator(seed_operations=3000, days=60, seed=12, latency_ms=8) as emu:
-        # A list pass alone (30 pages) takes over a second, so every kill below lands
-        # while a run is under way, whatever the machine's speed.
+        # Each run is held at a random list page until it is surely under way; the kill
+        # then lands at a random moment of what follows, which takes at least ten more
+        # pages of 40 ms, so it always lands mid-run, whatever the machine's speed.
         emu.set_faults("ListOperations", latency_ms=40)
         for trial in range(10):
+            gate = emu.hold("ListOperations", after=rng.randint(1, 20))
             proc = start_sync(archive, emu.url, *(["--full"] if trial % 3 == 2 else []))
-            time.sleep(rng.uniform(0.4, 1.6))
+            assert gate.reached.wait(60), proc.communicate()
+            gate.release()
+            time.sleep(rng.uniform(0, 0.25))
             proc.kill()
             proc.wait()
-            # the dead run did not keep the lock (no exit 3), and had not finished by itself
-            assert proc.returncode in (-signal.SIGKILL, 0), (trial, proc.stderr.read())
-            killed_mid_run += proc.returncode == -signal.SIGKILL
+            assert proc.returncode == -signal.SIGKILL, (trial, proc.stderr.read())
             check_watermark_not_ahead(archive, emu)
-        assert killed_mid_run == 10
+        emu.gates.clear()
         emu.set_faults("ListOperations", latency_ms=0)
         final = start_sync(archive, emu.url)
         _, err = final.communicate(timeout=120)
@@ -108,15 +95,17 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
 
 
 def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
-    with Emulator(seed_operations=1000, seed=5, latency_ms=5) as emu:
-        emu.set_faults("ListOperations", latency_ms=40)  # keep the first run alive a while
+    with Emulator(seed_operations=1000, seed=5) as emu:
+        gate = emu.hold("ListOperations", after=2)  # the first run holds the lock, mid-run
         first = start_sync(archive, emu.url)
-        wait_for_running(archive, first)
+        assert gate.reached.wait(60), first.communicate()
         result = cli_sync(runner, archive, emu.url, "--source", "acct")
         assert result.exit_code == 3
         assert result.stderr == (
             "error: another sync of source 'acct' is running; try again when it ends\n"
         )
+        assert first.poll() is None  # the overlap really happened
+        gate.release()
         _, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
         assert_archive_equals(archive, emu.account)
@@ -125,11 +114,12 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
 
 
 def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
-    with Emulator(seed_operations=2000, seed=6, latency_ms=5) as emu:
-        emu.set_faults("ListOperations", latency_ms=40)  # keep the run alive a while
+    with Emulator(seed_operations=2000, seed=6) as emu:
+        gate = emu.hold("ListOperations", after=5)  # the run waits for page 6
         proc = start_sync(archive, emu.url)
-        wait_for_running(archive, proc)
+        assert gate.reached.wait(60), proc.communicate()
         proc.send_signal(signal.SIGTERM)
+        gate.release()
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130
         assert err.strip().splitlines()[-1].startswith("error: stopped by signal SIGTERM")
@@ -193,10 +183,10 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
 
 
 def test_status_forgets_a_holder_that_was_killed(runner, archive) -> None:
-    with Emulator(seed_operations=1000, seed=5, latency_ms=5) as emu:
-        emu.set_faults("ListOperations", latency_ms=40)  # keep the first run alive a while
+    with Emulator(seed_operations=1000, seed=5) as emu:
+        gate = emu.hold("ListOperations", after=2)  # the run holds the lock, mid-run
         proc = start_sync(archive, emu.url)
-        wait_for_running(archive, proc)
+        assert gate.reached.wait(60), proc.communicate()
         status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert status["sources"][0]["lock_holder"].endswith(f":{proc.pid}")
         proc.kill()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
-from archiver.emulator.server import Counters, EmulatorHTTPServer, FaultRoller, Faults
+from archiver.emulator.server import Counters, EmulatorHTTPServer, FaultRoller, Faults, Gate
 from archiver.emulator.service import Service
 from archiver.emulator.state import Account, Clock
 
-__all__ = ["Account", "Clock", "Emulator", "Faults"]
+__all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
 
 OPERATIONS = ("ListOperations", "GetOperation")
 
@@ -49,19 +50,26 @@ class Emulator:
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
         self.roll = FaultRoller(seed)
+        self.gates: dict[str, Gate] = {}
         self._server = EmulatorHTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def set_faults(self, operation: str | None = None, **values: float) -> None:
         """Change latency_ms / throttle_rate / error_rate for one operation or all."""
         for op in [operation] if operation else list(OPERATIONS):
             for name, value in values.items():
                 setattr(self.faults[op], name, value)
+
+    def hold(self, operation: str, *, after: int) -> Gate:
+        """Answer the next ``after`` calls of ``operation``, then hold each later one
+        until the returned gate is released (or its timeout passes)."""
+        gate = self.gates[operation] = Gate(after)
+        return gate
 
     def start(self) -> Emulator:
         self._thread = threading.Thread(
@@ -74,6 +82,8 @@ class Emulator:
         self._server.serve_forever()
 
     def close(self) -> None:
+        for gate in self.gates.values():
+            gate.release()  # a held call must not keep the server from stopping
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -94,3 +104,26 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def serve(*, host: str, port: int, **settings: Any) -> None:
+    """`archiver emulator serve`: print the URL, serve until SIGINT/SIGTERM, then close."""
+    import logging
+    import signal
+    import sys
+
+    from archiver.errors import UsageError
+
+    try:
+        emu = Emulator(host=host, port=port, **settings)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: emu.shutdown())
+    sys.stdout.write(emu.url + "\n")
+    sys.stdout.flush()
+    logging.getLogger("archiver").info("serving %d operations at %s", len(emu.account), emu.url)
+    try:
+        emu.serve_forever()
+    finally:
+        emu.close()

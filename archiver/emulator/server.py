@@ -116,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
                                               "Missing Authentication Token", 403))  # fmt: skip
         emu = self.server.emulator
         emu.counters.add(emu.counters.calls, operation)
+        gate = emu.gates.get(operation)
+        if gate is not None:
+            gate.wait_turn()
         faults = emu.faults.get(operation, Faults())
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
@@ -176,6 +179,34 @@ class Handler(BaseHTTPRequestHandler):
         code = SHAPE_NAMESPACE + exc.code if cbor else exc.code
         self._send(cbor, exc.status, {"__type": code, "message": exc.message},
                    headers={"x-amzn-ErrorType": exc.code})  # fmt: skip
+
+
+class Gate:
+    """Lets the first ``after`` calls through, then holds the rest until ``release()``.
+
+    Tests use it to make an overlap happen instead of hoping a sleep is long enough:
+    ``reached`` is set once a call is being held, so the test knows exactly where the
+    client stands (``after`` calls answered, the next one in flight).
+    """
+
+    def __init__(self, after: int, timeout: float = 120.0) -> None:
+        self.after = after
+        self.timeout = timeout
+        self.passed = 0
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        with self._lock:
+            self.passed += 1
+            held = self.passed > self.after
+        if held:
+            self.reached.set()
+            self._released.wait(self.timeout)
+
+    def release(self) -> None:
+        self._released.set()
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):

@@ -1,6 +1,6 @@
 """The Cloud Map operations API's semantics, independent of the wire protocol.
 
-ListOperations follows SPEC-filters.md: validation (F1–F9, P1) with the same
+ListOperations follows docs/filters.md: validation (F1–F9, P1) with the same
 ``filters.validate`` the CLI uses, matching with ``Filters.matches`` (M1–M5), and
 paging that scans MaxResults operations of the fixed order and then filters (P2–P6).
 """

@@ -203,5 +203,5 @@ class Account:
             owner_account=rng.choice(("123456789012", "210987654321"))
             if rng.random() < 0.3
             else None,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )

@@ -1,0 +1,180 @@
+"""The commands that talk to a Cloud Map API: `sync`, `demo` and `emulator serve`.
+
+They share the root app, its global options and its error handling with ``cli``;
+this module only keeps the options that reach AWS (or the emulator) apart from the
+commands that read the archive. Every command is options → one library call.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from archiver.archive import Archive
+from archiver.cli import app, db_given, emulator_app, guarded, log, settings_of, terminal_width
+
+if TYPE_CHECKING:
+    from archiver.cloudmap import ClientSettings
+    from archiver.sync import Summary, SyncOptions
+
+
+@emulator_app.command("serve")
+@guarded
+def emulator_serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
+    seed: Annotated[int, typer.Option(min=0, help="Synthetic operations to start with.")] = 1000,
+    days: Annotated[float, typer.Option(min=0, help="Spread them over this many days.")] = 90,
+    random_seed: Annotated[
+        int, typer.Option(help="Seed of the generator (same seed, same data).")
+    ] = 0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Added latency per call.")] = 0,
+    throttle_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of calls answered ThrottlingException.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of calls answered HTTP 500.")
+    ] = 0,
+) -> None:
+    """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
+
+    Point any boto3 client or `archiver sync --endpoint-url URL` at it, with any
+    credentials (requests must be signed, as with AWS).
+    """
+    from archiver.emulator import serve
+
+    serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
+          latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate)  # fmt: skip
+
+
+@app.command()
+@guarded
+def sync(
+    ctx: typer.Context,
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="AWS profile (else AWS_PROFILE or the default chain).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="API endpoint, e.g. an `archiver emulator serve` URL "
+            "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Name of this source in the archive [default: <profile>@<region>]."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
+            "[default: all the service holds]."
+        ),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the range [default: now].")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut the range into windows of this span (e.g. 7d) so the watermark "
+            "advances step by step."
+        ),
+    ] = None,
+    lookback: Annotated[
+        str, typer.Option(help="Re-read this much before the watermark, for late updates.")
+    ] = "15m",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent GetOperation calls.")] = 8,
+    max_rps: Annotated[
+        float | None, typer.Option("--max-rps", min=0.1, help="Cap on API calls per second.")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, max=50, help="Attempts per call (botocore standard retry mode).")
+    ] = 12,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; no API call, no write.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
+    ] = False,
+) -> None:
+    """Sync Cloud Map operations into the archive, incrementally; run it from cron.
+
+    Reads UPDATE_DATE windows from the source's watermark (less --lookback) to now,
+    fetches only new or changed operations, and stores each page in one transaction:
+    safe to kill at any moment and to rerun. Prints nothing on success unless -v or
+    --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
+    input, 3 another sync of this source is running, 130 interrupted.
+    """
+    from archiver import options
+    from archiver import sync as sync_mod
+
+    words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
+                              lookback, workers, max_rps, max_attempts, full)  # fmt: skip
+    opts, client_settings = options.build(words)
+    if dry_run:
+        typer.echo(json.dumps(sync_mod.dry_run(settings_of(ctx).db, opts), indent=2))
+        return
+    summary = _run_sync(ctx, opts, client_settings)
+    if as_json:
+        typer.echo(json.dumps(summary.to_json()))
+    log.info(
+        "source %s: listed %d, new %d, changed %d, GetOperation %d, list pages %d; watermark %s",
+        summary.source,
+        summary.stats.listed,
+        summary.stats.inserted,
+        summary.stats.updated,
+        summary.stats.get_calls,
+        summary.stats.list_calls,
+        summary.watermark,
+    )
+
+
+def _run_sync(ctx: typer.Context, opts: SyncOptions, client_settings: ClientSettings) -> Summary:
+    """The client first (bad AWS settings fail before any file is made), then the run."""
+    from archiver import stopping
+    from archiver.cloudmap import make_client
+    from archiver.progress import for_terminal
+    from archiver.sync import run_sync
+
+    settings = settings_of(ctx)
+    client = make_client(client_settings)
+    stopping.install()
+    with Archive.open(settings.db, create_missing=True) as archive:
+        return run_sync(archive, client, opts, on_page=for_terminal(quiet=settings.quiet))
+
+
+@app.command()
+@guarded
+def demo(
+    ctx: typer.Context,
+    operations: Annotated[
+        int, typer.Option(min=1, help="Synthetic operations in the emulated account.")
+    ] = 3000,
+) -> None:
+    """The main job end to end, offline: emulator → sync into demo.db → status → a query.
+
+    Needs no AWS account, credentials or network. Uses --db when given, else demo.db.
+    """
+    from archiver import demo as demo_mod
+    from archiver import stopping
+    from archiver.progress import for_terminal
+
+    settings = settings_of(ctx)
+    target = settings.db if db_given(ctx) else "demo.db"
+    stopping.install()
+    width = terminal_width() if sys.stdout.isatty() else None
+    demo_mod.run(target, sys.stdout, operations=operations, width=width,
+                 on_page=for_terminal(quiet=settings.quiet))  # fmt: skip

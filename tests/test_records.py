@@ -1,0 +1,86 @@
+"""The operation record is the one definition of an operation's fields.
+
+These tests fail when a field is added to the record without its migration, or when
+a column of the model or the migrated archive disagrees with what the record says.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Text, inspect
+
+from archiver import db as archive_db
+from archiver.export import COLUMNS
+from archiver.models import Operation, UTCDateTime
+from archiver.records import FIELDS, NAMES, STATUSES, TYPES, OperationRecord
+
+
+def _declared(f) -> tuple[str, int | None, bool]:
+    kind = "date" if f.is_date else "text" if f.size is None else "string"
+    return kind, f.size, f.optional
+
+
+def _model_column(col) -> tuple[str, int | None, bool]:
+    if isinstance(col.type, UTCDateTime):
+        return "date", None, col.nullable
+    if isinstance(col.type, Text):
+        return "text", None, col.nullable
+    return "string", col.type.length, col.nullable
+
+
+def test_every_record_field_is_a_model_column_as_declared() -> None:
+    columns = Operation.__table__.columns
+    record_columns = [c.name for c in columns if c.name not in ("source_id", "first_seen_at",
+                                                                "last_seen_at")]  # fmt: skip
+    assert record_columns == list(NAMES)
+    for f in FIELDS:
+        assert _model_column(columns[f.name]) == _declared(f), f.name
+
+
+def test_the_migrated_archive_has_every_record_field(archive) -> None:
+    """A field added to the record without a migration fails here (and `alembic check`)."""
+    engine = archive_db.create(archive, write=False)
+    try:
+        live = {c["name"]: c for c in inspect(engine).get_columns("operations")}
+    finally:
+        engine.dispose()
+    for f in FIELDS:
+        assert f.name in live, f"{f.name}: add an Alembic revision for the new field"
+        assert live[f.name]["nullable"] == f.optional, f.name
+
+
+def test_csv_columns_are_the_records_fields_between_source_and_seen_times() -> None:
+    assert ("source", *NAMES, "first_seen_at", "last_seen_at") == COLUMNS
+
+
+_ids = st.text("abcdef0123456789-", min_size=1, max_size=40)
+_dates = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
+_records = st.builds(
+    OperationRecord,
+    id=_ids,
+    type=st.sampled_from(TYPES),
+    status=st.sampled_from(STATUSES),
+    error_code=st.none() | st.text(max_size=20),
+    error_message=st.none() | st.text(max_size=50),
+    create_date=_dates,
+    update_date=_dates,
+    namespace_id=st.none() | _ids,
+    service_id=st.none() | _ids,
+    instance_id=st.none() | _ids,
+    owner_account=st.none() | st.from_regex(r"\A[0-9]{12}\Z"),
+)
+
+
+@given(_records)
+def test_to_api_and_from_api_round_trip_every_field(record: OperationRecord) -> None:
+    api = record.to_api()
+    assert OperationRecord.from_api(api) == record
+    assert all(value is not None for value in api.values())  # absent fields are omitted
+    assert ("Targets" in api) == any(
+        getattr(record, f.name) is not None for f in FIELDS if f.target
+    )

@@ -1,0 +1,76 @@
+"""The archive's writes, on their own: what the sync relies on from each of them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from archiver import store
+from archiver.archive import Archive
+from archiver.models import Operation, OperationEvent
+from archiver.query import Selection, run
+from tests.helpers import T0, op
+
+
+def _write(archive: str, fn, *args, **kw):  # type: ignore[no-untyped-def]
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, "s@r")
+        return fn(conn, sid, *args, **kw)
+
+
+def _rows(archive: str, stmt):  # type: ignore[no-untyped-def]
+    with Archive(archive) as handle, handle.reader.connect() as conn:
+        return conn.execute(stmt).all()
+
+
+def test_a_repeated_page_is_harmless(archive) -> None:
+    page = [op(1), op(2, status="PENDING")]
+    for _ in range(2):
+        _write(archive, store.upsert_operations, page, seen_at=T0, run_id=None)
+    assert len(_rows(archive, select(Operation.id))) == 2
+    assert len(_rows(archive, select(OperationEvent.id))) == 2
+
+
+def test_a_status_change_updates_the_row_keeps_its_origin_and_adds_an_event(archive) -> None:
+    first = op(1, status="PENDING")
+    _write(archive, store.upsert_operations, [first], seen_at=T0, run_id=None)
+    later = T0 + timedelta(hours=1)
+    done = first.evolve(
+        status="FAIL",
+        update_date=later,
+        error_code="X",
+        error_message="y",
+        create_date=T0 + timedelta(days=9),
+    )  # a changed CreateDate is ignored
+    _write(archive, store.upsert_operations, [done], seen_at=later, run_id=None)
+    with Archive(archive) as handle:
+        (got,) = list(run(handle, Selection()))
+    assert got.record == done.evolve(create_date=first.create_date)  # O5
+    assert (got.first_seen_at, got.last_seen_at) == (T0, later)
+    events = _rows(archive, select(OperationEvent.status).order_by(OperationEvent.update_date))
+    assert [e.status for e in events] == ["PENDING", "FAIL"]
+
+
+def test_the_watermark_only_moves_forward(archive) -> None:
+    _write(archive, store.advance_watermark, T0)
+    _write(archive, store.advance_watermark, T0 - timedelta(days=1))
+    assert _write(archive, store.watermark) == T0
+    _write(archive, store.advance_watermark, T0 + timedelta(seconds=1))
+    assert _write(archive, store.watermark) == T0 + timedelta(seconds=1)
+
+
+def test_a_saved_pass_resumes_where_it_stood_and_clears(archive) -> None:
+    window = (T0, T0 + timedelta(days=1))
+    _write(archive, store.save_resume, window, "token-1")
+    assert _write(archive, store.resume_point) == (*window, "token-1")
+    _write(archive, store.save_resume, None, None)
+    assert _write(archive, store.resume_point) is None
+
+
+def test_archived_statuses_answers_for_more_ids_than_one_statement_binds(archive) -> None:
+    records = [op(i, status="PENDING" if i % 2 else "SUCCESS") for i in range(1200)]
+    _write(archive, store.upsert_operations, records, seen_at=T0, run_id=None)
+    ids = [r.id for r in records] + ["op-missing"]
+    got = _write(archive, store.archived_statuses, ids)
+    assert got == {r.id: r.status for r in records}

@@ -1,0 +1,64 @@
+"""The sync's options and plan, checked without any API call (fast tier)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archiver.sync import plan_windows
+from archiver.timeutil import parse_when
+from tests.conftest import invoke
+
+
+def test_plan_windows() -> None:
+    start, end = parse_when("2026-01-01T00:00:00Z"), parse_when("2026-01-03T12:00:00Z")
+    day = parse_when("2026-01-02T00:00:00Z") - start
+    assert plan_windows(start, end, None) == [(start, end)]
+    assert plan_windows(start, end, day) == [
+        (start, start + day),
+        (start + day, start + 2 * day),
+        (start + 2 * day, end),
+    ]
+    assert plan_windows(end, start, day) == []
+
+
+@pytest.mark.parametrize("form", ["2026-01-31T00:00:00Z", "2026-01-31", "1769817600", "30d", "12h"])
+def test_time_forms_are_accepted(runner, archive, form) -> None:
+    result = invoke(
+        runner,
+        "--db",
+        archive,
+        "sync",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--since",
+        form,
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--since", "yesterday"),
+        ("--until", "2026-13-01"),
+        ("--window", "7 days"),
+        ("--lookback", "-5m"),
+        ("--since", "1769817600000"),
+    ],
+)
+def test_bad_time_values_exit_2(runner, archive, option, value) -> None:
+    result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", option, value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {option}: ")
+
+
+def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    result = invoke(runner, "--db", archive, "sync")
+    assert result.exit_code == 2 and "no AWS region" in result.stderr
+    result = invoke(runner, "--db", archive, "sync", "--profile", "nope", "--region", "us-east-1")
+    assert result.exit_code == 2 and "profile 'nope' not found" in result.stderr
