@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from archiver import __version__
+from archiver import __version__, wire
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.records import OperationRecord
+from archiver.secrets import redact
 from archiver.timeutil import to_epoch_ms
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
 DEFAULT_ATTEMPTS = 12
+DEFAULT_CALL_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ClientSettings:
     profile: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = DEFAULT_ATTEMPTS
+    call_timeout: float = DEFAULT_CALL_TIMEOUT  # connect + whole answer, per attempt
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 10
@@ -77,9 +80,9 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         code, message = error.get("Code", "?"), error.get("Message", "")
         if token_sent and code == "InvalidInput":
             raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
-        raise WorkFailed(f"{call} failed: {code}: {message}") from None
+        raise WorkFailed(redact(f"{call} failed: {code}: {message}")) from None
     except BotoCoreError as exc:
-        raise WorkFailed(f"{call} failed: {first_line(exc)}") from None
+        raise WorkFailed(redact(f"{call} failed: {first_line(exc)}")) from None
 
 
 def _session(settings: ClientSettings, botocore_session: Any = None) -> Any:
@@ -138,9 +141,9 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     config = Config(
-        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},  # N in all
         connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
+        read_timeout=min(settings.read_timeout, settings.call_timeout),
         max_pool_connections=settings.pool_size,
         user_agent_appid=f"archiver-{__version__}",
         # Our requests are built here, not by users; validating them costs a fifth of
@@ -153,13 +156,20 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
             "aws_access_key_id": settings.access_key,
             "aws_secret_access_key": settings.secret_key,
         }
-    return session.client(  # type: ignore[no-any-return]
-        "servicediscovery",
-        region_name=region,
-        endpoint_url=resolve_endpoint(settings),
-        config=config,
-        **kwargs,
-    )
+    from botocore.exceptions import InvalidRegionError
+
+    try:
+        client = session.client(
+            "servicediscovery",
+            region_name=region,
+            endpoint_url=resolve_endpoint(settings),
+            config=config,
+            **kwargs,
+        )
+    except InvalidRegionError:
+        raise UsageError(f"{region!r} is not a valid AWS region name") from None
+    wire.install(client, call_timeout=settings.call_timeout)
+    return client  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

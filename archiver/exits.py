@@ -10,32 +10,54 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Any
 
 from archiver.errors import ArchiverError, first_line
 from archiver.logs import error_line
+from archiver.secrets import redact
 
 
 def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
-    """Print ``exc`` as the one line it deserves and return the exit code."""
+    """Print ``exc`` as the one line it deserves and return the exit code.
+
+    With ``-v`` the traceback comes too: before the line in text mode, inside the one
+    JSON object under ``--log-format json`` (so a log shipper still reads one object).
+    """
     if isinstance(exc, BrokenPipeError):
         # `archiver query | head`: the reader has all it wanted.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    trace = "".join(traceback.format_exception(exc)) if verbose else None
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as errors.Stopped
-        _say(str(exc) or "interrupted", log_format)
+        say(str(exc) or "interrupted", log_format)
         return 130
-    if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, ArchiverError):
-        _say(str(exc), log_format)
+        say(str(exc), log_format, trace=trace)
         return exc.exit_code
     # The last line of defence: an error nobody translated is still one line.
-    _say(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)",
-         log_format)  # fmt: skip
+    say(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)",
+        log_format, trace=trace)  # fmt: skip
     return 1
 
 
-def _say(message: str, log_format: str) -> None:
-    sys.stderr.write(error_line(message, log_format) + "\n")
+def usage(exc: Any, args: list[str]) -> int:
+    """A usage error from option parsing (click's), as one line; exit 2 (or its code).
+
+    The root callback may not have run, so ``--log-format`` is read from the words.
+    """
+    json_logs = any(
+        a == "--log-format=json" or (a == "--log-format" and nxt == "json")
+        for a, nxt in zip(args, [*args[1:], ""], strict=True)
+    )
+    message = exc.format_message().strip().splitlines()
+    say(" ".join(line.strip() for line in message), "json" if json_logs else "text")
+    return int(exc.exit_code)
+
+
+def say(message: str, log_format: str, *, trace: str | None = None) -> None:
+    if trace and log_format != "json":
+        sys.stderr.write(redact(trace))
+    line = error_line(redact(message), log_format, trace=redact(trace) if trace else None)
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()

@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import TextIO
 
+from archiver.secrets import redact
 from archiver.timeutil import iso, utc_ms
 
 
@@ -18,11 +19,16 @@ class _JsonFormatter(logging.Formatter):
             "time": iso(utc_ms(datetime.fromtimestamp(record.created, UTC))),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -44,7 +50,7 @@ def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(levelname)s: %(message)s"))
     root = logging.getLogger("archiver")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -54,8 +60,12 @@ def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def error_line(message: str, log_format: str) -> str:
-    """The one line an error prints: ``error: …`` or a JSON object under --log-format json."""
+def error_line(message: str, log_format: str, *, trace: str | None = None) -> str:
+    """The one line an error prints: ``error: …`` or a JSON object under --log-format json
+    (with the traceback inside it when there is one)."""
     if log_format == "json":
-        return json.dumps({"level": "error", "message": message}, ensure_ascii=False)
+        entry = {"level": "error", "message": message}
+        if trace:
+            entry["traceback"] = trace
+        return json.dumps(entry, ensure_ascii=False)
     return f"error: {message}"

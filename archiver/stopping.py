@@ -31,12 +31,24 @@ def _handler(signum: int, _frame: object) -> None:
         raise Stopped(_reason)
 
 
-def install() -> None:
-    """Route SIGINT and SIGTERM here for the rest of the process (the sync command)."""
-    global _reason
+def install(*, at_once: bool = False) -> None:
+    """Route SIGINT and SIGTERM here for the rest of the process.
+
+    The sync takes a stop only at its waits (``waiting``). ``at_once`` is for commands
+    that only read the archive, such as export: a stop is raised wherever it lands, as
+    Ctrl-C would be, so that their cleanup (a temporary file) runs and they exit 130.
+    """
+    global _reason, _waiting
     _reason = None
+    _waiting = at_once
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _handler)
+
+
+def requested() -> bool:
+    """Whether a stop was asked for: API calls in flight poll this to abandon
+    themselves (``wire``), so a stop never waits for a slow server."""
+    return _reason is not None
 
 
 @contextmanager

@@ -1,0 +1,135 @@
+"""What botocore does not check for us on the wire: a well-formed answer, and an
+overall deadline for each call.
+
+Why (docs/design.md, "Trusting the service"):
+
+- botocore parses an HTTP 200 whose body is not JSON (or CBOR) at all, truncated,
+  or not an object as an *empty* result. For ListOperations that is an empty last
+  page: the run "succeeds", the watermark moves to now with nothing stored, and the
+  gap is never read again. So every 2xx body is checked before botocore parses it
+  (``before-parse``), and a junk answer fails the call, unretried: exit 1, the
+  watermark stays.
+- botocore's timeouts are per socket operation: a server that trickles one byte
+  every few seconds holds a call for ever. So each attempt is sent under an overall
+  deadline (``before-send``), on a daemon thread that is abandoned when the deadline
+  passes (botocore then retries, as for a read timeout) or when the run is asked to
+  stop (not retried: the run ends within moments, whatever the server does).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from archiver import stopping
+from archiver.errors import Interrupted, WorkFailed
+from archiver.secrets import mask_url
+
+#: What each call's answer must carry to be a record at all.
+_REQUIRED = {"GetOperation": ("Operation", ("Id", "Status"))}
+_POLL = 0.1  # how often a waiting call looks for a stop request
+
+
+class JunkAnswer(WorkFailed):
+    """The service answered 2xx with something that is not an answer to the call."""
+
+
+def install(client: Any, *, call_timeout: float) -> None:
+    """Register both guards on ``client``'s events (they apply to its calls only)."""
+    endpoint = mask_url(client.meta.endpoint_url)
+    events = client.meta.events
+    events.register("before-parse.servicediscovery.*", _check_body(endpoint))
+    session = client._endpoint.http_session  # the client's own pool, proxies and TLS
+    events.register("before-send.servicediscovery.*", _send_by(session, call_timeout))
+
+
+def _check_body(endpoint: str) -> Any:
+    def check(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+        status = response_dict.get("status_code", 0)
+        if not 200 <= status < 300:
+            return  # errors are botocore's to parse and ours to translate
+        call = operation_model.name
+        problem = _problem(call, response_dict.get("body") or b"", operation_model)
+        if problem:
+            raise JunkAnswer(f"{call}: {endpoint} answered HTTP {status} with {problem}")
+
+    return check
+
+
+def _problem(call: str, body: bytes, operation_model: Any) -> str | None:
+    """Why ``body`` is not a well-formed answer to ``call``, or None when it is."""
+    protocol = operation_model.service_model.resolved_protocol
+    try:
+        if protocol == "smithy-rpc-v2-cbor":
+            import cbor2
+
+            data = cbor2.loads(body)
+        else:
+            data = json.loads(body)
+    except Exception:
+        kind = "CBOR" if protocol == "smithy-rpc-v2-cbor" else "JSON"
+        return f"a body that is not {kind} ({_preview(body)})"
+    if not isinstance(data, dict):
+        return f"a {type(data).__name__} instead of an object ({_preview(body)})"
+    if call in _REQUIRED:
+        member, keys = _REQUIRED[call]
+        inner = data.get(member)
+        if not isinstance(inner, dict) or not all(isinstance(inner.get(k), str) for k in keys):
+            return f"no {member} carrying {' and '.join(keys)} ({_preview(body)})"
+    if call == "ListOperations":
+        ops = data.get("Operations", [])  # absent: an empty page, as JSON protocols allow
+        if not isinstance(ops, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("Id"), str) for o in ops
+        ):
+            return f"Operations that are not a list of summaries ({_preview(body)})"
+    return None
+
+
+def _preview(body: bytes) -> str:
+    if not body:
+        return "empty"
+    text = body[:40].decode("utf-8", "replace").replace("\n", " ")
+    return f"{len(body)} bytes: {text!r}" + ("…" if len(body) > 40 else "")
+
+
+def _deadline_error() -> Any:
+    """botocore's ReadTimeoutError (so its retries treat it as one), saying which limit."""
+    from botocore.exceptions import ReadTimeoutError
+
+    class CallDeadline(ReadTimeoutError):  # type: ignore[misc]
+        fmt = 'no complete answer from "{endpoint_url}" within --call-timeout {seconds:g}s'
+
+    return CallDeadline
+
+
+def _send_by(session: Any, call_timeout: float) -> Any:
+    deadline_error = _deadline_error()
+
+    def send(request: Any, **_: Any) -> Any:
+        if stopping.requested():
+            raise Interrupted("stopped before the call was sent")
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["response"] = session.send(request)
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, name="call", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + call_timeout
+        while worker.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise deadline_error(endpoint_url=mask_url(request.url), seconds=call_timeout)
+            if stopping.requested():
+                raise Interrupted("stopped while a call was in flight; it was abandoned")
+            worker.join(min(_POLL, left))
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
+
+    return send

@@ -1,0 +1,83 @@
+"""Real HTTP servers that misbehave the ways a broken endpoint or proxy does.
+
+They speak just enough of the JSON 1.1 protocol for botocore to send them calls; what
+they answer is the test's choice: a junk 200, a body trickled a byte at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Answer = Callable[[str], bytes]  # operation name → the 200 body to send
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        self.server.calls.append(operation)
+        body = self.server.answer(operation)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.server.trickle is None:
+            self.wfile.write(body)
+            return
+        try:  # one byte every `trickle` seconds, until the client goes or a minute passes
+            deadline = time.monotonic() + 60
+            for byte in body:
+                if time.monotonic() > deadline or self.server.stopping.is_set():
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                self.server.stopping.wait(self.server.trickle)
+        except OSError:
+            return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, answer: Answer, trickle: float | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.answer = answer
+        self.trickle = trickle
+        self.calls: list[str] = []
+        self.stopping = threading.Event()
+
+
+class Misbehaving:
+    """``with Misbehaving(answer) as server:`` … ``server.url``; ``server.calls``."""
+
+    def __init__(self, answer: Answer, *, trickle: float | None = None) -> None:
+        self._server = _Server(answer, trickle)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def calls(self) -> list[str]:
+        return self._server.calls
+
+    def __enter__(self) -> Misbehaving:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()

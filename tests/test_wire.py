@@ -1,0 +1,129 @@
+"""The sync against endpoints that misbehave on the wire: junk answers fail the run
+without moving the watermark, and neither a trickling server nor a hanging call can
+hold a run or keep it from stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from archiver.emulator import Emulator
+from archiver.models import Operation, SyncRun, SyncState
+from tests.conftest import invoke
+from tests.helpers import assert_archive_equals, cli_sync, read_rows
+from tests.misbehaving import Misbehaving
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+
+JUNK = {
+    "text": b"hello",
+    "truncated": b'{"Operations": [{"Id": "op-1", "Status": "SUC',
+    "ten megabytes": b"\x00junk" * (2 * 1024 * 1024),
+    "a list": b"[]",
+    "a string": b'"ok"',
+    "empty": b"",
+}
+
+
+def _watermark(db: str):  # type: ignore[no-untyped-def]
+    rows = read_rows(db, select(SyncState.watermark))
+    return rows[0].watermark if rows else None
+
+
+def test_a_junk_200_fails_the_run_and_the_next_run_converges(runner, archive) -> None:
+    for name, body in JUNK.items():
+        with Misbehaving(lambda _op, body=body: body) as junk:
+            result = cli_sync(runner, archive, junk.url, "--source", "acct")
+        assert result.exit_code == 1, (name, result.output)
+        assert result.stderr.count("\n") == 1, name
+        assert junk.url in result.stderr and "HTTP 200" in result.stderr, result.stderr
+        assert _watermark(archive) is None, name  # the watermark never moved
+        assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+    with Emulator(seed_operations=2000, seed=4) as emu:
+        assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
+        assert_archive_equals(archive, emu.account)
+    count = invoke(runner, "--db", archive, "query", "-o", "count")
+    assert count.stdout == "2000\n"
+
+
+@pytest.mark.parametrize(
+    "operation", [b"{}", b'{"Operation": {"Id": "op-1"}}', b'{"Operation": 1}']
+)
+def test_a_getoperation_answer_without_a_record_fails_the_run(runner, archive, operation) -> None:
+    def answer(call: str) -> bytes:
+        if call == "ListOperations":
+            return json.dumps({"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]}).encode()
+        return operation
+
+    with Misbehaving(answer) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert "GetOperation" in result.stderr and "Operation" in result.stderr
+    assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
+    assert _watermark(archive) is None
+
+
+def test_a_listoperations_object_without_operations_is_an_empty_page(runner, archive) -> None:
+    with Misbehaving(lambda _op: b"{}") as quiet:
+        result = cli_sync(runner, archive, quiet.url, "--source", "acct")
+    assert result.exit_code == 0, result.output
+    assert _watermark(archive) is not None
+
+
+def test_a_trickling_server_cannot_hold_a_run(runner, archive) -> None:
+    """One byte every 2 s: each attempt ends at --call-timeout, and the run with them."""
+    body = json.dumps({"Operations": []}).encode()
+    with Misbehaving(lambda _op: body, trickle=2.0) as slow:
+        started = time.monotonic()
+        result = cli_sync(runner, archive, slow.url, "--source", "acct",
+                          "--call-timeout", "3", "--max-attempts", "2")  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert "call-timeout" in result.stderr and result.stderr.count("\n") == 1
+    assert elapsed <= 3 * 2 + 10, elapsed
+    assert len(slow.calls) == 2  # both attempts were made, and no more
+    assert _watermark(archive) is None
+
+
+def _start(db: str, url: str, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "archiver", "--db", db, "sync", "--endpoint-url", url,
+           "--region", "us-east-1", "--source", "acct", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))  # fmt: skip
+
+
+def test_sigterm_stops_within_10s_while_a_call_hangs(archive) -> None:
+    with Emulator(seed_operations=1000, seed=8) as emu:
+        gate = emu.hold("ListOperations", after=3)  # page 4 never comes until the end
+        proc = _start(archive, emu.url)
+        assert gate.reached.wait(60), proc.communicate()
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 10
+        assert proc.returncode == 130, err
+        run = read_rows(archive, select(SyncRun.outcome))[-1]
+        assert run.outcome == "interrupted"
+        gate.release()
+
+
+def test_sigterm_stops_a_trickled_call_with_default_settings(archive) -> None:
+    body = json.dumps({"Operations": []}).encode()
+    with Misbehaving(lambda _op: body, trickle=2.0) as slow:
+        proc = _start(archive, slow.url)
+        deadline = time.monotonic() + 30
+        while not slow.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.calls, proc.communicate()
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 10
+        assert proc.returncode == 130, err
