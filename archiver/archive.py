@@ -80,6 +80,8 @@ class Archive:
     @property
     def writer(self) -> Engine:
         if self._writer is None:
+            if problem := db.write_problem(self.location):
+                raise UsageError(problem)
             self._writer = db.create(self.location, write=True)
         return self._writer
 
@@ -120,10 +122,14 @@ class Archive:
 
     def upgrade(self, target: str = "head") -> None:
         self.close()  # migrations use their own connection; cached engines would be stale
+        if problem := db.write_problem(self.location):
+            raise UsageError(problem)
         db.migrate(self.location, "upgrade", target)
 
     def downgrade(self, target: str) -> None:
         self.close()
+        if problem := db.write_problem(self.location):
+            raise UsageError(problem)
         db.migrate(self.location, "downgrade", target)
 
     # --- locking -----------------------------------------------------------------------------

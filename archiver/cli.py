@@ -12,13 +12,14 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from archiver import __version__
 from archiver.archive import Archive
@@ -31,7 +32,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("archiver")
 
+
+class _Root(TyperGroup):
+    """The root command: click's usage errors become the documented one line (or one
+    JSON object under --log-format json), exit 2, instead of a boxed panel."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(words, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as exc:  # click's usage errors, as Typer carries them
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `archiver`: the help
+                typer.echo(exc.format_message(), err=True)
+                rv = 2
+            else:
+                from archiver.exits import usage
+
+                rv = usage(exc, words)
+        except typer.Abort:
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Root,
     name="archiver",
     no_args_is_help=True,
     add_completion=False,
@@ -40,6 +74,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create, inspect and migrate the archive's schema (Alembic).")
 app.add_typer(db_app, name="db")
+sources_app = typer.Typer(help="List the archive's sources, or remove one with all it holds.")
+app.add_typer(sources_app, name="sources")
 emulator_app = typer.Typer(
     help="A local Cloud Map operations API (JSON 1.1 and CBOR) for tests, demos and tooling."
 )
@@ -131,55 +167,11 @@ def root(
 # --- db ---------------------------------------------------------------------------------
 
 
-def _archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
+def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
     from archiver.archive import Archive
 
     return Archive.open(settings_of(ctx).db, create_missing=create_missing)
-
-
-@db_app.command("upgrade")
-@guarded
-def db_upgrade(
-    ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-) -> None:
-    """Create the archive or bring it to the newest schema (safe to repeat)."""
-    _migrate(ctx, "upgrade", revision)
-
-
-@db_app.command("downgrade")
-@guarded
-def db_downgrade(
-    ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision; `base` removes every table.")],
-) -> None:
-    """Take the schema back to an older revision (data in dropped tables is lost)."""
-    _migrate(ctx, "downgrade", revision)
-
-
-def _migrate(ctx: typer.Context, action: str, target: str) -> None:
-    from archiver.archive import Archive
-
-    settings = settings_of(ctx)
-    with Archive(settings.db) as archive:
-        getattr(archive, action)(target)
-        if not settings.quiet:
-            now = archive.revision() or "base (no schema)"
-            typer.echo(f"{archive.name} is at revision {now}", err=True)
-
-
-@db_app.command("current")
-@guarded
-def db_current(ctx: typer.Context) -> None:
-    """Print the archive's schema revision, and whether it is the one this archiver needs."""
-    from archiver.archive import Archive
-    from archiver.db import head
-
-    with Archive(settings_of(ctx).db) as archive:
-        rev = archive.revision()
-    mark = "(head)" if rev == head() else f"(this archiver needs {head()})"
-    typer.echo(f"{rev or 'base'} {mark}")
 
 
 # --- status -----------------------------------------------------------------------------
@@ -195,7 +187,7 @@ def status(
     """Per source: watermark, last runs and their counts, archive totals by status and type."""
     from archiver.status import summarize, to_text
 
-    with _archive(ctx) as archive:
+    with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False) if as_json else to_text(summary))
 
@@ -241,7 +233,8 @@ def query(
     more: MoreFilters = None,
     output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
     max_items: Annotated[
-        int | None, typer.Option("--max-items", min=1, help="At most N operations (default: all).")
+        int | None,
+        typer.Option("--max-items", min=1, max=10**12, help="At most N operations (default: all)."),
     ] = None,
     order_by: Annotated[
         OrderBy, typer.Option("--order-by", help="Sort key.")
@@ -258,7 +251,7 @@ def query(
     from archiver.query import Selection
 
     selection = Selection(_filters(filters, more), source, order_by, ascending, max_items)
-    with _archive(ctx) as archive:
+    with open_archive(ctx) as archive:
         rows = render.fetch(output, archive, selection)
         width = terminal_width() if sys.stdout.isatty() else None
         render.write(output, rows, sys.stdout, width=width)
@@ -299,12 +292,12 @@ def export(
     SHA-256, filters and each source's watermark.
     """
     from archiver import export as ex
+    from archiver import stopping
     from archiver.query import Selection
 
     selection = Selection(_filters(filters, more), source, ascending=True)  # oldest first
-    if out is not None:
-        ex.check_destination(out)
-    with _archive(ctx) as archive:
+    stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
+    with open_archive(ctx) as archive:
         sys.stdout.flush()
         result = ex.export(archive, selection, out, stdout=sys.stdout.buffer, history=history,
                            raw=raw, compress=ex.wants_gzip(out, gzip))  # fmt: skip
@@ -314,14 +307,15 @@ def export(
 
 
 def db_given(ctx: typer.Context) -> bool:
-    root_ctx = ctx.find_root()
-    source = root_ctx.get_parameter_source("db")
-    return source is not None and source.name != "DEFAULT"
+    """Whether ``--db`` was typed on this command line (``ARCHIVER_DB`` does not count)."""
+    source = ctx.find_root().get_parameter_source("db")
+    return source is not None and source.name == "COMMANDLINE"
 
 
 # The commands that talk to a Cloud Map API (sync, demo, emulator serve) live in
-# cli_api and register themselves on ``app``; importing it here makes them part of it.
-from archiver import cli_api  # noqa: E402, F401
+# cli_api, and those that administer the archive (db, sources) in cli_admin; they
+# register themselves on ``app``, and importing them here makes them part of it.
+from archiver import cli_admin, cli_api  # noqa: E402, F401
 
 
 def main() -> None:

@@ -27,12 +27,18 @@ def emulator_serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
-    seed: Annotated[int, typer.Option(min=0, help="Synthetic operations to start with.")] = 1000,
-    days: Annotated[float, typer.Option(min=0, help="Spread them over this many days.")] = 90,
+    seed: Annotated[
+        int, typer.Option(min=0, max=10_000_000, help="Synthetic operations to start with.")
+    ] = 1000,
+    days: Annotated[
+        float, typer.Option(min=0, max=36_500, help="Spread them over this many days.")
+    ] = 90,
     random_seed: Annotated[
-        int, typer.Option(help="Seed of the generator (same seed, same data).")
+        int, typer.Option(min=0, max=2**32, help="Seed of the generator (same seed, same data).")
     ] = 0,
-    latency_ms: Annotated[float, typer.Option(min=0, help="Added latency per call.")] = 0,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, max=600_000, help="Added latency per call.")
+    ] = 0,
     throttle_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of calls answered ThrottlingException.")
     ] = 0,
@@ -94,11 +100,21 @@ def sync(
     ] = "15m",
     workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent GetOperation calls.")] = 8,
     max_rps: Annotated[
-        float | None, typer.Option("--max-rps", min=0.1, help="Cap on API calls per second.")
+        float | None,
+        typer.Option("--max-rps", min=0.1, max=10_000, help="Cap on API calls per second."),
     ] = None,
     max_attempts: Annotated[
         int, typer.Option(min=1, max=50, help="Attempts per call (botocore standard retry mode).")
     ] = 12,
+    call_timeout: Annotated[
+        float,
+        typer.Option(
+            "--call-timeout",
+            min=1,
+            max=3600,
+            help="Seconds one attempt of a call may take in all (connect and whole answer).",
+        ),
+    ] = 60,
     full: Annotated[
         bool,
         typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
@@ -122,7 +138,8 @@ def sync(
     from archiver import sync as sync_mod
 
     words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
-                              lookback, workers, max_rps, max_attempts, full)  # fmt: skip
+                              lookback, workers, max_rps, max_attempts, full,
+                              call_timeout=call_timeout)  # fmt: skip
     opts, client_settings = options.build(words)
     if dry_run:
         typer.echo(json.dumps(sync_mod.dry_run(settings_of(ctx).db, opts), indent=2))
@@ -161,12 +178,15 @@ def _run_sync(ctx: typer.Context, opts: SyncOptions, client_settings: ClientSett
 def demo(
     ctx: typer.Context,
     operations: Annotated[
-        int, typer.Option(min=1, help="Synthetic operations in the emulated account.")
+        int,
+        typer.Option(min=1, max=1_000_000, help="Synthetic operations in the emulated account."),
     ] = 3000,
 ) -> None:
     """The main job end to end, offline: emulator → sync into demo.db → status → a query.
 
-    Needs no AWS account, credentials or network. Uses --db when given, else demo.db.
+    Needs no AWS account, credentials or network. Writes demo.db, or the --db given on
+    this command line (never ARCHIVER_DB, which may name a real archive), and refuses
+    an archive that holds any source but the demo's own.
     """
     from archiver import demo as demo_mod
     from archiver import stopping

@@ -9,6 +9,7 @@ locked" when another writer got there first, ignoring the busy timeout.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -84,6 +85,9 @@ def create(db: str, *, write: bool) -> Engine:
     except ArgumentError:
         raise UsageError(f"{db!r} is not a database URL or path") from None
     if url.get_backend_name() == "sqlite":
+        path = sqlite_path(db)
+        if not write and path is not None and _read_only_for_us(path):
+            url = _read_only_url(path)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine, write=write)
         return engine
@@ -94,6 +98,52 @@ def create(db: str, *, write: bool) -> Engine:
             f"no driver for {url.drivername} ({exc.name}); for PostgreSQL install "
             "'archiver[postgres]'"
         ) from None
+    except ArgumentError as exc:  # NoSuchModuleError: an unknown scheme such as foo://
+        raise UsageError(f"{describe(db)} is not a database URL SQLAlchemy knows: "
+                         f"{first_line(exc)}") from None  # fmt: skip
+
+
+def _read_only_for_us(path: Path) -> bool:
+    """We may not write the archive, or not add its -wal/-shm beside it."""
+    return path.exists() and not (
+        os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+    )
+
+
+def _read_only_url(path: Path) -> Any:
+    """A reader that may not write the archive must leave nothing behind.
+
+    In WAL mode even a read-only connection creates the -wal and -shm files when they
+    are missing, owned by the reader, and the owner's next sync cannot write them. So
+    such a reader opens the file read-only, using the -shm that a live writer keeps;
+    when there is none, no writer is attached and the file is complete, so it opens
+    it ``immutable`` (SQLite's own advice for read-only WAL databases), creating nothing.
+    """
+    shm = path.with_name(path.name + "-shm")
+    query = "mode=ro" if shm.exists() else "mode=ro&immutable=1"
+    return make_url(f"sqlite:///file:{path}?{query}&uri=true")
+
+
+def write_problem(db: str) -> str | None:
+    """Why a writer could not write this SQLite archive, in its words; None if it can.
+
+    Checked before a writer opens the file, so that a read-only file or directory, or
+    a -wal/-shm left by another user, is reported as what it is (exit 2), untouched.
+    """
+    path = sqlite_path(db)
+    if path is None:
+        return None
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"cannot write {path}: no write permission on the archive"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"cannot write {path}: its directory {path.parent} is not writable "
+                "(SQLite keeps its -wal and -shm files beside the archive)")  # fmt: skip
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and not os.access(side, os.W_OK):
+            return (f"cannot write {side}, which another user left; remove it when no "
+                    "reader is using the archive")  # fmt: skip
+    return None
 
 
 def _configure_sqlite(engine: Engine, *, write: bool) -> None:
@@ -133,9 +183,11 @@ def revision(conn: Connection) -> str | None:
     try:
         rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     except (OperationalError, DBAPIError) as exc:
-        if _not_a_database(exc):
-            raise
-        return None
+        message = str(exc.orig)
+        if "alembic_version" in message and ("no such table" in message
+                                             or "does not exist" in message):  # fmt: skip
+            return None
+        raise
     return rows[0][0] if rows else None
 
 
@@ -166,7 +218,12 @@ def translate(exc: DBAPIError, db: str) -> ArchiverError:
     """A driver error as the project's own: damaged file, unusable input, or failure."""
     if _not_a_database(exc):
         return UsageError(f"{describe(db)} is not a SQLite database")
-    problem = f"cannot open archive {describe(db)}: {first_line(exc.orig)}"
+    message = first_line(exc.orig)
+    if "malformed" in message or "disk image" in message:
+        return UsageError(f"{describe(db)} is damaged: {message}")
+    if sqlite_path(db) and ("readonly" in message or "unable to open" in message):
+        return UsageError(write_problem(db) or f"cannot open {describe(db)}: {message}")
+    problem = f"cannot open archive {describe(db)}: {message}"
     # An unusable file is the caller's input; an unreachable server is a failure.
     return (UsageError if sqlite_path(db) else WorkFailed)(problem)
 

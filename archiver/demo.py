@@ -14,6 +14,7 @@ from archiver import filters, options, query, render
 from archiver import status as status_mod
 from archiver.archive import Archive
 from archiver.cloudmap import make_client
+from archiver.errors import UsageError
 from archiver.sync import run_sync
 
 SOURCE = "demo@emulator"
@@ -30,6 +31,7 @@ def run(
     """Sync ``operations`` synthetic operations into ``target``, then show what it holds."""
     from archiver.emulator import Emulator
 
+    _refuse_a_real_archive(target)
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
         words = options.SyncWords(region="us-east-1", endpoint_url=emu.url, source=SOURCE,
                                   access_key="demo", secret_key="demo")  # fmt: skip
@@ -44,3 +46,17 @@ def run(
                   "--max-items 5\n")  # fmt: skip
         selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
         render.write(render.Output.table, query.run(archive, selection), out, width=width)
+
+
+def _refuse_a_real_archive(target: str) -> None:
+    """Synthetic operations must never mix into an archive of real ones."""
+    probe = Archive(target)
+    if probe.is_new:
+        return
+    with Archive.open(target) as archive, archive.reader.connect() as conn:
+        others = sorted(set(query.source_ids(conn, None).values()) - {SOURCE})
+    if others:
+        raise UsageError(
+            f"{archive.name} holds other sources ({', '.join(others)}); the demo writes "
+            "only into an archive of its own: run it without --db (demo.db) or name a new file"
+        )

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,22 +163,86 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
-def check_destination(out: Path) -> None:
-    """Refuse an unusable ``--out`` before any query runs (exit 2)."""
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a directory")
+@dataclass(frozen=True)
+class Destination:
+    """Where ``--out`` really writes: a symlink followed to its file, and the mode an
+    existing file keeps."""
+
+    path: Path
+    mode: int | None
+
+
+def check_destination(out: Path, archive: Archive | None = None) -> Destination:
+    """Refuse an ``--out`` that would destroy something, before any query runs (exit 2).
+
+    The rename that puts the export in place replaces whatever the name points to, so
+    the archive itself (or its -wal/-shm/-journal), a device, a FIFO, a socket or a
+    directory must never be the target; they are compared by device and inode, not by
+    spelling. A symlink is followed to a regular file, or refused.
+    """
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    if out.is_symlink() and not target.exists():
+        raise UsageError(f"--out {out} is a symlink to nothing ({target})")
+    if target.exists():
+        st = target.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"--out {out} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"--out {out} is not a regular file (a device, FIFO or socket)")
+        if archive is not None and _same_file(st, archive):
+            raise UsageError(f"--out {out} is the archive itself; choose another file")
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"--out {out} exists and is not writable")
+    parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"--out {out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: directory {parent} is not writable")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise UsageError(f"--out {out} exists and is not writable")
+    if archive is not None and archive.sqlite_path is not None:
+        files = [archive.sqlite_path.with_name(archive.sqlite_path.name + s) for s in _SIDECARS]
+        if os.path.abspath(target) in {os.path.abspath(f) for f in files}:
+            raise UsageError(f"--out {out} is one of the archive's own files; choose another")
+    return Destination(target, stat.S_IMODE(target.stat().st_mode) if target.exists() else None)
+
+
+_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+
+def _same_file(st: os.stat_result, archive: Archive) -> bool:
+    if archive.sqlite_path is None:
+        return False
+    for suffix in _SIDECARS:
+        try:
+            other = os.stat(archive.sqlite_path.with_name(archive.sqlite_path.name + suffix))
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Temporary files of earlier exports to the same path whose process is gone (a
+    SIGKILL leaves them): they are tens of megabytes that nothing else would remove."""
+    for tmp in target.parent.glob(f".{target.name}.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
-    """``--gzip``, or an ``--out`` that ends in ``.gz``."""
-    return gzip_flag or (out is not None and out.suffix == ".gz")
+    """``--gzip``, or an ``--out`` that ends in ``.gz`` (any case)."""
+    return gzip_flag or (out is not None and out.suffix.lower() == ".gz")
 
 
 @dataclass(frozen=True)
@@ -218,24 +283,27 @@ def export(
     compress: bool = False,
 ) -> ExportResult:
     """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``."""
-    if out is not None:
-        check_destination(out)
+    dest = check_destination(out, archive) if out is not None else None
     records = rows(archive, selection, history=history, raw=raw)
-    if out is None:
+    if out is None or dest is None:
         assert stdout is not None
         done = write_stream(records, stdout, history=history, compress=compress)
         return ExportResult(rows=done.rows, sha256=done.sha256, path=None, manifest=None)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    target = dest.path
+    _remove_stale_partials(target)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     manifest = out.with_name(out.name + ".manifest.json")
     try:
         with open(tmp, "wb") as fh:
+            if dest.mode is not None:
+                os.fchmod(fh.fileno(), dest.mode)  # the file keeps its mode (0600 stays 0600)
             done = write_stream(records, fh, history=history, compress=compress, name=out.name)
             fh.flush()
             os.fsync(fh.fileno())
         if manifest.exists():
             manifest.unlink()  # an old manifest must never describe the new file
-        os.replace(tmp, out)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException:  # SIGTERM arrives here too, as errors.Stopped
         tmp.unlink(missing_ok=True)
         raise
     _write_manifest(archive, manifest, out=out, done=done, selection=selection,

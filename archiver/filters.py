@@ -229,6 +229,11 @@ def _validate_one(index: int, f: Filter, allow_iso: bool, warnings: list[str]) -
                 )
     if f.name == "UPDATE_DATE":  # F7
         values = tuple(_epoch_ms(index, v, allow_iso, warnings) for v in values)
+        if int(values[0]) > int(values[1]):  # M4: valid, and nothing can match
+            warnings.append(
+                f"filter {index} (UPDATE_DATE): the start is after the end, so nothing "
+                "can match (M4)"
+            )
     return Filter(f.name, values, f.condition)
 
 
@@ -285,13 +290,7 @@ def parse_raw(arg: str) -> list[dict[str, Any]]:
     """One ``--filters`` argument into filter mappings, before validation."""
     text = arg.strip()
     if text.startswith("file://"):
-        path = Path(text[len("file://") :]).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise FilterError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise FilterError(f"{path} is not UTF-8 text") from None
+        text = _read_filter_file(Path(text[len("file://") :]).expanduser())
     if not text:
         raise FilterError("--filters is empty")
     if text[0] in "[{":
@@ -307,6 +306,35 @@ def parse_raw(arg: str) -> list[dict[str, Any]]:
             raise FilterError("--filters JSON must be a list of filter objects")
         return data
     return [_parse_shorthand(text)]
+
+
+#: A filters file is a few hundred bytes; a megabyte is a mistake (or /dev/zero).
+MAX_FILE_BYTES = 1 << 20
+
+
+def _read_filter_file(path: Path) -> str:
+    """A ``file://`` argument: a regular file of at most a megabyte of UTF-8 text.
+
+    A FIFO or a device would block or never end, so only regular files are opened,
+    without blocking, and only that much is read.
+    """
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise FilterError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FilterError(f"{path} is not a regular file")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FilterError(f"{path} is larger than {MAX_FILE_BYTES:,} bytes; is it a filters file?")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise FilterError(f"{path} is not UTF-8 text") from None
 
 
 _KEY = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=")

@@ -15,13 +15,14 @@ from typing import TypeVar
 
 from archiver.cloudmap import (
     DEFAULT_ATTEMPTS,
+    DEFAULT_CALL_TIMEOUT,
     ClientSettings,
     default_source_name,
     profile_region,
     resolve_region,
 )
 from archiver.errors import UsageError
-from archiver.sync import SyncOptions
+from archiver.sync import SyncOptions, check_windows
 from archiver.timeutil import now, parse_span, parse_when
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class SyncWords:
     max_rps: float | None = None
     max_attempts: int = DEFAULT_ATTEMPTS
     full: bool = False
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
 
@@ -71,19 +73,24 @@ def build(
         profile=words.profile,
         endpoint_url=words.endpoint_url,
         max_attempts=words.max_attempts,
+        call_timeout=words.call_timeout,
         pool_size=words.workers + 2,
         access_key=words.access_key,
         secret_key=words.secret_key,
     )
     region = resolve_region(client, None) or profile_region(client)
     lookback = parsed("--lookback", words.lookback, parse_span)
+    since = parsed("--since", words.since, when)
+    until = parsed("--until", words.until, when)
+    window = parsed("--window", words.window, parse_span)
+    _check_range(since, until, window, started)
     opts = SyncOptions(
         source=words.source or default_source_name(client, region),
         region=region,
         endpoint_url=words.endpoint_url,
-        since=parsed("--since", words.since, when),
-        until=parsed("--until", words.until, when),
-        window=parsed("--window", words.window, parse_span),
+        since=since,
+        until=until,
+        window=window,
         lookback=lookback if lookback is not None else timedelta(minutes=15),
         workers=words.workers,
         max_rps=words.max_rps,
@@ -91,3 +98,15 @@ def build(
         started=started,
     )
     return opts, client
+
+
+def _check_range(
+    since: datetime | None, until: datetime | None, window: timedelta | None, started: datetime
+) -> None:
+    """Refuse a range that can only read nothing, or that would plan without end."""
+    if since is not None and since > started:
+        raise UsageError(f"--since is in the future ({since:%Y-%m-%dT%H:%M:%SZ}); nothing to read")
+    if since is not None and until is not None and until < since:
+        raise UsageError("--until is before --since; nothing to read")
+    if window is not None:
+        check_windows(since, until or started, window)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from archiver.archive import Archive
 from archiver.models import Operation, Source, SyncRun, SyncState
+from archiver.query import source_ids
 from archiver.timeutil import iso
 
 
@@ -16,6 +17,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
     with archive.reader.connect() as conn:
         q = select(Source).order_by(Source.name)
         if source is not None:
+            source_ids(conn, source)  # an unknown --source is bad input, not "empty"
             q = q.where(Source.name == source)
         sources = conn.execute(q).all()
         out: list[dict[str, Any]] = []
@@ -43,17 +45,18 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     .order_by(Operation.type)
                 ).all()
             )
+            holder = _live_holder(state.lock_holder if state else None)
             out.append(
                 {
                     "source": src.name,
                     "region": src.region,
                     "endpoint_url": src.endpoint_url,
                     "watermark": _iso(state.watermark if state else None),
-                    "lock_holder": _live_holder(state.lock_holder if state else None),
+                    "lock_holder": holder,
                     "operations": sum(by_status.values()),
                     "by_status": by_status,
                     "by_type": by_type,
-                    "last_runs": [_run(r) for r in runs],
+                    "last_runs": [_run(r, holder_alive=holder is not None) for r in runs],
                 }
             )
     return {"sources": out}
@@ -84,12 +87,15 @@ def _iso(value: Any) -> str | None:
     return iso(value) if value is not None else None
 
 
-def _run(r: Any) -> dict[str, Any]:
+def _run(r: Any, *, holder_alive: bool) -> dict[str, Any]:
+    # A run still "running" whose holder is gone was killed (SIGKILL, OOM, reboot): it is
+    # abandoned, and the next sync of the source records it so.
+    abandoned = r.outcome == "running" and not holder_alive
     return {
         "id": r.id,
         "started_at": _iso(r.started_at),
         "finished_at": _iso(r.finished_at),
-        "outcome": r.outcome,
+        "outcome": "abandoned" if abandoned else r.outcome,
         "list_calls": r.list_calls,
         "get_calls": r.get_calls,
         "listed": r.listed,

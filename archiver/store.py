@@ -12,11 +12,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from archiver.db import insert as _insert
-from archiver.models import Operation, OperationEvent, Source, SyncRun, SyncState
+from archiver.models import Base, Operation, OperationEvent, Source, SyncRun, SyncState
 from archiver.records import FIELDS, OperationRecord
+from archiver.secrets import mask_url
 from archiver.timeutil import now
 
 _IN_CHUNK = 500  # stays far below SQLite's bound-parameter limit
@@ -28,7 +29,9 @@ def ensure_source(
     """The source's id, creating it (and its sync_state row) on first use."""
     conn.execute(
         _insert(conn, Source)
-        .values(name=name, region=region, endpoint_url=endpoint_url, created_at=now())
+        .values(
+            name=name, region=region, endpoint_url=mask_url(endpoint_url) or None, created_at=now()
+        )
         .on_conflict_do_nothing(index_elements=["name"])
     )
     source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
@@ -207,6 +210,28 @@ def start_run(
             .returning(SyncRun.id)
         ).scalar_one()
     )
+
+
+def close_abandoned_runs(conn: Connection, source_id: int) -> int:
+    """Runs of the source left ``running`` by a killed process: the caller holds the
+    source's lock, so none of them is alive. They are recorded ``abandoned``."""
+    result = conn.execute(
+        update(SyncRun)
+        .where(SyncRun.source_id == source_id, SyncRun.outcome == "running")
+        .values(outcome="abandoned", finished_at=now())
+    )
+    return int(result.rowcount or 0)
+
+
+def remove_source(conn: Connection, source_id: int) -> dict[str, int]:
+    """Delete a source with its operations, events, runs and state; what was removed."""
+    removed = {}
+    # Children first: events name runs, and every table names the source.
+    for table in ("operation_events", "operations", "sync_state", "sync_runs", "sources"):
+        t = Base.metadata.tables[table]
+        key = t.c.id if table == "sources" else t.c.source_id
+        removed[table] = int(conn.execute(delete(t).where(key == source_id)).rowcount or 0)
+    return removed
 
 
 def record_run(conn: Connection, run_id: int, **values: Any) -> None:

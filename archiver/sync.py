@@ -27,9 +27,17 @@ from typing import Any
 
 from archiver import cloudmap, stopping, store
 from archiver.archive import Archive
-from archiver.errors import ArchiverError, Interrupted, TokenRefused, WorkFailed, first_line
+from archiver.errors import (
+    ArchiverError,
+    Interrupted,
+    TokenRefused,
+    UsageError,
+    WorkFailed,
+    first_line,
+)
 from archiver.lock import holder_name
 from archiver.records import OperationRecord
+from archiver.secrets import redact
 from archiver.timeutil import EPOCH, iso, now
 
 log = logging.getLogger("archiver.sync")
@@ -128,6 +136,22 @@ def plan_windows(
     return out or [(start, end)]
 
 
+#: More windows than this in one run is a mistake (a window of 1s over a day plans
+#: 86,400 passes, each reading the whole list under P2), not a plan.
+MAX_WINDOWS = 10_000
+
+
+def check_windows(start: datetime | None, end: datetime, window: timedelta) -> None:
+    """``--window`` is at least a second, and cuts a range into at most MAX_WINDOWS."""
+    if window < timedelta(seconds=1):
+        raise UsageError("--window must be at least 1s")
+    if start is not None and (end - start) / window > MAX_WINDOWS:
+        raise UsageError(
+            f"--window {window} cuts the range into more than {MAX_WINDOWS:,} windows; "
+            "use a larger --window, or cut the backfill into runs with --since/--until"
+        )
+
+
 def plan(
     opts: SyncOptions,
     watermark: datetime | None,
@@ -142,6 +166,8 @@ def plan(
         if opts.since and opts.since < start:
             start = opts.since
     end = opts.until or started
+    if opts.window is not None:
+        check_windows(start, end, opts.window)
     return Plan(opts.source, watermark, plan_windows(start, end, opts.window), resume)
 
 
@@ -233,6 +259,8 @@ class Syncer:
             with self.writer.begin() as conn:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
+                if closed := store.close_abandoned_runs(conn, sid):
+                    log.info("recorded %d run(s) of a killed sync as abandoned", closed)
                 run_id = store.start_run(conn, sid, since=_first(the_plan), until=_last(the_plan))
                 store.set_lock_holder(conn, sid, holder_name())
             outcome, error = "succeeded", None
@@ -349,7 +377,7 @@ def _last(p: Plan) -> datetime | None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
-    text = first_line(exc)
+    text = redact(first_line(exc))
     return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from archiver.errors import UsageError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_SPAN = timedelta(days=36_500)
 _SPAN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {
     "ms": timedelta(milliseconds=1),
@@ -58,11 +59,14 @@ def parse_iso(text: str) -> datetime:
 
 
 def parse_span(text: str) -> timedelta:
-    """``15m``, ``2h``, ``30d``, ``1w``, ``90s``, ``500ms``."""
+    """``15m``, ``2h``, ``30d``, ``1w``, ``90s``, ``500ms``; at most a century."""
     m = _SPAN.match(text)
     if not m:
         raise UsageError(f"{text!r} is not a span; use a number and a unit: ms, s, m, h, d or w")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    count = int(m.group(1))
+    if count * _UNITS[m.group(2)].total_seconds() > MAX_SPAN.total_seconds():
+        raise UsageError(f"{text!r} is longer than a span may be (36500d, a century)")
+    return count * _UNITS[m.group(2)]
 
 
 def parse_when(text: str, *, now_: datetime | None = None) -> datetime:

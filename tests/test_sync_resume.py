@@ -182,14 +182,22 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
             pass
 
 
-def test_status_forgets_a_holder_that_was_killed(runner, archive) -> None:
+def test_a_killed_run_is_shown_abandoned_and_closed_by_the_next(runner, archive) -> None:
     with Emulator(seed_operations=1000, seed=5) as emu:
         gate = emu.hold("ListOperations", after=2)  # the run holds the lock, mid-run
         proc = start_sync(archive, emu.url)
         assert gate.reached.wait(60), proc.communicate()
         status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert status["sources"][0]["lock_holder"].endswith(f":{proc.pid}")
+        assert status["sources"][0]["last_runs"][0]["outcome"] == "running"
         proc.kill()
         proc.wait()
         status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert status["sources"][0]["lock_holder"] is None
+        assert status["sources"][0]["last_runs"][0]["outcome"] == "abandoned"
+        # the next sync of the source records it as such, for good
+        gate.release()
+        emu.gates.clear()
+        assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
+        outcomes = [r.outcome for r in read_rows(archive, select(SyncRun.outcome))]
+        assert outcomes == ["abandoned", "succeeded"]

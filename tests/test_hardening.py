@@ -1,0 +1,289 @@
+"""Inputs that once destroyed data, hung, or slipped through: each now gets a clear
+one-line error and its documented exit code, and leaves the archive as it was."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from archiver.models import Operation, Source, SyncRun
+from tests.conftest import invoke, requires_sqlite
+from tests.helpers import fill, op, read_rows
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _one_error_line(result, code: int) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "unexpected" not in result.stderr
+    return result.stderr
+
+
+@pytest.fixture
+def filled(archive: str) -> str:
+    fill(archive, [op(i, minutes=i) for i in range(20)])
+    return archive
+
+
+# --- export --out never destroys what it names ---------------------------------------------
+
+
+@requires_sqlite
+@pytest.mark.parametrize("name", ["archive.db", "ABSOLUTE", "archive.db-wal", "archive.db-shm",
+                                  "archive.db-journal"])  # fmt: skip
+def test_export_refuses_the_archive_and_its_own_files(runner, filled, name) -> None:
+    archive = Path(filled)
+    before = _digest(archive)
+    out = str(archive) if name == "ABSOLUTE" else str(archive.parent / name)
+    existed = Path(out).exists()
+    result = invoke(runner, "--db", filled, "export", "--out", out)
+    assert "archive" in _one_error_line(result, 2)
+    assert _digest(archive) == before
+    assert Path(out).exists() == existed
+
+
+@requires_sqlite
+def test_export_refuses_a_symlink_to_the_archive_and_one_to_nothing(runner, filled, tmp_path):
+    before = _digest(Path(filled))
+    (tmp_path / "link.csv").symlink_to(filled)
+    _one_error_line(
+        invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "link.csv")), 2
+    )
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "nowhere")
+    result = invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "dangling.csv"))
+    assert "symlink to nothing" in _one_error_line(result, 2)
+    assert _digest(Path(filled)) == before
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_export_refuses_devices_fifos_and_directories(runner, filled, tmp_path) -> None:
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    fifo = outs / "pipe"
+    os.mkfifo(fifo)
+    for out in ("/dev/null", str(fifo), str(outs)):
+        _one_error_line(invoke(runner, "--db", filled, "export", "--out", out), 2)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device, not a file
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert list(outs.iterdir()) == [fifo]  # nothing written
+
+
+def test_export_keeps_the_mode_follows_a_symlink_and_gzips_any_case(runner, filled, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("old")
+    secret.chmod(0o600)
+    assert invoke(runner, "--db", filled, "export", "--out", str(secret)).exit_code == 0
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    link = tmp_path / "latest.csv"
+    link.symlink_to(secret)
+    assert invoke(runner, "--db", filled, "export", "--out", str(link)).exit_code == 0
+    assert link.is_symlink() and secret.read_text().startswith("source,id")
+    upper = tmp_path / "X.CSV.GZ"
+    assert invoke(runner, "--db", filled, "export", "--out", str(upper)).exit_code == 0
+    assert gzip.decompress(upper.read_bytes()).startswith(b"source,id")
+
+
+def test_export_removes_what_a_killed_export_left_for_the_same_path(runner, filled, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".out.csv.partial-{dead.pid}"
+    stale.write_bytes(b"x" * 1000)
+    assert (
+        invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "out.csv")).exit_code == 0
+    )
+    assert not stale.exists()
+
+
+# --- inputs that reached the user as "unexpected …" ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("query", "--max-items", "9223372036854775808"),
+        ("query", "--order-by", "bogus"),
+        ("sync", "--region", "us-east-1", "--since", "99999999d", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--lookback", "100000000w", "--dry-run"),
+        ("sync", "--region", "bad region!", "--endpoint-url", "http://127.0.0.1:9"),
+        ("sync", "--region", "us-east-1", "--window", "1ms", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--since", "1d", "--window", "1s", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--since", "2999-01-01T00:00:00Z", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--since", "2d", "--until", "3d", "--dry-run"),
+        ("emulator", "serve", "--seed", "1000000000000"),
+    ],
+    ids=lambda a: " ".join(a[:4]),
+)
+def test_bad_options_are_one_line_and_exit_2(runner, filled, args) -> None:
+    result = invoke(runner, "--db", filled, *args)
+    _one_error_line(result, 2)
+    assert result.stdout == ""
+
+
+def test_a_too_long_window_plan_says_how_to_cut_a_backfill(runner, filled) -> None:
+    args = ("sync", "--region", "us-east-1", "--since", "1d", "--window", "1s", "--dry-run")
+    assert "--since/--until" in invoke(runner, "--db", filled, *args).stderr
+
+
+def test_an_unknown_database_scheme_and_a_non_sqlite_file(runner, tmp_path) -> None:
+    _one_error_line(invoke(runner, "--db", "foo://bar", "status"), 2)
+    text = tmp_path / "notes.db"
+    text.write_text("hello, not a database\n" * 100)
+    before = _digest(text)
+    assert "not a SQLite database" in _one_error_line(
+        invoke(runner, "--db", str(text), "db", "current"), 2
+    )
+    assert _digest(text) == before
+
+
+@requires_sqlite
+def test_a_truncated_archive_is_reported_damaged_and_left_alone(runner, filled, tmp_path):
+    cut = tmp_path / "cut.db"
+    data = Path(filled).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    before = _digest(cut)
+    for args in (("status",), ("db", "current"), ("query", "-o", "count")):
+        assert "damaged" in _one_error_line(invoke(runner, "--db", str(cut), *args), 2)
+    assert _digest(cut) == before
+
+
+def test_a_broken_aws_config_is_bad_input(runner, archive, tmp_path, monkeypatch) -> None:
+    config = tmp_path / "config"
+    config.write_text("[profile x\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    result = invoke(runner, "--db", archive, "sync", "--profile", "x")
+    assert "AWS config" in _one_error_line(result, 2)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "FIFO", "BIG"])
+def test_filters_files_are_small_regular_files(runner, filled, tmp_path, target) -> None:
+    path = {"/dev/zero": Path("/dev/zero"), "FIFO": tmp_path / "f", "BIG": tmp_path / "big.json"}
+    if target == "FIFO":
+        os.mkfifo(path[target])  # no writer: reading it would block for ever
+    if target == "BIG":
+        path[target].write_text(" " * (2 << 20))
+    result = invoke(runner, "--db", filled, "query", "--filters", f"file://{path[target]}")
+    _one_error_line(result, 2)
+
+
+def test_json_output_of_an_unknown_source_prints_nothing(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "-o", "json", "--source", "nope")
+    _one_error_line(result, 2)
+    assert result.stdout == ""
+
+
+def test_count_honours_max_items(runner, filled) -> None:
+    result = invoke(runner, "--db", filled, "query", "-o", "count", "--max-items", "3")
+    assert result.stdout == "3\n"
+
+
+def test_status_of_an_unknown_source_is_bad_input(runner, filled) -> None:
+    assert "no source named" in _one_error_line(
+        invoke(runner, "--db", filled, "status", "--source", "typo"), 2
+    )
+
+
+def test_between_with_reversed_bounds_warns_that_nothing_can_match(runner, filled) -> None:
+    f = "Name=UPDATE_DATE,Condition=BETWEEN,Values=2026-03-02T00:00:00Z,2026-03-01T00:00:00Z"
+    result = invoke(runner, "--db", filled, "query", "--filters", f, "-o", "count")
+    assert result.exit_code == 0
+    assert result.stdout == "0\n"
+    assert result.stderr.count("\n") == 1 and "nothing can match" in result.stderr
+
+
+# --- usage errors and the JSON log format --------------------------------------------------
+
+
+def test_usage_errors_are_one_line_or_one_json_object(runner, filled) -> None:
+    text = invoke(runner, "--db", filled, "query", "--order-by", "bogus")
+    assert "--order-by" in _one_error_line(text, 2)
+    result = invoke(runner, "--log-format", "json", "--db", filled, "query", "--order-by", "x")
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert json.loads(line)["level"] == "error"
+    unknown = invoke(runner, "--log-format=json", "--bogus")
+    assert unknown.exit_code == 2 and json.loads(unknown.stderr)["level"] == "error"
+
+
+def test_verbose_json_errors_carry_the_traceback_inside_the_object(runner, filled) -> None:
+    args = ("-v", "--log-format", "json", "--db", filled, "status", "--source", "typo")
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    entry = json.loads(line)
+    assert "no source named" in entry["message"]
+    assert "Traceback" in entry["traceback"]
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def test_an_endpoint_password_never_leaves_the_process(runner, archive) -> None:
+    url = "http://user:PASSWORD@127.0.0.1:9"  # nothing listens: the run fails
+    args = ("--db", archive, "sync", "--region", "us-east-1", "--endpoint-url", url,
+            "--source", "s", "--max-attempts", "1")  # fmt: skip
+    result = invoke(runner, *args)
+    assert result.exit_code == 1
+    assert "PASSWORD" not in result.output and "user:***@" in result.stderr
+    status = invoke(runner, "--db", archive, "status", "--json").stdout
+    assert "PASSWORD" not in status and "user:***@127.0.0.1" in status
+    stored = read_rows(archive, select(Source.endpoint_url, SyncRun.error).join(SyncRun))
+    assert stored and all("PASSWORD" not in str(row) for row in stored)
+    verbose = invoke(runner, "-v", *args)
+    assert "PASSWORD" not in verbose.output
+
+
+def test_a_database_password_is_masked(runner) -> None:
+    url = "postgresql+psycopg://user:PASSWORD@127.0.0.1:1/archive"
+    result = invoke(runner, "--db", url, "status")
+    assert result.exit_code in (1, 2)
+    assert "PASSWORD" not in result.output and "***" in result.stderr
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def test_sources_remove_deletes_one_source_and_everything_it_holds(runner, archive) -> None:
+    fill(archive, [op(i) for i in range(5)], source="typo@eu-west-9")
+    fill(archive, [op(i) for i in range(3)], source="keep@eu-west-1")
+    listed = json.loads(invoke(runner, "--db", archive, "sources", "list", "--json").stdout)
+    assert {s["name"]: s["operations"] for s in listed} == {"keep@eu-west-1": 3,
+                                                           "typo@eu-west-9": 5}  # fmt: skip
+    refused = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9")
+    assert "--yes" in _one_error_line(refused, 2)  # stdin is not a terminal
+    assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 8
+    done = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9", "--yes")
+    assert done.exit_code == 0, done.output
+    assert read_rows(archive, select(Source.name)) == [("keep@eu-west-1",)]
+    assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 3
+    _one_error_line(invoke(runner, "--db", archive, "sources", "remove", "nope", "--yes"), 2)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+def test_demo_refuses_an_archive_with_other_sources_and_ignores_archiver_db(
+    runner, filled, tmp_path, monkeypatch
+) -> None:
+    before = read_rows(filled, select(func.count()).select_from(Operation))
+    result = invoke(runner, "--db", filled, "demo", "--operations", "10")
+    assert "other sources" in _one_error_line(result, 2)
+    assert read_rows(filled, select(func.count()).select_from(Operation)) == before
+    assert read_rows(filled, select(Source.name)) == [("test@us-east-1",)]
+    monkeypatch.setenv("ARCHIVER_DB", filled)
+    monkeypatch.chdir(tmp_path)
+    assert invoke(runner, "demo", "--operations", "10").exit_code == 0
+    assert (tmp_path / "demo.db").exists()
+    assert read_rows(filled, select(Source.name)) == [("test@us-east-1",)]

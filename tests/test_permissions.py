@@ -1,0 +1,146 @@
+"""Archives shared between Unix users: a reader without write permission leaves
+nothing behind that would stop the owner's next sync, and a read-only place is
+reported as what it is.
+
+Real users, not mocks: root (which CI is) creates two system users, and each step
+runs in a forked child that drops to one of them. The parent runs every step once
+first, as root on a scratch archive, so that the child needs no file the other user
+could not read (modules, botocore's models).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import botocore.session
+import pytest
+from typer.testing import CliRunner
+
+from archiver.archive import Archive
+from archiver.cli import app
+from archiver.cloudmap import ClientSettings, make_client
+from archiver.emulator import Emulator
+from archiver.sync import SyncOptions, run_sync
+from tests.conftest import on_postgres
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(on_postgres(), reason="about SQLite files; the SQLite pass runs it"),
+]
+OWNER, READER = "archiver-owner", "archiver-reader"
+
+
+def _user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+        return pwd.getpwnam(name)
+
+
+@pytest.fixture(scope="module")
+def users() -> dict[str, pwd.struct_passwd]:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root to create a second Unix user (CI runs as root)")
+    return {name: _user(name) for name in (OWNER, READER)}
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory both users may write (pytest's own tmp dirs are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="archiver-shared-", dir="/tmp"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_user(user: pwd.struct_passwd, step: Callable[[], int]) -> int:
+    """Run ``step`` in a child process as ``user``; its return value is the exit code."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            code = step()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _cli(*args: str) -> Callable[[], int]:
+    def step() -> int:
+        result = CliRunner().invoke(app, list(args))
+        print(result.output)  # shown by pytest when the test fails
+        return result.exit_code
+
+    return step
+
+
+def _sync(db: str, url: str, session: object) -> Callable[[], int]:
+    def step() -> int:
+        settings = ClientSettings(region="us-east-1", endpoint_url=url)
+        client = make_client(settings, botocore_session=session)
+        with Archive.open(db, create_missing=True) as archive:
+            summary = run_sync(archive, client, SyncOptions(source="acct"))
+        return 0 if summary.outcome == "succeeded" else 1
+
+    return step
+
+
+def _count(db: str) -> int:
+    with Archive.open(db) as archive, archive.reader.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM operations").scalar_one())
+
+
+def test_a_reader_without_write_permission_never_stops_the_owners_sync(users, shared) -> None:
+    owner, reader = users[OWNER], users[READER]
+    db = str(shared / "archive.db")
+    session = botocore.session.get_session()
+    with Emulator(seed_operations=500, seed=21) as emu:
+        warm = str(shared / "warm.db")
+        assert _sync(warm, emu.url, session)() == 0  # as root: loads all a sync needs
+        assert _cli("--db", warm, "query", "-o", "count")() == 0
+        assert as_user(owner, _sync(db, emu.url, session)) == 0
+        os.chmod(db, 0o644)  # the owner's archive: others may read it, not write it
+        for side in ("-wal", "-shm"):
+            assert not Path(db + side).exists()  # the owner's sync closed cleanly
+        assert as_user(reader, _cli("--db", db, "query", "-o", "count")) == 0
+        assert as_user(reader, _cli("--db", db, "export", "--raw")) == 0
+        left = [p.name for p in shared.iterdir() if p.stat().st_uid == reader.pw_uid]
+        assert left == []  # no -wal or -shm of the reader's own
+        emu.account.add_operations(50)
+        assert as_user(owner, _sync(db, emu.url, session)) == 0
+    assert _count(db) == 550
+
+
+def test_a_read_only_directory_is_reported_as_such_and_still_readable(users, shared) -> None:
+    owner = users[OWNER]
+    place = shared / "ro"
+    place.mkdir()
+    db = str(place / "archive.db")
+    with Emulator(seed_operations=100, seed=22) as emu:
+        assert _cli("--db", str(shared / "warm.db"), "demo", "--operations", "5")() == 0
+        assert as_user(owner, lambda: 0) == 0
+        session = botocore.session.get_session()
+        assert _sync(db, emu.url, session)() == 0  # as root
+        os.chown(place, owner.pw_uid, owner.pw_gid)
+        os.chown(db, owner.pw_uid, owner.pw_gid)
+        place.chmod(0o555)  # nobody may add -wal/-shm or a journal beside the archive
+        sync = ("--db", db, "sync", "--region", "us-east-1", "--endpoint-url", emu.url,
+                "--source", "acct")  # fmt: skip
+        assert _cli(*sync)() == 0  # as root first (root may write anywhere), for the imports
+        before = Path(db).read_bytes()
+        assert as_user(owner, _cli(*sync)) == 2
+        assert as_user(owner, _cli("--db", db, "query", "-o", "count")) == 0
+        assert Path(db).read_bytes() == before
