@@ -248,6 +248,28 @@ def test_a_killed_export_leaves_nothing_under_the_final_name(archive, tmp_path) 
     assert not (tmp_path / "big.csv.manifest.json").exists()
 
 
+@pytest.mark.slow
+def test_sigterm_stops_an_export_and_removes_its_temporary_file(archive, tmp_path) -> None:
+    fill(archive, [op(i, minutes=i % 1000, error_message="x" * 200) for i in range(30_000)])
+    out = tmp_path / "big.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "--db", archive, "export", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".big.csv.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert list(tmp_path.glob(".big.csv.partial-*")), "the export never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "SIGTERM" in err
+    assert not out.exists()
+    assert list(tmp_path.glob(".big.csv.partial-*")) == []
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     messages=st.lists(

@@ -78,10 +78,12 @@ def as_user(user: pwd.struct_passwd, step: Callable[[], int]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _cli(*args: str) -> Callable[[], int]:
+def _cli(*args: str, output: Path | None = None) -> Callable[[], int]:
     def step() -> int:
         result = CliRunner().invoke(app, list(args))
         print(result.output)  # shown by pytest when the test fails
+        if output is not None:
+            output.write_text(result.output)
         return result.exit_code
 
     return step
@@ -143,4 +145,30 @@ def test_a_read_only_directory_is_reported_as_such_and_still_readable(users, sha
         before = Path(db).read_bytes()
         assert as_user(owner, _cli(*sync)) == 2
         assert as_user(owner, _cli("--db", db, "query", "-o", "count")) == 0
+        assert Path(db).read_bytes() == before
+
+
+def test_a_shm_left_by_another_user_is_named_not_misreported(users, shared) -> None:
+    owner, reader = users[OWNER], users[READER]
+    db = str(shared / "archive.db")
+    with Emulator(seed_operations=50, seed=23) as emu:
+        session = botocore.session.get_session()
+        assert _sync(str(shared / "warm.db"), emu.url, session)() == 0
+        sync = ("--db", db, "sync", "--region", "us-east-1", "--endpoint-url", emu.url,
+                "--source", "acct")  # fmt: skip
+        assert as_user(owner, _sync(db, emu.url, session)) == 0
+        assert _cli("--db", str(shared / "warm.db"), *sync[2:])() == 0  # imports, as root
+        shm = Path(db + "-shm")  # what an older reader left behind: not the owner's to write
+        shm.write_bytes(b"")
+        os.chown(shm, reader.pw_uid, reader.pw_gid)
+        shm.chmod(0o644)
+        before = Path(db).read_bytes()
+        said = shared / "said.txt"
+        said.touch()
+        said.chmod(0o666)
+        assert as_user(owner, _cli(*sync, output=said)) == 2
+        assert said.read_text() == (
+            f"error: cannot write {shm}, which another user left; remove it when no "
+            "reader is using the archive\n"
+        )
         assert Path(db).read_bytes() == before
