@@ -221,6 +221,7 @@ def list_operations(
 ) -> Iterator[Page]:
     """Every page of one pass over the window, following NextToken across empty pages (P2)."""
     filters = window_filter(start, end)
+    seen: set[str] = {token} if token else set()
     while True:
         params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}
         if token:
@@ -230,6 +231,15 @@ def list_operations(
         with translated("ListOperations", token_sent="NextToken" in params):
             answer = client.list_operations(**params)
         token = answer.get("NextToken")
+        if token is not None and token in seen:
+            # A service that hands a token back would page for ever; nothing of this
+            # pass moves the watermark, since its last page never comes.
+            raise WorkFailed(
+                "ListOperations returned a NextToken it had already returned in this pass; "
+                "stopping instead of paging for ever"
+            )
+        if token is not None:
+            seen.add(token)
         yield Page(
             [(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
             token,

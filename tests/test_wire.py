@@ -127,3 +127,15 @@ def test_sigterm_stops_a_trickled_call_with_default_settings(archive) -> None:
         _, err = proc.communicate(timeout=30)
         assert time.monotonic() - sent < 10
         assert proc.returncode == 130, err
+
+
+def test_a_nexttoken_that_comes_back_stops_the_run(runner, archive) -> None:
+    page = json.dumps({"Operations": [], "NextToken": "same-token"}).encode()
+    with Misbehaving(lambda _op: page) as looping:
+        started = time.monotonic()
+        result = cli_sync(runner, archive, looping.url, "--source", "acct")
+    assert time.monotonic() - started < 60
+    assert result.exit_code == 1, result.output
+    assert "NextToken" in result.stderr and result.stderr.count("\n") == 1
+    assert len(looping.calls) == 2  # the first answer, and the one that repeated it
+    assert _watermark(archive) is None
