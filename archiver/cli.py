@@ -210,6 +210,13 @@ MoreFilters = Annotated[
         show_default=False,
     ),
 ]
+IncompleteOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-incomplete",
+        help="Also listed operations GetOperation never found (only Id and Status known).",
+    ),
+]
 SourceOption = Annotated[
     str | None, typer.Option("--source", help="Only this source (default: every source).")
 ]
@@ -241,6 +248,7 @@ def query(
     ] = OrderBy.update_date,
     ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
     source: SourceOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Query the archive with ListOperations' own filters, offline.
 
@@ -250,7 +258,8 @@ def query(
     from archiver import render
     from archiver.query import Selection
 
-    selection = Selection(_filters(filters, more), source, order_by, ascending, max_items)
+    selection = Selection(_filters(filters, more), source, order_by, ascending, max_items,
+                          include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
         rows = render.fetch(output, archive, selection)
         width = terminal_width() if sys.stdout.isatty() else None
@@ -283,6 +292,7 @@ def export(
         bool, typer.Option("--raw", help="Turn off the spreadsheet formula guard.")
     ] = False,
     source: SourceOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Export operations as CSV for audits, with a manifest beside a file.
 
@@ -293,9 +303,13 @@ def export(
     """
     from archiver import export as ex
     from archiver import stopping
+    from archiver.errors import UsageError
     from archiver.query import Selection
 
-    selection = Selection(_filters(filters, more), source, ascending=True)  # oldest first
+    if include_incomplete and history:
+        raise UsageError("--include-incomplete has no history to add: use it without --history")
+    selection = Selection(_filters(filters, more), source, ascending=True,  # oldest first
+                          include_incomplete=include_incomplete)  # fmt: skip
     stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
     with open_archive(ctx) as archive:
         sys.stdout.flush()

@@ -115,6 +115,16 @@ def sync(
             help="Seconds one attempt of a call may take in all (connect and whole answer).",
         ),
     ] = 60,
+    incomplete_retry_days: Annotated[
+        float,
+        typer.Option(
+            "--incomplete-retry-days",
+            min=0,
+            max=3650,
+            help="Days to keep retrying a listed operation GetOperation cannot find; "
+            "after that it stays stored, marked gone.",
+        ),
+    ] = 7,
     full: Annotated[
         bool,
         typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
@@ -139,7 +149,8 @@ def sync(
 
     words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
                               lookback, workers, max_rps, max_attempts, full,
-                              call_timeout=call_timeout)  # fmt: skip
+                              call_timeout=call_timeout,
+                              incomplete_retry_days=incomplete_retry_days)  # fmt: skip
     opts, client_settings = options.build(words)
     if dry_run:
         typer.echo(json.dumps(sync_mod.dry_run(settings_of(ctx).db, opts), indent=2))

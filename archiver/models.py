@@ -159,6 +159,25 @@ class Operation(Base):
     )
 
 
+class IncompleteOperation(Base):
+    """A listed operation that GetOperation could not find: kept, never dropped.
+
+    ListOperations gave its Id and Status; the rest is unknown until a later run's
+    GetOperation finds it (the sync retries every run, whatever its window), when it
+    moves to ``operations``. After the retry period it stays here, marked gone.
+    """
+
+    __tablename__ = "incomplete_operations"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # as ListOperations listed it
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    gone_at: Mapped[datetime | None]  # given up on: not found for the whole retry period
+
+
 class OperationEvent(Base):
     """One observed (status, update_date) of an operation: the history the API forgets."""
 

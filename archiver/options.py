@@ -45,6 +45,7 @@ class SyncWords:
     max_attempts: int = DEFAULT_ATTEMPTS
     full: bool = False
     call_timeout: float = DEFAULT_CALL_TIMEOUT
+    incomplete_retry_days: float = 7.0
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
 
@@ -95,6 +96,7 @@ def build(
         workers=words.workers,
         max_rps=words.max_rps,
         full=words.full,
+        incomplete_retry_days=words.incomplete_retry_days,
         started=started,
     )
     return opts, client

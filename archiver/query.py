@@ -12,14 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Select, column, func, select, union_all
+from sqlalchemy import Connection, Select, cast, column, func, literal, null, select, union_all
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import CompoundSelect
+from sqlalchemy.sql.util import ClauseAdapter
 
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.filters import Filters
-from archiver.models import Operation, Source
+from archiver.models import IncompleteOperation, Operation, Source
 from archiver.records import NAMES, OperationRecord
 
 STREAM_BATCH = 2000
@@ -41,8 +42,9 @@ class Selection:
     order_by: OrderBy = OrderBy.update_date
     ascending: bool = False
     limit: int | None = None
+    include_incomplete: bool = False  # listed operations GetOperation never found
 
-    def keys(self) -> list[Any]:
+    def sort_keys(self) -> list[Any]:
         """The sort keys; ties are broken by (source_id, id), so the same archive always
         prints the same rows in the same order."""
         if self.order_by is OrderBy.id:
@@ -55,9 +57,10 @@ class ArchivedOperation:
     """An operation as the archive holds it: the API record plus provenance."""
 
     source: str
-    record: OperationRecord
+    record: OperationRecord  # of an incomplete one, only id and the listed status are known
     first_seen_at: datetime
     last_seen_at: datetime
+    incomplete: bool = False
 
 
 def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
@@ -81,17 +84,44 @@ def select_operations(
     An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
     which both engines merge in order from their indexes.
     """
-    return ordered(select(*Operation.__table__.columns), selection, source_id=source_id)
+    return ordered(select(*Operation.__table__.columns), selection, source_id=source_id,
+                   flag_incomplete=True)  # fmt: skip
 
 
 def ordered(
-    base: Select[Any], selection: Selection, *, source_id: int | None
+    base: Select[Any], selection: Selection, *, source_id: int | None, flag_incomplete: bool = False
 ) -> Select[Any] | CompoundSelect[Any]:
-    """``base`` (over operations) narrowed to a source, filtered, ordered and limited."""
+    """``base`` (over operations) narrowed to a source, filtered, ordered and limited.
+
+    With ``include_incomplete`` the same statement reads a UNION ALL of operations and
+    incomplete operations (unknown fields NULL, so any filter on them leaves them out,
+    and they sort last): the filters are compiled once and adapted, not rewritten.
+    """
     if source_id is not None:
         base = base.where(Operation.source_id == source_id)
-    stmt = merged(base, selection.filters, selection.keys(), ascending=selection.ascending)
+    stmt: Select[Any] | CompoundSelect[Any]
+    if selection.include_incomplete:
+        keys = [k.asc() if selection.ascending else k.desc() for k in selection.sort_keys()]
+        plain = base.where(selection.filters.to_sql()).order_by(*(k.nulls_last() for k in keys))
+        both = with_incomplete()
+        stmt = ClauseAdapter(both).traverse(plain)
+        if flag_incomplete:  # a reader that builds records learns which are partial
+            stmt = stmt.add_columns(both.c.incomplete)
+    else:
+        stmt = merged(base, selection.filters, selection.sort_keys(), ascending=selection.ascending)
     return stmt if selection.limit is None else stmt.limit(selection.limit)
+
+
+def with_incomplete() -> Any:
+    """operations UNION ALL incomplete_operations, shaped as operations (and flagged)."""
+    inc = IncompleteOperation.__table__.c
+    ops = Operation.__table__.columns
+    complete = select(*ops, literal(False).label("incomplete"))
+    partial = select(
+        *((inc[c.name] if c.name in inc else cast(null(), c.type)).label(c.name) for c in ops),
+        literal(True).label("incomplete"),
+    )
+    return union_all(complete, partial).subquery("operations_and_incomplete")
 
 
 def merged(
@@ -120,6 +150,8 @@ def count(archive: Archive, selection: Selection) -> int:
         stmt = select(func.count()).select_from(Operation).where(selection.filters.to_sql())
         if selection.source is not None:
             stmt = stmt.where(Operation.source_id.in_(ids))
+        if selection.include_incomplete:
+            stmt = ClauseAdapter(with_incomplete()).traverse(stmt)
         n = int(conn.execute(stmt).scalar_one())
     return n if selection.limit is None else min(n, selection.limit)
 
@@ -155,4 +187,5 @@ def to_archived(op: Any, source: str) -> ArchivedOperation:
         record=OperationRecord(**{name: getattr(op, name) for name in NAMES}),
         first_seen_at=op.first_seen_at,
         last_seen_at=op.last_seen_at,
+        incomplete=bool(getattr(op, "incomplete", False)),
     )

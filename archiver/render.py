@@ -29,9 +29,13 @@ class Output(StrEnum):
 def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
     """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source."""
     out = op.record.to_api()
-    out["CreateDate"] = iso(op.record.create_date)
-    out["UpdateDate"] = iso(op.record.update_date)
+    for key, value in (("CreateDate", op.record.create_date),
+                       ("UpdateDate", op.record.update_date)):  # fmt: skip
+        if value is not None:  # unknown for an incomplete operation
+            out[key] = iso(value)
     out["Source"] = op.source
+    if op.incomplete:
+        out["Incomplete"] = True
     return out
 
 
@@ -67,7 +71,8 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
     for op in rows:
         r = op.record
         rid = r.id if id_width is None or len(r.id) <= id_width else r.id[: id_width - 1] + "…"
-        out.write(f"{iso(r.update_date):<24} {r.status:<9} {r.type:<19} {rid}\n")
+        when = iso(r.update_date) if r.update_date else "(incomplete)"
+        out.write(f"{when:<24} {r.status:<9} {r.type or '?':<19} {rid}\n")
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
     return n

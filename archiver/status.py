@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver import store
 from archiver.archive import Archive
 from archiver.models import Operation, Source, SyncRun, SyncState
 from archiver.query import source_ids
@@ -46,6 +47,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                 ).all()
             )
             holder = _live_holder(state.lock_holder if state else None)
+            incomplete, gone = store.incomplete_counts(conn, src.id)
             out.append(
                 {
                     "source": src.name,
@@ -54,6 +56,8 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "watermark": _iso(state.watermark if state else None),
                     "lock_holder": holder,
                     "operations": sum(by_status.values()),
+                    "incomplete": incomplete,
+                    "gone": gone,
                     "by_status": by_status,
                     "by_type": by_type,
                     "last_runs": [_run(r, holder_alive=holder is not None) for r in runs],
@@ -117,6 +121,11 @@ def to_text(summary: dict[str, Any]) -> str:
         if s["lock_holder"]:
             lines.append(f"  running     {s['lock_holder']}")
         lines.append(f"  operations  {s['operations']}")
+        if s["incomplete"] or s["gone"]:
+            lines.append(
+                f"  incomplete  {s['incomplete']} listed but not yet found by GetOperation"
+                + (f"; {s['gone']} given up on as gone" if s["gone"] else "")
+            )
         for name in ("by_status", "by_type"):
             if s[name]:
                 lines.append(

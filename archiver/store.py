@@ -12,10 +12,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from archiver.db import insert as _insert
-from archiver.models import Base, Operation, OperationEvent, Source, SyncRun, SyncState
+from archiver.models import (
+    Base,
+    IncompleteOperation,
+    Operation,
+    OperationEvent,
+    Source,
+    SyncRun,
+    SyncState,
+)
 from archiver.records import FIELDS, OperationRecord
 from archiver.secrets import mask_url
 from archiver.timeutil import now
@@ -94,7 +102,89 @@ def upsert_operations(
         rows,
     )
     append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
+    # An operation found at last is complete: it leaves incomplete_operations in the
+    # same transaction, so it is never in both, nor in neither.
+    ids = [r["id"] for r in rows]
+    for i in range(0, len(ids), _IN_CHUNK):
+        conn.execute(
+            delete(IncompleteOperation).where(
+                IncompleteOperation.source_id == source_id,
+                IncompleteOperation.id.in_(ids[i : i + _IN_CHUNK]),
+            )
+        )
     return len(rows)
+
+
+def keep_incomplete(
+    conn: Connection, source_id: int, listed: Sequence[tuple[str, str]], *, seen_at: datetime
+) -> None:
+    """Listed operations GetOperation could not find: keep their Id and listed Status."""
+    if not listed:
+        return
+    stmt = _insert(conn, IncompleteOperation.__table__)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["source_id", "id"],
+            set_={
+                "status": stmt.excluded.status,
+                "last_seen_at": stmt.excluded.last_seen_at,
+                "attempts": IncompleteOperation.attempts + 1,
+            },
+        ),
+        [
+            {
+                "source_id": source_id,
+                "id": op_id,
+                "status": status,
+                "first_seen_at": seen_at,
+                "last_seen_at": seen_at,
+                "attempts": 1,
+            }
+            for op_id, status in listed
+        ],
+    )
+
+
+def incomplete_to_retry(conn: Connection, source_id: int) -> list[tuple[str, str, datetime]]:
+    """(id, listed status, first seen) of the source's incomplete operations not gone."""
+    rows = conn.execute(
+        select(IncompleteOperation.id, IncompleteOperation.status,
+               IncompleteOperation.first_seen_at)
+        .where(IncompleteOperation.source_id == source_id, IncompleteOperation.gone_at.is_(None))
+        .order_by(IncompleteOperation.first_seen_at, IncompleteOperation.id)
+    ).all()  # fmt: skip
+    return [(r.id, r.status, r.first_seen_at) for r in rows]
+
+
+def retried_incomplete(
+    conn: Connection, source_id: int, ids: Sequence[str], *, gone: Sequence[str], at: datetime
+) -> None:
+    """One more unanswered try for ``ids``; ``gone`` ones are given up on as of ``at``."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        conn.execute(
+            update(IncompleteOperation)
+            .where(IncompleteOperation.source_id == source_id,
+                   IncompleteOperation.id.in_(ids[i : i + _IN_CHUNK]))
+            .values(attempts=IncompleteOperation.attempts + 1)
+        )  # fmt: skip
+    for i in range(0, len(gone), _IN_CHUNK):
+        conn.execute(
+            update(IncompleteOperation)
+            .where(IncompleteOperation.source_id == source_id,
+                   IncompleteOperation.id.in_(gone[i : i + _IN_CHUNK]))
+            .values(gone_at=at)
+        )  # fmt: skip
+
+
+def incomplete_counts(conn: Connection, source_id: int) -> tuple[int, int]:
+    """(incomplete and still retried, given up on as gone) for the source."""
+    rows = conn.execute(
+        select(IncompleteOperation.gone_at.is_(None), func.count())
+        .where(IncompleteOperation.source_id == source_id)
+        .group_by(IncompleteOperation.gone_at.is_(None))
+    ).all()
+    counts = {bool(retried): int(n) for retried, n in rows}
+    return counts.get(True, 0), counts.get(False, 0)
 
 
 def append_events(
@@ -227,7 +317,9 @@ def remove_source(conn: Connection, source_id: int) -> dict[str, int]:
     """Delete a source with its operations, events, runs and state; what was removed."""
     removed = {}
     # Children first: events name runs, and every table names the source.
-    for table in ("operation_events", "operations", "sync_state", "sync_runs", "sources"):
+    tables = ("operation_events", "operations", "incomplete_operations", "sync_state",
+              "sync_runs", "sources")  # fmt: skip
+    for table in tables:
         t = Base.metadata.tables[table]
         key = t.c.id if table == "sources" else t.c.source_id
         removed[table] = int(conn.execute(delete(t).where(key == source_id)).rowcount or 0)

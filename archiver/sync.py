@@ -59,6 +59,7 @@ class SyncOptions:
     workers: int = 8
     max_rps: float | None = None
     full: bool = False
+    incomplete_retry_days: float = 7.0  # how long a listed, unfindable operation is retried
     started: datetime | None = None  # "now" for this run: the default end, and spans' origin
 
 
@@ -89,13 +90,17 @@ class Stats:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    vanished: int = 0
+    vanished: int = 0  # listed, not found by GetOperation this run: kept incomplete
     retries: int = 0
+    completed: int = 0  # incomplete operations that GetOperation found at last
+    incomplete: int = 0  # the source's incomplete operations after the run
+    gone: int = 0  # given up on this run, after the retry period
 
     def columns(self) -> dict[str, int]:
-        """What sync_runs records (retries are reported, not stored)."""
+        """What sync_runs records (the rest is reported, not stored)."""
         out = asdict(self)
-        out.pop("retries")
+        for reported in ("retries", "completed", "incomplete", "gone"):
+            out.pop(reported)
         return out
 
 
@@ -198,6 +203,7 @@ class _InFlight:
     new_ids: set[str]
     futures: list[Future[OperationRecord | None]]
     unchanged_ids: list[str]
+    wanted: list[tuple[str, str]]  # (id, listed status), in the order of ``futures``
 
 
 class Syncer:
@@ -220,22 +226,23 @@ class Syncer:
         self.clock = clock
         self.on_page = on_page
         self.stats = Stats()
+        self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self.limit = cloudmap.RateLimit(opts.max_rps)
         self._stats_lock = threading.Lock()
 
     # --- fetching ---------------------------------------------------------------------------
 
-    def _get(self, op_id: str) -> OperationRecord | None:
-        for attempt in range(NOT_FOUND_RETRIES + 1):
+    def _get(self, op_id: str, *, brief_retries: int = NOT_FOUND_RETRIES) -> OperationRecord | None:
+        for attempt in range(brief_retries + 1):
             record, retries = cloudmap.get_operation(self.client, op_id, limit=self.limit)
             with self._stats_lock:  # workers count concurrently
                 self.stats.get_calls += 1 + retries
                 self.stats.retries += retries
             if record is not None:
                 return record
-            if attempt < NOT_FOUND_RETRIES:
+            if attempt < brief_retries:
                 time.sleep(NOT_FOUND_DELAY * (attempt + 1))
-        log.warning("operation %s was listed but is not found; counted as vanished", op_id)
+        log.debug("operation %s was listed but is not found; kept incomplete", op_id)
         return None
 
     def _start_fetch(self, pool: ThreadPoolExecutor, sid: int, page: cloudmap.Page) -> _InFlight:
@@ -246,7 +253,9 @@ class Syncer:
         wanted = [i for i, status in page.operations if archived.get(i) != status]
         unchanged = [i for i, status in page.operations if archived.get(i) == status]
         futures = [pool.submit(self._get, i) for i in wanted]
-        return _InFlight(page, {i for i in wanted if i not in archived}, futures, unchanged)
+        listed = dict(page.operations)
+        return _InFlight(page, {i for i in wanted if i not in archived}, futures, unchanged,
+                         [(i, listed[i]) for i in wanted])  # fmt: skip
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -268,6 +277,7 @@ class Syncer:
             try:
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
+                self._retry_incomplete(pool, sid, run_id)
                 pool.shutdown()
             except BaseException as exc:
                 pool.shutdown(wait=True, cancel_futures=True)  # calls under way finish; no new ones
@@ -287,6 +297,36 @@ class Syncer:
             mark = store.watermark(conn, sid)
         return Summary(self.opts.source, run_id, outcome, iso(mark) if mark else None,
                        self.stats)  # fmt: skip
+
+    def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
+        """Every run tries the source's incomplete operations again, whatever its window,
+        so one the service could not find on the day it was listed is completed once it
+        can; after the retry period it stays stored, marked gone, and is let be."""
+        with self.reader.connect() as conn:
+            todo = [t for t in store.incomplete_to_retry(conn, sid) if t[0] not in self._missed]
+        seen = self.clock()
+        give_up = seen - timedelta(days=self.opts.incomplete_retry_days)
+        for i in range(0, len(todo), cloudmap.PAGE_SIZE):
+            chunk = todo[i : i + cloudmap.PAGE_SIZE]
+            futures = [pool.submit(self._get, op_id, brief_retries=0) for op_id, _, _ in chunk]
+            results = [_wait_for(f) for f in futures]
+            found = [r for r in results if r is not None]
+            missed = [c for c, r in zip(chunk, results, strict=True) if r is None]
+            gone = [op_id for op_id, _, first in missed if first <= give_up]
+            with self.writer.begin() as conn:
+                store.upsert_operations(conn, sid, found, seen_at=seen, run_id=run_id)
+                store.retried_incomplete(conn, sid, [m[0] for m in missed], gone=gone, at=seen)
+            self.stats.completed += len(found)
+            self.stats.gone += len(gone)
+        with self.reader.connect() as conn:
+            self.stats.incomplete = store.incomplete_counts(conn, sid)[0]
+        if self.stats.incomplete:
+            log.warning(
+                "source %s: %d listed operation(s) could not be fetched with GetOperation; "
+                "they are stored incomplete and retried on every run",
+                self.opts.source,
+                self.stats.incomplete,
+            )
 
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
         with self.writer.begin() as conn:
@@ -333,6 +373,8 @@ class Syncer:
                job: _InFlight) -> None:  # fmt: skip
         results = [_wait_for(f) for f in job.futures]
         records = [r for r in results if r is not None]
+        missing = [w for w, r in zip(job.wanted, results, strict=True) if r is None]
+        self._missed.update(op_id for op_id, _ in missing)
         new = sum(1 for r in records if r.id in job.new_ids)
         seen = self.clock()
         s = self.stats
@@ -343,6 +385,7 @@ class Syncer:
         s.vanished += len(results) - len(records)
         with self.writer.begin() as conn:  # one page, one transaction (step 4)
             store.upsert_operations(conn, sid, records, seen_at=seen, run_id=run_id)
+            store.keep_incomplete(conn, sid, missing, seen_at=seen)  # never dropped
             store.touch_seen(conn, sid, job.unchanged_ids, seen)
             if job.page.next_token:
                 store.save_resume(conn, sid, window, job.page.next_token)

@@ -48,6 +48,10 @@ class Service:
         """G3: the next ``times`` GetOperation calls for ``op_id`` answer not found."""
         self._hidden[op_id] = times
 
+    def reveal(self) -> None:
+        """Every hidden operation is found again from now on."""
+        self._hidden.clear()
+
     # --- tokens (P4) ------------------------------------------------------------------------
 
     def _sign(self, payload: bytes) -> str:
