@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archiver.archive import Archive
 from archiver.cli import app, db_given, emulator_app, guarded, log, settings_of, terminal_width
+
+
+class UnitChoice(StrEnum):
+    ms = "ms"
+    s = "s"
+
 
 if TYPE_CHECKING:
     from archiver.cloudmap import ClientSettings
@@ -45,6 +52,10 @@ def emulator_serve(
     error_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of calls answered HTTP 500.")
     ] = 0,
+    update_date_unit: Annotated[
+        UnitChoice,
+        typer.Option("--update-date-unit", help="How the emulated service reads UPDATE_DATE."),
+    ] = UnitChoice.ms,
 ) -> None:
     """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
 
@@ -54,7 +65,8 @@ def emulator_serve(
     from archiver.emulator import serve
 
     serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
-          latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate)  # fmt: skip
+          latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate,
+          update_date_unit=update_date_unit.value)  # fmt: skip
 
 
 @app.command()

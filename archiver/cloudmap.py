@@ -200,15 +200,28 @@ class RateLimit:
             time.sleep(delay)
 
 
-def window_filter(start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """UPDATE_DATE BETWEEN [start, end] in epoch milliseconds (F7, M4 inclusive)."""
-    return [
-        {
-            "Name": "UPDATE_DATE",
-            "Condition": "BETWEEN",
-            "Values": [str(to_epoch_ms(start)), str(to_epoch_ms(end))],
-        }
-    ]
+def window_filter(start: datetime, end: datetime, unit: str = "ms") -> list[dict[str, Any]]:
+    """UPDATE_DATE BETWEEN [start, end] in epoch milliseconds (F7, M4 inclusive), or in
+    seconds for a service found to read seconds (widened to whole seconds, so nothing
+    at either edge is missed)."""
+    lo, hi = to_epoch_ms(start), to_epoch_ms(end)
+    if unit == "s":
+        lo, hi = lo // 1000, -(-hi // 1000)
+    return [{"Name": "UPDATE_DATE", "Condition": "BETWEEN", "Values": [str(lo), str(hi)]}]
+
+
+def first_page(
+    client: CloudMapClient, filters: list[dict[str, Any]], *, limit: RateLimit | None = None
+) -> list[str]:
+    """The ids of one ListOperations page (the first) under ``filters``."""
+    if limit:
+        limit.wait()
+    params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
+    if filters:
+        params["Filters"] = filters
+    with translated("ListOperations"):
+        answer = client.list_operations(**params)
+    return [o["Id"] for o in answer.get("Operations", [])]
 
 
 def list_operations(
@@ -218,9 +231,10 @@ def list_operations(
     *,
     token: str | None = None,
     limit: RateLimit | None = None,
+    unit: str = "ms",
 ) -> Iterator[Page]:
     """Every page of one pass over the window, following NextToken across empty pages (P2)."""
-    filters = window_filter(start, end)
+    filters = window_filter(start, end, unit)
     seen: set[str] = {token} if token else set()
     while True:
         params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}

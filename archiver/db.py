@@ -251,6 +251,11 @@ def migrate(db: str, action: str, target: str) -> None:
     engine = create(db, write=True)
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Batch migrations copy a table and drop the old one; with foreign keys
+                # on, SQLite refuses to drop a table others refer to. Alembic's recipe:
+                # off for the migration (set before any transaction, or it is ignored).
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
             getattr(command, action)(_alembic_config(conn), target)
     except DBAPIError as exc:
         if _not_a_database(exc):

@@ -114,6 +114,9 @@ class Source(Base):
     region: Mapped[str | None] = mapped_column(String(64))
     endpoint_url: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime]
+    #: How the service reads UPDATE_DATE filter values, as the last run checked: "ms"
+    #: (as documented) or "s"; NULL until a run has checked it.
+    update_date_unit: Mapped[str | None] = mapped_column(String(2))
 
 
 def _record_columns() -> dict[str, Any]:

@@ -53,6 +53,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "source": src.name,
                     "region": src.region,
                     "endpoint_url": src.endpoint_url,
+                    "update_date_unit": src.update_date_unit,
                     "watermark": _iso(state.watermark if state else None),
                     "lock_holder": holder,
                     "operations": sum(by_status.values()),
@@ -116,7 +117,10 @@ def to_text(summary: dict[str, Any]) -> str:
         return "archive is empty: no source has been synced yet (run `archiver sync`)"
     lines: list[str] = []
     for s in summary["sources"]:
-        lines.append(f"source {s['source']}  (region {s['region'] or '-'})")
+        unit = s["update_date_unit"] or "not checked yet"
+        lines.append(
+            f"source {s['source']}  (region {s['region'] or '-'}, UPDATE_DATE unit {unit})"
+        )
         lines.append(f"  watermark   {s['watermark'] or 'none (never completed a window)'}")
         if s["lock_holder"]:
             lines.append(f"  running     {s['lock_holder']}")

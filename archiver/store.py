@@ -224,6 +224,16 @@ def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: da
         )
 
 
+def update_date_unit(conn: Connection, source_id: int) -> str | None:
+    return conn.execute(
+        select(Source.update_date_unit).where(Source.id == source_id)
+    ).scalar_one_or_none()
+
+
+def set_update_date_unit(conn: Connection, source_id: int, unit: str) -> None:
+    conn.execute(update(Source).where(Source.id == source_id).values(update_date_unit=unit))
+
+
 def watermark(conn: Connection, source_id: int) -> datetime | None:
     return conn.execute(
         select(SyncState.watermark).where(SyncState.source_id == source_id)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from archiver import cloudmap, stopping, store
+from archiver import cloudmap, stopping, store, units
 from archiver.archive import Archive
 from archiver.errors import (
     ArchiverError,
@@ -95,11 +95,12 @@ class Stats:
     completed: int = 0  # incomplete operations that GetOperation found at last
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
+    unit_check_calls: int = 0  # extra ListOperations calls of the UPDATE_DATE unit check
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
         out = asdict(self)
-        for reported in ("retries", "completed", "incomplete", "gone"):
+        for reported in ("retries", "completed", "incomplete", "gone", "unit_check_calls"):
             out.pop(reported)
         return out
 
@@ -112,6 +113,7 @@ class Summary:
     watermark: str | None
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
+    update_date_unit: str = "ms"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +121,7 @@ class Summary:
             "run_id": self.run_id,
             "outcome": self.outcome,
             "watermark": self.watermark,
+            "update_date_unit": self.update_date_unit,
             **asdict(self.stats),
             "error": self.error,
         }
@@ -227,6 +230,7 @@ class Syncer:
         self.on_page = on_page
         self.stats = Stats()
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
+        self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.limit = cloudmap.RateLimit(opts.max_rps)
         self._stats_lock = threading.Lock()
 
@@ -275,6 +279,7 @@ class Syncer:
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
+                self._check_unit(sid, started)
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -296,7 +301,18 @@ class Syncer:
         with self.reader.connect() as conn:
             mark = store.watermark(conn, sid)
         return Summary(self.opts.source, run_id, outcome, iso(mark) if mark else None,
-                       self.stats)  # fmt: skip
+                       self.stats, update_date_unit=self.unit)  # fmt: skip
+
+    def _check_unit(self, sid: int, started: datetime) -> None:
+        """Find how the service reads UPDATE_DATE before trusting a window (``units``)."""
+        with self.reader.connect() as conn:
+            known = store.update_date_unit(conn, sid)
+        checked = units.check(self.client, started, known=known, limit=self.limit)
+        self.unit = checked.unit
+        self.stats.unit_check_calls = checked.calls
+        if checked.unit != known:
+            with self.writer.begin() as conn:
+                store.set_update_date_unit(conn, sid, checked.unit)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
@@ -338,7 +354,8 @@ class Syncer:
         token = resume[2] if resume and resume[:2] == window else None
         if token:
             log.info("resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1]))
-            pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit)
+            pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit,
+                                             unit=self.unit)  # fmt: skip
             try:
                 first = next(pages)
             except TokenRefused:
@@ -348,7 +365,7 @@ class Syncer:
                 yield first
                 yield from pages
                 return
-        yield from cloudmap.list_operations(self.client, *window, limit=self.limit)
+        yield from cloudmap.list_operations(self.client, *window, limit=self.limit, unit=self.unit)
 
     def _window(self, pool: ThreadPoolExecutor, sid: int, run_id: int,
                 window: tuple[datetime, datetime], resume: Any) -> None:  # fmt: skip

@@ -6,13 +6,14 @@ they answer is the test's choice: a junk 200, a body trickled a byte at a time.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Answer = Callable[[str], bytes]  # operation name → the 200 body to send
+Answer = Callable[[str, dict[str, Any]], bytes]  # (operation, request) → the 200 body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -23,10 +24,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or "{}")
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.server.calls.append(operation)
-        body = self.server.answer(operation)
+        body = self.server.answer(operation, request)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(body)))

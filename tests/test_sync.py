@@ -18,7 +18,7 @@ from archiver.models import OperationEvent, SyncRun, SyncState
 from archiver.sync import PIPELINE, SyncOptions
 from archiver.timeutil import parse_when
 from tests.conftest import invoke, requires_sqlite
-from tests.helpers import archived, assert_archive_equals, read_rows, run_library_sync
+from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
 
 pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
 
@@ -48,7 +48,8 @@ def test_initial_repeat_and_incremental_sync(db) -> None:
         emu.counters.reset()
         again = sync_once(db, emu)
         assert emu.counters.get_calls == 0 == again.stats.get_calls
-        assert emu.counters.list_pages <= 50
+        assert emu.counters.list_pages <= 50 + again.stats.unit_check_calls
+        assert again.stats.unit_check_calls == 2  # the unit check: unfiltered, then ms
 
         # 3. a live account moves on: 200 new, 100 pending ones finish
         pending = {
@@ -214,7 +215,7 @@ def test_readers_run_while_a_sync_writes(runner, db) -> None:
     with Emulator(seed_operations=1500, seed=3) as emu:
         sync_once(db, emu, until=parse_when("45d"))  # something to read from the start
         before = int(invoke(runner, "--db", db, "query", "-o", "count").stdout)
-        gate = emu.hold("ListOperations", after=12)
+        gate = emu.hold("ListOperations", after=2 + 12)  # the unit check's 2, then 12 pages
         stored = threading.Semaphore(0)
         errors: list[BaseException] = []
 
@@ -257,3 +258,24 @@ def test_demo_runs_offline(runner, tmp_path, monkeypatch) -> None:
     assert "synced 300 operations" in result.stdout
     assert "source demo@emulator" in result.stdout
     assert (tmp_path / "demo.db").exists()
+
+
+def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -> None:
+    with Emulator(seed_operations=800, days=20, seed=41, update_date_unit="s") as emu:
+        first = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert first.exit_code == 0, first.output
+        summary = json.loads(first.stdout)
+        assert summary["update_date_unit"] == "s"
+        assert summary["unit_check_calls"] == 3  # unfiltered, ms (nothing), s
+        assert "seconds" in first.stderr and first.stderr.count("\n") == 1  # said once
+        assert_archive_equals(db, emu.account)
+        emu.account.add_operations(60, pending_share=0.0)
+        emu.account.finish_pending(20)
+        emu.counters.reset()
+        again = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert again.exit_code == 0 and again.stderr == ""  # the warning is not repeated
+        assert json.loads(again.stdout)["unit_check_calls"] <= 3
+        assert emu.counters.get_calls <= 80
+        assert_archive_equals(db, emu.account)  # the incremental window, in seconds
+        status = json.loads(invoke(runner, "--db", db, "status", "--json").stdout)
+        assert status["sources"][0]["update_date_unit"] == "s"

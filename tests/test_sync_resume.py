@@ -146,7 +146,8 @@ def test_an_interrupted_fixed_backfill_resumes_at_its_saved_token(archive) -> No
         assert len(archived(archive)) == 2000
         emu.counters.reset()
         summary = run_library_sync(archive, opts, cs)
-        assert emu.counters.list_pages == 10  # the 10 pages after the stored ones
+        # the 10 pages after the stored ones, and the unit check's two
+        assert emu.counters.list_pages == 10 + summary.stats.unit_check_calls == 12
         assert summary.stats.inserted == 1000
         assert_archive_equals(archive, emu.account)
 
@@ -170,7 +171,8 @@ def test_a_refused_token_starts_the_pass_over(archive) -> None:
         )
         assert summary.outcome == "succeeded"
         assert emu2.counters.rejected["ListOperations"] == 1  # the old token: InvalidInput
-        assert emu2.counters.list_pages == 10  # then one full pass
+        # then one full pass, besides the unit check's two
+        assert emu2.counters.list_pages == 10 + summary.stats.unit_check_calls == 12
         assert_archive_equals(archive, emu2.account)
 
 

@@ -39,7 +39,7 @@ def _watermark(db: str):  # type: ignore[no-untyped-def]
 
 def test_a_junk_200_fails_the_run_and_the_next_run_converges(runner, archive) -> None:
     for name, body in JUNK.items():
-        with Misbehaving(lambda _op, body=body: body) as junk:
+        with Misbehaving(lambda _op, _req, body=body: body) as junk:
             result = cli_sync(runner, archive, junk.url, "--source", "acct")
         assert result.exit_code == 1, (name, result.output)
         assert result.stderr.count("\n") == 1, name
@@ -57,7 +57,7 @@ def test_a_junk_200_fails_the_run_and_the_next_run_converges(runner, archive) ->
     "operation", [b"{}", b'{"Operation": {"Id": "op-1"}}', b'{"Operation": 1}']
 )
 def test_a_getoperation_answer_without_a_record_fails_the_run(runner, archive, operation) -> None:
-    def answer(call: str) -> bytes:
+    def answer(call: str, _request: dict) -> bytes:
         if call == "ListOperations":
             return json.dumps({"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]}).encode()
         return operation
@@ -71,7 +71,7 @@ def test_a_getoperation_answer_without_a_record_fails_the_run(runner, archive, o
 
 
 def test_a_listoperations_object_without_operations_is_an_empty_page(runner, archive) -> None:
-    with Misbehaving(lambda _op: b"{}") as quiet:
+    with Misbehaving(lambda _op, _req: b"{}") as quiet:
         result = cli_sync(runner, archive, quiet.url, "--source", "acct")
     assert result.exit_code == 0, result.output
     assert _watermark(archive) is not None
@@ -80,7 +80,7 @@ def test_a_listoperations_object_without_operations_is_an_empty_page(runner, arc
 def test_a_trickling_server_cannot_hold_a_run(runner, archive) -> None:
     """One byte every 2 s: each attempt ends at --call-timeout, and the run with them."""
     body = json.dumps({"Operations": []}).encode()
-    with Misbehaving(lambda _op: body, trickle=2.0) as slow:
+    with Misbehaving(lambda _op, _req: body, trickle=2.0) as slow:
         started = time.monotonic()
         result = cli_sync(runner, archive, slow.url, "--source", "acct",
                           "--call-timeout", "3", "--max-attempts", "2")  # fmt: skip
@@ -116,7 +116,7 @@ def test_sigterm_stops_within_10s_while_a_call_hangs(archive) -> None:
 
 def test_sigterm_stops_a_trickled_call_with_default_settings(archive) -> None:
     body = json.dumps({"Operations": []}).encode()
-    with Misbehaving(lambda _op: body, trickle=2.0) as slow:
+    with Misbehaving(lambda _op, _req: body, trickle=2.0) as slow:
         proc = _start(archive, slow.url)
         deadline = time.monotonic() + 30
         while not slow.calls and time.monotonic() < deadline:
@@ -131,11 +131,26 @@ def test_sigterm_stops_a_trickled_call_with_default_settings(archive) -> None:
 
 def test_a_nexttoken_that_comes_back_stops_the_run(runner, archive) -> None:
     page = json.dumps({"Operations": [], "NextToken": "same-token"}).encode()
-    with Misbehaving(lambda _op: page) as looping:
+    with Misbehaving(lambda _op, _req: page) as looping:
         started = time.monotonic()
         result = cli_sync(runner, archive, looping.url, "--source", "acct")
     assert time.monotonic() - started < 60
     assert result.exit_code == 1, result.output
     assert "NextToken" in result.stderr and result.stderr.count("\n") == 1
-    assert len(looping.calls) == 2  # the first answer, and the one that repeated it
+    # the unit check's one (an empty first page tells nothing), then the first answer
+    # and the one that repeated it
+    assert len(looping.calls) == 1 + 2
     assert _watermark(archive) is None
+
+
+def test_an_update_date_filter_that_matches_nothing_in_either_unit_fails(runner, archive):
+    held = json.dumps({"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]}).encode()
+    empty = json.dumps({"Operations": []}).encode()
+    with Misbehaving(lambda _op, req: empty if req.get("Filters") else held) as odd:
+        result = cli_sync(runner, archive, odd.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert "unit check" in result.stderr and result.stderr.count("\n") == 1
+    assert len(odd.calls) == 3  # unfiltered, milliseconds, seconds: and no more
+    assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
+    assert _watermark(archive) is None
+    assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"

@@ -41,12 +41,13 @@ class Emulator:
         throttle_rate: float = 0.0,
         error_rate: float = 0.0,
         start: datetime | None = None,
+        update_date_unit: str = "ms",
     ) -> None:
         self.account = Account(Clock(start), seed=seed)
         if seed_operations:
             # A given start makes the data a pure function of (seed, count, days, start).
             self.account.seed(seed_operations, days=days, end=start)
-        self.service = Service(self.account)
+        self.service = Service(self.account, update_date_unit=update_date_unit)
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
         self.roll = FaultRoller(seed)

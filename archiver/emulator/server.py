@@ -218,6 +218,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         super().__init__(address, Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, or a call it abandoned) is not an error."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class FaultRoller:
     def __init__(self, seed: int) -> None:

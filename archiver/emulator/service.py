@@ -16,7 +16,7 @@ from typing import Any
 
 from archiver.emulator.state import Account
 from archiver.errors import FilterError
-from archiver.filters import validate
+from archiver.filters import MAX_EPOCH_MS, validate
 from archiver.timeutil import to_epoch_ms
 
 MAX_TOKEN = 4096
@@ -36,13 +36,29 @@ def invalid(message: str) -> ApiError:
     return ApiError("InvalidInput", message)
 
 
+def _seconds_read_as_ms(entry: Any) -> Any:
+    """An UPDATE_DATE filter as a service reading seconds sees it: milliseconds sent to
+    it are read as a time far in the future (clamped to the last one there is)."""
+    if not isinstance(entry, dict) or entry.get("Name") != "UPDATE_DATE":
+        return entry
+    values = entry.get("Values")
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.isdigit() for v in values):
+        return entry
+    return {**entry, "Values": [str(min(int(v) * 1000, MAX_EPOCH_MS)) for v in values]}
+
+
 class Service:
     """ListOperations and GetOperation over one ``Account``."""
 
-    def __init__(self, account: Account, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self, account: Account, *, secret: bytes | None = None, update_date_unit: str = "ms"
+    ) -> None:
         self.account = account
         self._secret = secret or os.urandom(16)
         self._hidden: dict[str, int] = {}
+        #: How this service reads UPDATE_DATE values: "ms" (F7) or "s", to prove that the
+        #: sync finds out which rather than assuming it.
+        self.update_date_unit = update_date_unit
 
     def hide_briefly(self, op_id: str, times: int = 1) -> None:
         """G3: the next ``times`` GetOperation calls for ``op_id`` answer not found."""
@@ -86,6 +102,8 @@ class Service:
         raw_filters = params.get("Filters") or []
         if not isinstance(raw_filters, list):
             raise invalid("Filters must be a list")
+        if self.update_date_unit == "s":
+            raw_filters = [_seconds_read_as_ms(f) for f in raw_filters]
         try:
             filters = validate(raw_filters)
         except FilterError as exc:
