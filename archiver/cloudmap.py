@@ -57,6 +57,8 @@ class CloudMapClient(Protocol):
 
     def get_operation(self, **kwargs: Any) -> dict[str, Any]: ...
 
+    def list_namespaces(self, **kwargs: Any) -> dict[str, Any]: ...
+
 
 _CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
 
@@ -263,15 +265,54 @@ def list_operations(
             return
 
 
+def shared_owners(
+    client: CloudMapClient, *, limit: RateLimit | None = None
+) -> tuple[list[str], int]:
+    """The accounts that own namespaces shared with ours (AWS RAM), and the pages read.
+
+    GetOperation finds an operation of such a namespace only when told its owner, so
+    the sync learns them once a run. ListNamespaces pages as ListOperations does (P2).
+    """
+    filters = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": ["OTHER_ACCOUNTS"]}]
+    owners: set[str] = set()
+    token: str | None = None
+    seen: set[str] = set()
+    calls = 0
+    while True:
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}
+        if token:
+            params["NextToken"] = token
+        if limit:
+            limit.wait()
+        with translated("ListNamespaces", token_sent=token is not None):
+            answer = client.list_namespaces(**params)
+        calls += 1
+        owners.update(n["ResourceOwner"] for n in answer.get("Namespaces", [])
+                      if n.get("ResourceOwner"))  # fmt: skip
+        token = answer.get("NextToken")
+        if not token or token in seen:
+            return sorted(owners), calls
+        seen.add(token)
+
+
 def get_operation(
-    client: CloudMapClient, op_id: str, *, limit: RateLimit | None = None
+    client: CloudMapClient,
+    op_id: str,
+    *,
+    owner: str | None = None,
+    limit: RateLimit | None = None,
 ) -> tuple[OperationRecord | None, int]:
-    """The full record, or None when the service does not know the id (G2); and retries."""
+    """The full record, or None when the service does not know the id (G2); and retries.
+
+    ``owner``: the account that owns the operation's namespace, required for namespaces
+    shared with ours.
+    """
     if limit:
         limit.wait()
+    params = {"OperationId": op_id, **({"OwnerAccount": owner} if owner else {})}
     with translated("GetOperation"):
         try:
-            answer = client.get_operation(OperationId=op_id)
+            answer = client.get_operation(**params)
         except client.exceptions.OperationNotFound:
             return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)

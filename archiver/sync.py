@@ -81,6 +81,11 @@ class Plan:
         }
 
 
+#: Stats a run reports (``--json``) but sync_runs has no column for.
+_REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
+                  "namespace_calls")  # fmt: skip
+
+
 @dataclass
 class Stats:
     windows: int = 0
@@ -96,12 +101,13 @@ class Stats:
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
     unit_check_calls: int = 0  # extra ListOperations calls of the UPDATE_DATE unit check
+    namespace_calls: int = 0  # ListNamespaces pages read to learn the shared namespaces
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
         out = asdict(self)
-        for reported in ("retries", "completed", "incomplete", "gone", "unit_check_calls"):
-            out.pop(reported)
+        for name in _REPORTED_ONLY:
+            out.pop(name)
         return out
 
 
@@ -231,6 +237,7 @@ class Syncer:
         self.stats = Stats()
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
+        self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
         self.limit = cloudmap.RateLimit(opts.max_rps)
         self._stats_lock = threading.Lock()
 
@@ -238,12 +245,19 @@ class Syncer:
 
     def _get(self, op_id: str, *, brief_retries: int = NOT_FOUND_RETRIES) -> OperationRecord | None:
         for attempt in range(brief_retries + 1):
-            record, retries = cloudmap.get_operation(self.client, op_id, limit=self.limit)
-            with self._stats_lock:  # workers count concurrently
-                self.stats.get_calls += 1 + retries
-                self.stats.retries += retries
-            if record is not None:
-                return record
+            with self._stats_lock:
+                order = [None, *self.owners]  # ours first, then each sharing account
+            for owner in order:
+                record, retries = cloudmap.get_operation(self.client, op_id, owner=owner,
+                                                         limit=self.limit)  # fmt: skip
+                with self._stats_lock:  # workers count concurrently
+                    self.stats.get_calls += 1 + retries
+                    self.stats.retries += retries
+                    if record is not None and owner and self.owners[0] != owner:
+                        self.owners.remove(owner)
+                        self.owners.insert(0, owner)  # likely the next one's owner too
+                if record is not None:
+                    return record
             if attempt < brief_retries:
                 time.sleep(NOT_FOUND_DELAY * (attempt + 1))
         log.debug("operation %s was listed but is not found; kept incomplete", op_id)
@@ -280,6 +294,7 @@ class Syncer:
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
                 self._check_unit(sid, started)
+                self._learn_owners()
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -313,6 +328,17 @@ class Syncer:
         if checked.unit != known:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
+
+    def _learn_owners(self) -> None:
+        """Once a run: who owns the namespaces shared with us, so that their operations
+        are found (GetOperation answers OperationNotFound without OwnerAccount)."""
+        try:
+            self.owners, self.stats.namespace_calls = cloudmap.shared_owners(
+                self.client, limit=self.limit
+            )
+        except WorkFailed as exc:  # e.g. no permission for ListNamespaces
+            log.warning("cannot list the namespaces shared with this account (%s); "
+                        "operations of shared namespaces will be kept incomplete", exc)  # fmt: skip
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,

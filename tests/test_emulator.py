@@ -212,7 +212,7 @@ def test_unsigned_requests_and_unknown_operations_are_refused(emu, sd) -> None:
         urllib.request.urlopen(req, timeout=5)
     assert info.value.code == 403
     with pytest.raises(ClientError) as err:
-        sd.list_namespaces()
+        sd.get_namespace(Id="ns-anything")  # a call the emulator does not serve
     assert err.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
@@ -234,3 +234,31 @@ def test_serve_prints_its_url_answers_and_stops_cleanly(sig) -> None:
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert err == ""
+
+
+def test_list_namespaces_filters_and_pages_like_list_operations() -> None:
+    from archiver.emulator import Emulator
+    from tests.clients import client
+
+    with Emulator(seed_operations=10, seed=3, shared=0.2) as emu:
+        sd = client(emu.url)
+        truth = emu.account.namespaces
+        others = {"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": ["OTHER_ACCOUNTS"]}
+        pages = list(sd.get_paginator("list_namespaces").paginate(
+            Filters=[others], PaginationConfig={"PageSize": 3}))  # fmt: skip
+        got = [n for p in pages for n in p["Namespaces"]]
+        assert {n["Id"] for n in got} == {n.id for n in truth if n.owner != emu.account.caller}
+        assert len(pages) == 7  # 20 scanned 3 at a time: pages may be empty (P2)
+        assert any(not p["Namespaces"] for p in pages)
+        mine = sd.list_namespaces(Filters=[{**others, "Values": ["SELF"]}])["Namespaces"]
+        assert len(mine) + len(got) == 20
+        kind = truth[0].type
+        typed = sd.list_namespaces(Filters=[{"Name": "TYPE", "Values": [kind]}])["Namespaces"]
+        assert {n["Id"] for n in typed} == {n.id for n in truth if n.type == kind}
+        named = sd.list_namespaces(Filters=[{"Name": "NAME", "Values": [truth[5].name]}])
+        assert [n["Id"] for n in named["Namespaces"]] == [truth[5].id]
+        shared_op = next(o for o in emu.account.all() if o.owner_account)
+        with pytest.raises(sd.exceptions.OperationNotFound):
+            sd.get_operation(OperationId=shared_op.id)
+        found = sd.get_operation(OperationId=shared_op.id, OwnerAccount=shared_op.owner_account)
+        assert found["Operation"]["OwnerAccount"] == shared_op.owner_account

@@ -279,3 +279,18 @@ def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -
         assert_archive_equals(db, emu.account)  # the incremental window, in seconds
         status = json.loads(invoke(runner, "--db", db, "status", "--json").stdout)
         assert status["sources"][0]["update_date_unit"] == "s"
+
+
+def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) -> None:
+    with Emulator(seed_operations=1500, days=20, seed=43, shared=0.2) as emu:
+        owners = {o.owner_account for o in emu.account.all()} - {None}
+        shared = [o for o in emu.account.all() if o.owner_account]
+        assert owners == {"123456789012", "210987654321"}  # two other accounts
+        assert 0.1 < len(shared) / 1500 < 0.3  # about a fifth of the operations
+        result = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        summary = json.loads(result.stdout)
+        assert (summary["incomplete"], summary["namespace_calls"]) == (0, 1)
+        assert_archive_equals(db, emu.account)  # OwnerAccount included
+        assert emu.counters.get_calls <= 1500 * (1 + len(owners))
+        assert emu.counters.get_calls < 1500 + 2 * len(shared)  # the last owner asked first

@@ -23,7 +23,7 @@ from archiver.emulator.state import Account, Clock
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
 
-OPERATIONS = ("ListOperations", "GetOperation")
+OPERATIONS = ("ListOperations", "GetOperation", "ListNamespaces")
 
 
 class Emulator:
@@ -42,8 +42,10 @@ class Emulator:
         error_rate: float = 0.0,
         start: datetime | None = None,
         update_date_unit: str = "ms",
+        account_id: str = "111122223333",
+        shared: float = 0.0,
     ) -> None:
-        self.account = Account(Clock(start), seed=seed)
+        self.account = Account(Clock(start), seed=seed, caller=account_id, shared=shared)
         if seed_operations:
             # A given start makes the data a pure function of (seed, count, days, start).
             self.account.seed(seed_operations, days=days, end=start)

@@ -8,6 +8,7 @@ paging that scans MaxResults operations of the fixed order and then filters (P2â
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import json
@@ -34,6 +35,28 @@ class ApiError(Exception):
 
 def invalid(message: str) -> ApiError:
     return ApiError("InvalidInput", message)
+
+
+def _namespace_test(entry: Any, caller: str) -> Any:
+    """One ListNamespaces filter as a predicate over a Namespace; bad ones InvalidInput."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("Values"), list):
+        raise invalid("a namespace filter has Name, Values and an optional Condition")
+    name, values = entry.get("Name"), entry["Values"]
+    condition = entry.get("Condition", "EQ")
+    allowed = {"TYPE": ("EQ", "IN"), "NAME": ("EQ", "BEGINS_WITH"), "RESOURCE_OWNER": ("EQ",),
+               "HTTP_NAME": ("EQ", "BEGINS_WITH")}  # fmt: skip
+    if name not in allowed or condition not in allowed[name] or not values:
+        raise invalid(f"namespace filter {name} {condition} is not supported")
+    if name == "TYPE":
+        return lambda n: n.type in values
+    if name == "RESOURCE_OWNER":
+        if values[0] not in ("SELF", "OTHER_ACCOUNTS"):
+            raise invalid("RESOURCE_OWNER takes SELF or OTHER_ACCOUNTS")
+        mine = values[0] == "SELF"
+        return lambda n: (n.owner == caller) == mine
+    if condition == "BEGINS_WITH":
+        return lambda n: n.name.startswith(values[0])
+    return lambda n: n.name == values[0]
 
 
 def _seconds_read_as_ms(entry: Any) -> Any:
@@ -131,11 +154,51 @@ class Service:
         op = self.account.get(op_id)
         if op is None:  # G2
             raise ApiError("OperationNotFound", f"Operation {op_id} not found")
+        # An operation of a namespace shared with the caller is found only when the
+        # request names the namespace's owner (as AWS documents for OwnerAccount).
+        asked = params.get("OwnerAccount") or self.account.caller
+        if asked != self.account.owner_of(op):
+            raise ApiError("OperationNotFound", f"Operation {op_id} not found")
         return {"Operation": op.to_api()}  # G4: to_api omits what is absent
+
+    def list_namespaces(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TYPE (EQ, IN), NAME (EQ, BEGINS_WITH) and RESOURCE_OWNER (EQ: SELF or
+        OTHER_ACCOUNTS) filters, scanned then filtered as ListOperations is (P2)."""
+        max_results = params.get("MaxResults", 100)
+        if isinstance(max_results, bool) or not isinstance(max_results, int):
+            raise invalid("MaxResults must be an integer")
+        if not 1 <= max_results <= 100:
+            raise invalid("MaxResults must be between 1 and 100")
+        tests = [_namespace_test(f, self.account.caller) for f in params.get("Filters") or []]
+        ordered = sorted(self.account.namespaces, key=lambda n: (n.create_date, n.id))
+        after = self._position(params["NextToken"]) if "NextToken" in params else None
+        keys = [(to_epoch_ms(n.create_date), n.id) for n in ordered]
+        start = bisect.bisect_right(keys, after) if after else 0
+        scanned = ordered[start : start + max_results]
+        out: dict[str, Any] = {
+            "Namespaces": [
+                {
+                    "Id": n.id,
+                    "Arn": f"arn:aws:servicediscovery:us-east-1:{n.owner}:namespace/{n.id}",
+                    "ResourceOwner": n.owner,
+                    "Name": n.name,
+                    "Type": n.type,
+                    "CreateDate": n.create_date,
+                }
+                for n in scanned
+                if all(test(n) for test in tests)
+            ]
+        }
+        if start + max_results < len(ordered) and scanned:
+            last = scanned[-1]
+            out["NextToken"] = self._token((to_epoch_ms(last.create_date), last.id))
+        return out
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if operation == "ListOperations":
             return self.list_operations(params)
         if operation == "GetOperation":
             return self.get_operation(params)
+        if operation == "ListNamespaces":
+            return self.list_namespaces(params)
         raise ApiError("UnknownOperationException", f"Operation {operation} is not supported")

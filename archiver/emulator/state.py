@@ -10,6 +10,7 @@ import bisect
 import random
 import string
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from archiver.records import OperationRecord
@@ -61,17 +62,71 @@ def _key(op: OperationRecord) -> tuple[int, str]:
     return (to_epoch_ms(op.create_date), op.id)
 
 
-class Account:
-    """All operations of one account, thread-safe, kept in the service's fixed order."""
+#: The accounts that share namespaces with the caller when sharing is on.
+OTHER_ACCOUNTS = ("123456789012", "210987654321")
+NAMESPACE_TYPES = ("DNS_PRIVATE", "DNS_PUBLIC", "HTTP")
 
-    def __init__(self, clock: Clock | None = None, seed: int = 0) -> None:
+
+@dataclass(frozen=True)
+class Namespace:
+    """One namespace, as ListNamespaces summarises it."""
+
+    id: str
+    name: str
+    type: str
+    owner: str  # its ResourceOwner: the caller's account, or one that shares it
+    create_date: datetime
+
+
+class Account:
+    """All operations of one account, thread-safe, kept in the service's fixed order.
+
+    ``caller`` is the account making the calls. With ``shared`` > 0 that share of its
+    namespaces is owned by OTHER_ACCOUNTS and shared with it (AWS RAM): their
+    operations (and those of their services) carry that owner as OwnerAccount, and
+    GetOperation finds them only when asked with it. With ``shared`` = 0 (the default)
+    a random 30% of operations name another owner but are found without it.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        seed: int = 0,
+        *,
+        caller: str = "111122223333",
+        shared: float = 0.0,
+    ) -> None:
         self.clock = clock or Clock()
+        self.caller = caller
+        self.shared = shared
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._keys: list[tuple[int, str]] = []
         self._ops: dict[str, OperationRecord] = {}
         self._namespaces = [self._rid("ns-") for _ in range(20)]
         self._services = [self._rid("srv-") for _ in range(100)]
+        # Namespaces' own attributes come from a second generator, so that the
+        # operations of a given seed are the same whether or not anything asks.
+        meta = random.Random(seed + 1)
+        n_shared = round(shared * len(self._namespaces))
+        start = self.clock.now() - timedelta(days=400)
+        self.namespaces = [
+            Namespace(
+                id=ns,
+                name=f"ns{i}.example.internal",
+                type=meta.choice(NAMESPACE_TYPES),
+                owner=OTHER_ACCOUNTS[i % len(OTHER_ACCOUNTS)] if i < n_shared else caller,
+                create_date=start + timedelta(days=i),
+            )
+            for i, ns in enumerate(self._namespaces)
+        ]
+        self._owner = {n.id: n.owner for n in self.namespaces}
+
+    def owner_of(self, op: OperationRecord) -> str:
+        """The account that owns the operation's namespace (the caller's by default)."""
+        if not self.shared:
+            return self.caller
+        return op.owner_account or self.caller
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -163,6 +218,9 @@ class Account:
     def _rid(self, prefix: str, n: int = 16) -> str:
         return prefix + "".join(self._rng.choices(string.ascii_lowercase + string.digits, k=n))
 
+    def _home(self, service_id: str | None) -> str:
+        return self._namespaces[self._services.index(service_id or "") % len(self._namespaces)]
+
     def _error(self) -> dict[str, str]:
         return {
             "error_code": self._rng.choice(ERROR_CODES),
@@ -192,16 +250,20 @@ class Account:
         else:
             fields["service_id"] = rng.choice(self._services)
             fields["instance_id"] = self._rid("i-", 12)
+
         if status == "FAIL":
             fields.update(self._error())
+        op_id = self._rid("", 32) + "-" + self._rid("", 8)  # drawn in the order seeds expect
+        owner = rng.choice(OTHER_ACCOUNTS) if rng.random() < 0.3 else None
+        if self.shared:  # the owner of its namespace (a service's: by its index)
+            home = ns if "namespace_id" in fields else self._home(fields["service_id"])
+            owner = None if self._owner[home] == self.caller else self._owner[home]
         return OperationRecord(
-            id=self._rid("", 32) + "-" + self._rid("", 8),
+            id=op_id,
             type=op_type,
             status=status,
             create_date=created,
             update_date=update,
-            owner_account=rng.choice(("123456789012", "210987654321"))
-            if rng.random() < 0.3
-            else None,
+            owner_account=owner,
             **fields,
         )
