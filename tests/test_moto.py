@@ -1,0 +1,95 @@
+"""A second, independent peer: moto's server, which no one here wrote, driven by real
+boto3 calls, then synced from and compared with its own GetOperation answers.
+
+moto departs from AWS in ways archiver must cope with, and this test relies on none
+of them being otherwise:
+
+- ListOperations ignores Filters and paging: every call answers every operation it
+  still holds, so the sync's UPDATE_DATE windows (and its unit check) see everything.
+- ListOperations forgets, for good, every operation whose NAMESPACE target is not an
+  existing namespace: those of deleted namespaces, and every service and instance
+  operation (moto targets REGISTER_INSTANCE at INSTANCE alone, where AWS names the
+  SERVICE too). GetOperation then answers OperationNotFound for them.
+- Every operation is SUCCESS at once; ListNamespaces ignores Filters and carries no
+  ResourceOwner, so no namespace looks shared.
+
+What a client can know of moto is what it lists, so the archive must hold exactly
+that, each operation equal to moto's GetOperation field by field, and keep what moto
+later forgets.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from archiver.records import OperationRecord
+from tests.helpers import archived, cli_sync
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _listed(sd) -> set[str]:  # type: ignore[no-untyped-def]
+    return {o["Id"] for o in sd.list_operations()["Operations"]}
+
+
+def _as_moto_answers(sd, ids) -> dict[str, OperationRecord]:  # type: ignore[no-untyped-def]
+    return {i: OperationRecord.from_api(sd.get_operation(OperationId=i)["Operation"]) for i in ids}
+
+
+def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> None:
+    sd = boto3.client("servicediscovery", endpoint_url=moto_url, region_name="us-east-1")
+    http = sd.create_http_namespace(Name="orders")["OperationId"]
+    sd.create_private_dns_namespace(Name="internal.example", Vpc="vpc-0123")
+    public = sd.create_public_dns_namespace(Name="public.example")["OperationId"]
+    namespaces = {n["Name"]: n["Id"] for n in sd.list_namespaces()["Namespaces"]}
+    service = sd.create_service(Name="api", NamespaceId=namespaces["orders"])["Service"]["Id"]
+    sd.register_instance(
+        ServiceId=service, InstanceId="i-1", Attributes={"AWS_INSTANCE_IPV4": "10.0.0.1"}
+    )
+    sd.deregister_instance(ServiceId=service, InstanceId="i-1")
+    sd.delete_namespace(Id=namespaces["public.example"])
+
+    first = cli_sync(runner, archive, moto_url, "--source", "moto")
+    assert first.exit_code == 0, first.output
+    truth = _listed(sd)  # what moto still holds: the live namespaces' operations
+    assert http in truth and public not in truth  # its departures, as named above
+    got = archived(archive)
+    assert set(got) == truth
+    assert got == _as_moto_answers(sd, truth)  # every field, dates to the millisecond
+
+    sd.create_http_namespace(Name="billing")
+    sd.delete_namespace(Id=namespaces["orders"])  # moto forgets its operations
+    second = cli_sync(runner, archive, moto_url, "--source", "moto", "--json")
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout)
+    now_listed = _listed(sd)
+    new = now_listed - truth
+    assert len(new) == 1 and summary["inserted"] == 1 and summary["updated"] == 0
+    after = archived(archive)
+    assert set(after) == truth | new  # nothing moto forgot is lost from the archive
+    assert {i: after[i] for i in new} == _as_moto_answers(sd, new)
+    assert after[http] == got[http]
