@@ -222,11 +222,17 @@ SourceOption = Annotated[
 ]
 
 
-def _filters(given: list[str] | None, more: list[str] | None) -> Filters:
-    """Parse and validate before anything opens the archive (a bad filter writes nothing)."""
+def _filters(ctx: typer.Context, given: list[str] | None, more: list[str] | None) -> Filters:
+    """Parse and validate before anything opens the archive (a bad filter writes nothing);
+    a TYPE or STATUS the model does not list is checked against what the archive holds."""
     from archiver.filters import from_command_line
+    from archiver.query import stored_values
 
-    parsed = from_command_line(given or [], more or [])
+    def stored() -> dict[str, Sequence[str]]:
+        with open_archive(ctx) as archive:
+            return stored_values(archive)
+
+    parsed = from_command_line(given or [], more or [], stored=stored)
     for warning in parsed.warnings:
         log.warning(warning)
     return parsed
@@ -258,7 +264,7 @@ def query(
     from archiver import render
     from archiver.query import Selection
 
-    selection = Selection(_filters(filters, more), source, order_by, ascending, max_items,
+    selection = Selection(_filters(ctx, filters, more), source, order_by, ascending, max_items,
                           include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
         rows = render.fetch(output, archive, selection)
@@ -308,7 +314,7 @@ def export(
 
     if include_incomplete and history:
         raise UsageError("--include-incomplete has no history to add: use it without --history")
-    selection = Selection(_filters(filters, more), source, ascending=True,  # oldest first
+    selection = Selection(_filters(ctx, filters, more), source, ascending=True,  # oldest first
                           include_incomplete=include_incomplete)  # fmt: skip
     stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
     with open_archive(ctx) as archive:

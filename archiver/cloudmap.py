@@ -316,4 +316,5 @@ def get_operation(
         except client.exceptions.OperationNotFound:
             return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-    return OperationRecord.from_api(answer["Operation"]), retries
+    raw = answer.get(wire.RAW_OPERATION)  # as sent, members botocore dropped included
+    return OperationRecord.from_api(answer["Operation"], raw), retries

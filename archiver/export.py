@@ -32,11 +32,11 @@ from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.models import Operation, OperationEvent, SyncState, iso_text
 from archiver.query import Selection, merged, ordered, source_ids
-from archiver.records import FIELDS, NAMES
+from archiver.records import FIELDS
 from archiver.timeutil import iso, now
 
 _SEEN = ("first_seen_at", "last_seen_at")
-COLUMNS = ("source", *NAMES, *_SEEN)
+COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

@@ -140,7 +140,12 @@ _PREDICATES: dict[str, Callable[[Any, Sequence[str]], bool]] = {
 # --- validation (F1–F9) -----------------------------------------------------------------
 
 
-def validate(raw: Iterable[dict[str, Any] | Filter], *, allow_iso: bool = False) -> Filters:
+def validate(
+    raw: Iterable[dict[str, Any] | Filter],
+    *,
+    allow_iso: bool = False,
+    known: dict[str, Sequence[str]] | None = None,
+) -> Filters:
     """Check every rule, in order, and name the first offending filter (F9).
 
     ``allow_iso`` is the CLI's F7 convenience: ISO-8601 in UPDATE_DATE values becomes
@@ -151,7 +156,7 @@ def validate(raw: Iterable[dict[str, Any] | Filter], *, allow_iso: bool = False)
     warnings: list[str] = []
     for index, entry in enumerate(raw, start=1):
         f = entry if isinstance(entry, Filter) else _from_mapping(index, entry)
-        items.append(_validate_one(index, f, allow_iso, warnings))
+        items.append(_validate_one(index, f, allow_iso, warnings, known or {}))
     return Filters(tuple(items), tuple(warnings))
 
 
@@ -186,7 +191,9 @@ def _from_mapping(index: int, entry: Any) -> Filter:
     return Filter(name, tuple(values), condition)
 
 
-def _validate_one(index: int, f: Filter, allow_iso: bool, warnings: list[str]) -> Filter:
+def _validate_one(
+    index: int, f: Filter, allow_iso: bool, warnings: list[str], known: dict[str, Sequence[str]]
+) -> Filter:
     if f.name not in RULES:  # F2
         raise _fail(
             index,
@@ -219,7 +226,7 @@ def _validate_one(index: int, f: Filter, allow_iso: bool, warnings: list[str]) -
     values = f.values
     if rule.allowed is not None:  # F6
         for value in values:
-            if value not in rule.allowed:
+            if value not in rule.allowed and value not in known.get(f.name, ()):
                 hint = " (did you mean SUCCESS?)" if value.upper() == "SUCCEED" else ""
                 raise _fail(
                     index,
@@ -262,7 +269,12 @@ def _epoch_ms(index: int, value: str, allow_iso: bool, warnings: list[str]) -> s
 # --- parsing the AWS CLI's --filters forms ------------------------------------------------
 
 
-def parse(args: str | Sequence[str], *, allow_iso: bool = True) -> Filters:
+def parse(
+    args: str | Sequence[str],
+    *,
+    allow_iso: bool = True,
+    known: dict[str, Sequence[str]] | None = None,
+) -> Filters:
     """Parse one or more ``--filters`` arguments and validate them together.
 
     Each argument is shorthand (``Name=STATUS,Condition=IN,Values=PENDING,SUCCESS``,
@@ -274,16 +286,34 @@ def parse(args: str | Sequence[str], *, allow_iso: bool = True) -> Filters:
     raw: list[dict[str, Any]] = []
     for arg in args:
         raw.extend(parse_raw(arg))
-    return validate(raw, allow_iso=allow_iso)
+    return validate(raw, allow_iso=allow_iso, known=known)
 
 
-def from_command_line(given: Sequence[str], more: Sequence[str]) -> Filters:
+def from_command_line(
+    given: Sequence[str],
+    more: Sequence[str],
+    *,
+    stored: Callable[[], dict[str, Sequence[str]]] | None = None,
+) -> Filters:
     """``--filters A B …`` as a shell delivers it: the first structure is the option's
-    value, the rest arrive as arguments (as pasted from an ``aws`` command)."""
+    value, the rest arrive as arguments (as pasted from an ``aws`` command).
+
+    F6 refuses a TYPE or STATUS the service model does not list; but AWS adds values
+    (a new operation type, a new status), and the archive keeps what it received. So
+    a value the archive holds is accepted: ``stored`` reads those, and only when a
+    filter needs them. A value neither knows is still InvalidInput.
+    """
     if more and not given:
         raise UsageError(f"unexpected argument {more[0]!r}; filters go after --filters")
     args = [*given, *more]
-    return parse(args) if args else Filters()
+    if not args:
+        return Filters()
+    try:
+        return parse(args)
+    except FilterError as exc:
+        if stored is None or "(F6)" not in str(exc):
+            raise
+        return parse(args, known=stored())
 
 
 def parse_raw(arg: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ the order and the limit, so that `query` and `export` give the API's answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -141,6 +141,15 @@ def merged(
     return union_all(*(arm.add_columns(*hidden) for arm in arms)).order_by(
         *(n.asc() if ascending else n.desc() for n in names)
     )
+
+
+def stored_values(archive: Archive) -> dict[str, Sequence[str]]:
+    """The TYPE and STATUS values the archive holds (some the model may not list yet)."""
+    with archive.reader.connect() as conn:
+        types = conn.execute(select(Operation.type).distinct()).scalars().all()
+        statuses = conn.execute(select(Operation.status).distinct()).scalars().all()
+        listed = conn.execute(select(IncompleteOperation.status).distinct()).scalars().all()
+    return {"TYPE": list(types), "STATUS": sorted({*statuses, *listed})}
 
 
 def count(archive: Archive, selection: Selection) -> int:

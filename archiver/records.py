@@ -10,6 +10,7 @@ from ``FIELDS``, so a new field is added here, in a migration and in a test.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as _fields
 from datetime import datetime
@@ -35,16 +36,18 @@ def meta(
     size: int | None = None,
     free_text: bool = False,
     changes: bool = True,
+    csv: bool = True,
 ) -> dict[str, Any]:
     """What the rest of the code needs to know about a record field.
 
     ``api``: its key in GetOperation's ``Operation``; ``target``: its key in ``Targets``
     instead; ``size``: the column's width (None: unbounded text); ``free_text``: text a
     spreadsheet might evaluate, guarded in CSV; ``changes``: a later observation may
-    update it (O5: the id and CreateDate never change).
+    update it (O5: the id and CreateDate never change); ``csv``: an export column (the
+    CSV header is a contract, so a field that is not one says so).
     """
     return {"api": api, "target": target, "size": size, "free_text": free_text,
-            "changes": changes}  # fmt: skip
+            "changes": changes, "csv": csv}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +67,10 @@ class OperationRecord:
     service_id: str | None = field(default=None, metadata=meta(target="SERVICE", size=64))
     instance_id: str | None = field(default=None, metadata=meta(target="INSTANCE", size=64))
     owner_account: str | None = field(default=None, metadata=meta(api="OwnerAccount", size=12))
+    #: What the fields above do not hold, as JSON: members AWS added to Operation since
+    #: this code, and Targets keys beyond the three known (under "Targets"). None when
+    #: there is nothing more, so that the record rebuilds as it was received.
+    extra: str | None = field(default=None, metadata=meta(csv=False))
 
     @property
     def targets(self) -> dict[str, str]:
@@ -75,13 +82,16 @@ class OperationRecord:
         }
 
     @classmethod
-    def from_api(cls, op: dict[str, Any]) -> OperationRecord:
-        """From botocore's parsed ``Operation`` (datetimes already parsed)."""
+    def from_api(cls, op: dict[str, Any], raw: dict[str, Any] | None = None) -> OperationRecord:
+        """From botocore's parsed ``Operation`` (datetimes already parsed), and the raw
+        one as the service sent it, whose members botocore's model does not know."""
         targets = op.get("Targets") or {}
         values: dict[str, Any] = {}
         for f in FIELDS:
-            value = targets.get(f.target) if f.target else op.get(f.api or "")
-            values[f.name] = utc_ms(value) if f.is_date and value is not None else value
+            if f.api or f.target:
+                value = targets.get(f.target) if f.target else op.get(f.api or "")
+                values[f.name] = utc_ms(value) if f.is_date and value is not None else value
+        values["extra"] = _extra(raw if raw is not None else op)
         return cls(**values)
 
     def to_api(self) -> dict[str, Any]:
@@ -91,6 +101,12 @@ class OperationRecord:
         }
         if targets := self.targets:
             out["Targets"] = targets
+        if self.extra:
+            more = json.loads(self.extra)
+            extra_targets = more.pop("Targets", {})
+            out.update(more)
+            if extra_targets:
+                out["Targets"] = {**out.get("Targets", {}), **extra_targets}
         return out
 
     def values(self) -> dict[str, Any]:
@@ -111,6 +127,7 @@ class FieldSpec:
     size: int | None
     free_text: bool
     changes: bool
+    csv: bool
     is_date: bool
     optional: bool
 
@@ -136,3 +153,21 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 TARGETS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.target)
 #: Target key → field name, for the filters on NAMESPACE_ID and SERVICE_ID.
 TARGET_KEYS: dict[str, str] = {f.target: f.name for f in TARGETS if f.target}
+_KNOWN_MEMBERS = frozenset({*(f.api for f in FIELDS if f.api), "Targets"})
+
+
+def _extra(raw: dict[str, Any]) -> str | None:
+    """The members of a raw ``Operation`` that no field holds, as sorted JSON."""
+    more: dict[str, Any] = {k: v for k, v in raw.items() if k not in _KNOWN_MEMBERS}
+    targets = {k: v for k, v in (raw.get("Targets") or {}).items() if k not in TARGET_KEYS}
+    if targets:
+        more["Targets"] = targets
+    if not more:
+        return None
+    return json.dumps(more, sort_keys=True, ensure_ascii=False, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):  # CBOR's timestamps: epoch seconds, as JSON sends them
+        return value.timestamp()
+    raise TypeError(type(value).__name__)

@@ -27,6 +27,8 @@ from archiver import stopping
 from archiver.errors import Interrupted, WorkFailed
 from archiver.secrets import mask_url
 
+#: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
+RAW_OPERATION = "ArchiverRawOperation"
 #: What each call's answer must carry to be a record at all.
 _REQUIRED = {"GetOperation": ("Operation", ("Id", "Status"))}
 _POLL = 0.1  # how often a waiting call looks for a stop request
@@ -46,20 +48,29 @@ def install(client: Any, *, call_timeout: float) -> None:
 
 
 def _check_body(endpoint: str) -> Any:
-    def check(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    def check(
+        operation_model: Any,
+        response_dict: dict[str, Any],
+        customized_response_dict: dict[str, Any],
+        **_: Any,
+    ) -> None:
         status = response_dict.get("status_code", 0)
         if not 200 <= status < 300:
             return  # errors are botocore's to parse and ours to translate
         call = operation_model.name
-        problem = _problem(call, response_dict.get("body") or b"", operation_model)
+        data, problem = _decode(call, response_dict.get("body") or b"", operation_model)
         if problem:
             raise JunkAnswer(f"{call}: {endpoint} answered HTTP {status} with {problem}")
+        if call == "GetOperation":
+            # botocore's parser drops members its model does not know (fields AWS adds
+            # later); the raw Operation rides along so that the record keeps them.
+            customized_response_dict[RAW_OPERATION] = data["Operation"]
 
     return check
 
 
-def _problem(call: str, body: bytes, operation_model: Any) -> str | None:
-    """Why ``body`` is not a well-formed answer to ``call``, or None when it is."""
+def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | None]:
+    """The decoded body, or why it is not a well-formed answer to ``call``."""
     protocol = operation_model.service_model.resolved_protocol
     try:
         if protocol == "smithy-rpc-v2-cbor":
@@ -70,21 +81,21 @@ def _problem(call: str, body: bytes, operation_model: Any) -> str | None:
             data = json.loads(body)
     except Exception:
         kind = "CBOR" if protocol == "smithy-rpc-v2-cbor" else "JSON"
-        return f"a body that is not {kind} ({_preview(body)})"
+        return None, f"a body that is not {kind} ({_preview(body)})"
     if not isinstance(data, dict):
-        return f"a {type(data).__name__} instead of an object ({_preview(body)})"
+        return None, f"a {type(data).__name__} instead of an object ({_preview(body)})"
     if call in _REQUIRED:
         member, keys = _REQUIRED[call]
         inner = data.get(member)
         if not isinstance(inner, dict) or not all(isinstance(inner.get(k), str) for k in keys):
-            return f"no {member} carrying {' and '.join(keys)} ({_preview(body)})"
+            return None, f"no {member} carrying {' and '.join(keys)} ({_preview(body)})"
     if call == "ListOperations":
         ops = data.get("Operations", [])  # absent: an empty page, as JSON protocols allow
         if not isinstance(ops, list) or not all(
             isinstance(o, dict) and isinstance(o.get("Id"), str) for o in ops
         ):
-            return f"Operations that are not a list of summaries ({_preview(body)})"
-    return None
+            return None, f"Operations that are not a list of summaries ({_preview(body)})"
+    return data, None
 
 
 def _preview(body: bytes) -> str:
