@@ -56,6 +56,18 @@ def emulator_serve(
         UnitChoice,
         typer.Option("--update-date-unit", help="How the emulated service reads UPDATE_DATE."),
     ] = UnitChoice.ms,
+    account: Annotated[
+        str, typer.Option("--account", help="The caller's AWS account id (12 digits).")
+    ] = "111122223333",
+    shared: Annotated[
+        float,
+        typer.Option(
+            "--shared",
+            min=0,
+            max=1,
+            help="Share of namespaces owned by two other accounts and shared with the caller.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
 
@@ -66,7 +78,7 @@ def emulator_serve(
 
     serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
           latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate,
-          update_date_unit=update_date_unit.value)  # fmt: skip
+          update_date_unit=update_date_unit.value, account_id=account, shared=shared)  # fmt: skip
 
 
 @app.command()
