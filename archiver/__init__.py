@@ -1,3 +1,7 @@
-"""archiver: a permanent, queryable archive of AWS Cloud Map operations."""
+"""archiver: a permanent, queryable archive of AWS Cloud Map operations.
 
-__version__ = "0.1.0"
+Installed as the distribution ``cloudmap-archiver``; imported as ``archiver``.
+"""
+
+__version__ = "0.2.0"
+DISTRIBUTION = "cloudmap-archiver"

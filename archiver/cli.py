@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from archiver import __version__
+from archiver import DISTRIBUTION, __version__
 from archiver.archive import Archive
 from archiver.filters import Filters
 from archiver.query import OrderBy
@@ -120,8 +120,20 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _version(value: bool) -> None:
+    """The distribution and what a bug report needs: the libraries and SQLite in use."""
     if value:
-        typer.echo(f"archiver {__version__}")
+        import sqlite3
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "not installed"
+
+        libraries = ", ".join(f"{name} {of(name)}" for name in
+                              ("SQLAlchemy", "alembic", "boto3", "botocore"))  # fmt: skip
+        typer.echo(f"{DISTRIBUTION} {__version__} ({libraries}, SQLite {sqlite3.sqlite_version})")
         raise typer.Exit()
 
 

@@ -109,7 +109,11 @@ def test_db_from_the_environment(runner, archive, monkeypatch) -> None:
 def test_version_and_help(runner) -> None:
     from archiver import __version__
 
-    assert invoke(runner, "--version").stdout.strip() == f"archiver {__version__}"
+    line = invoke(runner, "--version").stdout.strip()
+    assert line.startswith(f"cloudmap-archiver {__version__} (SQLAlchemy ")
+    for part in ("alembic ", "boto3 ", "botocore ", "SQLite "):  # what a bug report needs
+        assert part in line
+    assert "not installed" not in line
     result = invoke(runner, "--help")
     assert result.exit_code == 0
     assert "Exit codes" in result.stdout
