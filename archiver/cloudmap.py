@@ -226,6 +226,39 @@ def first_page(
     return [o["Id"] for o in answer.get("Operations", [])]
 
 
+def _paged(
+    call: str,
+    send: Any,
+    params: dict[str, Any],
+    *,
+    token: str | None = None,
+    limit: RateLimit | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every answer of one pass of a paged call, following NextToken until it is absent.
+
+    A token handed back twice in one pass would page for ever: the pass stops with
+    WorkFailed, and since its last page never comes, nothing of it moves a watermark.
+    """
+    seen: set[str] = {token} if token else set()
+    while True:
+        page_params = {**params, **({"NextToken": token} if token else {})}
+        if limit:
+            limit.wait()
+        with translated(call, token_sent=token is not None):
+            answer: dict[str, Any] = send(**page_params)
+        token = answer.get("NextToken")
+        if token is not None and token in seen:
+            raise WorkFailed(
+                f"{call} returned a NextToken it had already returned in this pass; "
+                "stopping instead of paging for ever"
+            )
+        if token is not None:
+            seen.add(token)
+        yield answer
+        if not token:
+            return
+
+
 def list_operations(
     client: CloudMapClient,
     start: datetime,
@@ -236,33 +269,14 @@ def list_operations(
     unit: str = "ms",
 ) -> Iterator[Page]:
     """Every page of one pass over the window, following NextToken across empty pages (P2)."""
-    filters = window_filter(start, end, unit)
-    seen: set[str] = {token} if token else set()
-    while True:
-        params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}
-        if token:
-            params["NextToken"] = token
-        if limit:
-            limit.wait()
-        with translated("ListOperations", token_sent="NextToken" in params):
-            answer = client.list_operations(**params)
-        token = answer.get("NextToken")
-        if token is not None and token in seen:
-            # A service that hands a token back would page for ever; nothing of this
-            # pass moves the watermark, since its last page never comes.
-            raise WorkFailed(
-                "ListOperations returned a NextToken it had already returned in this pass; "
-                "stopping instead of paging for ever"
-            )
-        if token is not None:
-            seen.add(token)
+    params = {"Filters": window_filter(start, end, unit), "MaxResults": PAGE_SIZE}
+    for answer in _paged("ListOperations", client.list_operations, params, token=token,
+                         limit=limit):  # fmt: skip
         yield Page(
             [(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
-            token,
+            answer.get("NextToken"),
             answer.get("ResponseMetadata", {}).get("RetryAttempts", 0),
         )
-        if not token:
-            return
 
 
 def shared_owners(
@@ -273,26 +287,15 @@ def shared_owners(
     GetOperation finds an operation of such a namespace only when told its owner, so
     the sync learns them once a run. ListNamespaces pages as ListOperations does (P2).
     """
-    filters = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": ["OTHER_ACCOUNTS"]}]
+    others = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": ["OTHER_ACCOUNTS"]}]
+    params = {"Filters": others, "MaxResults": PAGE_SIZE}
     owners: set[str] = set()
-    token: str | None = None
-    seen: set[str] = set()
     calls = 0
-    while True:
-        params: dict[str, Any] = {"Filters": filters, "MaxResults": PAGE_SIZE}
-        if token:
-            params["NextToken"] = token
-        if limit:
-            limit.wait()
-        with translated("ListNamespaces", token_sent=token is not None):
-            answer = client.list_namespaces(**params)
+    for answer in _paged("ListNamespaces", client.list_namespaces, params, limit=limit):
         calls += 1
         owners.update(n["ResourceOwner"] for n in answer.get("Namespaces", [])
                       if n.get("ResourceOwner"))  # fmt: skip
-        token = answer.get("NextToken")
-        if not token or token in seen:
-            return sorted(owners), calls
-        seen.add(token)
+    return sorted(owners), calls
 
 
 def get_operation(

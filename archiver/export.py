@@ -31,7 +31,7 @@ from archiver import __version__
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.models import Operation, OperationEvent, SyncState, iso_text
-from archiver.query import Selection, merged, ordered, source_ids
+from archiver.query import Selection, merged, ordered, reading, source_ids
 from archiver.records import FIELDS
 from archiver.timeutil import iso, now
 
@@ -99,17 +99,8 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
 def rows(
     archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
 ) -> Iterator[tuple[Any, ...]]:
-    """CSV-ready tuples (strings or None) in the export's column order, streamed.
-
-    The source is checked before the first row is asked for, so that an unknown
-    ``--source`` fails before any output starts.
-    """
-    conn = archive.reader.connect()
-    try:
-        names = source_ids(conn, selection.source)
-    except BaseException:
-        conn.close()
-        raise
+    """CSV-ready tuples (strings or None) in the export's column order, streamed."""
+    conn, names = reading(archive, selection)
     return _stream(conn, selection, names, history=history, raw=raw)
 
 

@@ -166,18 +166,23 @@ def count(archive: Archive, selection: Selection) -> int:
 
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
-    """Stream matching operations; memory stays flat whatever the archive's size.
+    """Stream matching operations; memory stays flat whatever the archive's size."""
+    conn, names = reading(archive, selection)
+    return _stream(conn, selection, names)
 
-    The source is checked before the first row is asked for, so that an unknown
-    ``--source`` fails before any output starts.
+
+def reading(archive: Archive, selection: Selection) -> tuple[Connection, dict[int, str]]:
+    """A reader connection and the selected sources' names, for a stream to own.
+
+    The source is checked here, before the first row is asked for, so that an unknown
+    ``--source`` fails before any output starts (a JSON ``[`` or a CSV header).
     """
     conn = archive.reader.connect()
     try:
-        names = source_ids(conn, selection.source)
+        return conn, source_ids(conn, selection.source)
     except BaseException:
         conn.close()
         raise
-    return _stream(conn, selection, names)
 
 
 def _stream(conn: Connection, selection: Selection,
