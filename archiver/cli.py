@@ -67,8 +67,9 @@ class _Root(TyperGroup):
 app = typer.Typer(
     cls=_Root,
     name="archiver",
+    rich_markup_mode=None,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -141,6 +142,7 @@ DbOption = Annotated[
     str,
     typer.Option(
         "--db",
+        metavar="PATH|URL",
         envvar="ARCHIVER_DB",
         help="The archive: a SQLite file path, or a SQLAlchemy URL such as "
         "postgresql+psycopg://user@host/db.",
@@ -193,15 +195,44 @@ def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive
 @guarded
 def status(
     ctx: typer.Context,
-    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    source: Annotated[str | None, typer.Option(metavar="NAME", help="Only this source.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
+    ] = False,
+    max_age: Annotated[
+        str, typer.Option("--max-age", metavar="SPAN", help="With --check: the stalest allowed.")
+    ] = "26h",
 ) -> None:
-    """Per source: watermark, last runs and their counts, archive totals by status and type."""
-    from archiver.status import summarize, to_text
+    """Per source: watermark, last runs and their counts, archive totals by status and type.
 
+    With --check, a verdict for cron and alerting instead: silent and exit 0 when
+    every source's last successful sync is younger than --max-age and its latest run
+    did not fail; otherwise one line per stale or failing source, exit 1.
+
+    \b
+    Example:
+      archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
+    """
+    from archiver.status import check_freshness, summarize, to_text
+    from archiver.timeutil import parse_span
+
+    age = parse_span(max_age) if check else None
     with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)
-    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False) if as_json else to_text(summary))
+    if age is not None:
+        problems = check_freshness(summary, max_age=age)
+        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    elif age is None:
+        typer.echo(to_text(summary))
+    else:
+        for line in summary["check"]["problems"]:
+            typer.echo(line)
+    if age is not None and summary["check"]["problems"]:
+        raise typer.Exit(1)
 
 
 # --- query and export share their filter options ---------------------------------------
@@ -210,6 +241,7 @@ FiltersOption = Annotated[
     list[str] | None,
     typer.Option(
         "--filters",
+        metavar="FILTER",
         help="ListOperations filters, as the AWS CLI takes them: shorthand "
         "'Name=STATUS,Condition=IN,Values=PENDING,SUCCESS' (repeatable), a JSON list, "
         "or file://path.json. UPDATE_DATE takes epoch milliseconds or ISO-8601.",
@@ -218,6 +250,7 @@ FiltersOption = Annotated[
 MoreFilters = Annotated[
     list[str] | None,
     typer.Argument(
+        metavar="[FILTER]...",
         help="More filter structures, as pasted after --filters from an aws command.",
         show_default=False,
     ),
@@ -230,7 +263,8 @@ IncompleteOption = Annotated[
     ),
 ]
 SourceOption = Annotated[
-    str | None, typer.Option("--source", help="Only this source (default: every source).")
+    str | None,
+    typer.Option("--source", metavar="NAME", help="Only this source (default: every source)."),
 ]
 
 
@@ -259,7 +293,13 @@ def query(
     output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
     max_items: Annotated[
         int | None,
-        typer.Option("--max-items", min=1, max=10**12, help="At most N operations (default: all)."),
+        typer.Option(
+            "--max-items",
+            metavar="N",
+            min=1,
+            max=10**12,
+            help="At most N operations (default: all).",
+        ),
     ] = None,
     order_by: Annotated[
         OrderBy, typer.Option("--order-by", help="Sort key.")
@@ -272,6 +312,10 @@ def query(
 
     Gives the answer the API would give for the same --filters (the rules are in the
     README), from the archive: newest first unless --ascending.
+
+    \b
+    Example:
+      archiver query --filters Name=STATUS,Condition=IN,Values=FAIL,PENDING -o json
     """
     from archiver import render
     from archiver.query import Selection
@@ -298,7 +342,8 @@ def export(
     filters: FiltersOption = None,
     more: MoreFilters = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Write to this file (default: stdout)."),
     ] = None,
     history: Annotated[
         bool, typer.Option("--history", help="One row per observed status change.")
@@ -318,6 +363,10 @@ def export(
     leading ' so spreadsheets do not run them (--raw turns this off). With --out, the
     file appears complete or not at all, and PATH.manifest.json records its row count,
     SHA-256, filters and each source's watermark.
+
+    \b
+    Example:
+      archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
     """
     from archiver import export as ex
     from archiver import stopping

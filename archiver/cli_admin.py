@@ -18,9 +18,14 @@ from archiver.cli import db_app, guarded, open_archive, settings_of, sources_app
 @guarded
 def db_upgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Target revision.")] = "head",
 ) -> None:
-    """Create the archive or bring it to the newest schema (safe to repeat)."""
+    """Create the archive or bring it to the newest schema (safe to repeat).
+
+    \b
+    Example:
+      archiver --db archive.db db upgrade
+    """
     _migrate(ctx, "upgrade", revision)
 
 
@@ -28,9 +33,30 @@ def db_upgrade(
 @guarded
 def db_downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision; `base` removes every table.")],
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="Target revision; `base` removes every table.")
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask (required without a terminal).")
+    ] = False,
 ) -> None:
-    """Take the schema back to an older revision (data in dropped tables is lost)."""
+    """Take the schema back to an older revision (data in dropped tables is lost).
+
+    Asks first on a terminal; without one (cron, a pipe) it refuses unless --yes.
+
+    \b
+    Example:
+      archiver --db archive.db db downgrade 8c2f1d3a9b10 --yes
+    """
+    from archiver.errors import UsageError
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"not downgrading to {revision} without --yes (stdin is not a terminal)"
+            )
+        if not typer.confirm(f"Downgrade to {revision}? Data in dropped tables is lost."):
+            raise UsageError("nothing changed")
     _migrate(ctx, "downgrade", revision)
 
 
@@ -48,7 +74,12 @@ def _migrate(ctx: typer.Context, action: str, target: str) -> None:
 @db_app.command("current")
 @guarded
 def db_current(ctx: typer.Context) -> None:
-    """Print the archive's schema revision, and whether it is the one this archiver needs."""
+    """Print the archive's schema revision, and whether it is the one this archiver needs.
+
+    \b
+    Example:
+      archiver --db archive.db db current
+    """
     from archiver.archive import Archive
     from archiver.db import head
 
@@ -64,7 +95,12 @@ def sources_list(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """Every source in the archive: region, endpoint, operations, watermark."""
+    """Every source in the archive: region, endpoint, operations, watermark.
+
+    \b
+    Example:
+      archiver --db archive.db sources list --json
+    """
     from archiver.sources import list_sources
 
     with open_archive(ctx) as archive:
@@ -81,7 +117,10 @@ def sources_list(
 @guarded
 def sources_remove(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The source to remove, as `sources list` names it.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The source to remove, as `sources list` names it."),
+    ],
     yes: Annotated[
         bool, typer.Option("--yes", help="Do not ask (required without a terminal).")
     ] = False,
@@ -89,6 +128,10 @@ def sources_remove(
     """Delete a source with its operations, events, runs and state, in one transaction.
 
     Asks first on a terminal; without one (cron, a pipe) it refuses unless --yes.
+
+    \b
+    Example:
+      archiver --db archive.db sources remove typo@eu-west-9 --yes
     """
     from archiver.errors import UsageError
     from archiver.sources import remove_source

@@ -32,37 +32,53 @@ if TYPE_CHECKING:
 @guarded
 def emulator_serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", min=0, max=65535, help="Port; 0 picks a free one.")
+    ] = 8765,
     seed: Annotated[
-        int, typer.Option(min=0, max=10_000_000, help="Synthetic operations to start with.")
+        int,
+        typer.Option(
+            metavar="N", min=0, max=10_000_000, help="Synthetic operations to start with."
+        ),
     ] = 1000,
     days: Annotated[
-        float, typer.Option(min=0, max=36_500, help="Spread them over this many days.")
+        float,
+        typer.Option(metavar="DAYS", min=0, max=36_500, help="Spread them over this many days."),
     ] = 90,
     random_seed: Annotated[
-        int, typer.Option(min=0, max=2**32, help="Seed of the generator (same seed, same data).")
+        int,
+        typer.Option(
+            metavar="N", min=0, max=2**32, help="Seed of the generator (same seed, same data)."
+        ),
     ] = 0,
     latency_ms: Annotated[
-        float, typer.Option(min=0, max=600_000, help="Added latency per call.")
+        float, typer.Option(metavar="MS", min=0, max=600_000, help="Added latency per call.")
     ] = 0,
     throttle_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of calls answered ThrottlingException.")
+        float,
+        typer.Option(
+            metavar="SHARE", min=0, max=1, help="Share of calls answered ThrottlingException."
+        ),
     ] = 0,
     error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of calls answered HTTP 500.")
+        float, typer.Option(metavar="SHARE", min=0, max=1, help="Share of calls answered HTTP 500.")
     ] = 0,
     update_date_unit: Annotated[
         UnitChoice,
         typer.Option("--update-date-unit", help="How the emulated service reads UPDATE_DATE."),
     ] = UnitChoice.ms,
     account: Annotated[
-        str, typer.Option("--account", help="The caller's AWS account id (12 digits).")
+        str,
+        typer.Option(
+            "--account", metavar="ACCOUNT", help="The caller's AWS account id (12 digits)."
+        ),
     ] = "111122223333",
     shared: Annotated[
         float,
         typer.Option(
             "--shared",
+            metavar="SHARE",
             min=0,
             max=1,
             help="Share of namespaces owned by two other accounts and shared with the caller.",
@@ -73,6 +89,10 @@ def emulator_serve(
 
     Point any boto3 client or `archiver sync --endpoint-url URL` at it, with any
     credentials (requests must be signed, as with AWS).
+
+    \b
+    Example:
+      archiver emulator serve --port 8765 --seed 5000 --latency-ms 20
     """
     from archiver.emulator import serve
 
@@ -87,53 +107,77 @@ def sync(
     ctx: typer.Context,
     region: Annotated[
         str | None,
-        typer.Option(help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's)."),
+        typer.Option(
+            metavar="REGION",
+            help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's).",
+        ),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option(help="AWS profile (else AWS_PROFILE or the default chain).")
+        str | None,
+        typer.Option(
+            metavar="PROFILE", help="AWS profile (else AWS_PROFILE or the default chain)."
+        ),
     ] = None,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
             "--endpoint-url",
+            metavar="URL",
             help="API endpoint, e.g. an `archiver emulator serve` URL "
             "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
         ),
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option(help="Name of this source in the archive [default: <profile>@<region>]."),
+        typer.Option(
+            metavar="NAME", help="Name of this source in the archive [default: <profile>@<region>]."
+        ),
     ] = None,
     since: Annotated[
         str | None,
         typer.Option(
+            metavar="WHEN",
             help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
-            "[default: all the service holds]."
+            "[default: all the service holds].",
         ),
     ] = None,
-    until: Annotated[str | None, typer.Option(help="End of the range [default: now].")] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="End of the range [default: now].")
+    ] = None,
     window: Annotated[
         str | None,
         typer.Option(
+            metavar="SPAN",
             help="Cut the range into windows of this span (e.g. 7d) so the watermark "
-            "advances step by step."
+            "advances step by step.",
         ),
     ] = None,
     lookback: Annotated[
-        str, typer.Option(help="Re-read this much before the watermark, for late updates.")
+        str,
+        typer.Option(
+            metavar="SPAN", help="Re-read this much before the watermark, for late updates."
+        ),
     ] = "15m",
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent GetOperation calls.")] = 8,
+    workers: Annotated[
+        int, typer.Option(metavar="N", min=1, max=64, help="Concurrent GetOperation calls.")
+    ] = 8,
     max_rps: Annotated[
         float | None,
-        typer.Option("--max-rps", min=0.1, max=10_000, help="Cap on API calls per second."),
+        typer.Option(
+            "--max-rps", metavar="RATE", min=0.1, max=10_000, help="Cap on API calls per second."
+        ),
     ] = None,
     max_attempts: Annotated[
-        int, typer.Option(min=1, max=50, help="Attempts per call (botocore standard retry mode).")
+        int,
+        typer.Option(
+            metavar="N", min=1, max=50, help="Attempts per call (botocore standard retry mode)."
+        ),
     ] = 12,
     call_timeout: Annotated[
         float,
         typer.Option(
             "--call-timeout",
+            metavar="SECONDS",
             min=1,
             max=3600,
             help="Seconds one attempt of a call may take in all (connect and whole answer).",
@@ -143,6 +187,7 @@ def sync(
         float,
         typer.Option(
             "--incomplete-retry-days",
+            metavar="DAYS",
             min=0,
             max=3650,
             help="Days to keep retrying a listed operation GetOperation cannot find; "
@@ -167,6 +212,10 @@ def sync(
     safe to kill at any moment and to rerun. Prints nothing on success unless -v or
     --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
     input, 3 another sync of this source is running, 130 interrupted.
+
+    \b
+    Example:
+      archiver --db archive.db sync --profile prod --region eu-west-1 --json
     """
     from archiver import options
     from archiver import sync as sync_mod
@@ -214,7 +263,9 @@ def demo(
     ctx: typer.Context,
     operations: Annotated[
         int,
-        typer.Option(min=1, max=1_000_000, help="Synthetic operations in the emulated account."),
+        typer.Option(
+            metavar="N", min=1, max=1_000_000, help="Synthetic operations in the emulated account."
+        ),
     ] = 3000,
 ) -> None:
     """The main job end to end, offline: emulator → sync into demo.db → status → a query.
@@ -222,6 +273,10 @@ def demo(
     Needs no AWS account, credentials or network. Writes demo.db, or the --db given on
     this command line (never ARCHIVER_DB, which may name a real archive), and refuses
     an archive that holds any source but the demo's own.
+
+    \b
+    Example:
+      archiver demo && archiver --db demo.db query -o count
     """
     from archiver import demo as demo_mod
     from archiver import stopping

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,7 +11,8 @@ from archiver import store
 from archiver.archive import Archive
 from archiver.models import Operation, Source, SyncRun, SyncState
 from archiver.query import source_ids
-from archiver.timeutil import iso
+from archiver.timeutil import iso, parse_iso
+from archiver.timeutil import now as utc_now
 
 
 def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3) -> dict[str, Any]:
@@ -47,6 +49,11 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                 ).all()
             )
             holder = _live_holder(state.lock_holder if state else None)
+            last_success = conn.execute(
+                select(func.max(SyncRun.finished_at)).where(
+                    SyncRun.source_id == src.id, SyncRun.outcome == "succeeded"
+                )
+            ).scalar_one()
             incomplete, gone = store.incomplete_counts(conn, src.id)
             out.append(
                 {
@@ -55,6 +62,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "endpoint_url": src.endpoint_url,
                     "update_date_unit": src.update_date_unit,
                     "watermark": _iso(state.watermark if state else None),
+                    "last_success": _iso(last_success),
                     "lock_holder": holder,
                     "operations": sum(by_status.values()),
                     "incomplete": incomplete,
@@ -144,3 +152,36 @@ def to_text(summary: dict[str, Any]) -> str:
             if r["error"]:
                 lines.append(f"              error: {r['error']}")
     return "\n".join(lines)
+
+
+def check_freshness(
+    summary: dict[str, Any], *, max_age: timedelta, now: datetime | None = None
+) -> list[str]:
+    """One line per source that is stale (no successful sync within ``max_age``) or
+    failing (its latest finished run failed, was interrupted or abandoned): what cron
+    mails, and what an alert fires on. An archive with no source at all is stale too.
+    """
+    now = now or utc_now()
+    if not summary["sources"]:
+        return ["stale: the archive has no source; no sync has run"]
+    problems = []
+    for s in summary["sources"]:
+        runs = s["last_runs"]
+        finished = [r for r in runs if r["outcome"] != "running"]
+        latest = finished[0] if finished else None
+        if latest and latest["outcome"] in ("failed", "interrupted", "abandoned"):
+            why = f": {latest['error']}" if latest.get("error") else ""
+            problems.append(f"failing: source {s['source']}: its latest run "
+                            f"({latest['started_at']}) {latest['outcome']}{why}")  # fmt: skip
+        ok = s["last_success"]
+        if ok is None:
+            problems.append(f"stale: source {s['source']}: no successful sync yet")
+        elif now - parse_iso(ok) > max_age:
+            problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
+                            f"older than {_span(max_age)}")  # fmt: skip
+    return problems
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g}h" if hours < 48 else f"{hours / 24:g}d"

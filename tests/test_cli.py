@@ -88,13 +88,16 @@ def test_db_upgrade_current_downgrade(runner, db) -> None:
     assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
     result = invoke(runner, "--db", db, "db", "current")
     assert result.stdout.strip() == f"{archive_db.head()} (head)"
-    assert invoke(runner, "--db", db, "db", "downgrade", "base").exit_code == 0
+    refused = invoke(runner, "--db", db, "db", "downgrade", "base")  # stdin: not a terminal
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert invoke(runner, "--db", db, "db", "current").stdout.startswith(archive_db.head())
+    assert invoke(runner, "--db", db, "db", "downgrade", "base", "--yes").exit_code == 0
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith("base")
     assert invoke(runner, "--db", db, "status").exit_code == 2
 
 
 def test_db_downgrade_to_an_unknown_revision_is_bad_input(runner, archive) -> None:
-    result = invoke(runner, "--db", archive, "db", "downgrade", "feedfacecafe")
+    result = invoke(runner, "--db", archive, "db", "downgrade", "feedfacecafe", "--yes")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert result.stderr.count("\n") == 1

@@ -72,3 +72,27 @@ def test_every_global_option_is_in_the_readme() -> None:
     root = typer.main.get_command(app)
     names = [max(p.opts, key=len) for p in root.params if "--help" not in p.opts]
     assert [n for n in names if f"`{n}" not in section] == []
+
+
+@pytest.mark.parametrize("path", list(_commands()), ids=" ".join)
+def test_every_command_shows_an_example_and_its_defaults(runner, path) -> None:
+    """Help a user can act on: an example to copy, every default visible, nothing eaten."""
+    import typer.main
+
+    text = invoke(runner, *path, "--help").stdout
+    assert "Example:\n    archiver " in text, f"{' '.join(path)} --help shows no example"
+    import re
+
+    assert not re.search(r"--[\w-]+ <(bool|str)>", text)  # options' metavars say what to type
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    for param in cmd.params:
+        if param.param_type_name != "option" or param.is_flag or param.default is None:
+            continue
+        shown = str(param.default.value if hasattr(param.default, "value") else param.default)
+        assert f"[default: {shown}" in " ".join(text.split()), (path, param.name)
+
+
+def test_completion_can_be_installed(runner) -> None:
+    assert "--install-completion" in invoke(runner, "--help").stdout

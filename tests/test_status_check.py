@@ -1,0 +1,61 @@
+"""`status --check`: what cron runs to learn that archiving silently stopped."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from archiver import store
+from archiver.archive import Archive
+from archiver.models import SyncRun
+from archiver.timeutil import now
+from tests.conftest import invoke
+from tests.helpers import fill, op
+
+
+def _run(archive: str, source: str, outcome: str, *, ago: timedelta, error: str | None = None):
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, source)
+        run_id = store.start_run(conn, sid, since=None, until=None)
+        store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now() - ago)
+        conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(started_at=now() - ago))
+
+
+def test_fresh_sources_pass_silently(runner, archive) -> None:
+    _run(archive, "prod@eu-west-1", "succeeded", ago=timedelta(hours=3))
+    result = invoke(runner, "--db", archive, "status", "--check")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_stale_and_a_failing_source_each_get_one_line_and_exit_1(runner, archive) -> None:
+    _run(archive, "fresh@eu-west-1", "succeeded", ago=timedelta(hours=1))
+    _run(archive, "old@us-east-1", "succeeded", ago=timedelta(days=3))
+    _run(archive, "broken@eu-west-2", "succeeded", ago=timedelta(hours=2))
+    _run(
+        archive, "broken@eu-west-2", "failed", ago=timedelta(hours=1), error="ListOperations failed"
+    )
+    result = invoke(runner, "--db", archive, "status", "--check")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("failing: source broken@eu-west-2: its latest run")
+    assert "ListOperations failed" in lines[0]
+    assert lines[1].startswith("stale: source old@us-east-1: last successful sync")
+    assert "older than 26h" in lines[1]
+    wide = invoke(runner, "--db", archive, "status", "--check", "--max-age", "4d")
+    assert wide.exit_code == 1 and len(wide.stdout.splitlines()) == 1  # broken still fails
+    verdict = json.loads(invoke(runner, "--db", archive, "status", "--check", "--json").stdout)
+    assert verdict["check"]["ok"] is False and len(verdict["check"]["problems"]) == 2
+
+
+def test_a_source_that_never_succeeded_and_an_empty_archive_are_stale(runner, archive) -> None:
+    empty = invoke(runner, "--db", archive, "status", "--check")
+    assert empty.exit_code == 1 and empty.stdout.startswith("stale: the archive has no source")
+    fill(archive, [op(1)], source="new@eu-west-1")  # operations, but never a successful run
+    result = invoke(runner, "--db", archive, "status", "--check")
+    assert result.exit_code == 1
+    assert result.stdout == "stale: source new@eu-west-1: no successful sync yet\n"
+    bad = invoke(runner, "--db", archive, "status", "--check", "--max-age", "soon")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ")
