@@ -126,14 +126,6 @@ def default_source_name(settings: ClientSettings, region: str | None) -> str:
     return f"{profile}@{region or 'unknown-region'}"
 
 
-def resolve_endpoint(settings: ClientSettings) -> str | None:
-    return (
-        settings.endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_SERVICEDISCOVERY")
-        or os.environ.get("AWS_ENDPOINT_URL")
-    )
-
-
 def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
     from botocore.config import Config
@@ -164,7 +156,10 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         client = session.client(
             "servicediscovery",
             region_name=region,
-            endpoint_url=resolve_endpoint(settings),
+            # Only --endpoint-url is ours to pass: botocore resolves the rest as the
+            # AWS CLI does (AWS_ENDPOINT_URL_SERVICEDISCOVERY, AWS_ENDPOINT_URL, the
+            # profile's endpoint_url, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS).
+            endpoint_url=settings.endpoint_url,
             config=config,
             **kwargs,
         )

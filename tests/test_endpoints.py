@@ -1,0 +1,52 @@
+"""Where the client sends its calls follows the AWS conventions, as the AWS CLI does."""
+
+from __future__ import annotations
+
+import pytest
+
+from archiver.cloudmap import ClientSettings, make_client
+
+AWS = "https://servicediscovery.us-east-1.amazonaws.com"
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch, tmp_path) -> None:
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SERVICEDISCOVERY",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_PROFILE"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+
+
+def _endpoint(**settings) -> str:
+    client = make_client(ClientSettings(region="us-east-1", **settings))
+    return str(client.meta.endpoint_url)
+
+
+def test_the_default_is_the_regional_aws_endpoint() -> None:
+    assert _endpoint() == AWS
+
+
+def test_the_service_specific_variable_wins_over_the_global_one(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1111")
+    assert _endpoint() == "http://127.0.0.1:1111"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICEDISCOVERY", "http://127.0.0.1:2222")
+    assert _endpoint() == "http://127.0.0.1:2222"
+    assert _endpoint(endpoint_url="http://127.0.0.1:3333") == "http://127.0.0.1:3333"
+
+
+def test_ignore_configured_endpoints_is_honoured(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICEDISCOVERY", "http://127.0.0.1:2222")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert _endpoint() == AWS
+    assert _endpoint(endpoint_url="http://127.0.0.1:3333") == "http://127.0.0.1:3333"
+
+
+def test_a_profiles_endpoint_url_is_used(monkeypatch, tmp_path) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile local]\nregion = us-east-1\nservices = emu\n"
+        "[services emu]\nservicediscovery =\n  endpoint_url = http://127.0.0.1:4444\n"
+        "[profile everywhere]\nregion = us-east-1\nendpoint_url = http://127.0.0.1:5555\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert _endpoint(profile="local") == "http://127.0.0.1:4444"
+    assert _endpoint(profile="everywhere") == "http://127.0.0.1:5555"
