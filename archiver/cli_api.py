@@ -8,14 +8,17 @@ commands that read the archive. Every command is options → one library call.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archiver.archive import Archive
 from archiver.cli import app, db_given, emulator_app, guarded, log, settings_of, terminal_width
+from archiver.errors import UsageError
 
 
 class UnitChoice(StrEnum):
@@ -204,6 +207,14 @@ def sync(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary on stdout.")
     ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            metavar="PATH",
+            help="After every run, write Prometheus metrics here (textfile collector).",
+        ),
+    ] = None,
 ) -> None:
     """Sync Cloud Map operations into the archive, incrementally; run it from cron.
 
@@ -228,7 +239,7 @@ def sync(
     if dry_run:
         typer.echo(json.dumps(sync_mod.dry_run(settings_of(ctx).db, opts), indent=2))
         return
-    summary = _run_sync(ctx, opts, client_settings)
+    summary = _run_sync(ctx, opts, client_settings, metrics_file=metrics_file)
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
     log.info(
@@ -243,8 +254,15 @@ def sync(
     )
 
 
-def _run_sync(ctx: typer.Context, opts: SyncOptions, client_settings: ClientSettings) -> Summary:
-    """The client first (bad AWS settings fail before any file is made), then the run."""
+def _run_sync(
+    ctx: typer.Context,
+    opts: SyncOptions,
+    client_settings: ClientSettings,
+    *,
+    metrics_file: Path | None = None,
+) -> Summary:
+    """The client first (bad AWS settings fail before any file is made), then the run;
+    the metrics file after it, whatever its outcome."""
     from archiver import stopping
     from archiver.cloudmap import make_client
     from archiver.progress import for_terminal
@@ -253,8 +271,19 @@ def _run_sync(ctx: typer.Context, opts: SyncOptions, client_settings: ClientSett
     settings = settings_of(ctx)
     client = make_client(client_settings)
     stopping.install()
+    if metrics_file is not None and not os.access(metrics_file.parent or ".", os.W_OK):
+        raise UsageError(f"--metrics-file {metrics_file}: its directory is not writable")
     with Archive.open(settings.db, create_missing=True) as archive:
-        return run_sync(archive, client, opts, on_page=for_terminal(quiet=settings.quiet))
+        retries: dict[str, int] = {}
+        try:
+            summary = run_sync(archive, client, opts, on_page=for_terminal(quiet=settings.quiet))
+            retries[summary.source] = summary.stats.retries
+            return summary
+        finally:
+            if metrics_file is not None:
+                from archiver import metrics
+
+                metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
 
 
 @app.command()

@@ -1,0 +1,54 @@
+"""`sync --metrics-file`: what Prometheus reads after every run, success or failure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from archiver.emulator import Emulator
+from tests.helpers import cli_sync
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+
+
+def _samples(path) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def]
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_describe_each_run_and_keep_the_last_success(runner, archive, tmp_path):
+    path = tmp_path / "archiver.prom"
+    src = (("source", "acct"),)
+    with Emulator(seed_operations=300, seed=61) as emu:
+        before = time.time()
+        ok = cli_sync(runner, archive, emu.url, "--source", "acct", "--metrics-file", str(path))
+        assert ok.exit_code == 0, ok.output
+    m = _samples(path)
+    assert m[("archiver_sync_last_run_outcome", (("outcome", "succeeded"), *src))] == 1
+    assert m[("archiver_sync_last_run_listed", src)] == 300
+    assert m[("archiver_sync_last_run_inserted", src)] == 300
+    assert m[("archiver_sync_last_run_get_calls", src)] == 300
+    assert m[("archiver_sync_last_run_retries", src)] == 0
+    success = m[("archiver_sync_last_success_timestamp_seconds", src)]
+    assert before - 1 <= success <= time.time() + 1
+    assert m[("archiver_sync_watermark_timestamp_seconds", src)] >= before - 1
+    assert m[("archiver_sync_last_run_duration_seconds", src)] >= 0
+
+    failed = cli_sync(runner, archive, "http://127.0.0.1:9", "--source", "acct",
+                      "--max-attempts", "1", "--metrics-file", str(path))  # fmt: skip
+    assert failed.exit_code == 1
+    m = _samples(path)  # rewritten after the failure too
+    assert m[("archiver_sync_last_run_outcome", (("outcome", "failed"), *src))] == 1
+    assert m[("archiver_sync_last_success_timestamp_seconds", src)] == success
+    assert not list(tmp_path.glob("*.tmp*"))  # written atomically, nothing left beside it
+
+
+def test_an_unwritable_metrics_directory_is_bad_input(runner, archive) -> None:
+    result = cli_sync(runner, archive, "http://127.0.0.1:9", "--metrics-file",
+                      "/no/such/dir/archiver.prom")  # fmt: skip
+    assert result.exit_code == 2 and "--metrics-file" in result.stderr
