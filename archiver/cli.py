@@ -28,7 +28,7 @@ from archiver.query import OrderBy
 from archiver.render import Output
 
 if TYPE_CHECKING:
-    pass
+    from archiver.fleet import Config
 
 log = logging.getLogger("archiver")
 
@@ -94,6 +94,7 @@ class Settings:
     verbose: bool
     quiet: bool
     log_format: str
+    config: Config | None = None  # --config: the fleet of sources (sync --all)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,6 +107,8 @@ def guarded(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):  # a command's own exit code, chosen on purpose
+            raise
         except (Exception, KeyboardInterrupt) as exc:
             from archiver.exits import report
 
@@ -166,6 +169,15 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="ARCHIVER_CONFIG",
+            metavar="PATH",
+            help="A TOML file of sources (and the archive) for `sync --all`.",
+        ),
+    ] = None,
 ) -> None:
     """Keep a permanent, queryable history of AWS Cloud Map operations.
 
@@ -174,8 +186,20 @@ def root(
     """
     from archiver.logs import configure
 
-    ctx.obj = Settings(db=db, verbose=verbose, quiet=quiet, log_format=log_format.value)
+    ctx.obj = settings = Settings(db, verbose, quiet, log_format.value)
     configure(verbose=verbose, quiet=quiet, log_format=log_format.value)
+    if config is not None:
+        from archiver import fleet
+        from archiver.errors import ArchiverError
+        from archiver.exits import report
+
+        try:
+            settings.config = fleet.load(config)
+        except ArchiverError as exc:  # before any command runs: one line, exit 2
+            raise typer.Exit(report(exc, verbose=verbose, log_format=log_format.value)) from None
+        source = ctx.get_parameter_source("db")
+        if settings.config.db and (source is None or source.name == "DEFAULT"):
+            settings.db = settings.config.db  # --db and ARCHIVER_DB win over the config
 
 
 # --- db ---------------------------------------------------------------------------------

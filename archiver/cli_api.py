@@ -131,11 +131,20 @@ def sync(
         ),
     ] = None,
     source: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            metavar="NAME", help="Name of this source in the archive [default: <profile>@<region>]."
+            metavar="NAME",
+            help="Name of this source in the archive [default: <profile>@<region>]; with "
+            "--config, a configured source to sync (repeatable).",
         ),
     ] = None,
+    sync_all: Annotated[
+        bool, typer.Option("--all", help="Sync every source of --config (ARCHIVER_CONFIG).")
+    ] = False,
+    parallel: Annotated[
+        int,
+        typer.Option(metavar="N", min=1, max=64, help="With --config: sources synced at once."),
+    ] = 4,
     since: Annotated[
         str | None,
         typer.Option(
@@ -231,7 +240,14 @@ def sync(
     from archiver import options
     from archiver import sync as sync_mod
 
-    words = options.SyncWords(region, profile, endpoint_url, source, since, until, window,
+    config = settings_of(ctx).config
+    if sync_all or (config is not None and source):
+        return _sync_fleet(ctx, source or [], sync_all, parallel, dry_run=dry_run,
+                           as_json=as_json, metrics_file=metrics_file)  # fmt: skip
+    if len(source or []) > 1:
+        raise UsageError("give one --source, or name several sources in a --config file")
+    words = options.SyncWords(region, profile, endpoint_url, source[0] if source else None, since,
+                              until, window,
                               lookback, workers, max_rps, max_attempts, full,
                               call_timeout=call_timeout,
                               incomplete_retry_days=incomplete_retry_days)  # fmt: skip
@@ -252,6 +268,51 @@ def sync(
         summary.stats.list_calls,
         summary.watermark,
     )
+
+
+#: Options that, in fleet mode, belong in the config ([defaults] or a [[source]]).
+_PER_SOURCE = ("region", "profile", "endpoint_url", "since", "until", "window", "lookback",
+               "workers", "max_rps", "max_attempts", "call_timeout", "incomplete_retry_days",
+               "full")  # fmt: skip
+
+
+def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: int, *,
+                dry_run: bool, as_json: bool, metrics_file: Path | None) -> None:  # fmt: skip
+    """`sync --all` / `sync --source A --source B` over the sources of --config."""
+    from archiver import exits, fleet, stopping
+    from archiver import sync as sync_mod
+
+    settings = settings_of(ctx)
+    if settings.config is None:
+        raise UsageError("--all needs --config PATH (or ARCHIVER_CONFIG) naming the sources")
+    typed = [p for p in _PER_SOURCE if (src := ctx.get_parameter_source(p)) and
+             src.name == "COMMANDLINE"]  # fmt: skip
+    if typed:
+        option = "--" + typed[0].replace("_", "-")
+        raise UsageError(f"{option} applies to one source; for the sources of --config, "
+                         "set it in the config ([defaults] or [[source]])")  # fmt: skip
+    jobs = fleet.plan(settings.config, None if sync_all else names)
+    if dry_run:
+        plans = [sync_mod.dry_run(settings.db, job.opts) for job in jobs]
+        typer.echo(json.dumps(plans, indent=2))
+        return
+    stopping.install()
+
+    def report(result: fleet.Result) -> None:
+        if as_json:
+            typer.echo(json.dumps(result.to_json()))
+        if result.error is not None:
+            exits.say(f"source {result.source}: {result.error}", settings.log_format)
+
+    results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report)
+    if metrics_file is not None:
+        from archiver import metrics
+
+        with Archive.open(settings.db) as archive:
+            retries = {r.source: r.summary.stats.retries for r in results if r.summary}
+            metrics.write(str(metrics_file), archive, [j.opts.source for j in jobs],
+                          retries=retries)  # fmt: skip
+    raise typer.Exit(fleet.worst_exit(results))
 
 
 def _run_sync(

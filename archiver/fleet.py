@@ -1,0 +1,184 @@
+"""Many sources in one command: a TOML config of accounts × regions, synced together.
+
+Why: an organisation archiving many accounts and regions would otherwise keep one
+cron line per source. The config names them once; `archiver sync --all` runs them
+with bounded concurrency, each under its own lock and with its own run row, and
+exits with the worst outcome. A config that cannot be run (not TOML, an unknown key,
+a duplicate name, a region that cannot be resolved) is refused before any API call.
+
+    db = "/var/lib/archiver/archive.db"   # optional; --db and ARCHIVER_DB win
+    [defaults]                            # optional: any sync option, for every source
+    lookback = "15m"
+    [[source]]
+    name = "prod@eu-west-1"
+    profile = "prod"
+    region = "eu-west-1"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from archiver import options
+from archiver.archive import Archive
+from archiver.cloudmap import ClientSettings, make_client
+from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
+from archiver.sync import Summary, SyncOptions, run_sync
+
+#: What a [[source]] or [defaults] may set: the sync's own words (options.SyncWords).
+SYNC_KEYS = frozenset(f.name for f in fields(options.SyncWords)) - {"access_key", "secret_key"}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    db: str | None
+    sources: list[options.SyncWords]
+
+
+def load(path: Path) -> Config:
+    """Read and check the config; every problem is one UsageError naming the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config {path} is not TOML: {first_line(exc)}") from None
+    unknown = set(data) - {"db", "defaults", "source"}
+    if unknown:
+        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} "
+                         "(a config has db, [defaults] and [[source]])")  # fmt: skip
+    defaults = _section(path, data.get("defaults", {}), "[defaults]", allow_name=False)
+    entries = data.get("source", [])
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"config {path}: no [[source]]; name at least one")
+    sources: list[options.SyncWords] = []
+    for i, entry in enumerate(entries, start=1):
+        values = {**defaults, **_section(path, entry, f"[[source]] {i}", allow_name=True)}
+        if not values.get("source"):
+            raise UsageError(f"config {path}: [[source]] {i} has no name")
+        if any(s.source == values["source"] for s in sources):
+            raise UsageError(f"config {path}: source {values['source']!r} is named twice")
+        sources.append(options.SyncWords(**values))
+    db = data.get("db")
+    if db is not None and not isinstance(db, str):
+        raise UsageError(f"config {path}: db must be a path or URL string")
+    return Config(path, db, sources)
+
+
+def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise UsageError(f"config {path}: {where} must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name == "name" and allow_name:
+            out["source"] = value
+        elif name in SYNC_KEYS and name != "source":
+            out[name] = value
+        else:
+            raise UsageError(f"config {path}: {where}: unknown key {key!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    opts: SyncOptions
+    client: ClientSettings
+
+
+def plan(config: Config, names: list[str] | None) -> list[Job]:
+    """Every chosen source's options, resolved now: a region that cannot be resolved,
+    or a name the config does not have, stops everything before any API call."""
+    chosen = config.sources
+    if names:
+        known = {s.source for s in config.sources}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise UsageError(f"config {config.path} has no source {missing[0]!r} "
+                             f"(sources: {', '.join(sorted(str(k) for k in known))})")  # fmt: skip
+        chosen = [s for s in config.sources if s.source in names]
+    jobs = []
+    for words in chosen:
+        try:
+            opts, client = options.build(words)
+        except UsageError as exc:
+            raise UsageError(f"config {config.path}: source {words.source!r}: {exc}") from None
+        if not opts.region:
+            raise UsageError(f"config {config.path}: source {words.source!r}: no AWS region "
+                             "(set region, or one in its profile)")  # fmt: skip
+        jobs.append(Job(opts, client))
+    return jobs
+
+
+@dataclass(frozen=True)
+class Result:
+    source: str
+    summary: Summary | None
+    error: ArchiverError | None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+    def to_json(self) -> dict[str, Any]:
+        if self.summary is not None:
+            return self.summary.to_json()
+        assert self.error is not None
+        return {"source": self.source, "outcome": "failed", "error": str(self.error),
+                "exit_code": self.exit_code}  # fmt: skip
+
+
+def run(
+    location: str,
+    jobs: list[Job],
+    *,
+    parallel: int,
+    on_done: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Sync every job, at most ``parallel`` at once, each on its own archive handle
+    (its own engines and lock); one source's failure never stops another."""
+
+    def one(job: Job) -> Result:
+        try:
+            client = make_client(job.client)
+            with Archive.open(location, create_missing=True) as archive:
+                return Result(job.opts.source, run_sync(archive, client, job.opts), None)
+        except KeyboardInterrupt as exc:  # a stop request, taken in this run's waits
+            return Result(job.opts.source, None, Interrupted(str(exc) or "interrupted"))
+        except ArchiverError as exc:
+            return Result(job.opts.source, None, exc)
+        except Exception as exc:
+            return Result(job.opts.source, None, ArchiverError(f"{type(exc).__name__}: "
+                                                               f"{first_line(exc)}"))  # fmt: skip
+
+    # A new archive is created (migrated) once, here: runs racing to create one file
+    # would each run the migrations.
+    Archive.open(location, create_missing=True).close()
+    results: list[Result] = []
+    with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="source") as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if on_done:
+                on_done(result)
+    return sorted(results, key=lambda r: [j.opts.source for j in jobs].index(r.source))
+
+
+def worst_exit(results: list[Result]) -> int:
+    """0 when all succeeded; 130 if any was interrupted; 3 only when every failure was
+    a held lock (another run is at work, nothing is wrong); else the worst other code."""
+    failures = [r.error for r in results if r.error is not None]
+    if not failures:
+        return 0
+    if any(isinstance(e, Interrupted) for e in failures):
+        return 130
+    if all(isinstance(e, LockHeld) for e in failures):
+        return 3
+    return max(e.exit_code for e in failures if not isinstance(e, LockHeld))

@@ -1,0 +1,121 @@
+"""Many sources in one command: `archiver --config fleet.toml sync --all`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from archiver.emulator import Emulator
+from archiver.errors import Interrupted, LockHeld, UsageError, WorkFailed
+from archiver.fleet import Result, worst_exit
+from archiver.models import Operation, Source, SyncRun
+from tests.conftest import invoke
+from tests.helpers import read_rows
+
+
+def _config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_three_sources_one_failing_every_call(runner, db, tmp_path) -> None:
+    with (
+        Emulator(seed_operations=120, seed=71) as a,
+        Emulator(seed_operations=80, seed=72) as b,
+        Emulator(seed_operations=50, seed=73, error_rate=1.0) as broken,
+    ):
+        config = _config(
+            tmp_path,
+            f"""
+db = "{db}"
+[defaults]
+region = "us-east-1"
+lookback = "30m"
+[[source]]
+name = "a@us-east-1"
+endpoint_url = "{a.url}"
+[[source]]
+name = "b@us-east-1"
+endpoint_url = "{b.url}"
+workers = 4
+[[source]]
+name = "broken@us-east-1"
+endpoint_url = "{broken.url}"
+max_attempts = 2
+""",
+        )
+        result = invoke(runner, "--config", config, "sync", "--all", "--json", "--parallel", "2")
+        assert result.exit_code == 1, result.output  # the worst of 0, 0 and 1
+        summaries = {s["source"]: s for s in map(json.loads, result.stdout.splitlines())}
+        assert set(summaries) == {"a@us-east-1", "b@us-east-1", "broken@us-east-1"}
+        assert summaries["a@us-east-1"].get("inserted") == 120, summaries
+        assert summaries["b@us-east-1"]["inserted"] == 80
+        assert summaries["broken@us-east-1"]["outcome"] == "failed"
+        (line,) = result.stderr.splitlines()  # one line for the one failing source
+        assert line.startswith("error: source broken@us-east-1: ")
+        runs = read_rows(db, select(Source.name, SyncRun.outcome).join(SyncRun))
+        assert sorted(runs) == [("a@us-east-1", "succeeded"), ("b@us-east-1", "succeeded"),
+                                ("broken@us-east-1", "failed")]  # fmt: skip
+        assert len(read_rows(db, select(Operation.id))) == 200
+        # --source picks some; the config's db is the archive (no --db given)
+        again = invoke(runner, "--config", config, "sync", "--source", "b@us-east-1")
+        assert again.exit_code == 0, again.output
+        assert b.counters.calls["ListOperations"] > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[[source]\nname = 'x'", "is not TOML"),
+        ("colour = 'red'\n[[source]]\nname = 'x'\nregion = 'us-east-1'", "unknown key 'colour'"),
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nspeed = 3", "unknown key 'speed'"),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\n[[source]]\nname = 'x'\nregion = 'eu-west-1'",
+            "named twice",
+        ),
+        ("[[source]]\nname = 'x'", "no AWS region"),
+        ("[[source]]\nregion = 'us-east-1'", "has no name"),
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookback = 'soon'", "--lookback"),
+    ],
+    ids=["not toml", "top key", "source key", "duplicate", "no region", "no name", "bad span"],
+)
+def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_path, monkeypatch,
+                                                             text, says) -> None:  # fmt: skip
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    config = _config(tmp_path, text)
+    result = invoke(runner, "--db", db, "--config", config, "sync", "--all")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert says in result.stderr
+    if "://" not in db:
+        assert not Path(db).exists()  # nothing was written
+
+
+def test_fleet_usage_errors(runner, db, tmp_path) -> None:
+    assert "--config" in invoke(runner, "--db", db, "sync", "--all").stderr
+    two = invoke(runner, "--db", db, "sync", "--source", "a", "--source", "b")
+    assert two.exit_code == 2 and "--config" in two.stderr
+    config = _config(tmp_path, "[[source]]\nname = 'x'\nregion = 'us-east-1'\n")
+    typed = invoke(runner, "--db", db, "--config", config, "sync", "--all", "--lookback", "1h")
+    assert typed.exit_code == 2 and "[defaults]" in typed.stderr
+    unknown = invoke(runner, "--db", db, "--config", config, "sync", "--source", "y")
+    assert unknown.exit_code == 2 and "no source 'y'" in unknown.stderr
+
+
+def test_the_exit_code_is_the_worst_and_3_only_when_every_failure_was_a_lock() -> None:
+    ok = Result("a", None, None)
+    held = Result("b", None, LockHeld("held"))
+    failed = Result("c", None, WorkFailed("down"))
+    bad = Result("d", None, UsageError("no credentials"))
+    stopped = Result("e", None, Interrupted("stopped"))
+    assert worst_exit([ok, ok]) == 0
+    assert worst_exit([ok, held, held]) == 3
+    assert worst_exit([held, failed]) == 1
+    assert worst_exit([failed, bad, held]) == 2
+    assert worst_exit([failed, stopped]) == 130
