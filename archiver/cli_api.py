@@ -259,8 +259,10 @@ def sync(
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
     log.info(
-        "source %s: listed %d, new %d, changed %d, GetOperation %d, list pages %d; watermark %s",
+        "source %s: done in %.1fs: listed %d, new %d, changed %d, GetOperation %d, "
+        "list pages %d; watermark %s",
         summary.source,
+        summary.duration_s,
         summary.stats.listed,
         summary.stats.inserted,
         summary.stats.updated,
@@ -336,11 +338,14 @@ def _run_sync(
         raise UsageError(f"--metrics-file {metrics_file}: its directory is not writable")
     with Archive.open(settings.db, create_missing=True) as archive:
         retries: dict[str, int] = {}
+        shown = for_terminal(quiet=settings.quiet, source=opts.source)
         try:
-            summary = run_sync(archive, client, opts, on_page=for_terminal(quiet=settings.quiet))
+            summary = run_sync(archive, client, opts, on_page=shown)
             retries[summary.source] = summary.stats.retries
             return summary
         finally:
+            if shown is not None:
+                shown.close()  # the display ends as a finished line, not overwritten
             if metrics_file is not None:
                 from archiver import metrics
 
@@ -376,5 +381,9 @@ def demo(
     target = settings.db if db_given(ctx) else "demo.db"
     stopping.install()
     width = terminal_width() if sys.stdout.isatty() else None
-    demo_mod.run(target, sys.stdout, operations=operations, width=width,
-                 on_page=for_terminal(quiet=settings.quiet))  # fmt: skip
+    shown = for_terminal(quiet=settings.quiet, source="demo@emulator")
+    try:
+        demo_mod.run(target, sys.stdout, operations=operations, width=width, on_page=shown)
+    finally:
+        if shown is not None:
+            shown.close()

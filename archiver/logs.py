@@ -45,7 +45,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only."""
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    # JSON logs go to a log shipper, not to cron mail: they carry progress (INFO) too.
+    quietest = logging.INFO if log_format == "json" else logging.WARNING
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else quietest
     handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())

@@ -83,7 +83,7 @@ class Plan:
 
 #: Stats a run reports (``--json``) but sync_runs has no column for.
 _REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
-                  "namespace_calls")  # fmt: skip
+                  "namespace_calls", "planned_windows", "pages")  # fmt: skip
 
 
 @dataclass
@@ -102,6 +102,8 @@ class Stats:
     gone: int = 0  # given up on this run, after the retry period
     unit_check_calls: int = 0  # extra ListOperations calls of the UPDATE_DATE unit check
     namespace_calls: int = 0  # ListNamespaces pages read to learn the shared namespaces
+    planned_windows: int = 0  # of this run's plan, for progress (window i of N)
+    pages: int = 0  # list pages stored in this run
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
@@ -120,6 +122,7 @@ class Summary:
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
     update_date_unit: str = "ms"
+    duration_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +130,7 @@ class Summary:
             "run_id": self.run_id,
             "outcome": self.outcome,
             "watermark": self.watermark,
+            "duration_s": round(self.duration_s, 3),
             "update_date_unit": self.update_date_unit,
             **asdict(self.stats),
             "error": self.error,
@@ -279,6 +283,7 @@ class Syncer:
 
     def run(self) -> Summary:
         started = self.opts.started or self.clock()
+        began = time.monotonic()
         with self.writer.begin() as conn:
             sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
                                       endpoint_url=self.opts.endpoint_url)  # fmt: skip
@@ -289,6 +294,7 @@ class Syncer:
                 if closed := store.close_abandoned_runs(conn, sid):
                     log.info("recorded %d run(s) of a killed sync as abandoned", closed)
                 run_id = store.start_run(conn, sid, since=_first(the_plan), until=_last(the_plan))
+                self.stats.planned_windows = len(the_plan.windows)
                 store.set_lock_holder(conn, sid, holder_name())
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
@@ -316,7 +322,8 @@ class Syncer:
         with self.reader.connect() as conn:
             mark = store.watermark(conn, sid)
         return Summary(self.opts.source, run_id, outcome, iso(mark) if mark else None,
-                       self.stats, update_date_unit=self.unit)  # fmt: skip
+                       self.stats, update_date_unit=self.unit,
+                       duration_s=time.monotonic() - began)  # fmt: skip
 
     def _check_unit(self, sid: int, started: datetime) -> None:
         """Find how the service reads UPDATE_DATE before trusting a window (``units``)."""
@@ -398,6 +405,8 @@ class Syncer:
         """One pass over a window, pipelined: listing the next page and fetching up to
         PIPELINE pages overlap, while pages are stored strictly in order."""
         self.stats.windows += 1
+        log.info("source %s: window %d/%d, %s to %s", self.opts.source, self.stats.windows,
+                 self.stats.planned_windows, iso(window[0]), iso(window[1]))  # fmt: skip
         pages = self._pages(window, resume)
         inflight: deque[_InFlight] = deque()
         with ThreadPoolExecutor(1, thread_name_prefix="list") as lister:
@@ -436,6 +445,11 @@ class Syncer:
                 store.save_resume(conn, sid, None, None)
                 store.advance_watermark(conn, sid, window[1])
             store.record_run(conn, run_id, **s.columns())
+        s.pages += 1
+        if s.pages % 10 == 0:  # cron's -v log: a line every 10 pages, not every page
+            log.info("source %s: window %d/%d, %d pages, listed %d, fetched %d",
+                     self.opts.source, s.windows, s.planned_windows, s.pages, s.listed,
+                     s.inserted + s.updated)  # fmt: skip
         if self.on_page:
             self.on_page(s)
 

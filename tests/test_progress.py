@@ -1,0 +1,75 @@
+"""Progress that helps: live on a terminal, a few log lines in cron, nothing otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+
+import pytest
+
+from archiver.emulator import Emulator
+from tests.conftest import invoke
+from tests.helpers import cli_sync
+
+pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+
+
+def test_cron_gets_a_line_per_window_every_10_pages_and_the_duration(runner, archive) -> None:
+    with Emulator(seed_operations=2500, days=20, seed=81) as emu:
+        result = cli_sync(runner, archive, emu.url, "--source", "acct", "--window", "10d",
+                          "--since", "30d", "--json")  # fmt: skip
+        quiet = result.stderr
+        verbose = cli_sync(runner, archive, emu.url, "--source", "acct2", "--window", "10d",
+                           "--since", "30d")  # fmt: skip
+        logged = invoke(runner, "-v", "--db", archive, "sync", "--endpoint-url", emu.url,
+                        "--region", "us-east-1", "--source", "acct3", "--window", "10d",
+                        "--since", "30d")  # fmt: skip
+        assert logged.exit_code == 0, logged.output
+    assert quiet == "" and verbose.stderr == ""  # cron mails nothing on success
+    assert json.loads(result.stdout)["duration_s"] > 0
+    lines = logged.stderr.splitlines()
+    windows = [ln for ln in lines if re.search(r"window \d/3, \d{4}-", ln)]
+    assert len(windows) == 3  # one line per window
+    tens = [ln for ln in lines if re.search(r"\d+0 pages", ln)]
+    assert tens and all("listed" in ln for ln in tens)  # one every 10 pages
+    assert re.search(r"source acct3: done in \d+\.\ds", logged.stderr)
+
+
+def test_json_logs_carry_the_progress_lines(archive) -> None:
+    with Emulator(seed_operations=300, seed=82) as emu:
+        cmd = [sys.executable, "-m", "archiver", "--log-format", "json", "--db", archive, "sync",
+               "--endpoint-url", emu.url, "--region", "us-east-1", "--source", "acct"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    entries = [json.loads(line) for line in done.stderr.splitlines()]
+    assert any("window 1/1" in e["message"] for e in entries)
+    assert any("done in" in e["message"] for e in entries)
+
+
+def test_a_terminal_gets_a_live_display_that_finishes_cleanly(archive) -> None:
+    with Emulator(seed_operations=600, seed=83) as emu:
+        master, slave = pty.openpty()
+        cmd = [sys.executable, "-m", "archiver", "--db", archive, "sync", "--endpoint-url",
+               emu.url, "--region", "us-east-1", "--source", "acct"]  # fmt: skip
+        env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(timeout=120) == 0
+        os.close(master)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
+    assert "acct" in text and "window 1/1" in text and "fetched 600" in text
+    assert re.search(r"\d:\d\d:\d\d", text)  # elapsed time
+    assert text.rstrip(" ").endswith("\n")  # finished: the next output starts on a new line
