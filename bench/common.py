@@ -118,6 +118,12 @@ def iso_ms(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+#: The columns synthetic_rows fills, in order (operations.extra stays NULL).
+ROW_COLUMNS = ("source_id, id, type, status, error_code, error_message, create_date, "
+               "update_date, namespace_id, service_id, instance_id, owner_account, "
+               "first_seen_at, last_seen_at")  # fmt: skip
+
+
 def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
     """Rows of ``operations`` (source 1): 50 namespaces, 2,000 services, mostly SUCCESS.
 
@@ -153,9 +159,14 @@ def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
 
 def build_archive(path: Path, n: int) -> Path:
     """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
-    if path.exists():
-        return path
+    from archiver import db
     from archiver.archive import Archive
+
+    if path.exists():
+        with Archive(str(path)) as cached:
+            if cached.revision() == db.head():
+                return path
+        path.unlink()  # built by an older schema: build it again
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".building")
@@ -165,7 +176,7 @@ def build_archive(path: Path, n: int) -> Path:
     conn.execute("INSERT INTO sources (id, name, region, created_at) VALUES "
                  "(1, 'bench@us-east-1', 'us-east-1', '2026-01-01T00:00:00.000Z')")  # fmt: skip
     conn.execute("INSERT INTO sync_state (source_id) VALUES (1)")
-    conn.executemany("INSERT INTO operations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                      synthetic_rows(n))  # fmt: skip
     conn.commit()
     conn.execute("ANALYZE")

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import child_args, run_child, save, size_from_args, synthetic_rows
+from bench.common import ROW_COLUMNS, child_args, run_child, save, size_from_args, synthetic_rows
 
 PAGE = 100
 SIDES = ("archiver_store", "raw_operations", "raw_operations_and_events")
@@ -87,7 +87,8 @@ def raw(path: str, n: int, with_events: bool) -> float:
     for page in pages(n):
         t = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO operations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", page)
+        conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES "
+                         f"({', '.join('?' * 14)})", page)  # fmt: skip
         if with_events:
             conn.executemany(
                 "INSERT INTO operation_events (source_id, operation_id, status, update_date, "
