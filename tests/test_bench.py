@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

@@ -9,6 +9,8 @@ import pytest
 from archiver.cli import app
 from tests.conftest import invoke
 
+pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
+
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 

@@ -20,7 +20,7 @@ from archiver.records import STATUSES, TYPES
 from archiver.timeutil import to_epoch_ms
 from tests.clients import client, protocol_session
 
-pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import pytest
 
 from archiver.cloudmap import ClientSettings, make_client
 
+pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
+
 AWS = "https://servicediscovery.us-east-1.amazonaws.com"
 
 

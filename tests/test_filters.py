@@ -11,6 +11,8 @@ from archiver.filters import Filter, Filters, parse, validate
 from archiver.timeutil import to_epoch_ms
 from tests.helpers import T0, op
 
+pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
+
 
 def err(raw) -> str:
     with pytest.raises(FilterError) as info:

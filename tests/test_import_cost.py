@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
 
 def test_importing_the_cli_loads_no_boto3_alembic_or_emulator() -> None:

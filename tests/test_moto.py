@@ -30,7 +30,7 @@ import pytest
 from archiver.records import OperationRecord
 from tests.helpers import archived, cli_sync
 
-pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
 
 def _free_port() -> int:

@@ -17,6 +17,8 @@ import pytest
 from archiver import stopping
 from archiver.errors import Stopped
 
+pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
+
 
 @pytest.fixture
 def installed():

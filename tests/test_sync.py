@@ -36,19 +36,19 @@ def scalar(db: str, stmt):
 
 
 def test_initial_repeat_and_incremental_sync(db) -> None:
-    with Emulator(seed_operations=4880, days=90, seed=11) as emu:
+    with Emulator(seed_operations=2880, days=90, seed=11) as emu:
         emu.account.add_operations(120, pending_share=1.0)  # unfinished work to finish later
         # 1. initial sync: the archive equals the service, every field, to the ms
         first = sync_once(db, emu)
         assert first.outcome == "succeeded"
-        assert first.stats.inserted == 5000 == emu.counters.get_calls
+        assert first.stats.inserted == 3000 == emu.counters.get_calls
         assert_archive_equals(db, emu.account)
 
         # 2. immediately again: nothing to fetch, one list pass
         emu.counters.reset()
         again = sync_once(db, emu)
         assert emu.counters.get_calls == 0 == again.stats.get_calls
-        assert emu.counters.list_pages <= 50 + again.stats.unit_check_calls
+        assert emu.counters.list_pages <= 30 + again.stats.unit_check_calls
         assert again.stats.unit_check_calls == 2  # the unit check: unfiltered, then ms
 
         # 3. a live account moves on: 200 new, 100 pending ones finish

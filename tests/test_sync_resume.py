@@ -69,7 +69,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(archive) -> None:
         # then lands at a random moment of what follows, which takes at least ten more
         # pages of 40 ms, so it always lands mid-run, whatever the machine's speed.
         emu.set_faults("ListOperations", latency_ms=40)
-        for trial in range(10):
+        for trial in range(7):
             gate = emu.hold("ListOperations", after=rng.randint(1, 20))
             proc = start_sync(archive, emu.url, *(["--full"] if trial % 3 == 2 else []))
             assert gate.reached.wait(60), proc.communicate()

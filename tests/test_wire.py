@@ -20,7 +20,7 @@ from tests.conftest import invoke
 from tests.helpers import assert_archive_equals, cli_sync, read_rows
 from tests.misbehaving import Misbehaving
 
-pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
+pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
 JUNK = {
     "text": b"hello",
