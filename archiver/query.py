@@ -191,15 +191,18 @@ def _stream(conn: Connection, selection: Selection,
         sid = next(iter(names)) if selection.source is not None else None
         stmt = select_operations(selection, source_id=sid)
         result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+        flagged = "incomplete" in result.keys()  # noqa: SIM118 (in result would read rows)
         for row in result:
-            yield to_archived(row, names[row.source_id])
+            yield to_archived(row, names[row.source_id],
+                              incomplete=flagged and bool(row.incomplete))  # fmt: skip
 
 
-def to_archived(op: Any, source: str) -> ArchivedOperation:
+def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOperation:
+    values = op._mapping
     return ArchivedOperation(
         source=source,
-        record=OperationRecord(**{name: getattr(op, name) for name in NAMES}),
-        first_seen_at=op.first_seen_at,
-        last_seen_at=op.last_seen_at,
-        incomplete=bool(getattr(op, "incomplete", False)),
+        record=OperationRecord(**{name: values[name] for name in NAMES}),
+        first_seen_at=values["first_seen_at"],
+        last_seen_at=values["last_seen_at"],
+        incomplete=incomplete,
     )
