@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperGroup
 
 from archiver import DISTRIBUTION, __version__
 from archiver.archive import Archive
+from archiver.exits import OneLineUsageErrors
 from archiver.filters import Filters
 from archiver.query import OrderBy
 from archiver.render import Output
@@ -33,39 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("archiver")
 
 
-class _Root(TyperGroup):
-    """The root command: click's usage errors become the documented one line (or one
-    JSON object under --log-format json), exit 2, instead of a boxed panel."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        words = list(sys.argv[1:] if args is None else args)
-        try:
-            rv = super().main(words, prog_name, complete_var, False, windows_expand_args, **extra)
-        except typer.TyperException as exc:  # click's usage errors, as Typer carries them
-            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `archiver`: the help
-                typer.echo(exc.format_message(), err=True)
-                rv = 2
-            else:
-                from archiver.exits import usage
-
-                rv = usage(exc, words)
-        except typer.Abort:
-            rv = 130
-        if not standalone_mode:
-            return rv
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
 app = typer.Typer(
-    cls=_Root,
+    cls=OneLineUsageErrors,
     name="archiver",
     rich_markup_mode=None,
     no_args_is_help=True,
@@ -207,8 +176,6 @@ def root(
 
 def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
-    from archiver.archive import Archive
-
     return Archive.open(settings_of(ctx).db, create_missing=create_missing)
 
 

@@ -13,6 +13,20 @@ import typer
 
 from archiver.cli import db_app, guarded, open_archive, settings_of, sources_app
 
+YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask (required without a terminal).")]
+
+
+def _confirm(yes: bool, action: str, consequence: str) -> None:
+    """Ask on a terminal; without one (cron, a pipe), refuse unless --yes (exit 2)."""
+    from archiver.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"not going to {action} without --yes (stdin is not a terminal)")
+    if not typer.confirm(f"{action[0].upper()}{action[1:]}? {consequence}"):
+        raise UsageError("nothing changed")
+
 
 @db_app.command("upgrade")
 @guarded
@@ -36,9 +50,7 @@ def db_downgrade(
     revision: Annotated[
         str, typer.Argument(metavar="REVISION", help="Target revision; `base` removes every table.")
     ],
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Do not ask (required without a terminal).")
-    ] = False,
+    yes: YesOption = False,
 ) -> None:
     """Take the schema back to an older revision (data in dropped tables is lost).
 
@@ -48,15 +60,7 @@ def db_downgrade(
     Example:
       archiver --db archive.db db downgrade 8c2f1d3a9b10 --yes
     """
-    from archiver.errors import UsageError
-
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"not downgrading to {revision} without --yes (stdin is not a terminal)"
-            )
-        if not typer.confirm(f"Downgrade to {revision}? Data in dropped tables is lost."):
-            raise UsageError("nothing changed")
+    _confirm(yes, f"downgrade to {revision}", "Data in dropped tables is lost.")
     _migrate(ctx, "downgrade", revision)
 
 
@@ -121,9 +125,7 @@ def sources_remove(
         str,
         typer.Argument(metavar="NAME", help="The source to remove, as `sources list` names it."),
     ],
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Do not ask (required without a terminal).")
-    ] = False,
+    yes: YesOption = False,
 ) -> None:
     """Delete a source with its operations, events, runs and state, in one transaction.
 
@@ -133,15 +135,10 @@ def sources_remove(
     Example:
       archiver --db archive.db sources remove typo@eu-west-9 --yes
     """
-    from archiver.errors import UsageError
     from archiver.sources import remove_source
 
     with open_archive(ctx) as archive:
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(f"not removing {name!r} without --yes (stdin is not a terminal)")
-            if not typer.confirm(f"Remove source {name!r} and everything it holds?"):
-                raise UsageError("nothing removed")
+        _confirm(yes, f"remove source {name!r}", "Everything it holds is deleted.")
         removed = remove_source(archive, name)
     if not settings_of(ctx).quiet:
         counts = (removed["operations"], removed["operation_events"], removed["sync_runs"])

@@ -2,7 +2,8 @@
 
 The library raises ``ArchiverError``s and never exits; this is the one place that
 maps them (and the few others a command can meet) to what cron sees: exit codes 0,
-1, 2, 3 and 130 as the README documents, and never a bare traceback.
+1, 2, 3 and 130 as the README documents, and never a bare traceback. The root
+command's group (``OneLineUsageErrors``) sends click's own usage errors here too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
+
+import typer
+from typer.core import TyperGroup
 
 from archiver.errors import ArchiverError, first_line
 from archiver.logs import error_line
@@ -61,3 +66,32 @@ def say(message: str, log_format: str, *, trace: str | None = None) -> None:
     line = error_line(redact(message), log_format, trace=redact(trace) if trace else None)
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The root command: click's usage errors become the documented one line (or one
+    JSON object under --log-format json), exit 2, instead of a boxed panel."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(words, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as exc:  # click's usage errors, as Typer carries them
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `archiver`: the help
+                typer.echo(exc.format_message(), err=True)
+                rv = 2
+            else:
+                rv = usage(exc, words)
+        except typer.Abort:
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
