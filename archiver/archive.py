@@ -122,14 +122,10 @@ class Archive:
 
     def upgrade(self, target: str = "head") -> None:
         self.close()  # migrations use their own connection; cached engines would be stale
-        if problem := db.write_problem(self.location):
-            raise UsageError(problem)
         db.migrate(self.location, "upgrade", target)
 
     def downgrade(self, target: str) -> None:
         self.close()
-        if problem := db.write_problem(self.location):
-            raise UsageError(problem)
         db.migrate(self.location, "downgrade", target)
 
     # --- locking -----------------------------------------------------------------------------

@@ -248,6 +248,8 @@ def migrate(db: str, action: str, target: str) -> None:
     from alembic.util import CommandError
 
     check_file(db, must_exist=action != "upgrade")
+    if problem := write_problem(db):
+        raise UsageError(problem)
     engine = create(db, write=True)
     try:
         with engine.connect() as conn:

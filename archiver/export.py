@@ -30,6 +30,7 @@ from sqlalchemy import Select, case, func, literal, null, select
 from archiver import __version__
 from archiver.archive import Archive
 from archiver.errors import UsageError
+from archiver.lock import pid_alive
 from archiver.models import Operation, OperationEvent, SyncState, iso_text
 from archiver.query import Selection, merged, ordered, reading, source_ids
 from archiver.records import FIELDS
@@ -217,18 +218,8 @@ def _remove_stale_partials(target: Path) -> None:
     SIGKILL leaves them): they are tens of megabytes that nothing else would remove."""
     for tmp in target.parent.glob(f".{target.name}.partial-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:

@@ -25,6 +25,17 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (one we may not signal still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _key(source: str) -> int:
     """A stable signed 64-bit advisory-lock key for the source name."""
     return int.from_bytes(hashlib.sha256(b"archiver:" + source.encode()).digest()[:8], "big",

@@ -82,17 +82,13 @@ def _live_holder(holder: str | None) -> str | None:
     """
     if not holder:
         return None
-    import os
     import socket
 
+    from archiver.lock import pid_alive
+
     host, _, pid = holder.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
+    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+        return None
     return holder
 
 

@@ -8,7 +8,7 @@ repeated page is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,12 @@ from archiver.secrets import mask_url
 from archiver.timeutil import now
 
 _IN_CHUNK = 500  # stays far below SQLite's bound-parameter limit
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``ids`` in slices small enough for one ``IN (…)`` of bound parameters."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield ids[i : i + _IN_CHUNK]
 
 
 def ensure_source(
@@ -58,8 +64,7 @@ def find_source(conn: Connection, name: str) -> int | None:
 def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> dict[str, str]:
     """Archived status of each listed id: one query per page decides what to fetch."""
     out: dict[str, str] = {}
-    for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i : i + _IN_CHUNK]
+    for chunk in _chunks(ids):
         out.update(
             conn.execute(
                 select(Operation.id, Operation.status).where(
@@ -105,11 +110,10 @@ def upsert_operations(
     # An operation found at last is complete: it leaves incomplete_operations in the
     # same transaction, so it is never in both, nor in neither.
     ids = [r["id"] for r in rows]
-    for i in range(0, len(ids), _IN_CHUNK):
+    for chunk in _chunks(ids):
         conn.execute(
             delete(IncompleteOperation).where(
-                IncompleteOperation.source_id == source_id,
-                IncompleteOperation.id.in_(ids[i : i + _IN_CHUNK]),
+                IncompleteOperation.source_id == source_id, IncompleteOperation.id.in_(chunk)
             )
         )
     return len(rows)
@@ -160,20 +164,19 @@ def retried_incomplete(
     conn: Connection, source_id: int, ids: Sequence[str], *, gone: Sequence[str], at: datetime
 ) -> None:
     """One more unanswered try for ``ids``; ``gone`` ones are given up on as of ``at``."""
-    for i in range(0, len(ids), _IN_CHUNK):
+    mine = IncompleteOperation.source_id == source_id
+    for chunk in _chunks(ids):
         conn.execute(
             update(IncompleteOperation)
-            .where(IncompleteOperation.source_id == source_id,
-                   IncompleteOperation.id.in_(ids[i : i + _IN_CHUNK]))
+            .where(mine, IncompleteOperation.id.in_(chunk))
             .values(attempts=IncompleteOperation.attempts + 1)
-        )  # fmt: skip
-    for i in range(0, len(gone), _IN_CHUNK):
+        )
+    for chunk in _chunks(gone):
         conn.execute(
             update(IncompleteOperation)
-            .where(IncompleteOperation.source_id == source_id,
-                   IncompleteOperation.id.in_(gone[i : i + _IN_CHUNK]))
+            .where(mine, IncompleteOperation.id.in_(chunk))
             .values(gone_at=at)
-        )  # fmt: skip
+        )
 
 
 def incomplete_counts(conn: Connection, source_id: int) -> tuple[int, int]:
@@ -216,10 +219,10 @@ def append_events(
 
 def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: datetime) -> None:
     """Listed and unchanged: only ``last_seen_at`` moves."""
-    for i in range(0, len(ids), _IN_CHUNK):
+    for chunk in _chunks(ids):
         conn.execute(
             update(Operation)
-            .where(Operation.source_id == source_id, Operation.id.in_(ids[i : i + _IN_CHUNK]))
+            .where(Operation.source_id == source_id, Operation.id.in_(chunk))
             .values(last_seen_at=seen_at)
         )
 
