@@ -8,7 +8,6 @@ commands that read the archive. Every command is options → one library call.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -294,6 +293,10 @@ def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: 
         raise UsageError(f"{option} applies to one source; for the sources of --config, "
                          "set it in the config ([defaults] or [[source]])")  # fmt: skip
     jobs = fleet.plan(settings.config, None if sync_all else names)
+    if metrics_file is not None:
+        from archiver import metrics
+
+        metrics.check_path(metrics_file)
     if dry_run:
         plans = [sync_mod.dry_run(settings.db, job.opts) for job in jobs]
         typer.echo(json.dumps(plans, indent=2))
@@ -334,8 +337,10 @@ def _run_sync(
     settings = settings_of(ctx)
     client = make_client(client_settings)
     stopping.install()
-    if metrics_file is not None and not os.access(metrics_file.parent or ".", os.W_OK):
-        raise UsageError(f"--metrics-file {metrics_file}: its directory is not writable")
+    if metrics_file is not None:
+        from archiver import metrics
+
+        metrics.check_path(metrics_file)
     with Archive.open(settings.db, create_missing=True) as archive:
         retries: dict[str, int] = {}
         shown = for_terminal(quiet=settings.quiet, source=opts.source)

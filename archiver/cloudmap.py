@@ -101,13 +101,11 @@ def _session(settings: ClientSettings, botocore_session: Any = None) -> Any:
 
 
 def profile_region(settings: ClientSettings) -> str | None:
-    """The region the profile (``~/.aws/config``) names, as the client itself would use."""
-    from botocore.exceptions import ConfigParseError
+    """The region the profile (``~/.aws/config``) names, as the client itself would use.
 
-    try:
-        return _session(settings).region_name  # type: ignore[no-any-return]
-    except ConfigParseError as exc:
-        raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
+    A broken config is reported by ``_session``: creating the session parses it.
+    """
+    return _session(settings).region_name  # type: ignore[no-any-return]
 
 
 def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:

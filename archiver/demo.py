@@ -13,9 +13,8 @@ from typing import Any, TextIO
 from archiver import filters, options, query, render
 from archiver import status as status_mod
 from archiver.archive import Archive
-from archiver.cloudmap import make_client
 from archiver.errors import UsageError
-from archiver.sync import run_sync
+from archiver.sync import sync_source
 
 SOURCE = "demo@emulator"
 
@@ -36,9 +35,7 @@ def run(
         words = options.SyncWords(region="us-east-1", endpoint_url=emu.url, source=SOURCE,
                                   access_key="demo", secret_key="demo")  # fmt: skip
         opts, client_settings = options.build(words)
-        client = make_client(client_settings)
-        with Archive.open(target, create_missing=True) as archive:
-            summary = run_sync(archive, client, opts, on_page=on_page)
+        summary = sync_source(target, opts, client_settings, on_page=on_page)
     out.write(f"synced {summary.stats.listed} operations from the emulator into {target}\n\n")
     with Archive.open(target) as archive:
         out.write(status_mod.to_text(status_mod.summarize(archive, source=SOURCE)) + "\n")

@@ -173,6 +173,7 @@ def check_destination(out: Path, archive: Archive | None = None) -> Destination:
     spelling. A symlink is followed to a regular file, or refused.
     """
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    own = _archive_files(archive)
     if out.is_symlink() and not target.exists():
         raise UsageError(f"--out {out} is a symlink to nothing ({target})")
     if target.exists():
@@ -181,7 +182,7 @@ def check_destination(out: Path, archive: Archive | None = None) -> Destination:
             raise UsageError(f"--out {out} is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"--out {out} is not a regular file (a device, FIFO or socket)")
-        if archive is not None and _same_file(st, archive):
+        if any(_same_file(st, f) for f in own):
             raise UsageError(f"--out {out} is the archive itself; choose another file")
         if not os.access(target, os.W_OK):
             raise UsageError(f"--out {out} exists and is not writable")
@@ -190,27 +191,27 @@ def check_destination(out: Path, archive: Archive | None = None) -> Destination:
         raise UsageError(f"--out {out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: directory {parent} is not writable")
-    if archive is not None and archive.sqlite_path is not None:
-        files = [archive.sqlite_path.with_name(archive.sqlite_path.name + s) for s in _SIDECARS]
-        if os.path.abspath(target) in {os.path.abspath(f) for f in files}:
-            raise UsageError(f"--out {out} is one of the archive's own files; choose another")
+    if os.path.abspath(target) in {os.path.abspath(f) for f in own}:  # ones not made yet
+        raise UsageError(f"--out {out} is one of the archive's own files; choose another")
     return Destination(target, stat.S_IMODE(target.stat().st_mode) if target.exists() else None)
 
 
 _SIDECARS = ("", "-wal", "-shm", "-journal")
 
 
-def _same_file(st: os.stat_result, archive: Archive) -> bool:
-    if archive.sqlite_path is None:
+def _archive_files(archive: Archive | None) -> list[Path]:
+    """The SQLite archive's file and its -wal/-shm/-journal, whether they exist or not."""
+    if archive is None or archive.sqlite_path is None:
+        return []
+    return [archive.sqlite_path.with_name(archive.sqlite_path.name + s) for s in _SIDECARS]
+
+
+def _same_file(st: os.stat_result, path: Path) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
         return False
-    for suffix in _SIDECARS:
-        try:
-            other = os.stat(archive.sqlite_path.with_name(archive.sqlite_path.name + suffix))
-        except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            return True
-    return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _remove_stale_partials(target: Path) -> None:

@@ -26,9 +26,9 @@ from typing import Any
 
 from archiver import options
 from archiver.archive import Archive
-from archiver.cloudmap import ClientSettings, make_client
+from archiver.cloudmap import ClientSettings
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
-from archiver.sync import Summary, SyncOptions, run_sync
+from archiver.sync import Summary, SyncOptions, sync_source
 
 #: What a [[source]] or [defaults] may set: the sync's own words (options.SyncWords).
 SYNC_KEYS = frozenset(f.name for f in fields(options.SyncWords)) - {"access_key", "secret_key"}
@@ -146,9 +146,7 @@ def run(
 
     def one(job: Job) -> Result:
         try:
-            client = make_client(job.client)
-            with Archive.open(location, create_missing=True) as archive:
-                return Result(job.opts.source, run_sync(archive, client, job.opts), None)
+            return Result(job.opts.source, sync_source(location, job.opts, job.client), None)
         except KeyboardInterrupt as exc:  # a stop request, taken in this run's waits
             return Result(job.opts.source, None, Interrupted(str(exc) or "interrupted"))
         except ArchiverError as exc:

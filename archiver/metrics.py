@@ -10,16 +10,22 @@ well as a good one.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
+from archiver import store
 from archiver.archive import Archive
 from archiver.errors import UsageError
-from archiver.models import Source, SyncRun, SyncState
 
 #: sync_runs columns exported as counters of the source's latest run.
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
+
+
+def check_path(path: Path) -> None:
+    """Refuse a metrics file that could not be written, before any run (exit 2)."""
+    if not os.access(path.parent or ".", os.W_OK):
+        raise UsageError(f"--metrics-file {path}: its directory is not writable")
 
 
 def write(path: str, archive: Archive, sources: list[str], *, retries: dict[str, int]) -> None:
@@ -44,20 +50,12 @@ def write(path: str, archive: Archive, sources: list[str], *, retries: dict[str,
     retried = gauge("last_run_retries", "Calls botocore retried in the last run.")
     with archive.reader.connect() as conn:
         for name in sources:
-            sid = conn.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
+            sid = store.find_source(conn, name)
             if sid is None:
                 continue  # the run failed before the source existed
-            r = conn.execute(
-                select(SyncRun).where(SyncRun.source_id == sid).order_by(SyncRun.id.desc())
-            ).first()
-            ok = conn.execute(
-                select(func.max(SyncRun.finished_at)).where(
-                    SyncRun.source_id == sid, SyncRun.outcome == "succeeded"
-                )
-            ).scalar_one()
-            mark = conn.execute(
-                select(SyncState.watermark).where(SyncState.source_id == sid)
-            ).scalar_one_or_none()
+            r = store.latest_run(conn, sid)
+            ok = store.last_success(conn, sid)
+            mark = store.watermark(conn, sid)
             if ok is not None:
                 success.labels(name).set(ok.timestamp())
             if mark is not None:

@@ -49,11 +49,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                 ).all()
             )
             holder = _live_holder(state.lock_holder if state else None)
-            last_success = conn.execute(
-                select(func.max(SyncRun.finished_at)).where(
-                    SyncRun.source_id == src.id, SyncRun.outcome == "succeeded"
-                )
-            ).scalar_one()
+            last_success = store.last_success(conn, src.id)
             incomplete, gone = store.incomplete_counts(conn, src.id)
             out.append(
                 {

@@ -227,6 +227,22 @@ def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: da
         )
 
 
+def last_success(conn: Connection, source_id: int) -> datetime | None:
+    """When the source's latest successful sync finished (None: never)."""
+    return conn.execute(
+        select(func.max(SyncRun.finished_at)).where(
+            SyncRun.source_id == source_id, SyncRun.outcome == "succeeded"
+        )
+    ).scalar_one()
+
+
+def latest_run(conn: Connection, source_id: int) -> Any:
+    """The source's latest sync_runs row (None: it has none)."""
+    return conn.execute(
+        select(SyncRun).where(SyncRun.source_id == source_id).order_by(SyncRun.id.desc())
+    ).first()
+
+
 def update_date_unit(conn: Connection, source_id: int) -> str | None:
     return conn.execute(
         select(Source.update_date_unit).where(Source.id == source_id)

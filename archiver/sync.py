@@ -481,6 +481,21 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
 
 
+def sync_source(
+    location: str,
+    opts: SyncOptions,
+    client_settings: cloudmap.ClientSettings,
+    *,
+    on_page: Callable[[Stats], None] | None = None,
+    botocore_session: Any = None,
+) -> Summary:
+    """One source end to end: the client first (bad AWS settings fail before any file
+    is made), then the archive (created when new), then the run."""
+    client = cloudmap.make_client(client_settings, botocore_session=botocore_session)
+    with Archive.open(location, create_missing=True) as archive:
+        return run_sync(archive, client, opts, on_page=on_page)
+
+
 def run_sync(
     archive: Archive,
     client: cloudmap.CloudMapClient,

@@ -91,9 +91,6 @@ def revision(db: str) -> str | None:
 
 def run_library_sync(db: str, opts, client_settings, *, on_page=None, session=None):  # type: ignore[no-untyped-def]
     """One sync through the library, as `archiver sync` runs it: client, archive, run."""
-    from archiver.cloudmap import make_client
-    from archiver.sync import run_sync
+    from archiver.sync import sync_source
 
-    client = make_client(client_settings, botocore_session=session)
-    with Archive.open(db, create_missing=True) as archive:
-        return run_sync(archive, client, opts, on_page=on_page)
+    return sync_source(db, opts, client_settings, on_page=on_page, botocore_session=session)

@@ -106,6 +106,9 @@ def test_fleet_usage_errors(runner, db, tmp_path) -> None:
     assert typed.exit_code == 2 and "[defaults]" in typed.stderr
     unknown = invoke(runner, "--db", db, "--config", config, "sync", "--source", "y")
     assert unknown.exit_code == 2 and "no source 'y'" in unknown.stderr
+    nowhere = ("--metrics-file", "/no/such/dir/archiver.prom")  # refused before any run
+    metrics = invoke(runner, "--db", db, "--config", config, "sync", "--all", *nowhere)
+    assert metrics.exit_code == 2 and "--metrics-file" in metrics.stderr
 
 
 def test_the_exit_code_is_the_worst_and_3_only_when_every_failure_was_a_lock() -> None:
