@@ -26,7 +26,7 @@ from archiver import __version__, wire
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.records import OperationRecord
 from archiver.secrets import redact
-from archiver.timeutil import to_epoch_ms
+from archiver.timeutil import to_epoch_ms, utc_ms
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
 DEFAULT_ATTEMPTS = 12
@@ -58,6 +58,8 @@ class CloudMapClient(Protocol):
     def get_operation(self, **kwargs: Any) -> dict[str, Any]: ...
 
     def list_namespaces(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def list_services(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
 _CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
@@ -272,23 +274,50 @@ def list_operations(
         )
 
 
-def shared_owners(
-    client: CloudMapClient, *, limit: RateLimit | None = None
-) -> tuple[list[str], int]:
-    """The accounts that own namespaces shared with ours (AWS RAM), and the pages read.
+@dataclass(frozen=True)
+class Listed:
+    """A namespace or service as ListNamespaces or ListServices summarises it."""
 
-    GetOperation finds an operation of such a namespace only when told its owner, so
-    the sync learns them once a run. ListNamespaces pages as ListOperations does (P2).
+    id: str
+    name: str
+    type: str | None
+    arn: str | None
+    resource_owner: str | None
+    create_date: datetime | None
+
+
+def list_catalog(
+    client: CloudMapClient, kind: str, *, owner: str | None = None, limit: RateLimit | None = None
+) -> tuple[list[Listed], int]:
+    """Every namespace (``kind`` "namespaces") or service ("services"), and the pages read.
+
+    ``owner``: SELF or OTHER_ACCOUNTS (the RESOURCE_OWNER filter), or None for all.
+    Both calls page as ListOperations does (P2): a page may be empty with more to come.
     """
-    others = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": ["OTHER_ACCOUNTS"]}]
-    params = {"Filters": others, "MaxResults": PAGE_SIZE}
-    owners: set[str] = set()
-    calls = 0
-    for answer in _paged("ListNamespaces", client.list_namespaces, params, limit=limit):
-        calls += 1
-        owners.update(n["ResourceOwner"] for n in answer.get("Namespaces", [])
-                      if n.get("ResourceOwner"))  # fmt: skip
-    return sorted(owners), calls
+    call, send, key = (
+        ("ListNamespaces", client.list_namespaces, "Namespaces")
+        if kind == "namespaces"
+        else ("ListServices", client.list_services, "Services")
+    )
+    params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
+    if owner:
+        params["Filters"] = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": [owner]}]
+    found: dict[str, Listed] = {}
+    pages = 0
+    for answer in _paged(call, send, params, limit=limit):
+        pages += 1
+        for item in answer.get(key, []):
+            if item.get("Id") and item.get("Name") is not None:
+                created = item.get("CreateDate")
+                found[item["Id"]] = Listed(
+                    id=item["Id"],
+                    name=item["Name"],
+                    type=item.get("Type"),
+                    arn=item.get("Arn"),
+                    resource_owner=item.get("ResourceOwner"),
+                    create_date=utc_ms(created) if isinstance(created, datetime) else None,
+                )
+    return list(found.values()), pages
 
 
 def get_operation(

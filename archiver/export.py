@@ -31,15 +31,16 @@ from archiver import __version__
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.lock import pid_alive
-from archiver.models import Operation, OperationEvent, SyncState, iso_text
-from archiver.query import Selection, merged, ordered, reading, source_ids
+from archiver.models import Namespace, Operation, OperationEvent, Service, SyncState, iso_text
+from archiver.query import Selection, merged, ordered, reading, source_ids, with_names
 from archiver.records import FIELDS
 from archiver.timeutil import iso, now
 
 _SEEN = ("first_seen_at", "last_seen_at")
-COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN)
+_NAMES = ("namespace_name", "service_name")  # appended in 0.3: the header only grows at its end
+COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
-_GUARDED = frozenset({"source", *(f.name for f in FIELDS if f.free_text)})
+_GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _BATCH = 5000
 _DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
@@ -83,8 +84,10 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
         return col
 
     if not history:
-        cols = {c: (name if c == "source" else getattr(Operation, c)) for c in COLUMNS}
-        base: Select[Any] = select(*(cell(c, v) for c, v in cols.items()))
+        names_of = dict(zip(_NAMES, (Namespace.name, Service.name), strict=True))
+        cols = {c: name if c == "source" else names_of.get(c, getattr(Operation, c, None))
+                for c in COLUMNS}  # fmt: skip
+        base: Select[Any] = with_names(*(cell(c, v) for c, v in cols.items()))
         return ordered(base, selection, source_id=source_id)
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (name, e.operation_id, o.type, e.status, e.update_date,

@@ -181,6 +181,39 @@ class IncompleteOperation(Base):
     gone_at: Mapped[datetime | None]  # given up on: not found for the whole retry period
 
 
+class _Named:
+    """A namespace or service as its List call summarises it, kept for ever by source.
+
+    Operations name their targets by id only; these rows turn ids into the names an
+    auditor knows, also after the namespace or service was deleted: a row is never
+    removed, ``last_seen_at`` says when a listing last showed it, and ``gone_at`` when
+    a complete listing first did not.
+    """
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    type: Mapped[str | None] = mapped_column(String(32))
+    arn: Mapped[str | None] = mapped_column(String(2048))
+    resource_owner: Mapped[str | None] = mapped_column(String(12))
+    create_date: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    gone_at: Mapped[datetime | None]
+
+
+class Namespace(_Named, Base):
+    """A namespace of the source's account, or one shared with it (ListNamespaces)."""
+
+    __tablename__ = "namespaces"
+
+
+class Service(_Named, Base):
+    """A service of the source's namespaces, shared ones included (ListServices)."""
+
+    __tablename__ = "services"
+
+
 class OperationEvent(Base):
     """One observed (status, update_date) of an operation: the history the API forgets."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.filters import Filters
-from archiver.models import IncompleteOperation, Operation, Source
+from archiver.models import IncompleteOperation, Namespace, Operation, Service, Source
 from archiver.records import NAMES, OperationRecord
 
 STREAM_BATCH = 2000
@@ -61,6 +61,30 @@ class ArchivedOperation:
     first_seen_at: datetime
     last_seen_at: datetime
     incomplete: bool = False
+    namespace_name: str | None = None  # of the operation's NAMESPACE target, if known
+    service_name: str | None = None  # of its SERVICE target
+
+
+def with_names(*columns: Any) -> Select[Any]:
+    """``SELECT columns…`` over operations joined to its targets' names (``Namespace.name``
+    and ``Service.name`` may be among the columns; ``name_columns`` are the two labelled).
+
+    The names of the operation's own NAMESPACE and SERVICE targets, NULL where it has
+    none or the name is unknown. LEFT JOINs on the catalog's primary keys: SQLite keeps
+    operations as the outer loop of a LEFT JOIN, so the filter's index stays in charge,
+    and the joins adapt onto the union with incomplete operations like operations does.
+    """
+    ns, srv = Namespace, Service
+    return (
+        select(*columns)
+        .select_from(Operation)
+        .outerjoin(ns, (ns.source_id == Operation.source_id) & (ns.id == Operation.namespace_id))
+        .outerjoin(srv, (srv.source_id == Operation.source_id) & (srv.id == Operation.service_id))
+    )
+
+
+def name_columns() -> list[Any]:
+    return [Namespace.name.label("namespace_name"), Service.name.label("service_name")]
 
 
 def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
@@ -84,8 +108,8 @@ def select_operations(
     An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
     which both engines merge in order from their indexes.
     """
-    return ordered(select(*Operation.__table__.columns), selection, source_id=source_id,
-                   flag_incomplete=True)  # fmt: skip
+    base = with_names(*Operation.__table__.columns, *name_columns())
+    return ordered(base, selection, source_id=source_id, flag_incomplete=True)
 
 
 def ordered(
@@ -205,4 +229,6 @@ def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOp
         first_seen_at=values["first_seen_at"],
         last_seen_at=values["last_seen_at"],
         incomplete=incomplete,
+        namespace_name=values.get("namespace_name"),
+        service_name=values.get("service_name"),
     )

@@ -28,7 +28,13 @@ class Output(StrEnum):
 
 def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
     """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source."""
-    out = op.record.to_api()
+    api = op.record.to_api()
+    names = {"NamespaceName": op.namespace_name, "ServiceName": op.service_name}
+    out: dict[str, Any] = {}
+    for key, value in api.items():
+        out[key] = value
+        if key == "Targets":  # the names sit beside the ids they name
+            out.update((k, v) for k, v in names.items() if v is not None)
     for key, value in (("CreateDate", op.record.create_date),
                        ("UpdateDate", op.record.update_date)):  # fmt: skip
         if value is not None:  # unknown for an incomplete operation
@@ -58,8 +64,9 @@ def write_ids(rows: Iterable[ArchivedOperation], out: TextIO) -> int:
     return n
 
 
-# Fits 80 columns: the id is what a user copies, so it is shown whole when it can be.
-_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Id", 0))
+# The id is what a user copies, so it is shown whole when the terminal is wide enough;
+# Name is the service's name, or the namespace's for a namespace operation.
+_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Name", 14), ("Id", 0))
 
 
 def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | None = 80) -> int:
@@ -72,7 +79,9 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
         r = op.record
         rid = r.id if id_width is None or len(r.id) <= id_width else r.id[: id_width - 1] + "…"
         when = iso(r.update_date) if r.update_date else "(incomplete)"
-        out.write(f"{when:<24} {r.status:<9} {r.type or '?':<19} {rid}\n")
+        name = op.service_name or op.namespace_name or ""
+        name = name if len(name) <= 14 else name[:13] + "…"
+        out.write(f"{when:<24} {r.status:<9} {r.type or '?':<19} {name:<14} {rid}\n")
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
     return n

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from archiver import cloudmap, stopping, store, units
+from archiver import catalog, cloudmap, stopping, store, units
 from archiver.archive import Archive
 from archiver.errors import (
     ArchiverError,
@@ -83,7 +83,7 @@ class Plan:
 
 #: Stats a run reports (``--json``) but sync_runs has no column for.
 _REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
-                  "namespace_calls", "planned_windows", "pages")  # fmt: skip
+                  "namespace_calls", "service_calls", "planned_windows", "pages")  # fmt: skip
 
 
 @dataclass
@@ -101,7 +101,8 @@ class Stats:
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
     unit_check_calls: int = 0  # extra ListOperations calls of the UPDATE_DATE unit check
-    namespace_calls: int = 0  # ListNamespaces pages read to learn the shared namespaces
+    namespace_calls: int = 0  # ListNamespaces pages read (names, and who shares with us)
+    service_calls: int = 0  # ListServices pages read (names)
     planned_windows: int = 0  # of this run's plan, for progress (window i of N)
     pages: int = 0  # list pages stored in this run
 
@@ -300,7 +301,7 @@ class Syncer:
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
                 self._check_unit(sid, started)
-                self._learn_owners()
+                self._list_names(sid)
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -336,16 +337,34 @@ class Syncer:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
 
-    def _learn_owners(self) -> None:
-        """Once a run: who owns the namespaces shared with us, so that their operations
-        are found (GetOperation answers OperationNotFound without OwnerAccount)."""
-        try:
-            self.owners, self.stats.namespace_calls = cloudmap.shared_owners(
-                self.client, limit=self.limit
-            )
-        except WorkFailed as exc:  # e.g. no permission for ListNamespaces
-            log.warning("cannot list the namespaces shared with this account (%s); "
-                        "operations of shared namespaces will be kept incomplete", exc)  # fmt: skip
+    def _list_names(self, sid: int) -> None:
+        """Once a run: the source's namespaces and services, for their names (``catalog``),
+        and who owns the namespaces shared with us, so that their operations are found
+        (GetOperation answers OperationNotFound without OwnerAccount). A listing that
+        fails is a warning: the operations are the archive, the names help read it."""
+        seen = self.clock()
+        listings: dict[str, tuple[list[cloudmap.Listed], bool]] = {}
+        passes = (("namespaces", "SELF"), ("namespaces", "OTHER_ACCOUNTS"), ("services", None))
+        for kind, owner in passes:
+            items, complete = listings.get(kind, ([], True))
+            try:
+                found, pages = cloudmap.list_catalog(self.client, kind, owner=owner,
+                                                     limit=self.limit)  # fmt: skip
+            except WorkFailed as exc:  # e.g. no permission for ListNamespaces
+                log.warning("cannot list the %s of source %s (%s); %s", kind, self.opts.source,
+                            exc, _WITHOUT[kind])  # fmt: skip
+                listings[kind] = (items, False)
+                continue
+            if kind == "namespaces":
+                self.stats.namespace_calls += pages
+            else:
+                self.stats.service_calls += pages
+            if owner == "OTHER_ACCOUNTS":
+                self.owners = sorted({i.resource_owner for i in found if i.resource_owner})
+            listings[kind] = (items + found, complete)
+        with self.writer.begin() as conn:
+            for kind, (items, complete) in listings.items():
+                catalog.record(conn, sid, kind, items, seen_at=seen, complete=complete)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
@@ -452,6 +471,13 @@ class Syncer:
                      s.inserted + s.updated)  # fmt: skip
         if self.on_page:
             self.on_page(s)
+
+
+_WITHOUT = {
+    "namespaces": "their names are not refreshed, and operations of namespaces shared "
+    "with this account are kept incomplete",
+    "services": "their names are not refreshed",
+}
 
 
 def _wait_for(future: Future[Any]) -> Any:

@@ -13,7 +13,8 @@ from archiver.models import Base
 from tests.helpers import revision
 
 TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state",
-          "incomplete_operations"}  # fmt: skip
+          "incomplete_operations", "namespaces", "services"}  # fmt: skip
+VIEWS = {"operations_named", "status_changes"}
 FIRST = "8c2f1d3a9b10"
 OPERATION_INDEXES = {
     "ix_operations__update_date",
@@ -47,6 +48,7 @@ def test_upgrade_creates_exactly_the_tables_and_their_indexes(db: str) -> None:
     assert _tables(db) == TABLES
     engine = archive_db.create(db, write=False)
     try:
+        assert set(inspect(engine).get_view_names()) == VIEWS
         names = {ix["name"] for ix in inspect(engine).get_indexes("operations")}
         uniques = {u["name"] for u in inspect(engine).get_unique_constraints("operation_events")}
     finally:

@@ -23,7 +23,7 @@ from archiver.emulator.state import Account, Clock
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
 
-OPERATIONS = ("ListOperations", "GetOperation", "ListNamespaces")
+OPERATIONS = ("ListOperations", "GetOperation", "ListNamespaces", "ListServices")
 
 
 class Emulator:

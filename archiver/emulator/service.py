@@ -59,6 +59,26 @@ def _namespace_test(entry: Any, caller: str) -> Any:
     return lambda n: n.name == values[0]
 
 
+def _service_test(entry: Any, caller: str) -> Any:
+    """One ListServices filter as a predicate over a Service; bad ones InvalidInput."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("Values"), list):
+        raise invalid("a service filter has Name, Values and an optional Condition")
+    name, values = entry.get("Name"), entry["Values"]
+    condition = entry.get("Condition", "EQ")
+    if name not in ("NAMESPACE_ID", "RESOURCE_OWNER") or condition != "EQ" or len(values) != 1:
+        raise invalid(f"service filter {name} {condition} is not supported")
+    if name == "NAMESPACE_ID":  # an id, or the ARN of a shared namespace
+        return lambda s: values[0] in (s.namespace_id, _arn("namespace", s.owner, s.namespace_id))
+    if values[0] not in ("SELF", "OTHER_ACCOUNTS"):
+        raise invalid("RESOURCE_OWNER takes SELF or OTHER_ACCOUNTS")
+    mine = values[0] == "SELF"
+    return lambda s: (s.owner == caller) == mine
+
+
+def _arn(kind: str, owner: str, rid: str) -> str:
+    return f"arn:aws:servicediscovery:us-east-1:{owner}:{kind}/{rid}"
+
+
 def _seconds_read_as_ms(entry: Any) -> Any:
     """An UPDATE_DATE filter as a service reading seconds sees it: milliseconds sent to
     it are read as a time far in the future (clamped to the last one there is)."""
@@ -161,38 +181,57 @@ class Service:
             raise ApiError("OperationNotFound", f"Operation {op_id} not found")
         return {"Operation": op.to_api()}  # G4: to_api omits what is absent
 
-    def list_namespaces(self, params: dict[str, Any]) -> dict[str, Any]:
-        """TYPE (EQ, IN), NAME (EQ, BEGINS_WITH) and RESOURCE_OWNER (EQ: SELF or
-        OTHER_ACCOUNTS) filters, scanned then filtered as ListOperations is (P2)."""
+    def _max_results(self, params: dict[str, Any]) -> int:
         max_results = params.get("MaxResults", 100)
         if isinstance(max_results, bool) or not isinstance(max_results, int):
             raise invalid("MaxResults must be an integer")
         if not 1 <= max_results <= 100:
             raise invalid("MaxResults must be between 1 and 100")
-        tests = [_namespace_test(f, self.account.caller) for f in params.get("Filters") or []]
-        ordered = sorted(self.account.namespaces, key=lambda n: (n.create_date, n.id))
+        return max_results
+
+    def _catalog_page(self, items: list[Any], tests: list[Any], params: dict[str, Any],
+                      summary: Any) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+        """One page of a listing in (CreateDate, Id) order, scanned then filtered (P2)."""
+        max_results = self._max_results(params)
+        ordered = sorted(items, key=lambda n: (n.create_date, n.id))
         after = self._position(params["NextToken"]) if "NextToken" in params else None
         keys = [(to_epoch_ms(n.create_date), n.id) for n in ordered]
         start = bisect.bisect_right(keys, after) if after else 0
         scanned = ordered[start : start + max_results]
-        out: dict[str, Any] = {
-            "Namespaces": [
-                {
-                    "Id": n.id,
-                    "Arn": f"arn:aws:servicediscovery:us-east-1:{n.owner}:namespace/{n.id}",
-                    "ResourceOwner": n.owner,
-                    "Name": n.name,
-                    "Type": n.type,
-                    "CreateDate": n.create_date,
-                }
-                for n in scanned
-                if all(test(n) for test in tests)
-            ]
-        }
+        page = [summary(n) for n in scanned if all(test(n) for test in tests)]
+        token = None
         if start + max_results < len(ordered) and scanned:
             last = scanned[-1]
-            out["NextToken"] = self._token((to_epoch_ms(last.create_date), last.id))
-        return out
+            token = self._token((to_epoch_ms(last.create_date), last.id))
+        return page, token
+
+    def list_namespaces(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TYPE (EQ, IN), NAME (EQ, BEGINS_WITH) and RESOURCE_OWNER (EQ: SELF or
+        OTHER_ACCOUNTS) filters, scanned then filtered as ListOperations is (P2)."""
+        tests = [_namespace_test(f, self.account.caller) for f in params.get("Filters") or []]
+        page, token = self._catalog_page(self.account.namespaces, tests, params, lambda n: {
+            "Id": n.id,
+            "Arn": _arn("namespace", n.owner, n.id),
+            "ResourceOwner": n.owner,
+            "Name": n.name,
+            "Type": n.type,
+            "CreateDate": n.create_date,
+        })  # fmt: skip
+        return {"Namespaces": page, **({"NextToken": token} if token else {})}
+
+    def list_services(self, params: dict[str, Any]) -> dict[str, Any]:
+        """NAMESPACE_ID and RESOURCE_OWNER (EQ) filters, scanned then filtered (P2)."""
+        tests = [_service_test(f, self.account.caller) for f in params.get("Filters") or []]
+        page, token = self._catalog_page(self.account.services, tests, params, lambda s: {
+            "Id": s.id,
+            "Arn": _arn("service", s.owner, s.id),
+            "ResourceOwner": s.owner,
+            "Name": s.name,
+            "Type": s.type,
+            "CreateDate": s.create_date,
+            "CreatedByAccount": s.owner,
+        })  # fmt: skip
+        return {"Services": page, **({"NextToken": token} if token else {})}
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if operation == "ListOperations":
@@ -201,4 +240,6 @@ class Service:
             return self.get_operation(params)
         if operation == "ListNamespaces":
             return self.list_namespaces(params)
+        if operation == "ListServices":
+            return self.list_services(params)
         raise ApiError("UnknownOperationException", f"Operation {operation} is not supported")

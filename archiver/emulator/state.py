@@ -10,7 +10,7 @@ import bisect
 import random
 import string
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from archiver.records import OperationRecord
@@ -65,6 +65,7 @@ def _key(op: OperationRecord) -> tuple[int, str]:
 #: The accounts that share namespaces with the caller when sharing is on.
 OTHER_ACCOUNTS = ("123456789012", "210987654321")
 NAMESPACE_TYPES = ("DNS_PRIVATE", "DNS_PUBLIC", "HTTP")
+SERVICE_TYPES = ("DNS_HTTP", "HTTP", "DNS")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,18 @@ class Namespace:
     name: str
     type: str
     owner: str  # its ResourceOwner: the caller's account, or one that shares it
+    create_date: datetime
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service, as ListServices summarises it; it lives in ``namespace_id``."""
+
+    id: str
+    name: str
+    type: str
+    namespace_id: str
+    owner: str  # its namespace's owner
     create_date: datetime
 
 
@@ -121,6 +134,17 @@ class Account:
             for i, ns in enumerate(self._namespaces)
         ]
         self._owner = {n.id: n.owner for n in self.namespaces}
+        self.services = [
+            Service(
+                id=srv,
+                name=f"svc{i}",
+                type=meta.choice(SERVICE_TYPES),
+                namespace_id=(home := self._home(srv)),
+                owner=self._owner[home],
+                create_date=start + timedelta(days=len(self._namespaces) + i),
+            )
+            for i, srv in enumerate(self._services)
+        ]
 
     def owner_of(self, op: OperationRecord) -> str:
         """The account that owns the operation's namespace (the caller's by default)."""
@@ -206,6 +230,22 @@ class Account:
                 self.put(new)
                 done.append(new)
             return done
+
+    def delete_namespace(self, ns_id: str) -> None:
+        """The namespace and its services leave the listings; their operations stay."""
+        with self._lock:
+            self.namespaces = [n for n in self.namespaces if n.id != ns_id]
+            self.services = [s for s in self.services if s.namespace_id != ns_id]
+
+    def delete_service(self, srv_id: str) -> None:
+        with self._lock:
+            self.services = [s for s in self.services if s.id != srv_id]
+
+    def rename_namespace(self, ns_id: str, name: str) -> None:
+        """Give a namespace another name (what a test needs for a hostile one)."""
+        with self._lock:
+            self.namespaces = [replace(n, name=name) if n.id == ns_id else n
+                               for n in self.namespaces]  # fmt: skip
 
     def update(self, op_id: str, **changes: object) -> OperationRecord:
         with self._lock:
