@@ -346,8 +346,8 @@ def remove_source(conn: Connection, source_id: int) -> dict[str, int]:
     """Delete a source with its operations, events, runs and state; what was removed."""
     removed = {}
     # Children first: events name runs, and every table names the source.
-    tables = ("operation_events", "operations", "incomplete_operations", "sync_state",
-              "sync_runs", "sources")  # fmt: skip
+    tables = ("operation_events", "operations", "incomplete_operations", "namespaces",
+              "services", "sync_state", "sync_runs", "sources")  # fmt: skip
     for table in tables:
         t = Base.metadata.tables[table]
         key = t.c.id if table == "sources" else t.c.source_id

@@ -11,7 +11,8 @@ of them being otherwise:
   operation (moto targets REGISTER_INSTANCE at INSTANCE alone, where AWS names the
   SERVICE too). GetOperation then answers OperationNotFound for them.
 - Every operation is SUCCESS at once; ListNamespaces ignores Filters and carries no
-  ResourceOwner, so no namespace looks shared.
+  ResourceOwner, so no namespace looks shared (the sync's SELF and OTHER_ACCOUNTS
+  passes both see every namespace; the names are kept once, by id).
 
 What a client can know of moto is what it lists, so the archive must hold exactly
 that, each operation equal to moto's GetOperation field by field, and keep what moto
@@ -93,3 +94,24 @@ def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> Non
     assert set(after) == truth | new  # nothing moto forgot is lost from the archive
     assert {i: after[i] for i in new} == _as_moto_answers(sd, new)
     assert after[http] == got[http]
+
+    # The names, as moto lists them: the deleted namespace kept, marked gone.
+    names = _names(archive)
+    assert {n: gone for n, (_, gone) in names["namespaces"].items()} == {
+        "orders": True, "internal.example": False, "billing": False}  # fmt: skip
+    assert names["namespaces"]["orders"][0] == namespaces["orders"]
+    assert set(names["services"]) == {"api"} and names["services"]["api"][0] == service
+
+
+def _names(db: str) -> dict[str, dict[str, tuple[str, bool]]]:
+    """name → (id, gone) of each kept namespace and service."""
+    from sqlalchemy import select
+
+    from archiver.models import Namespace, Service
+    from tests.helpers import read_rows
+
+    return {
+        kind: {r.name: (r.id, r.gone_at is not None)
+               for r in read_rows(db, select(model.id, model.name, model.gone_at))}
+        for kind, model in (("namespaces", Namespace), ("services", Service))
+    }  # fmt: skip
