@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,9 +22,6 @@ import typer
 from archiver import DISTRIBUTION, __version__
 from archiver.archive import Archive
 from archiver.exits import OneLineUsageErrors
-from archiver.filters import Filters
-from archiver.query import OrderBy
-from archiver.render import Output
 
 if TYPE_CHECKING:
     from archiver.fleet import Config
@@ -226,156 +222,10 @@ def status(
         raise typer.Exit(1)
 
 
-# --- query and export share their filter options ---------------------------------------
-
-FiltersOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--filters",
-        metavar="FILTER",
-        help="ListOperations filters, as the AWS CLI takes them: shorthand "
-        "'Name=STATUS,Condition=IN,Values=PENDING,SUCCESS' (repeatable), a JSON list, "
-        "or file://path.json. UPDATE_DATE takes epoch milliseconds or ISO-8601.",
-    ),
-]
-MoreFilters = Annotated[
-    list[str] | None,
-    typer.Argument(
-        metavar="[FILTER]...",
-        help="More filter structures, as pasted after --filters from an aws command.",
-        show_default=False,
-    ),
-]
-IncompleteOption = Annotated[
-    bool,
-    typer.Option(
-        "--include-incomplete",
-        help="Also listed operations GetOperation never found (only Id and Status known).",
-    ),
-]
-SourceOption = Annotated[
-    str | None,
-    typer.Option("--source", metavar="NAME", help="Only this source (default: every source)."),
-]
-
-
-def _filters(ctx: typer.Context, given: list[str] | None, more: list[str] | None) -> Filters:
-    """Parse and validate before anything opens the archive (a bad filter writes nothing);
-    a TYPE or STATUS the model does not list is checked against what the archive holds."""
-    from archiver.filters import from_command_line
-    from archiver.query import stored_values
-
-    def stored() -> dict[str, Sequence[str]]:
-        with open_archive(ctx) as archive:
-            return stored_values(archive)
-
-    parsed = from_command_line(given or [], more or [], stored=stored)
-    for warning in parsed.warnings:
-        log.warning(warning)
-    return parsed
-
-
-@app.command()
-@guarded
-def query(
-    ctx: typer.Context,
-    filters: FiltersOption = None,
-    more: MoreFilters = None,
-    output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
-    max_items: Annotated[
-        int | None,
-        typer.Option(
-            "--max-items",
-            metavar="N",
-            min=1,
-            max=10**12,
-            help="At most N operations (default: all).",
-        ),
-    ] = None,
-    order_by: Annotated[
-        OrderBy, typer.Option("--order-by", help="Sort key.")
-    ] = OrderBy.update_date,
-    ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
-    source: SourceOption = None,
-    include_incomplete: IncompleteOption = False,
-) -> None:
-    """Query the archive with ListOperations' own filters, offline.
-
-    Gives the answer the API would give for the same --filters (the rules are in the
-    README), from the archive: newest first unless --ascending.
-
-    \b
-    Example:
-      archiver query --filters Name=STATUS,Condition=IN,Values=FAIL,PENDING -o json
-    """
-    from archiver import render
-    from archiver.query import Selection
-
-    selection = Selection(_filters(ctx, filters, more), source, order_by, ascending, max_items,
-                          include_incomplete)  # fmt: skip
-    with open_archive(ctx) as archive:
-        rows = render.fetch(output, archive, selection)
-        width = terminal_width() if sys.stdout.isatty() else None
-        render.write(output, rows, sys.stdout, width=width)
-        sys.stdout.flush()
-
-
 def terminal_width() -> int:
     import shutil
 
     return shutil.get_terminal_size((80, 24)).columns
-
-
-@app.command()
-@guarded
-def export(
-    ctx: typer.Context,
-    filters: FiltersOption = None,
-    more: MoreFilters = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="PATH", help="Write to this file (default: stdout)."),
-    ] = None,
-    history: Annotated[
-        bool, typer.Option("--history", help="One row per observed status change.")
-    ] = False,
-    gzip: Annotated[
-        bool, typer.Option("--gzip", help="Compress (implied by an --out ending in .gz).")
-    ] = False,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Turn off the spreadsheet formula guard.")
-    ] = False,
-    source: SourceOption = None,
-    include_incomplete: IncompleteOption = False,
-) -> None:
-    """Export operations as CSV for audits, with a manifest beside a file.
-
-    Streams any number of rows. Free-text cells starting with = + - @ tab or CR get a
-    leading ' so spreadsheets do not run them (--raw turns this off). With --out, the
-    file appears complete or not at all, and PATH.manifest.json records its row count,
-    SHA-256, filters and each source's watermark.
-
-    \b
-    Example:
-      archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
-    """
-    from archiver import export as ex
-    from archiver import stopping
-    from archiver.errors import UsageError
-    from archiver.query import Selection
-
-    if include_incomplete and history:
-        raise UsageError("--include-incomplete has no history to add: use it without --history")
-    selection = Selection(_filters(ctx, filters, more), source, ascending=True,  # oldest first
-                          include_incomplete=include_incomplete)  # fmt: skip
-    stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
-    with open_archive(ctx) as archive:
-        sys.stdout.flush()
-        result = ex.export(archive, selection, out, stdout=sys.stdout.buffer, history=history,
-                           raw=raw, compress=ex.wants_gzip(out, gzip))  # fmt: skip
-        sys.stdout.buffer.flush()
-    if out is not None:
-        log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
 
 
 def db_given(ctx: typer.Context) -> bool:
@@ -384,9 +234,11 @@ def db_given(ctx: typer.Context) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-# The commands that talk to a Cloud Map API (sync, demo, emulator serve) live in
-# cli_api, and those that administer the archive (db, sources) in cli_admin; they
-# register themselves on ``app``, and importing them here makes them part of it.
+# The commands that read the archive (query, export, report) live in cli_read, those
+# that talk to a Cloud Map API (sync, demo, emulator serve) in cli_api, and those that
+# administer the archive (db, sources) in cli_admin; they register themselves on
+# ``app``, and importing them here makes them part of it, in this order in --help.
+from archiver import cli_read  # noqa: E402, F401, I001
 from archiver import cli_admin, cli_api  # noqa: E402, F401
 
 

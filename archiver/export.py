@@ -1,7 +1,7 @@
 """Operations → CSV for audits: streamed, formula-safe, and verifiable by a manifest.
 
 The header names are a contract (README, "archiver export"). Cells that hold free
-text from the service or the user — ``source``, ``error_code``, ``error_message`` —
+text from the service or the user — ``source``, ``error_code``, ``error_message``, the names —
 are guarded against spreadsheet formula injection (OWASP "CSV injection"): one that
 begins with ``= + - @``, a tab or a carriage return gets a leading ``'``. Ids, enums
 and dates are never altered. ``raw=True`` turns the guard off.
@@ -97,7 +97,7 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
     )
     if source_id is not None:
         base = base.where(e.source_id == source_id)
-    return merged(base, selection.filters, [e.update_date, e.id])
+    return merged(base.where(*selection.bounds()), selection.filters, [e.update_date, e.id])
 
 
 def rows(
@@ -321,6 +321,8 @@ def _write_manifest(
         "history": history,
         "formula_guard": not raw,
         "filters": selection.filters.to_request(),
+        "since": iso(selection.since) if selection.since else None,
+        "until": iso(selection.until) if selection.until else None,
         "source": selection.source,
         "sources": [
             {"name": name, "watermark": iso(mark) if (mark := marks.get(i)) else None}

@@ -43,6 +43,18 @@ class Selection:
     ascending: bool = False
     limit: int | None = None
     include_incomplete: bool = False  # listed operations GetOperation never found
+    since: datetime | None = None  # --since/--until: UPDATE_DATE BETWEEN, ANDed (F8)
+    until: datetime | None = None
+
+    def bounds(self) -> list[Any]:
+        """--since and --until as conditions on the operation's UpdateDate (inclusive,
+        as BETWEEN is, M4); an incomplete operation has none, so it never matches."""
+        out = []
+        if self.since is not None:
+            out.append(Operation.update_date >= self.since)
+        if self.until is not None:
+            out.append(Operation.update_date <= self.until)
+        return out
 
     def sort_keys(self) -> list[Any]:
         """The sort keys; ties are broken by (source_id, id), so the same archive always
@@ -123,6 +135,7 @@ def ordered(
     """
     if source_id is not None:
         base = base.where(Operation.source_id == source_id)
+    base = base.where(*selection.bounds())
     stmt: Select[Any] | CompoundSelect[Any]
     if selection.include_incomplete:
         keys = [k.asc() if selection.ascending else k.desc() for k in selection.sort_keys()]
@@ -180,7 +193,11 @@ def count(archive: Archive, selection: Selection) -> int:
     """How many operations the selection holds (at most its limit)."""
     with archive.reader.connect() as conn:
         ids = source_ids(conn, selection.source)
-        stmt = select(func.count()).select_from(Operation).where(selection.filters.to_sql())
+        stmt = (
+            select(func.count())
+            .select_from(Operation)
+            .where(selection.filters.to_sql(), *selection.bounds())
+        )
         if selection.source is not None:
             stmt = stmt.where(Operation.source_id.in_(ids))
         if selection.include_incomplete:

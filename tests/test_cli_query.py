@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 
 import pytest
 
-from archiver.timeutil import to_epoch_ms
+from archiver.timeutil import now, to_epoch_ms
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import T0, fill, op
 
@@ -280,3 +281,44 @@ def test_table_shortens_long_ids_only_to_fit_a_terminal() -> None:
     assert all(len(line) <= 100 for line in narrow.getvalue().splitlines())
     assert long_id[:20] in narrow.getvalue() and long_id not in narrow.getvalue()
     assert long_id in whole.getvalue()
+
+
+def _days_ago(n: int, days: float):  # type: ignore[no-untyped-def]
+    record = op(n)
+    when = now() - timedelta(days=days)
+    return record.evolve(create_date=when - timedelta(seconds=5), update_date=when)
+
+
+def test_since_is_the_update_date_between_it_stands_for(runner, archive) -> None:
+    fill(archive, [_days_ago(i, d) for i, d in enumerate((1, 10, 29, 31, 45, 90))])
+    by_since = query_ids(runner, archive, "--since", "30d")
+    end = now()
+    start = end - timedelta(days=30)  # no operation is within days of either end
+    between = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={to_epoch_ms(start)},{to_epoch_ms(end)}"
+    assert by_since == query_ids(runner, archive, "--filters", between)
+    assert sorted(by_since) == ["op-000000", "op-000001", "op-000002"]
+    # combined with --filters, both apply (F8): an UPDATE_DATE filter there too
+    older = f"Name=UPDATE_DATE,Condition=BETWEEN,Values=0,{to_epoch_ms(end) - 20 * 86_400_000}"
+    assert query_ids(runner, archive, "--since", "30d", "--filters", older) == ["op-000002"]
+    assert query_ids(runner, archive, "--since", "60d", "--until", "20d") == [
+        "op-000002", "op-000003", "op-000004"]  # newest first  # fmt: skip
+    csv_ids = [r["id"] for r in csv.DictReader(io.StringIO(
+        invoke(runner, "--db", archive, "export", "--since", "30d").stdout))]  # fmt: skip
+    assert csv_ids == ["op-000002", "op-000001", "op-000000"]  # oldest first
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--since", "last tuesday"), "--since: 'last tuesday' is not a time"),
+        (("--until", "99999999999999"), "--until: '99999999999999' looks like epoch milliseconds"),
+        (("--since", "10d", "--until", "20d"), "--until is before --since"),
+    ],
+)
+@pytest.mark.parametrize("command", ["query", "export"])
+def test_a_malformed_since_or_until_is_one_line_and_exit_2(
+    runner, archive, command, args, words
+) -> None:
+    result = invoke(runner, "--db", archive, command, *args)
+    assert result.exit_code == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and words in result.stderr

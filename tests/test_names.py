@@ -116,7 +116,7 @@ def test_every_output_shows_the_names_and_guards_them(runner, db) -> None:
         if "NamespaceName" in obj or "ServiceName" in obj:  # beside Targets
             assert keys[keys.index("Targets") + 1] in ("NamespaceName", "ServiceName")
     hostile_op = next(i for i, (n, _) in want.items() if n == HOSTILE)
-    shown = [o for o in as_json if o["Id"] == hostile_op][0]
+    shown = next(o for o in as_json if o["Id"] == hostile_op)
     assert shown["NamespaceName"] == HOSTILE  # JSON is data, not a spreadsheet: as it is
 
     table = invoke(runner, "--db", db, "query", "--max-items", "50").stdout

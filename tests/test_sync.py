@@ -290,7 +290,11 @@ def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) 
         result = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert result.exit_code == 0 and result.stderr == "", result.output
         summary = json.loads(result.stdout)
-        assert (summary["incomplete"], summary["namespace_calls"], summary["service_calls"]) == (0, 2, 1)
+        assert (summary["incomplete"], summary["namespace_calls"], summary["service_calls"]) == (
+            0,
+            2,
+            1,
+        )
         assert_archive_equals(db, emu.account)  # OwnerAccount included
         assert emu.counters.get_calls <= 1500 * (1 + len(owners))
         assert emu.counters.get_calls < 1500 + 2 * len(shared)  # the last owner asked first
