@@ -226,6 +226,29 @@ def _remove_stale_partials(target: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _partial(target: Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place."""
+    return target.with_name(f".{target.name}.partial-{os.getpid()}")
+
+
+def replace_with(dest: Destination, data: bytes) -> None:
+    """Put ``data`` at ``dest`` complete or not at all (a whole file made in memory,
+    such as the report): written under a temporary name, fsynced, renamed."""
+    _remove_stale_partials(dest.path)
+    tmp = _partial(dest.path)
+    try:
+        with open(tmp, "wb") as fh:
+            if dest.mode is not None:
+                os.fchmod(fh.fileno(), dest.mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest.path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
     """``--gzip``, or an ``--out`` that ends in ``.gz`` (any case)."""
     return gzip_flag or (out is not None and out.suffix.lower() == ".gz")
@@ -277,7 +300,7 @@ def export(
         return ExportResult(rows=done.rows, sha256=done.sha256, path=None, manifest=None)
     target = dest.path
     _remove_stale_partials(target)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    tmp = _partial(target)
     manifest = out.with_name(out.name + ".manifest.json")
     try:
         with open(tmp, "wb") as fh:

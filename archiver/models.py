@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -97,6 +98,45 @@ def _iso_text_stored(element: iso_text, compiler: Any, **kw: Any) -> str:
 def _iso_text_postgresql(element: iso_text, compiler: Any, **kw: Any) -> str:
     value = compiler.process(next(iter(element.clauses)), **kw)
     return f"to_char(timezone('UTC', {value}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+
+class utc_day(FunctionElement[str]):
+    """A UTCDateTime column's UTC day as text, ``2026-01-31``, in SQL (for GROUP BY)."""
+
+    type = String()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(utc_day)
+def _utc_day_stored(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"substr({compiler.process(next(iter(element.clauses)), **kw)}, 1, 10)"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
+    value = compiler.process(next(iter(element.clauses)), **kw)
+    return f"to_char(timezone('UTC', {value}), 'YYYY-MM-DD')"
+
+
+class seconds_between(FunctionElement[float]):
+    """Seconds from the first UTCDateTime to the second, with the milliseconds, in SQL."""
+
+    type = Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between)
+def _seconds_stored(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM ({end}) - ({start})) AS double precision)"
 
 
 class Base(DeclarativeBase):

@@ -157,6 +157,34 @@ def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
                "123456789012" if i % 3 == 0 else None, seen, seen)  # fmt: skip
 
 
+def add_names_and_runs(conn: sqlite3.Connection) -> None:
+    """The names of synthetic_rows' namespaces and services, as a sync lists them (one
+    namespace in ten deleted: kept, with gone_at, as an old account has), and 300
+    nightly sync runs, a few failed: what the report draws besides operations."""
+    seen, gone = iso_ms(T0_MS + SPAN_MS), iso_ms(T0_MS + SPAN_MS - 86_400_000)
+    for table, prefix, count in (("namespaces", "ns", 50), ("services", "srv", 2000)):
+        conn.executemany(
+            f"INSERT INTO {table} (source_id, id, name, type, first_seen_at, last_seen_at, "
+            "gone_at) VALUES (1, ?, ?, 'HTTP', '2026-01-01T00:00:00.000Z', ?, ?)",
+            [(f"{prefix}-{i:016d}", f"{prefix}{i}.example.internal",
+              gone if table == "namespaces" and i % 10 == 0 else seen,
+              seen if table == "namespaces" and i % 10 == 0 else None)
+             for i in range(count)],
+        )  # fmt: skip
+    runs = []
+    for day in range(300):
+        start = T0_MS + day * 86_400_000 + 3 * 3_600_000
+        outcome = "failed" if day % 37 == 5 else "succeeded"
+        runs.append((iso_ms(start), iso_ms(start + 20_000 + (day * 7919) % 40_000), outcome,
+                     iso_ms(start - 60_000)))  # fmt: skip
+    conn.executemany(
+        "INSERT INTO sync_runs (source_id, started_at, finished_at, outcome, until, windows, "
+        "list_calls, get_calls, listed, inserted, updated, unchanged, vanished) "
+        "VALUES (1, ?, ?, ?, ?, 1, 0, 0, 0, 0, 0, 0, 0)",
+        runs,
+    )
+
+
 def build_archive(path: Path, n: int) -> Path:
     """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
     from archiver import db
@@ -178,6 +206,7 @@ def build_archive(path: Path, n: int) -> Path:
     conn.execute("INSERT INTO sync_state (source_id) VALUES (1)")
     conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                      synthetic_rows(n))  # fmt: skip
+    add_names_and_runs(conn)
     conn.commit()
     conn.execute("ANALYZE")
     conn.commit()

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subp
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", ["sync.py", "query.py", "export.py", "ingest.py"])
+@pytest.mark.parametrize("script", ["sync.py", "query.py", "export.py", "ingest.py", "report.py"])
 def test_each_script_states_its_baseline_and_target(script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True

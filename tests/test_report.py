@@ -1,0 +1,171 @@
+"""`archiver report`: the figures equal the archive's content, the file is whole and
+self-contained, and it renders in a real browser (headless Chromium) offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from archiver import catalog
+from archiver.archive import Archive
+from archiver.cloudmap import Listed
+from archiver.query import Selection
+from archiver.report import BUCKETS, gather
+from archiver.report_html import CHARTS
+from tests.conftest import invoke
+from tests.helpers import T0, fill, op
+
+HOSTILE = "</script><img src=x onerror=alert(1)>=cmd"
+
+
+def _content() -> list:
+    ops = []
+    for i in range(60):
+        status = ("SUCCESS", "FAIL", "PENDING")[i % 3] if i % 5 else "FAIL"
+        record = op(i, status=status, minutes=i * 97, service=f"srv-{i % 4}",
+                    type=("REGISTER_INSTANCE", "UPDATE_SERVICE")[i % 2])  # fmt: skip
+        took = timedelta(seconds=(0.5, 5, 50, 500, 5000, 50_000)[i % 6])
+        ops.append(record.evolve(create_date=record.update_date - took))
+    return ops
+
+
+@pytest.fixture
+def reported(archive: str) -> str:
+    fill(archive, _content())
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        names = [Listed(f"srv-{i}", HOSTILE if i == 1 else f"svc-{i}", "HTTP", None, None, None)
+                 for i in range(3)]  # srv-3 never listed: shown by its id  # fmt: skip
+        catalog.record(conn, 1, "services", names, seen_at=T0, complete=True)
+    return archive
+
+
+def test_the_figures_are_the_archives_own(reported) -> None:
+    ops = _content()
+    with Archive(reported) as handle:
+        figures = gather(handle, Selection())
+    assert figures.total == len(ops)
+    per_day = Counter()
+    for o in ops:
+        per_day[(o.update_date.strftime("%Y-%m-%d"), o.status)] += 1
+    assert {(d, s): n for d, s, n in figures.per_day} == per_day
+    by_type = {t: (sum(o.type == t for o in ops), sum(o.type == t and o.status == "FAIL"
+                                                       for o in ops)) for t in {o.type for o in ops}}  # fmt: skip
+    assert {t: (n, f) for t, n, f in figures.by_type} == by_type
+    fails = Counter(o.service_id for o in ops if o.status == "FAIL")
+    names = {"srv-0": "svc-0", "srv-1": HOSTILE, "srv-2": "svc-2", "srv-3": "srv-3"}
+    assert {(name, n) for name, _, n in figures.top_failing} == {
+        (names[s], n) for s, n in fails.items()}  # fmt: skip
+    assert [n for *_, n in figures.top_failing] == sorted(fails.values(), reverse=True)
+    labels = [label for _, label in BUCKETS]
+    durations = Counter()
+    for o in ops:
+        if o.status != "PENDING":
+            seconds = (o.update_date - o.create_date).total_seconds()
+            index = next((i for i, (bound, _) in enumerate(BUCKETS) if bound and seconds < bound),
+                         len(BUCKETS) - 1)  # fmt: skip
+            durations[(o.type, labels[index])] += 1
+    assert {(t, b): n for t, b, n in figures.durations} == durations
+
+
+def test_the_report_takes_querys_selection(runner, reported, tmp_path) -> None:
+    out = tmp_path / "fails.html"
+    result = invoke(runner, "--db", reported, "report", "--out", str(out),
+                    "--filters", "Name=STATUS,Values=FAIL")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fails = sum(o.status == "FAIL" for o in _content())
+    text = out.read_text(encoding="utf-8")
+    assert f"{fails:,} operations selected (STATUS EQ FAIL)" in text
+    assert all(f'id="chart-{c}"' in text for c in CHARTS)
+    assert HOSTILE not in text  # escaped in the tables, and in the charts' JSON
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--since", "someday"), "--since: 'someday' is not a time"),
+        (("--source", "nope"), "no source named 'nope'"),
+        (("--filters", "Name=COLOUR,Values=red"), "COLOUR"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_file(runner, reported, tmp_path, args, words) -> None:
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "r.html"
+    result = invoke(runner, "--db", reported, "report", "--out", str(out), *args)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and words in result.stderr
+    assert list(out.parent.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_without_the_charting_library_it_says_which_extra(runner, reported, tmp_path,
+                                                          monkeypatch) -> None:  # fmt: skip
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)  # as if not installed
+    result = invoke(runner, "--db", reported, "report", "--out", str(tmp_path / "r.html"))
+    assert result.exit_code == 2
+    assert "pip install 'cloudmap-archiver[report]'" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def chromium() -> str:
+    """Chromium for the browser test: ARCHIVER_TEST_CHROMIUM, else the distribution's
+    (`.ci/run` installs it when missing)."""
+    found = os.environ.get("ARCHIVER_TEST_CHROMIUM") or shutil.which("chromium") \
+        or shutil.which("chromium-browser")  # fmt: skip
+    if not found:
+        pytest.fail("headless Chromium is needed: apt-get install chromium "
+                    "(or set ARCHIVER_TEST_CHROMIUM)")  # fmt: skip
+    return found
+
+
+@pytest.mark.slow
+def test_the_report_renders_offline_in_a_real_browser(runner, reported, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "report.html"
+    assert invoke(runner, "--db", reported, "report", "--out", str(out)).exit_code == 0
+    problems: list[str] = []
+    fetched: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda d: (problems.append("dialog: " + d.message), d.dismiss()))
+            page.on("request", lambda r: fetched.append(r.url))
+            page.goto(out.as_uri())
+            page.wait_for_function(
+                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {len(CHARTS)}",
+                timeout=30_000,
+            )
+            drawn = page.evaluate(
+                "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".map(d => [d.id, d._fullData.length, d.querySelectorAll('.point').length])"
+            )
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert [d[0] for d in drawn] == [f"chart-{c}" for c in CHARTS]  # every chart, in order
+    assert all(traces > 0 for _, traces, _ in drawn), drawn
+    assert sum(points for *_, points in drawn) > 20  # bars and markers were drawn
+    assert problems == [], problems  # no console error, no script error, no alert
+    assert fetched == [out.as_uri()]  # offline: nothing but the file itself
+    assert shot.stat().st_size > 50_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_appears_whole_or_not_at_all(runner, reported, tmp_path) -> None:
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "r.html"
+    out.write_text("old")
+    out.chmod(0o600)
+    assert invoke(runner, "--db", reported, "report", "--out", str(out)).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and out.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in out.parent.iterdir()] == ["r.html"]  # no temporary file left
+    if Path(reported).exists():  # a SQLite archive: --out never overwrites it
+        result = invoke(runner, "--db", reported, "report", "--out", reported)
+        assert result.exit_code == 2 and "archive itself" in result.stderr
