@@ -192,13 +192,15 @@ class Operation(Base):
         service_id: Mapped[str | None]
 
     # Every filter (docs/filters.md) is an equality on one column, usually combined with
-    # an UPDATE_DATE window and ordered by update_date: (column, update_date) serves both.
+    # an UPDATE_DATE window and ordered by update_date: (column, update_date) serves both,
+    # and the order's tie-breaker (source_id, id) at the end lets the index give the rows
+    # in the final order, with no sort after it.
     __table_args__ = (
-        Index(None, "update_date"),
-        Index(None, "status", "update_date"),
-        Index(None, "type", "update_date"),
-        Index(None, "namespace_id", "update_date"),
-        Index(None, "service_id", "update_date"),
+        Index(None, "update_date", "source_id", "id"),
+        Index(None, "status", "update_date", "source_id", "id"),
+        Index(None, "type", "update_date", "source_id", "id"),
+        Index(None, "namespace_id", "update_date", "source_id", "id"),
+        Index(None, "service_id", "update_date", "source_id", "id"),
     )
 
 

@@ -112,10 +112,41 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
     assert "MERGE (UNION ALL)" in plan
     reads = [line for line in plan if line.startswith(("SEARCH", "SCAN"))]
     assert [r for r in reads if "namespaces" not in r and "services" not in r] == [
-        "SEARCH operations USING INDEX ix_operations__status_update_date (status=?)"
+        "SEARCH operations USING INDEX ix_operations__status_update_date_source_id_id (status=?)"
     ] * 2
     names = [r for r in reads if "namespaces" in r or "services" in r]  # the names: by key
     assert len(names) == 4 and all("(source_id=? AND id=?)" in r for r in names), names
+
+
+@pytest.mark.parametrize(
+    ("given", "index"),
+    [
+        ([], "ix_operations__update_date_source_id_id"),
+        (["Name=STATUS,Values=FAIL"], "ix_operations__status_update_date_source_id_id"),
+        (["Name=TYPE,Values=UPDATE_SERVICE"], "ix_operations__type_update_date_source_id_id"),
+        (["Name=SERVICE_ID,Values=srv-1"], "ix_operations__service_id_update_date_source_id_id"),
+        (["Name=NAMESPACE_ID,Values=ns-1"], "ix_operations__namespace_id_update_date_source_id_id"),
+        (["Name=UPDATE_DATE,Condition=BETWEEN,Values=0,1000"],
+         "ix_operations__update_date_source_id_id"),
+    ],
+)
+@pytest.mark.parametrize("ascending", [False, True])
+def test_rows_come_from_the_index_in_their_final_order(filled, given, index, ascending) -> None:
+    """No sort after the read: the index holds the order's tie-breaker, so a LIMIT
+    stops the read after N rows however many match."""
+    import sqlite3
+
+    from sqlalchemy.dialects import sqlite
+
+    from archiver.filters import parse
+    from archiver.query import Selection, select_operations
+
+    stmt = select_operations(Selection(parse(given), ascending=ascending, limit=10))
+    sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    with sqlite3.connect(filled) as conn:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    assert not [line for line in plan if "TEMP B-TREE" in line], plan
+    assert any(line.startswith(("SEARCH", "SCAN")) and index in line for line in plan), plan
 
 
 def test_filters_pasted_from_an_aws_command_work_unchanged(runner, filled) -> None:

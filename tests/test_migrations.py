@@ -17,11 +17,11 @@ TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state"
 VIEWS = {"operations_named", "status_changes"}
 FIRST = "8c2f1d3a9b10"
 OPERATION_INDEXES = {
-    "ix_operations__update_date",
-    "ix_operations__status_update_date",
-    "ix_operations__type_update_date",
-    "ix_operations__namespace_id_update_date",
-    "ix_operations__service_id_update_date",
+    "ix_operations__update_date_source_id_id",
+    "ix_operations__status_update_date_source_id_id",
+    "ix_operations__type_update_date_source_id_id",
+    "ix_operations__namespace_id_update_date_source_id_id",
+    "ix_operations__service_id_update_date_source_id_id",
 }
 
 
