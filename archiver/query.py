@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Select, cast, column, func, literal, null, select, union_all
@@ -18,18 +17,13 @@ from sqlalchemy.sql.selectable import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
 from archiver.archive import Archive
+from archiver.choices import OrderBy
 from archiver.errors import UsageError
 from archiver.filters import Filters
 from archiver.models import IncompleteOperation, Namespace, Operation, Service, Source
 from archiver.records import NAMES, OperationRecord
 
 STREAM_BATCH = 2000
-
-
-class OrderBy(StrEnum):
-    update_date = "update_date"
-    create_date = "create_date"
-    id = "id"
 
 
 @dataclass(frozen=True)
@@ -210,6 +204,21 @@ def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
     conn, names = reading(archive, selection)
     return _stream(conn, selection, names)
+
+
+def ids(archive: Archive, selection: Selection) -> Iterator[str]:
+    """Only the ids of the selected operations, in the query's order (``-o ids``)."""
+    conn, names = reading(archive, selection)
+    return _ids(conn, selection, names)
+
+
+def _ids(conn: Connection, selection: Selection, names: dict[int, str]) -> Iterator[str]:
+    with conn:
+        sid = next(iter(names)) if selection.source is not None else None
+        stmt = ordered(select(Operation.id), selection, source_id=sid)
+        result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+        for row in result:
+            yield row[0]
 
 
 def reading(archive: Archive, selection: Selection) -> tuple[Connection, dict[int, str]]:

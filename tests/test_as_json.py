@@ -1,0 +1,60 @@
+"""`query -o json` is rendered in SQL (``as_json``) for speed; it must say exactly
+what the Python definition (``render.to_json_object``) says, key order included, for
+every kind of row: hostile and non-ASCII text, absent fields, no targets, members
+AWS added later (``extra``), incomplete operations, names."""
+
+from __future__ import annotations
+
+import json
+
+from archiver import catalog, store
+from archiver.archive import Archive
+from archiver.cloudmap import Listed
+from archiver.query import Selection, run
+from archiver.render import to_json_object
+from tests.conftest import invoke
+from tests.helpers import T0, fill, op
+
+TEXTS = ['commas, "quotes"\nand newlines\r\nü 日本 🎉', "\ttab \x01\x1f control \\ slash /",
+         "=HYPERLINK(\"x\")", "</script>", ""]  # fmt: skip
+
+
+def _content() -> list:
+    ops = []
+    for i, text in enumerate(TEXTS):
+        ops.append(op(i, status="FAIL", minutes=i, error_code=text, error_message=text,
+                      owner="123456789012" if i % 2 else None))  # fmt: skip
+    ops.append(op(10, namespace=None, service=None, instance=None, minutes=20))  # no Targets
+    ops.append(op(11, type="CREATE_NAMESPACE", namespace="ns-2", service=None, instance=None,
+                  minutes=21))  # fmt: skip
+    added = json.dumps({"Targets": {"ROUTE": "r-1"}, "Region": "eu-west-1", "Weight": 2})
+    ops.append(op(12, minutes=22).evolve(extra=added, status="CANCELLED"))
+    return ops
+
+
+def test_sql_json_says_what_the_python_definition_says(runner, archive) -> None:
+    fill(archive, _content())
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        store.keep_incomplete(conn, 1, [("op-listed-only", "PENDING")], seen_at=T0)
+        names = [Listed("ns-1", "orders\n=cmd", None, None, None, None),
+                 Listed("srv-1", "checkout ü \"q\"", None, None, None, None)]  # fmt: skip
+        for item in names:
+            kind = "namespaces" if item.id.startswith("ns") else "services"
+            catalog.record(conn, 1, kind, [item], seen_at=T0, complete=False)
+    for args, selection in (
+        ((), Selection()),
+        (("--ascending",), Selection(ascending=True)),
+        (("--include-incomplete",), Selection(include_incomplete=True)),
+        (("--filters", "Name=STATUS,Condition=IN,Values=FAIL,SUCCESS"), None),
+    ):
+        result = invoke(runner, "--db", archive, "query", "-o", "json", *args)
+        assert result.exit_code == 0, result.output
+        got = json.loads(result.stdout)
+        if selection is None:
+            from archiver.filters import parse
+
+            selection = Selection(parse(["Name=STATUS,Condition=IN,Values=FAIL,SUCCESS"]))
+        with Archive(archive) as handle:
+            want = [to_json_object(o) for o in run(handle, selection)]
+        assert [list(o.items()) for o in got] == [list(o.items()) for o in want]
+        assert len(got) >= 7
