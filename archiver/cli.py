@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from archiver import DISTRIBUTION, __version__
-from archiver.archive import Archive
 from archiver.exits import OneLineUsageErrors
 
 if TYPE_CHECKING:
+    from archiver.archive import Archive
     from archiver.fleet import Config
 
 log = logging.getLogger("archiver")
@@ -172,6 +172,8 @@ def root(
 
 def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
+    from archiver.archive import Archive
+
     return Archive.open(settings_of(ctx).db, create_missing=create_missing)
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from archiver.archive import Archive
 from archiver.cli import app, db_given, emulator_app, guarded, log, settings_of, terminal_width
 from archiver.errors import UsageError
 
@@ -312,6 +311,7 @@ def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: 
     results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report)
     if metrics_file is not None:
         from archiver import metrics
+        from archiver.archive import Archive
 
         with Archive.open(settings.db) as archive:
             retries = {r.source: r.summary.stats.retries for r in results if r.summary}
@@ -341,6 +341,8 @@ def _run_sync(
         from archiver import metrics
 
         metrics.check_path(metrics_file)
+    from archiver.archive import Archive
+
     with Archive.open(settings.db, create_missing=True) as archive:
         retries: dict[str, int] = {}
         shown = for_terminal(quiet=settings.quiet, source=opts.source)

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from archiver.choices import OrderBy, Output
 from archiver.cli import app, guarded, log, open_archive, terminal_width
-from archiver.query import OrderBy
-from archiver.render import Output
 
 if TYPE_CHECKING:
     from archiver.filters import Filters

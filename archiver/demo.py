@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from archiver import filters, options, query, render
 from archiver import status as status_mod
 from archiver.archive import Archive
+from archiver.choices import Output
 from archiver.errors import UsageError
 from archiver.sync import sync_source
 
@@ -42,7 +43,7 @@ def run(
         out.write(f"\n$ archiver --db {target} query --filters Name=STATUS,Values=FAIL "
                   "--max-items 5\n")  # fmt: skip
         selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
-        render.write(render.Output.table, query.run(archive, selection), out, width=width)
+        render.write(Output.table, query.run(archive, selection), out, width=width)
 
 
 def _refuse_a_real_archive(target: str) -> None:

@@ -126,8 +126,10 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
         (["Name=TYPE,Values=UPDATE_SERVICE"], "ix_operations__type_update_date_source_id_id"),
         (["Name=SERVICE_ID,Values=srv-1"], "ix_operations__service_id_update_date_source_id_id"),
         (["Name=NAMESPACE_ID,Values=ns-1"], "ix_operations__namespace_id_update_date_source_id_id"),
-        (["Name=UPDATE_DATE,Condition=BETWEEN,Values=0,1000"],
-         "ix_operations__update_date_source_id_id"),
+        (
+            ["Name=UPDATE_DATE,Condition=BETWEEN,Values=0,1000"],
+            "ix_operations__update_date_source_id_id",
+        ),
     ],
 )
 @pytest.mark.parametrize("ascending", [False, True])

@@ -18,3 +18,17 @@ def test_importing_the_cli_loads_no_boto3_alembic_or_emulator() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_loads_no_database_layer() -> None:
+    """`archiver --help` and usage errors answer without SQLAlchemy (bench/startup.py
+    measures how fast); the command that needs the archive loads it."""
+    code = (
+        "import sys; sys.argv = ['archiver', '--help']\n"
+        "from archiver.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print([m for m in ('sqlalchemy', 'archiver.models', 'boto3') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "archiver" in out.stdout and "Usage" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,129 @@
+"""Ingest into a large archive: 10,000 new operations stored into the 1M archive.
+
+Inputs: a copy of the query benchmark's 1,000,000-operation archive for each side,
+and 10,000 new operations of the last day (OperationRecord, datetimes), stored by
+store.py in transactions of 100 with their events, as the sync commits a page.
+Measured: the writer as archiver configures it. Baseline, same run: the same code
+with the writer's page cache and memory map at SQLite's defaults (cache_size -2000,
+i.e. 2 MB, and no mmap), which is how the writer ran before they were tuned. Each
+side runs in its own process on its own copy; only the transactions are timed.
+Target (issue 17): ≥ 2× the baseline's rows/s, peak RSS < 200 MB.
+
+    python bench/ingest_large.py [--quick]
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    DATA,
+    SPAN_MS,
+    T0_MS,
+    build_archive,
+    child_args,
+    run_child,
+    save,
+    size_from_args,
+    synthetic_rows,
+)
+
+NEW = 10_000
+PAGE = 100
+SIDES = ("archiver_writer", "sqlite_default_cache")
+
+
+def store_new(path: str, defaults: bool) -> float:
+    from archiver import store
+    from archiver.archive import Archive
+    from archiver.records import OperationRecord
+    from archiver.timeutil import parse_iso
+
+    archive = Archive.open(path)
+    engine = archive.writer
+    if defaults:  # every connection the writer opens: SQLite's own cache and no mmap
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _defaults(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.execute("PRAGMA cache_size = -2000")
+            dbapi_conn.execute("PRAGMA mmap_size = 0")
+
+        engine.dispose()
+    rows = synthetic_rows(NEW, seed=99)
+    gc.collect()
+    spent = 0.0
+    n = 0
+    while page := list(itertools.islice(rows, PAGE)):
+        records = [
+            OperationRecord(id="new-" + r[1], type=r[2], status=r[3], error_code=r[4],
+                            error_message=r[5],
+                            # the archive's last day: what a nightly sync brings
+                            create_date=_recent(parse_iso(r[6])),
+                            update_date=_recent(parse_iso(r[6])) + (parse_iso(r[7])
+                                                                    - parse_iso(r[6])),
+                            namespace_id=r[8], service_id=r[9], instance_id=r[10],
+                            owner_account=r[11])
+            for r in page
+        ]  # fmt: skip
+        t = time.perf_counter()
+        with engine.begin() as conn:
+            store.upsert_operations(conn, 1, records, seen_at=records[0].update_date,
+                                    run_id=None)  # fmt: skip
+        spent += time.perf_counter() - t
+        n += len(records)
+    archive.close()
+    assert n == NEW
+    return spent
+
+
+def _recent(when):  # type: ignore[no-untyped-def]
+    """A synthetic time moved into the archive's last day."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.fromtimestamp((T0_MS + SPAN_MS) / 1000, UTC) - timedelta(days=1)
+    offset = (when - datetime.fromtimestamp(T0_MS / 1000, UTC)) % timedelta(days=1)
+    return start + offset
+
+
+def main() -> None:
+    side = child_args()
+    if side:
+        kind, src, out = side
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "archive.db")
+            shutil.copyfile(src, path)
+            spent = store_new(path, defaults=kind == "sqlite_default_cache")
+        Path(out).write_text(json.dumps({"seconds": spent}))
+        return
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    src = build_archive(DATA / f"query-{n}.db", n)
+    seconds, rss = {}, {}
+    for kind in SIDES:
+        measured, answer = run_child(__file__, kind, str(src))
+        seconds[kind], rss[kind] = answer["seconds"], measured["peak_rss_mb"]
+    rate = {k: round(NEW / v) for k, v in seconds.items()}
+    summary = {
+        "archive_operations": n,
+        "new_operations": NEW,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "rows_per_second": rate,
+        "peak_rss_mb": rss,
+        "speedup": round(rate["archiver_writer"] / rate["sqlite_default_cache"], 2),
+    }
+    summary["targets_met"] = summary["speedup"] >= 2 and rss["archiver_writer"] < 200
+    print(summary)
+    save("ingest_large" + ("_quick" if quick else ""), summary)
+
+
+if __name__ == "__main__":
+    main()
