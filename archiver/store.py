@@ -8,6 +8,7 @@ repeated page is harmless.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from archiver.db import insert as _insert
+from archiver.db import insert_for
 from archiver.models import (
     Base,
     IncompleteOperation,
@@ -86,6 +88,24 @@ def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> d
 _UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at")
 
 
+@functools.cache
+def _upsert_operation(dialect: str) -> Any:
+    """Built once per dialect: building and keying it again for every page of 100 rows
+    cost a fifth of the store's time on a large archive."""
+    stmt = insert_for(dialect, Operation.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["source_id", "id"],
+        set_={name: stmt.excluded[name] for name in _UPDATABLE},
+    )
+
+
+@functools.cache
+def _insert_event(dialect: str) -> Any:
+    return insert_for(dialect, OperationEvent.__table__).on_conflict_do_nothing(
+        index_elements=["source_id", "operation_id", "status", "update_date"]
+    )
+
+
 def upsert_operations(
     conn: Connection,
     source_id: int,
@@ -98,14 +118,7 @@ def upsert_operations(
     rows = [_operation_row(source_id, rec, seen_at) for rec in records]
     if not rows:
         return 0
-    stmt = _insert(conn, Operation.__table__)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["source_id", "id"],
-            set_={name: stmt.excluded[name] for name in _UPDATABLE},
-        ),
-        rows,
-    )
+    conn.execute(_upsert_operation(conn.dialect.name), rows)
     append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
     # An operation found at last is complete: it leaves incomplete_operations in the
     # same transaction, so it is never in both, nor in neither.
@@ -209,12 +222,7 @@ def append_events(
         }
         for r in rows
     ]
-    conn.execute(
-        _insert(conn, OperationEvent.__table__).on_conflict_do_nothing(
-            index_elements=["source_id", "operation_id", "status", "update_date"]
-        ),
-        events,
-    )
+    conn.execute(_insert_event(conn.dialect.name), events)
 
 
 def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: datetime) -> None:

@@ -4,10 +4,12 @@ Inputs: a copy of the query benchmark's 1,000,000-operation archive for each sid
 and 10,000 new operations of the last day (OperationRecord, datetimes), stored by
 store.py in transactions of 100 with their events, as the sync commits a page.
 Measured: the writer as archiver configures it. Baseline, same run: the same code
-with the writer's page cache and memory map at SQLite's defaults (cache_size -2000,
-i.e. 2 MB, and no mmap), which is how the writer ran before they were tuned. Each
-side runs in its own process on its own copy; only the transactions are timed.
-Target (issue 17): ≥ 2× the baseline's rows/s, peak RSS < 200 MB.
+with the writer's WAL checkpoint interval at SQLite's default (1,000 pages), as the
+writer ran before; the statements store.py now builds once per dialect cannot be
+undone from here, so their gain shows against the earlier absolute figure (bench/
+README.md). Each side runs in its own process on its own copy of the archive; only
+the transactions are timed. Target (issue 17): ≥ 2× the rows/s of before, peak RSS
+< 200 MB.
 
     python bench/ingest_large.py [--quick]
 """
@@ -39,7 +41,7 @@ from bench.common import (
 
 NEW = 10_000
 PAGE = 100
-SIDES = ("archiver_writer", "sqlite_default_cache")
+SIDES = ("archiver_writer", "sqlite_default_checkpoint")
 
 
 def store_new(path: str, defaults: bool) -> float:
@@ -50,13 +52,12 @@ def store_new(path: str, defaults: bool) -> float:
 
     archive = Archive.open(path)
     engine = archive.writer
-    if defaults:  # every connection the writer opens: SQLite's own cache and no mmap
+    if defaults:  # every connection the writer opens: SQLite's own checkpoint interval
         from sqlalchemy import event
 
         @event.listens_for(engine, "connect")
         def _defaults(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            dbapi_conn.execute("PRAGMA cache_size = -2000")
-            dbapi_conn.execute("PRAGMA mmap_size = 0")
+            dbapi_conn.execute("PRAGMA wal_autocheckpoint = 1000")
 
         engine.dispose()
     rows = synthetic_rows(NEW, seed=99)
@@ -102,7 +103,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "archive.db")
             shutil.copyfile(src, path)
-            spent = store_new(path, defaults=kind == "sqlite_default_cache")
+            spent = store_new(path, defaults=kind == "sqlite_default_checkpoint")
         Path(out).write_text(json.dumps({"seconds": spent}))
         return
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
@@ -118,7 +119,7 @@ def main() -> None:
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "rows_per_second": rate,
         "peak_rss_mb": rss,
-        "speedup": round(rate["archiver_writer"] / rate["sqlite_default_cache"], 2),
+        "speedup": round(rate["archiver_writer"] / rate["sqlite_default_checkpoint"], 2),
     }
     summary["targets_met"] = summary["speedup"] >= 2 and rss["archiver_writer"] < 200
     print(summary)
