@@ -85,6 +85,27 @@ def emulator_serve(
             help="Share of namespaces owned by two other accounts and shared with the caller.",
         ),
     ] = 0,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--rate-limit",
+            metavar="RPS",
+            min=0.1,
+            max=100_000,
+            help="Throttle each API with a token bucket refilled at RPS per second "
+            "(ThrottlingException when empty) [default: no limit].",
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            "--burst",
+            metavar="N",
+            min=1,
+            max=100_000,
+            help="The token bucket's size [default: one second of --rate-limit].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
 
@@ -99,7 +120,8 @@ def emulator_serve(
 
     serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
           latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate,
-          update_date_unit=update_date_unit.value, account_id=account, shared=shared)  # fmt: skip
+          update_date_unit=update_date_unit.value, account_id=account, shared=shared,
+          rate_limit=rate_limit, burst=burst)  # fmt: skip
 
 
 @app.command()
@@ -169,8 +191,16 @@ def sync(
         ),
     ] = "15m",
     workers: Annotated[
-        int, typer.Option(metavar="N", min=1, max=64, help="Concurrent GetOperation calls.")
-    ] = 8,
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            max=64,
+            help="The most GetOperation calls in flight. The run starts at 8 and adapts: "
+            "one more while the service answers without throttling, half as many when "
+            "it throttles.",
+        ),
+    ] = 32,
     max_rps: Annotated[
         float | None,
         typer.Option(

@@ -43,6 +43,9 @@ class ClientSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 10
+    #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
+    #: against the sync's own AIMD by bench/throttled.py, and lost.
+    retry_mode: str = "standard"
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
 
@@ -135,7 +138,10 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},  # N in all
+        retries={  # N attempts in all
+            "mode": settings.retry_mode,
+            "total_max_attempts": settings.max_attempts,
+        },
         connect_timeout=settings.connect_timeout,
         read_timeout=min(settings.read_timeout, settings.call_timeout),
         max_pool_connections=settings.pool_size,

@@ -40,7 +40,7 @@ class SyncWords:
     until: str | None = None
     window: str | None = None
     lookback: str = "15m"
-    workers: int = 8
+    workers: int = 32
     max_rps: float | None = None
     max_attempts: int = DEFAULT_ATTEMPTS
     full: bool = False

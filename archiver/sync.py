@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from archiver import catalog, cloudmap, stopping, store, units
+from archiver import catalog, cloudmap, concurrency, stopping, store, units, wire
 from archiver.archive import Archive
 from archiver.errors import (
     ArchiverError,
@@ -56,7 +56,8 @@ class SyncOptions:
     until: datetime | None = None
     window: timedelta | None = None
     lookback: timedelta = timedelta(minutes=15)
-    workers: int = 8
+    workers: int = 32  # the cap on GetOperation calls in flight (``concurrency``)
+    adaptive: bool = True  # False: exactly ``workers`` in flight (benchmarks compare)
     max_rps: float | None = None
     full: bool = False
     incomplete_retry_days: float = 7.0  # how long a listed, unfindable operation is retried
@@ -83,7 +84,8 @@ class Plan:
 
 #: Stats a run reports (``--json``) but sync_runs has no column for.
 _REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
-                  "namespace_calls", "service_calls", "planned_windows", "pages")  # fmt: skip
+                  "namespace_calls", "service_calls", "planned_windows", "pages", "throttled",
+                  "concurrency_peak", "concurrency_final")  # fmt: skip
 
 
 @dataclass
@@ -105,6 +107,9 @@ class Stats:
     service_calls: int = 0  # ListServices pages read (names)
     planned_windows: int = 0  # of this run's plan, for progress (window i of N)
     pages: int = 0  # list pages stored in this run
+    throttled: int = 0  # GetOperation answers that were throttling (botocore retried them)
+    concurrency_peak: int = 0  # the most GetOperation calls the run allowed in flight
+    concurrency_final: int = 0  # and how many at its end
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
@@ -244,6 +249,7 @@ class Syncer:
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
         self.limit = cloudmap.RateLimit(opts.max_rps)
+        self.in_flight = concurrency.AdaptiveLimit(opts.workers, fixed=not opts.adaptive)
         self._stats_lock = threading.Lock()
 
     # --- fetching ---------------------------------------------------------------------------
@@ -253,9 +259,17 @@ class Syncer:
             with self._stats_lock:
                 order = [None, *self.owners]  # ours first, then each sharing account
             for owner in order:
-                record, retries = cloudmap.get_operation(self.client, op_id, owner=owner,
-                                                         limit=self.limit)  # fmt: skip
+                ticket = self.in_flight.acquire()
+                throttled = 0
+                try:
+                    wire.throttled_since_last_asked()
+                    record, retries = cloudmap.get_operation(self.client, op_id, owner=owner,
+                                                             limit=self.limit)  # fmt: skip
+                finally:
+                    throttled = wire.throttled_since_last_asked()
+                    self.in_flight.release(ticket, throttled=throttled > 0)
                 with self._stats_lock:  # workers count concurrently
+                    self.stats.throttled += throttled
                     self.stats.get_calls += 1 + retries
                     self.stats.retries += retries
                     if record is not None and owner and self.owners[0] != owner:
@@ -397,6 +411,8 @@ class Syncer:
             )
 
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
+        self.stats.concurrency_peak = self.in_flight.peak
+        self.stats.concurrency_final = int(self.in_flight.limit)
         with self.writer.begin() as conn:
             store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now(),
                              **self.stats.columns())  # fmt: skip

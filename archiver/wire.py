@@ -38,10 +38,40 @@ class JunkAnswer(WorkFailed):
     """The service answered 2xx with something that is not an answer to the call."""
 
 
+#: Error codes botocore's standard retry mode treats as throttling (and HTTP 429).
+THROTTLING = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException",
+    "RequestThrottled", "SlowDown", "EC2ThrottledException",
+})  # fmt: skip
+_local = threading.local()
+
+
+def throttled_since_last_asked() -> int:
+    """How many throttled answers this thread's calls got since it last asked: the
+    sync's concurrency learns from it (retries happen inside botocore's call)."""
+    count = getattr(_local, "throttled", 0)
+    _local.throttled = 0
+    return count
+
+
+def _count_throttling(response: Any = None, **_: Any) -> None:
+    """``needs-retry``: botocore asks whether to retry; we only take note."""
+    if not response:
+        return
+    http, parsed = response
+    code = (parsed or {}).get("Error", {}).get("Code")
+    if code in THROTTLING or getattr(http, "status_code", 0) == 429:
+        _local.throttled = getattr(_local, "throttled", 0) + 1
+
+
 def install(client: Any, *, call_timeout: float) -> None:
-    """Register both guards on ``client``'s events (they apply to its calls only)."""
+    """Register both guards, and the throttling count, on ``client``'s events (they
+    apply to its calls only)."""
     endpoint = mask_url(client.meta.endpoint_url)
     events = client.meta.events
+    events.register("needs-retry.servicediscovery.*", _count_throttling)
     events.register("before-parse.servicediscovery.*", _check_body(endpoint))
     session = client._endpoint.http_session  # the client's own pool, proxies and TLS
     events.register("before-send.servicediscovery.*", _send_by(session, call_timeout))

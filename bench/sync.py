@@ -10,11 +10,13 @@ change (25 new, 25 pending ones finish) and an incremental `archiver sync` runs.
 Reported: wall time, peak RSS, ListOperations pages and GetOperation calls. Each
 initial sync runs three times, each into a new archive, and the median is reported
 (the baseline, at over two minutes, runs once); the same is done with
-``--workers 16``, to show what more concurrency buys. Also reported: the floor P2
-puts under any incremental sync, its ListOperations pages times the latency, since
-pages follow each other by NextToken and every pass pages through all operations.
-Targets (issue 7): initial ≥ 8× faster than the baseline; incremental makes exactly
-changed + new GetOperation calls and takes ≤ 5% of the initial sync's time.
+``--workers 8``, the fixed number of calls in flight before the sync adapted it.
+Also reported: the floor P2 puts under any incremental sync, its ListOperations
+pages times the latency, since pages follow each other by NextToken and every pass
+pages through all operations, and the incremental sync's time above that floor
+(start-up, the unit check, the names' listings, exit). Targets (issues 7 and 17):
+initial ≥ 10× faster than the baseline with default options; incremental makes
+exactly changed + new GetOperation calls and takes ≤ the floor + 0.6 s.
 
     python bench/sync.py [--quick]
 """
@@ -111,7 +113,7 @@ def main() -> None:
 
         initial = median_of([sync(archive if k == 0 else f"{tmp}/again-{k}.db") for k in range(3)])
         content = same_content(archive, naive_db)
-        wide = median_of([sync(f"{tmp}/wide-{k}.db", "--workers", "16") for k in range(3)])
+        eight = median_of([sync(f"{tmp}/eight-{k}.db", "--workers", "8") for k in range(3)])
 
         changed = len(emu.account.finish_pending(25)) + len(
             emu.account.add_operations(25, pending_share=0)
@@ -128,17 +130,18 @@ def main() -> None:
         "initial_sync": initial,
         "same_content": content,
         "speedup": round(speedup, 2),
-        "initial_sync_workers_16": wide,
-        "speedup_workers_16": round(base["seconds"] / wide["seconds"], 2),
+        "initial_sync_workers_8": eight,
+        "speedup_workers_8": round(base["seconds"] / eight["seconds"], 2),
         "changed_plus_new": changed,
         "incremental_sync": incremental,
         "incremental_share_of_initial": round(share, 3),
         "incremental_list_floor_seconds": round(floor, 3),
         "incremental_list_floor_share_of_initial": round(floor / initial["seconds"], 3),
+        "incremental_above_floor_seconds": round(incremental["seconds"] - floor, 3),
         "targets_met": {
-            "initial_8x": speedup >= 8 and content,
+            "initial_10x": speedup >= 10 and content,
             "incremental_gets_exact": incremental["get_calls"] == changed,
-            "incremental_5_percent": share <= 0.05,
+            "incremental_floor_plus_0_6_s": incremental["seconds"] - floor <= 0.6,
         },
     }
     print(result)

@@ -17,7 +17,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from archiver.emulator.server import Counters, EmulatorHTTPServer, FaultRoller, Faults, Gate
+from archiver.emulator.server import (
+    Counters,
+    EmulatorHTTPServer,
+    FaultRoller,
+    Faults,
+    Gate,
+    TokenBucket,
+)
 from archiver.emulator.service import Service
 from archiver.emulator.state import Account, Clock
 
@@ -44,6 +51,8 @@ class Emulator:
         update_date_unit: str = "ms",
         account_id: str = "111122223333",
         shared: float = 0.0,
+        rate_limit: float | None = None,
+        burst: int | None = None,
     ) -> None:
         self.account = Account(Clock(start), seed=seed, caller=account_id, shared=shared)
         if seed_operations:
@@ -53,6 +62,12 @@ class Emulator:
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
         self.roll = FaultRoller(seed)
+        #: --rate-limit/--burst: one token bucket per operation, as AWS throttles per API.
+        self.buckets = (
+            {op: TokenBucket(rate_limit, burst or max(1, round(rate_limit))) for op in OPERATIONS}
+            if rate_limit
+            else {}
+        )
         self.gates: dict[str, Gate] = {}
         self._server = EmulatorHTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

@@ -40,6 +40,29 @@ class Faults:
     error_rate: float = 0.0
 
 
+class TokenBucket:
+    """AWS's throttling as it documents it for Cloud Map's DiscoverInstances: a bucket
+    of ``burst`` tokens refilled at ``rate`` per second; a call takes one token, and a
+    call that finds the bucket empty is throttled."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
 @dataclass
 class Counters:
     """Calls as the server saw them, by operation and by outcome."""
@@ -120,6 +143,10 @@ class Handler(BaseHTTPRequestHandler):
         if gate is not None:
             gate.wait_turn()
         faults = emu.faults.get(operation, Faults())
+        bucket = emu.buckets.get(operation)
+        if bucket is not None and not bucket.take():
+            emu.counters.add(emu.counters.throttled, operation)
+            return self._error(cbor, ApiError("ThrottlingException", "Rate exceeded"))
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
         roll = emu.roll()
