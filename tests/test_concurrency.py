@@ -73,6 +73,7 @@ def test_a_throttling_service_is_synced_whole_and_gently(runner, db) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.engine_free
 def test_the_emulators_token_bucket_throttles_past_its_rate() -> None:
     import time
 

@@ -122,6 +122,7 @@ def chromium() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.engine_free  # the figures are checked on both engines above; this is the page
 def test_the_report_renders_offline_in_a_real_browser(runner, reported, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 

@@ -1,0 +1,89 @@
+"""Large results benchmark: `archiver query -o json|csv|ids` over big slices of the 1M archive.
+
+Inputs: the query benchmark's synthetic 1,000,000-operation archive. Measured, each
+as its own process writing to a file: `query -o json`, `-o csv` and `-o ids` of the
+whole archive, and `-o json` of a 30-day UPDATE_DATE slice (about 100,000 rows).
+Baseline, same run: the sqlite3 shell's `-json` mode printing the same columns of
+the same rows in the same order. Best of two runs each; rows/s and peak RSS.
+Targets (issue 17): each output streams ≥ 150,000 rows/s; the whole-archive JSON
+takes ≤ 3× the sqlite3 shell's.
+
+    python bench/large_results.py [--quick]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    DATA,
+    SPAN_MS,
+    T0_MS,
+    archiver_cmd,
+    build_archive,
+    run_measured,
+    save,
+    size_from_args,
+)
+
+COLUMNS = ("id, type, status, error_code, error_message, create_date, update_date, "
+           "owner_account, namespace_id, service_id, instance_id")  # fmt: skip
+
+
+def best_of_two(cmd: list[str], out: Path) -> dict:
+    runs = []
+    for _ in range(2):
+        with open(out, "wb") as fh:
+            runs.append(run_measured(cmd, stdout=fh))
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def main() -> None:
+    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    sqlite3_cli = shutil.which("sqlite3")
+    if not sqlite3_cli:
+        raise SystemExit("the sqlite3 shell is needed for the baseline (apt-get install sqlite3)")
+    path = str(build_archive(DATA / f"query-{n}.db", n))
+    end = T0_MS + SPAN_MS
+    start = end - 30 * 86_400_000
+    window = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={start},{end}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        result: dict = {"operations": n, "outputs": {}}
+        cases = {
+            "json, whole archive": (["-o", "json"], n),
+            "csv, whole archive": (["-o", "csv"], n),
+            "ids, whole archive": (["-o", "ids"], n),
+            "json, 30-day slice": (["-o", "json", "--filters", window], None),
+        }
+        for name, (args, rows) in cases.items():
+            measured = best_of_two(archiver_cmd("--db", path, "query", *args), out)
+            if rows is None:
+                import json
+
+                rows = len(json.loads(out.read_text(encoding="utf-8")))
+            measured["rows"] = rows
+            measured["rows_per_second"] = round(rows / measured["seconds"])
+            result["outputs"][name] = measured
+        base = best_of_two([sqlite3_cli, "-json", path, f"SELECT {COLUMNS} FROM operations "
+                            "ORDER BY update_date DESC, source_id DESC, id DESC"], out)  # fmt: skip
+    whole = result["outputs"]["json, whole archive"]
+    result["sqlite3_json_whole_archive"] = base
+    result["json_ratio_to_sqlite3"] = round(whole["seconds"] / base["seconds"], 2)
+    result["targets_met"] = {
+        "rows_per_second_150k": {
+            k: v["rows_per_second"] >= 150_000 for k, v in result["outputs"].items()
+        },
+        "json_within_3x_sqlite3": result["json_ratio_to_sqlite3"] <= 3,
+    }
+    print(result)
+    save("large_results" + ("_quick" if quick else ""), result)
+
+
+if __name__ == "__main__":
+    main()
