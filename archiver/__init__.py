@@ -3,5 +3,5 @@
 Installed as the distribution ``cloudmap-archiver``; imported as ``archiver``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 DISTRIBUTION = "cloudmap-archiver"
