@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, String, case, func, literal, null, or_
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
-from archiver.models import Namespace, Operation, Service, iso_text
+from archiver.models import Namespace, Operation, Service, iso_text, templated
 from archiver.query import STREAM_BATCH, Selection, ordered, reading, with_names
 from archiver.records import FIELDS
+from archiver.streams import write_joined
 
 
 class json_text(FunctionElement[str]):
@@ -32,15 +32,7 @@ class json_text(FunctionElement[str]):
     inherit_cache = True
 
 
-@compiles(json_text)
-def _json_text_sqlite(element: json_text, compiler: Any, **kw: Any) -> str:
-    return f"json_quote({compiler.process(next(iter(element.clauses)), **kw)})"
-
-
-@compiles(json_text, "postgresql")
-def _json_text_postgresql(element: json_text, compiler: Any, **kw: Any) -> str:
-    value = compiler.process(next(iter(element.clauses)), **kw)
-    return f"CAST(to_json(CAST({value} AS text)) AS text)"
+templated(json_text, "json_quote({0})", "CAST(to_json(CAST({0} AS text)) AS text)")
 
 
 def _member(key: str, value: Any, *, shown: Any = None, first: bool = False) -> Any:
@@ -114,18 +106,8 @@ def _with_extra(text: str, extra: str) -> str:
 
 
 def write(texts: Iterator[str], out: Any) -> int:
-    """The JSON array, one object per line, as ``render.write_json`` writes it."""
-    n = 0
-    batch: list[str] = []
+    """The JSON array, one object per line."""
     out.write("[")
-    for text in texts:
-        batch.append(text)
-        if len(batch) >= STREAM_BATCH:
-            out.write(("\n  " if not n else ",\n  ") + ",\n  ".join(batch))
-            n += len(batch)
-            batch.clear()
-    if batch:
-        out.write(("\n  " if not n else ",\n  ") + ",\n  ".join(batch))
-        n += len(batch)
+    n = write_joined(texts, out, sep=",\n  ", lead="\n  ")
     out.write("\n]\n" if n else "]\n")
     return n

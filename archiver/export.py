@@ -36,6 +36,7 @@ from archiver.lock import pid_alive
 from archiver.models import Namespace, Operation, OperationEvent, Service, SyncState, iso_text
 from archiver.query import Selection, merged, ordered, reading, source_ids, with_names
 from archiver.records import FIELDS
+from archiver.streams import write_joined
 from archiver.timeutil import iso, now
 
 _SEEN = ("first_seen_at", "last_seen_at")
@@ -178,17 +179,7 @@ def write_csv(lines: Iterable[str], out: TextIO, *, history: bool = False) -> in
     """RFC 4180, UTF-8, CRLF line ends; None is an empty cell. The header comes from
     the csv module; the lines come rendered from the database (``rows``)."""
     csv.writer(out, lineterminator="\r\n").writerow(HISTORY_COLUMNS if history else COLUMNS)
-    n = 0
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= _BATCH:
-            out.write("\r\n".join(batch) + "\r\n")
-            n += len(batch)
-            batch.clear()
-    if batch:
-        out.write("\r\n".join(batch) + "\r\n")
-    return n + len(batch)
+    return write_joined(lines, out, sep="\r\n", end="\r\n")
 
 
 class _HashingWriter(io.RawIOBase):

@@ -77,6 +77,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return parsed if len(value) == 24 and value[-1] == "Z" else utc_ms(parsed)
 
 
+def templated(element: type[FunctionElement[Any]], default: str, postgresql: str) -> None:
+    """Compile a SQL function of ours from a template per dialect ({0}, {1}: its
+    arguments): the default serves SQLite, where the archive stores dates as text."""
+
+    def render(template: str) -> Any:
+        def compile_(fn: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
+            return template.format(*(compiler.process(c, **kw) for c in fn.clauses))
+
+        return compile_
+
+    compiles(element)(render(default))
+    compiles(element, "postgresql")(render(postgresql))
+
+
 class iso_text(FunctionElement[str]):
     """A UTCDateTime column as the text users see, ``2026-01-31T12:00:00.000Z``, in SQL.
 
@@ -89,34 +103,12 @@ class iso_text(FunctionElement[str]):
     inherit_cache = True
 
 
-@compiles(iso_text)
-def _iso_text_stored(element: iso_text, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(next(iter(element.clauses)), **kw))
-
-
-@compiles(iso_text, "postgresql")
-def _iso_text_postgresql(element: iso_text, compiler: Any, **kw: Any) -> str:
-    value = compiler.process(next(iter(element.clauses)), **kw)
-    return f"to_char(timezone('UTC', {value}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-
 class utc_day(FunctionElement[str]):
     """A UTCDateTime column's UTC day as text, ``2026-01-31``, in SQL (for GROUP BY)."""
 
     type = String()
     name = "utc_day"
     inherit_cache = True
-
-
-@compiles(utc_day)
-def _utc_day_stored(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"substr({compiler.process(next(iter(element.clauses)), **kw)}, 1, 10)"
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
-    value = compiler.process(next(iter(element.clauses)), **kw)
-    return f"to_char(timezone('UTC', {value}), 'YYYY-MM-DD')"
 
 
 class seconds_between(FunctionElement[float]):
@@ -127,16 +119,10 @@ class seconds_between(FunctionElement[float]):
     inherit_cache = True
 
 
-@compiles(seconds_between)
-def _seconds_stored(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    start, end = (compiler.process(c, **kw) for c in element.clauses)
-    return f"((julianday({end}) - julianday({start})) * 86400.0)"
-
-
-@compiles(seconds_between, "postgresql")
-def _seconds_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    start, end = (compiler.process(c, **kw) for c in element.clauses)
-    return f"CAST(EXTRACT(EPOCH FROM ({end}) - ({start})) AS double precision)"
+templated(iso_text, "{0}", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+templated(utc_day, "substr({0}, 1, 10)", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD')")
+templated(seconds_between, "((julianday({1}) - julianday({0})) * 86400.0)",
+          "CAST(EXTRACT(EPOCH FROM ({1}) - ({0})) AS double precision)")  # fmt: skip
 
 
 class Base(DeclarativeBase):

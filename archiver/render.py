@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from archiver.archive import Archive
 from archiver.choices import Output
 from archiver.query import ArchivedOperation, Selection
+from archiver.streams import write_joined
 from archiver.timeutil import iso
 
 
@@ -41,17 +42,7 @@ def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
 
 
 def write_ids(ids: Iterable[str], out: TextIO) -> int:
-    n = 0
-    batch: list[str] = []
-    for op_id in ids:
-        batch.append(op_id)
-        if len(batch) >= 2000:
-            out.write("\n".join(batch) + "\n")
-            n += len(batch)
-            batch.clear()
-    if batch:
-        out.write("\n".join(batch) + "\n")
-    return n + len(batch)
+    return write_joined(ids, out, sep="\n", end="\n")
 
 
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;

@@ -78,6 +78,16 @@ def child_args() -> list[str] | None:
     return sys.argv[2:] if sys.argv[1:2] == ["--side"] else None
 
 
+def sqlite3_shell() -> str:
+    """The sqlite3 command-line shell, the baseline of several benchmarks."""
+    import shutil
+
+    found = shutil.which("sqlite3")
+    if not found:
+        raise SystemExit("the sqlite3 shell is needed for the baseline (apt-get install sqlite3)")
+    return found
+
+
 def archiver_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "archiver", *args]
 

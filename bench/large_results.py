@@ -13,7 +13,6 @@ takes ≤ 3× the sqlite3 shell's.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from bench.common import (
     run_measured,
     save,
     size_from_args,
+    sqlite3_shell,
 )
 
 COLUMNS = ("id, type, status, error_code, error_message, create_date, update_date, "
@@ -45,9 +45,7 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
 
 def main() -> None:
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
-    sqlite3_cli = shutil.which("sqlite3")
-    if not sqlite3_cli:
-        raise SystemExit("the sqlite3 shell is needed for the baseline (apt-get install sqlite3)")
+    sqlite3_cli = sqlite3_shell()
     path = str(build_archive(DATA / f"query-{n}.db", n))
     end = T0_MS + SPAN_MS
     start = end - 30 * 86_400_000

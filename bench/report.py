@@ -12,14 +12,21 @@ process's peak RSS. Targets (issue 15): ≤ 10 s and peak RSS < 300 MB.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, archiver_cmd, build_archive, run_measured, save, size_from_args
+from bench.common import (
+    DATA,
+    archiver_cmd,
+    build_archive,
+    run_measured,
+    save,
+    size_from_args,
+    sqlite3_shell,
+)
 
 
 def best(runs: list[dict]) -> dict:
@@ -28,11 +35,7 @@ def best(runs: list[dict]) -> dict:
 
 def main() -> None:
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
-    sqlite3_cli = shutil.which("sqlite3")
-    if not sqlite3_cli:
-        raise SystemExit(
-            "the sqlite3 command-line shell is needed for the baseline (apt-get install sqlite3)"
-        )
+    sqlite3_cli = sqlite3_shell()
     path = build_archive(DATA / f"query-{n}.db", n)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.html"

@@ -121,13 +121,25 @@ def chromium() -> str:
     return found
 
 
+@pytest.fixture(params=["demo", "hostile"])
+def shown_archive(request, runner, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The demo's archive (what the README pictures), and one whose service is named
+    to break out of the page."""
+    if request.param == "demo":
+        db = str(tmp_path / "demo.db")
+        result = invoke(runner, "demo", "--db", db)
+        assert result.exit_code == 0, result.output
+        return db
+    return request.getfixturevalue("reported")
+
+
 @pytest.mark.slow
 @pytest.mark.engine_free  # the figures are checked on both engines above; this is the page
-def test_the_report_renders_offline_in_a_real_browser(runner, reported, tmp_path) -> None:
+def test_the_report_renders_offline_in_a_real_browser(runner, shown_archive, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "report.html"
-    assert invoke(runner, "--db", reported, "report", "--out", str(out)).exit_code == 0
+    assert invoke(runner, "--db", shown_archive, "report", "--out", str(out)).exit_code == 0
     problems: list[str] = []
     fetched: list[str] = []
     with sync_playwright() as pw:
