@@ -133,6 +133,7 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
     ],
 )
 @pytest.mark.parametrize("ascending", [False, True])
+@requires_sqlite
 def test_rows_come_from_the_index_in_their_final_order(filled, given, index, ascending) -> None:
     """No sort after the read: the index holds the order's tie-breaker, so a LIMIT
     stops the read after N rows however many match."""
