@@ -1,5 +1,5 @@
 """The sync finds its own concurrency (AIMD): fast while the service keeps up, gentle
-once it throttles, never past --workers and never below one call."""
+once it throttles, never past --workers and never below its floor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from archiver.concurrency import AVOIDANCE, START, AdaptiveLimit
+from archiver.concurrency import AVOIDANCE, FLOOR, START, AdaptiveLimit
 
 
 def answer(limit: AdaptiveLimit, n: int, *, throttled: bool = False) -> None:
@@ -36,15 +36,16 @@ def test_a_burst_of_throttled_answers_halves_it_once() -> None:
     assert limit.limit == 8 and limit.cuts == 2
 
 
-def test_after_throttling_it_grows_slowly_and_never_below_one() -> None:
+def test_after_throttling_it_grows_slowly_and_never_below_its_floor() -> None:
     limit = AdaptiveLimit(32)
     for _ in range(10):
         answer(limit, 1, throttled=True)
-    assert limit.limit == 1
-    answer(limit, AVOIDANCE)  # about one more call per AVOIDANCE rounds of answers
-    assert 1.5 < limit.limit < 2.0
-    answer(limit, 4 * AVOIDANCE)
-    assert limit.limit < 4  # no longer doubling
+    assert limit.limit == FLOOR == 4
+    answer(limit, FLOOR * AVOIDANCE)  # AVOIDANCE rounds of FLOOR answers: one more call
+    assert 4.8 < limit.limit <= 5.0
+    answer(limit, 10 * AVOIDANCE)
+    assert limit.limit < 8  # no longer doubling
+    assert AdaptiveLimit(2).limit == 2  # a cap under the floor is still the cap
 
 
 def test_fixed_is_exactly_the_workers() -> None:

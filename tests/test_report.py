@@ -127,7 +127,7 @@ def shown_archive(request, runner, tmp_path) -> str:  # type: ignore[no-untyped-
     to break out of the page."""
     if request.param == "demo":
         db = str(tmp_path / "demo.db")
-        result = invoke(runner, "demo", "--db", db)
+        result = invoke(runner, "--db", db, "demo")
         assert result.exit_code == 0, result.output
         return db
     return request.getfixturevalue("reported")
