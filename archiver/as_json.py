@@ -14,12 +14,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, String, case, func, literal, null, or_
+from sqlalchemy import String, case, func, literal, null, or_
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
 from archiver.models import Namespace, Operation, Service, iso_text, templated
-from archiver.query import STREAM_BATCH, Selection, ordered, reading, with_names
+from archiver.query import Selection, is_incomplete, source_ids, streamed, with_names
 from archiver.records import FIELDS
 from archiver.streams import write_joined
 
@@ -73,22 +73,16 @@ def _concat(parts: list[Any]) -> Any:
 
 def rows(archive: Archive, selection: Selection) -> Iterator[str]:
     """Each selected operation's JSON text, streamed in the query's order."""
-    conn, names = reading(archive, selection)
-    return _stream(conn, selection, names)
+    with archive.reader.connect() as conn:
+        names = source_ids(conn, selection.source)  # the objects name their source
+    base = with_names(json_object(names).label("json"), Operation.__table__.c.extra)
+    _, found = streamed(archive, selection, base)
+    return (_finished(row) for row in found)
 
 
-def _stream(conn: Connection, selection: Selection, names: dict[int, str]) -> Iterator[str]:
-    with conn:
-        sid = next(iter(names)) if selection.source is not None else None
-        base = with_names(json_object(names).label("json"), Operation.__table__.c.extra)
-        stmt = ordered(base, selection, source_id=sid, flag_incomplete=True)
-        result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
-        flagged = "incomplete" in result.keys()  # noqa: SIM118 (in result would read rows)
-        for row in result:
-            text = row[0] if row[1] is None else _with_extra(row[0], row[1])
-            if flagged and row.incomplete:
-                text = text[:-1] + ', "Incomplete": true}'
-            yield text
+def _finished(row: Any) -> str:
+    text: str = row[0] if row[1] is None else _with_extra(row[0], row[1])
+    return text[:-1] + ', "Incomplete": true}' if is_incomplete(row) else text
 
 
 def _with_extra(text: str, extra: str) -> str:

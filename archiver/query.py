@@ -202,23 +202,39 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    conn, names = reading(archive, selection)
-    return _stream(conn, selection, names)
+    names, rows = streamed(archive, selection, with_names(*Operation.__table__.columns,
+                                                          *name_columns()))  # fmt: skip
+    return (to_archived(row, names[row.source_id], incomplete=is_incomplete(row)) for row in rows)
 
 
 def ids(archive: Archive, selection: Selection) -> Iterator[str]:
     """Only the ids of the selected operations, in the query's order (``-o ids``)."""
+    _, rows = streamed(archive, selection, select(Operation.id))
+    return (row[0] for row in rows)
+
+
+def streamed(
+    archive: Archive, selection: Selection, base: Select[Any]
+) -> tuple[dict[int, str], Iterator[Any]]:
+    """The selected sources' names, and ``base`` (a SELECT over operations) filtered,
+    ordered and limited as the selection says, its rows streamed from a connection
+    the stream owns. An unknown ``--source`` fails here, before any output starts."""
     conn, names = reading(archive, selection)
-    return _ids(conn, selection, names)
+    return names, _rows(conn, selection, names, base)
 
 
-def _ids(conn: Connection, selection: Selection, names: dict[int, str]) -> Iterator[str]:
+def _rows(conn: Connection, selection: Selection, names: dict[int, str],
+          base: Select[Any]) -> Iterator[Any]:  # fmt: skip
     with conn:
         sid = next(iter(names)) if selection.source is not None else None
-        stmt = ordered(select(Operation.id), selection, source_id=sid)
-        result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
-        for row in result:
-            yield row[0]
+        stmt = ordered(base, selection, source_id=sid, flag_incomplete=True)
+        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+
+
+def is_incomplete(row: Any) -> bool:
+    """Whether a streamed row is an incomplete operation (only --include-incomplete
+    reads any)."""
+    return bool(row._mapping.get("incomplete", False))
 
 
 def reading(archive: Archive, selection: Selection) -> tuple[Connection, dict[int, str]]:
@@ -233,18 +249,6 @@ def reading(archive: Archive, selection: Selection) -> tuple[Connection, dict[in
     except BaseException:
         conn.close()
         raise
-
-
-def _stream(conn: Connection, selection: Selection,
-            names: dict[int, str]) -> Iterator[ArchivedOperation]:  # fmt: skip
-    with conn:
-        sid = next(iter(names)) if selection.source is not None else None
-        stmt = select_operations(selection, source_id=sid)
-        result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
-        flagged = "incomplete" in result.keys()  # noqa: SIM118 (in result would read rows)
-        for row in result:
-            yield to_archived(row, names[row.source_id],
-                              incomplete=flagged and bool(row.incomplete))  # fmt: skip
 
 
 def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOperation:
