@@ -19,7 +19,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
 from archiver.models import Namespace, Operation, Service, iso_text, templated
-from archiver.query import Selection, is_incomplete, source_ids, streamed, with_names
+from archiver.query import Selection, is_incomplete, streamed, with_names
 from archiver.records import FIELDS
 from archiver.streams import write_joined
 
@@ -73,10 +73,8 @@ def _concat(parts: list[Any]) -> Any:
 
 def rows(archive: Archive, selection: Selection) -> Iterator[str]:
     """Each selected operation's JSON text, streamed in the query's order."""
-    with archive.reader.connect() as conn:
-        names = source_ids(conn, selection.source)  # the objects name their source
-    base = with_names(json_object(names).label("json"), Operation.__table__.c.extra)
-    _, found = streamed(archive, selection, base)
+    _, found = streamed(archive, selection, lambda names: with_names(
+        json_object(names).label("json"), Operation.__table__.c.extra))  # fmt: skip
     return (_finished(row) for row in found)
 
 

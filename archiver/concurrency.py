@@ -58,9 +58,10 @@ class AdaptiveLimit:
     def release(self, ticket: Ticket, *, throttled: bool) -> None:
         with self._cond:
             self.in_flight -= 1
+            self._cond.notify_all()
             if self.fixed:
-                pass
-            elif throttled:
+                return
+            if throttled:
                 self.slow_start = False
                 if ticket.window == self._window:  # the first news of this round
                     self.limit = max(float(min(FLOOR, self.cap)), self.limit / 2)
@@ -70,4 +71,3 @@ class AdaptiveLimit:
                 step = 1.0 if self.slow_start else 1 / (self.limit * AVOIDANCE)
                 self.limit = min(float(self.cap), self.limit + step)
                 self.peak = max(self.peak, int(self.limit))
-            self._cond.notify_all()

@@ -6,7 +6,7 @@ the order and the limit, so that `query` and `export` give the API's answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -202,25 +202,27 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    names, rows = streamed(archive, selection, with_names(*Operation.__table__.columns,
-                                                          *name_columns()))  # fmt: skip
+    names, rows = streamed(
+        archive, selection, lambda _: with_names(*Operation.__table__.columns, *name_columns())
+    )
     return (to_archived(row, names[row.source_id], incomplete=is_incomplete(row)) for row in rows)
 
 
 def ids(archive: Archive, selection: Selection) -> Iterator[str]:
     """Only the ids of the selected operations, in the query's order (``-o ids``)."""
-    _, rows = streamed(archive, selection, select(Operation.id))
+    _, rows = streamed(archive, selection, lambda _: select(Operation.id))
     return (row[0] for row in rows)
 
 
 def streamed(
-    archive: Archive, selection: Selection, base: Select[Any]
+    archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
 ) -> tuple[dict[int, str], Iterator[Any]]:
-    """The selected sources' names, and ``base`` (a SELECT over operations) filtered,
-    ordered and limited as the selection says, its rows streamed from a connection
-    the stream owns. An unknown ``--source`` fails here, before any output starts."""
+    """The selected sources' names, and ``build(names)`` (a SELECT over operations)
+    filtered, ordered and limited as the selection says, its rows streamed from a
+    connection the stream owns. An unknown ``--source`` fails here, before any output
+    starts; ``build`` gets the names, which some outputs write into every row."""
     conn, names = reading(archive, selection)
-    return names, _rows(conn, selection, names, base)
+    return names, _rows(conn, selection, names, build(names))
 
 
 def _rows(conn: Connection, selection: Selection, names: dict[int, str],
