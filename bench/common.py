@@ -59,6 +59,12 @@ def run_measured(cmd: list[str], **kw: Any) -> dict[str, Any]:
     return {"seconds": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
+def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The quickest of several measured runs of one command (``run_measured``'s dicts):
+    the figure least disturbed by the rest of a shared machine."""
+    return min(runs, key=lambda r: r["seconds"])
+
+
 def run_child(script: str, *args: str) -> tuple[dict[str, Any], Any]:
     """Run one side of a benchmark in its own process, so that its peak RSS is its own.
 

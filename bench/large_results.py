@@ -25,6 +25,7 @@ from bench.common import (
     T0_MS,
     archiver_cmd,
     build_archive,
+    fastest,
     run_measured,
     save,
     size_from_args,
@@ -40,7 +41,7 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
     for _ in range(2):
         with open(out, "wb") as fh:
             runs.append(run_measured(cmd, stdout=fh))
-    return min(runs, key=lambda r: r["seconds"])
+    return fastest(runs)
 
 
 def main() -> None:

@@ -22,15 +22,12 @@ from bench.common import (
     DATA,
     archiver_cmd,
     build_archive,
+    fastest,
     run_measured,
     save,
     size_from_args,
     sqlite3_shell,
 )
-
-
-def best(runs: list[dict]) -> dict:
-    return min(runs, key=lambda r: r["seconds"])
 
 
 def main() -> None:
@@ -42,12 +39,13 @@ def main() -> None:
         ours, base = [], []
         for _ in range(3):
             ours.append(run_measured(archiver_cmd("--db", str(path), "report", "--out", str(out))))
-            base.append(run_measured(
-                [sqlite3_cli, str(path),
-                 "SELECT type, status, count(*) FROM operations GROUP BY 1, 2"],
-                stdout=open(Path(tmp) / "base.txt", "w")))  # noqa: SIM115  # fmt: skip
+            with open(Path(tmp) / "base.txt", "wb") as fh:
+                base.append(run_measured(
+                    [sqlite3_cli, str(path),
+                     "SELECT type, status, count(*) FROM operations GROUP BY 1, 2"],
+                    stdout=fh))  # fmt: skip
         size_mb = round(out.stat().st_size / 1e6, 2)
-    mine, theirs = best(ours), best(base)
+    mine, theirs = fastest(ours), fastest(base)
     result = {
         "operations": n,
         "archiver_report": {**mine, "file_mb": size_mb},
