@@ -243,11 +243,12 @@ def report(
       archiver report --since 90d --out report.html
     """
     from archiver import report as rep
-    from archiver import report_html
+    from archiver import report_html, stopping
     from archiver.export import check_destination, replace_with
 
     report_html.plotly()  # the extra is missing: say so before any work
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source)
+    stopping.install(at_once=True)  # SIGTERM: exit 130, and no file half-written
     with open_archive(ctx) as archive:
         dest = check_destination(out, archive)
         figures = rep.gather(archive, selection)

@@ -182,3 +182,37 @@ def test_a_report_appears_whole_or_not_at_all(runner, reported, tmp_path) -> Non
     if Path(reported).exists():  # a SQLite archive: --out never overwrites it
         result = invoke(runner, "--db", reported, "report", "--out", reported)
         assert result.exit_code == 2 and "archive itself" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.engine_free  # about the process and the file, on a SQLite archive
+def test_sigterm_mid_report_exits_130_and_leaves_no_file(tmp_path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from archiver.archive import Archive
+
+    db = str(tmp_path / "archive.db")
+    Archive(db).upgrade()
+    fill(db, [op(i, minutes=i % 5000, status=("SUCCESS", "FAIL")[i % 2]) for i in range(30_000)])
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "report.html"
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "--db", db, "report", "--out",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    reading = False
+    while not reading and proc.poll() is None and time.monotonic() < deadline:
+        try:  # the report is under way once it holds the archive open
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+            reading = any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == db for fd in fds)
+        except OSError:
+            pass
+        time.sleep(0.002)
+    assert reading, "the report never opened the archive"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "SIGTERM" in err
+    assert list(out.parent.iterdir()) == []  # no report, no temporary file
