@@ -37,7 +37,7 @@ class LockHeld(ArchiverError):
 
 
 class Interrupted(ArchiverError):
-    """SIGINT/SIGTERM stopped a run; the page in flight was rolled back (exit 130)."""
+    """SIGINT/SIGTERM stopped a run; pages still in flight were not stored (exit 130)."""
 
     exit_code = 130
 

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 from archiver.archive import Archive
 from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
-from archiver.errors import Interrupted, LockHeld
+from archiver.errors import Interrupted, LockHeld, WorkFailed
 from archiver.models import Operation, OperationEvent, SyncRun, SyncState
 from archiver.sync import SyncOptions
 from archiver.timeutil import utc_ms
@@ -136,19 +137,53 @@ def test_an_interrupted_fixed_backfill_resumes_at_its_saved_token(archive) -> No
         now = emu.account.clock.now()
         opts = SyncOptions(source="acct", since=now - timedelta(days=40), until=now)
         cs = ClientSettings(region="us-east-1", endpoint_url=emu.url)
+        stored = []
 
-        def stop_after_20(stats):
-            if stats.list_calls >= 20 and stats.listed >= 2000:
+        def stop_after_2000(stats):  # called once a page is stored
+            if stats.listed >= 2000:
+                stored.append(stats.listed)
                 raise Interrupted("test stop")
 
         with pytest.raises(Interrupted):
-            run_library_sync(archive, opts, cs, on_page=stop_after_20)
-        assert len(archived(archive)) == 2000
+            run_library_sync(archive, opts, cs, on_page=stop_after_2000)
+        # pages are stored a batch at a time: what progress reported stored is stored
+        assert len(archived(archive)) == stored[0] < 3000
         emu.counters.reset()
         summary = run_library_sync(archive, opts, cs)
-        # the 10 pages after the stored ones, and the unit check's two
-        assert emu.counters.list_pages == 10 + summary.stats.unit_check_calls == 12
-        assert summary.stats.inserted == 1000
+        # only the pages after the stored ones (of 100 each), and the unit check's two
+        rest = (3000 - stored[0]) // 100
+        assert emu.counters.list_pages == rest + summary.stats.unit_check_calls == rest + 2
+        assert summary.stats.inserted == 3000 - stored[0]
+        assert_archive_equals(archive, emu.account)
+
+
+def test_a_pass_that_fails_keeps_the_pages_it_fetched(archive) -> None:
+    """Fetched pages wait to be stored a batch at a time; when GetOperation starts to
+    fail for good mid-pass, the pages whose calls all answered are stored before the
+    error is reported, with the token after them, and the next run resumes there."""
+    with Emulator(seed_operations=1000, days=10, seed=8) as emu:
+        now = emu.account.clock.now()
+        # four calls in flight, in order: when call 451 is held, pages 1-4 have answered
+        opts = SyncOptions(source="acct", since=now - timedelta(days=20), until=now,
+                           workers=4, adaptive=False)  # fmt: skip
+        cs = ClientSettings(region="us-east-1", endpoint_url=emu.url, max_attempts=1)
+        gate = emu.hold("GetOperation", after=450)  # page 5's calls are under way
+        failing = threading.Thread(target=lambda: (gate.reached.wait(60),
+                                                   emu.set_faults("GetOperation", error_rate=1.0),
+                                                   gate.release()))  # fmt: skip
+        failing.start()
+        with pytest.raises(WorkFailed):
+            run_library_sync(archive, opts, cs)
+        failing.join()
+        stored = len(archived(archive))
+        assert stored == 400  # the four whole pages fetched, none of the fifth
+        assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+        check_watermark_not_ahead(archive, emu)
+        emu.set_faults("GetOperation", error_rate=0.0)
+        emu.counters.reset()
+        summary = run_library_sync(archive, opts, cs)
+        assert summary.stats.inserted == 1000 - stored  # resumed after the stored pages
+        assert emu.counters.list_pages == (1000 - stored) // 100 + 2  # and the unit check
         assert_archive_equals(archive, emu.account)
 
 
