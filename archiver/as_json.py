@@ -11,17 +11,17 @@ merged exactly as ``OperationRecord.to_api`` does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import String, case, func, literal, null, or_
+from sqlalchemy import String, case, func, literal, or_
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
-from archiver.models import Namespace, Operation, Service, iso_text, templated
-from archiver.query import Selection, is_incomplete, streamed, with_names
+from archiver.models import Namespace, Operation, Service, iso_text, templated, text_format
+from archiver.query import Selection, batches, with_names
 from archiver.records import FIELDS
-from archiver.streams import write_joined
+from archiver.streams import write_batches
 
 
 class json_text(FunctionElement[str]):
@@ -44,43 +44,63 @@ def _member(key: str, value: Any, *, shown: Any = None, first: bool = False) -> 
     return case((value.is_(None), ""), else_=literal(prefix) + text)
 
 
-def json_object(names: dict[int, str]) -> Any:
-    """One operation as the JSON text ``render.to_json_object`` would write (sans extra)."""
-    parts: list[Any] = []
+def json_object(names: dict[int, str], *, complete: bool = True) -> Any:
+    """One operation as the JSON text ``render.to_json_object`` would write (sans extra),
+    as one ``text_format``: the members every complete operation has stand in the
+    format itself; only those that may be absent are a CASE each. ``complete=False``
+    (a read that includes incomplete operations, whose fields are NULL) makes every
+    member a CASE."""
+    fmt: list[str] = []
+    args: list[Any] = []
     for f in FIELDS:
-        if f.api:
-            column = getattr(Operation, f.name)
-            shown = iso_text(column) if f.is_date else None
-            parts.append(_member(f.api, column, shown=shown, first=not parts))
+        if not f.api:
+            continue
+        column = getattr(Operation, f.name)
+        shown = iso_text(column) if f.is_date else None
+        if complete and not f.optional:
+            fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": %s")
+            args.append(json_text(column if shown is None else shown))
+        else:
+            fmt.append("%s")
+            args.append(_member(f.api, column, shown=shown, first=not fmt[:-1]))
     targets = [(f.target, getattr(Operation, f.name)) for f in FIELDS if f.target]
     inner = [_member(key or "", col) for key, col in targets]
     present = or_(*(col.is_not(None) for _, col in targets))
-    body = literal(', "Targets": {') + func.substr(_concat(inner), 3) + "}"
-    parts.append(case((present, body), else_=""))
-    parts.append(_member("NamespaceName", Namespace.name))
-    parts.append(_member("ServiceName", Service.name))
-    source = case(names, value=Operation.source_id) if names else null()
-    parts.append(_member("Source", source))
-    return literal("{") + _concat(parts) + "}"
+    body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
+    # the sources are few and known here: each one's member is written once, in Python
+    members = {sid: ', "Source": ' + json.dumps(name, ensure_ascii=False)
+               for sid, name in names.items()}  # fmt: skip
+    source = case(members, value=Operation.source_id, else_="") if members else literal("")
+    for arg in (case((present, body), else_=""), _member("NamespaceName", Namespace.name),
+                _member("ServiceName", Service.name), source):  # fmt: skip
+        fmt.append("%s")
+        args.append(arg)
+    return text_format("{" + "".join(fmt) + "}", *args)
 
 
-def _concat(parts: list[Any]) -> Any:
-    out = parts[0]
-    for part in parts[1:]:
-        out = out + part
-    return out
+def _escaped(text: str) -> str:
+    return text.replace("%", "%%")
 
 
-def rows(archive: Archive, selection: Selection) -> Iterator[str]:
-    """Each selected operation's JSON text, streamed in the query's order."""
-    _, found = streamed(archive, selection, lambda names: with_names(
-        json_object(names).label("json"), Operation.__table__.c.extra))  # fmt: skip
-    return (_finished(row) for row in found)
+def rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
+    """Each selected operation's JSON text, streamed in the query's order a batch at a
+    time."""
+    complete = not selection.include_incomplete
+
+    def build(names: dict[int, str]) -> Any:
+        return with_names(json_object(names, complete=complete).label("json"),
+                          Operation.__table__.c.extra)  # fmt: skip
+
+    _, found = batches(archive, selection, build)
+    if complete:
+        return ([t if e is None else _with_extra(t, e) for t, e, *_ in rows] for rows in found)
+    return ([_finished(*row[:3]) for row in rows] for rows in found)
 
 
-def _finished(row: Any) -> str:
-    text: str = row[0] if row[1] is None else _with_extra(row[0], row[1])
-    return text[:-1] + ', "Incomplete": true}' if is_incomplete(row) else text
+def _finished(text: str, extra: str | None, incomplete: Any) -> str:
+    """A row of a read that includes incomplete operations (flagged after build's columns)."""
+    text = text if extra is None else _with_extra(text, extra)
+    return text[:-1] + ', "Incomplete": true}' if incomplete else text
 
 
 def _with_extra(text: str, extra: str) -> str:
@@ -97,9 +117,9 @@ def _with_extra(text: str, extra: str) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def write(texts: Iterator[str], out: Any) -> int:
+def write(batches: Iterable[list[str]], out: Any) -> int:
     """The JSON array, one object per line."""
     out.write("[")
-    n = write_joined(texts, out, sep=",\n  ", lead="\n  ")
+    n = write_batches(batches, out, sep=",\n  ", lead="\n  ")
     out.write("\n]\n" if n else "]\n")
     return n

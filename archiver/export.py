@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import String, case, cast, func, literal, select
+from sqlalchemy import String, case, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -33,10 +33,18 @@ from archiver import __version__
 from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.lock import pid_alive
-from archiver.models import Namespace, Operation, OperationEvent, Service, SyncState, iso_text
-from archiver.query import Selection, merged, ordered, reading, source_ids, with_names
+from archiver.models import (
+    Namespace,
+    Operation,
+    OperationEvent,
+    Service,
+    SyncState,
+    iso_text,
+    text_format,
+)
+from archiver.query import Selection, merged, ordered, reading, source_ids, tuples, with_names
 from archiver.records import FIELDS
-from archiver.streams import write_joined
+from archiver.streams import write_batches
 from archiver.timeutil import iso, now
 
 _SEEN = ("first_seen_at", "last_seen_at")
@@ -71,10 +79,10 @@ class ExportResult:
 
 
 class csv_field(FunctionElement[str]):
-    """A text cell as it stands in the CSV line, in SQL: empty for NULL, and quoted
-    with its quotes doubled when it holds a quote, comma, CR or LF (RFC 4180, as
-    Python's csv module writes it). ``csv_guarded_field`` also applies the formula
-    guard (inside the quotes)."""
+    """A text cell as it stands in the CSV line, in SQL: quoted with its quotes doubled
+    when it holds a quote, comma, CR or LF (RFC 4180, as Python's csv module writes
+    it); NULL stays NULL, which ``text_format`` writes as the empty cell.
+    ``csv_guarded_field`` also applies the formula guard (inside the quotes)."""
 
     type = String()
     name = "csv_field"
@@ -92,12 +100,14 @@ def _field_sql(value: str, guarded: bool, dialect: str) -> str:
     else:
         lf, cr, tab, find = "char(10)", "char(13)", "char(9)", "instr({}, {})"
     special = " OR ".join(find.format(value, c) for c in ("'\"'", "','", lf, cr))
-    triggers = ", ".join(("'='", "'+'", "'-'", "'@'", tab, cr))
-    mark = f"CASE WHEN substr({value}, 1, 1) IN ({triggers}) THEN '''' ELSE '' END || "
-    mark = mark if guarded else ""
-    return (
-        f"CASE WHEN {special} THEN '\"' || {mark}replace({value}, '\"', '\"\"') || '\"' "
-        f"ELSE {mark}coalesce({value}, '') END"
+    quoted = f"replace({value}, '\"', '\"\"') || '\"'"
+    if not guarded:
+        return f"CASE WHEN {special} THEN '\"' || {quoted} ELSE {value} END"
+    trigger = f"substr({value}, 1, 1) IN ('=', '+', '-', '@', {tab}, {cr})"
+    mark = "''''"  # SQL for the text ', the guard
+    return (  # the common cell, plain text, is returned as it is: no string is built
+        f"CASE WHEN {special} THEN '\"' || CASE WHEN {trigger} THEN {mark} ELSE '' END || "
+        f"{quoted} WHEN {trigger} THEN {mark} || {value} ELSE {value} END"
     )
 
 
@@ -125,23 +135,20 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
     shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
     name: Any = case(shown, value=table.source_id, else_="") if shown else literal("")
 
-    def cell(column: str, col: Any) -> Any:
+    def cell(column: str, col: Any) -> Any:  # NULL is the empty cell (text_format)
         if column == "source":
             return name
         if column in _DATES:
-            return func.coalesce(iso_text(col), "")
+            return iso_text(col)
         if column in _GUARDED and not raw:
             return csv_guarded_field(col)
         if column in _GENERATED:
-            return func.coalesce(cast(col, String) if column == "sync_run_id" else col, "")
+            return col
         return csv_field(col)
 
     def line(cols: dict[str, Any]) -> Any:
         cells = [cell(c, v) for c, v in cols.items()]
-        out = cells[0]
-        for c in cells[1:]:
-            out = out + literal(",") + c
-        return out.label("line")
+        return text_format(",".join(["%s"] * len(cells)), *cells).label("line")
 
     if not history:
         names_of = dict(zip(_NAMES, (Namespace.name, Service.name), strict=True))
@@ -159,27 +166,27 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
 
 def rows(
     archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
-) -> Iterator[str]:
-    """The CSV's lines (without their line ends), in the export's order, streamed."""
+) -> Iterator[list[str]]:
+    """The CSV's lines (without their line ends), in the export's order, streamed a
+    batch at a time."""
     conn, names = reading(archive, selection)
     return _stream(conn, selection, names, history=history, raw=raw)
 
 
 def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: bool,
-            raw: bool) -> Iterator[str]:  # fmt: skip
+            raw: bool) -> Iterator[list[str]]:  # fmt: skip
     with conn:
         sid = next(iter(names)) if selection.source is not None else None
         stmt = _select(selection, history=history, source_id=sid, raw=raw, names=names)
-        result = conn.execution_options(stream_results=True).execute(stmt)
-        while batch := result.fetchmany(_BATCH):
-            yield from (row[0] for row in batch)  # merged arms' sort keys ride after it
+        for batch in tuples(conn, stmt):
+            yield [row[0] for row in batch]  # merged arms' sort keys ride after it
 
 
-def write_csv(lines: Iterable[str], out: TextIO, *, history: bool = False) -> int:
+def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:
     """RFC 4180, UTF-8, CRLF line ends; None is an empty cell. The header comes from
     the csv module; the lines come rendered from the database (``rows``)."""
     csv.writer(out, lineterminator="\r\n").writerow(HISTORY_COLUMNS if history else COLUMNS)
-    return write_joined(lines, out, sep="\r\n", end="\r\n")
+    return write_batches(batches, out, sep="\r\n", end="\r\n")
 
 
 class _HashingWriter(io.RawIOBase):
@@ -305,7 +312,7 @@ class Written:
 
 
 def write_stream(
-    records: Iterable[str], binary: BinaryIO, *, history: bool, compress: bool,
+    records: Iterable[list[str]], binary: BinaryIO, *, history: bool, compress: bool,
     name: str = "",
 ) -> Written:  # fmt: skip
     """The CSV (gzipped when asked) onto a binary stream, counted and hashed as it goes."""

@@ -79,11 +79,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def templated(element: type[FunctionElement[Any]], default: str, postgresql: str) -> None:
     """Compile a SQL function of ours from a template per dialect ({0}, {1}: its
-    arguments): the default serves SQLite, where the archive stores dates as text."""
+    arguments; {args}: all of them, comma-separated): the default serves SQLite, where
+    the archive stores dates as text."""
 
     def render(template: str) -> Any:
         def compile_(fn: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
-            return template.format(*(compiler.process(c, **kw) for c in fn.clauses))
+            args = [compiler.process(c, **kw) for c in fn.clauses]
+            return template.format(*args, args=", ".join(args))
 
         return compile_
 
@@ -123,6 +125,24 @@ templated(iso_text, "{0}", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD\"T\"HH24:M
 templated(utc_day, "substr({0}, 1, 10)", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD')")
 templated(seconds_between, "((julianday({1}) - julianday({0})) * 86400.0)",
           "CAST(EXTRACT(EPOCH FROM ({1}) - ({0})) AS double precision)")  # fmt: skip
+
+
+class text_format(FunctionElement[str]):
+    """``text_format("%s,%s", a, b)``: one text from a format and its arguments, in SQL
+    (SQLite's printf, PostgreSQL's format). A NULL argument is written as nothing.
+
+    Rows rendered in the database (export's CSV lines, query's JSON objects) are one
+    call each instead of a chain of ``||``, which built a new string per piece: a
+    fifth of the SQL's time on a million rows. Only ``%s`` and ``%%`` are used, which
+    both engines read alike.
+    """
+
+    type = String()
+    name = "text_format"
+    inherit_cache = True
+
+
+templated(text_format, "printf({args})", "format({args})")
 
 
 class Base(DeclarativeBase):

@@ -208,10 +208,11 @@ def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     return (to_archived(row, names[row.source_id], incomplete=is_incomplete(row)) for row in rows)
 
 
-def ids(archive: Archive, selection: Selection) -> Iterator[str]:
-    """Only the ids of the selected operations, in the query's order (``-o ids``)."""
-    _, rows = streamed(archive, selection, lambda _: select(Operation.id))
-    return (row[0] for row in rows)
+def ids(archive: Archive, selection: Selection) -> Iterator[list[str]]:
+    """Only the ids of the selected operations, in the query's order (``-o ids``), a
+    batch at a time."""
+    _, found = batches(archive, selection, lambda _: select(Operation.id))
+    return ([row[0] for row in rows] for rows in found)
 
 
 def streamed(
@@ -231,6 +232,40 @@ def _rows(conn: Connection, selection: Selection, names: dict[int, str],
         sid = next(iter(names)) if selection.source is not None else None
         stmt = ordered(base, selection, source_id=sid, flag_incomplete=True)
         yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+
+
+def batches(
+    archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
+) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
+    """As ``streamed``, but the driver's own row tuples, a batch at a time.
+
+    For the outputs rendered in SQL (csv, json, ids), which take a text or two per row
+    by position: building SQLAlchemy's Row for each and handing rows on one by one were
+    a tenth of a million-row export. ``build``'s columns come first in each tuple; with
+    ``include_incomplete`` the flag follows them (``incomplete_at``).
+    """
+    conn, names = reading(archive, selection)
+    return names, _batches(conn, selection, names, build(names))
+
+
+def _batches(conn: Connection, selection: Selection, names: dict[int, str],
+             base: Select[Any]) -> Iterator[Sequence[Any]]:  # fmt: skip
+    with conn:
+        sid = next(iter(names)) if selection.source is not None else None
+        yield from tuples(conn, ordered(base, selection, source_id=sid, flag_incomplete=True))
+
+
+def tuples(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
+    """``stmt``'s rows a batch at a time, for columns that need no conversion, such as
+    texts made in SQL. SQLite's cursor streams by itself, so its tuples are read as the
+    driver gives them; PostgreSQL streams only from a server-side cursor, which is read
+    through the result that opened it (that result holds the cursor's first rows)."""
+    if conn.dialect.name == "sqlite":
+        result = conn.execute(stmt)
+        while rows := result.cursor.fetchmany(STREAM_BATCH):
+            yield rows
+    else:
+        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt).partitions()
 
 
 def is_incomplete(row: Any) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from archiver.archive import Archive
 from archiver.choices import Output
 from archiver.query import ArchivedOperation, Selection
-from archiver.streams import write_joined
+from archiver.streams import write_batches
 from archiver.timeutil import iso
 
 
@@ -41,8 +41,8 @@ def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
     return out
 
 
-def write_ids(ids: Iterable[str], out: TextIO) -> int:
-    return write_joined(ids, out, sep="\n", end="\n")
+def write_ids(batches: Iterable[list[str]], out: TextIO) -> int:
+    return write_batches(batches, out, sep="\n", end="\n")
 
 
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;
@@ -96,7 +96,7 @@ def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None
     if output is Output.json:
         from archiver import as_json
 
-        return as_json.write(iter(rows), out)
+        return as_json.write(rows, out)
     if output is Output.ids:
         return write_ids(rows, out)
     return write_table(rows, out, width=width)
