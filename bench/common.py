@@ -24,8 +24,7 @@ DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results.json"
 
 
-def size_from_args(doc: str | None, quick: int, full: int) -> tuple[int, bool]:
-    """Every script's command line: ``--quick`` picks the small size."""
+def _parser(doc: str | None, quick: int, full: int) -> Any:
     import argparse
 
     ap = argparse.ArgumentParser(
@@ -34,8 +33,24 @@ def size_from_args(doc: str | None, quick: int, full: int) -> tuple[int, bool]:
     ap.add_argument(
         "--quick", action="store_true", help=f"{quick:,} operations instead of {full:,}"
     )
-    args = ap.parse_args()
+    return ap
+
+
+def size_from_args(doc: str | None, quick: int, full: int) -> tuple[int, bool]:
+    """Every script's command line: ``--quick`` picks the small size."""
+    args = _parser(doc, quick, full).parse_args()
     return (quick if args.quick else full), args.quick
+
+
+def archive_from_args(doc: str | None, quick: int, full: int) -> tuple[int, bool, str]:
+    """The command line of a script that reads the synthetic archive: its size, and
+    ``--layout`` (``LAYOUTS``), the order its rows were written in."""
+    ap = _parser(doc, quick, full)
+    ap.add_argument("--layout", choices=LAYOUTS, default="random",
+                    help="random: rows in random time order (the worst case for reading "
+                         "in time order); nightly: as nightly syncs write them")  # fmt: skip
+    args = ap.parse_args()
+    return (quick if args.quick else full), args.quick, args.layout
 
 
 def machine() -> dict[str, Any]:
@@ -201,7 +216,18 @@ def add_names_and_runs(conn: sqlite3.Connection) -> None:
     )
 
 
-def build_archive(path: Path, n: int) -> Path:
+#: How a synthetic archive's rows lie in its file. "random": inserted in random time
+#: order, so a read in update_date order visits the table's pages at random (the worst
+#: case). "nightly": the same rows inserted day by day in time order, in random order
+#: within a day, as a sync run every night appends the day's operations.
+LAYOUTS = ("random", "nightly")
+
+
+def archive_path(n: int, layout: str = "random") -> Path:
+    return DATA / (f"query-{n}.db" if layout == "random" else f"query-{n}-{layout}.db")
+
+
+def build_archive(path: Path, n: int, layout: str = "random") -> Path:
     """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
     from archiver import db
     from archiver.archive import Archive
@@ -220,8 +246,11 @@ def build_archive(path: Path, n: int) -> Path:
     conn.execute("INSERT INTO sources (id, name, region, created_at) VALUES "
                  "(1, 'bench@us-east-1', 'us-east-1', '2026-01-01T00:00:00.000Z')")  # fmt: skip
     conn.execute("INSERT INTO sync_state (source_id) VALUES (1)")
+    rows: Any = synthetic_rows(n)
+    if layout == "nightly":  # by update day; within a day, in the generator's random order
+        rows = sorted(rows, key=lambda r: r[7][:10])
     conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-                     synthetic_rows(n))  # fmt: skip
+                     rows)  # fmt: skip
     add_names_and_runs(conn)
     conn.commit()
     conn.execute("ANALYZE")

@@ -7,7 +7,10 @@ side runs three times and its best run is kept; wall time, rows/s and each
 process's peak RSS. Targets (issue 17): within 2.5× of sqlite3's time, peak RSS
 under 150 MB.
 
-    python bench/export.py [--quick]
+With ``--layout nightly`` the same rows lie in the file as nightly syncs write
+them (by day, in time order), rather than in random time order (the default).
+
+    python bench/export.py [--quick] [--layout random|nightly]
 """
 
 from __future__ import annotations
@@ -19,21 +22,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
+    archive_from_args,
+    archive_path,
     archiver_cmd,
     build_archive,
     fastest,
     run_measured,
     save,
-    size_from_args,
     sqlite3_shell,
 )
 
 
 def main() -> None:
-    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    n, quick, layout = archive_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
-    path = build_archive(DATA / f"query-{n}.db", n)
+    path = build_archive(archive_path(n, layout), n, layout)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ops.csv"
         ours, base = [], []
@@ -49,6 +52,7 @@ def main() -> None:
     ratio = best_ours["seconds"] / best_base["seconds"]
     result = {
         "operations": n,
+        "layout": layout,
         "archiver_export": {**best_ours, "rows_per_second": round(n / best_ours["seconds"])},
         "sqlite3_csv": best_base,
         "ratio": round(ratio, 2),
@@ -57,7 +61,10 @@ def main() -> None:
         "lines": rows,
     }
     print(result)
-    save("export" + ("_quick" if quick else ""), result)
+    save(
+        "export" + ("" if layout == "random" else f"_{layout}") + ("_quick" if quick else ""),
+        result,
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Inputs: 1,000,000 synthetic operations as the sync holds them after GetOperation
 (OperationRecord, datetimes), written in transactions of 100 — one ListOperations
-page, as the sync commits. Baseline, same run, same transaction size: the sqlite3
+page, as the sync committed before it stored pages in batches (ingest_large.py measures
+the batches); both sides use the same size, so the ratio is store.py's own. Baseline, same run, same transaction size: the sqlite3
 module's executemany of the same rows, pre-rendered as the archive's text, into the
 same migrated schema (same indexes); once for operations alone and once together
 with their events, as store.py writes both. Each side runs in its own process and

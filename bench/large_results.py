@@ -8,7 +8,11 @@ the same rows in the same order. Best of two runs each; rows/s and peak RSS.
 Targets (issue 17): each output streams ≥ 150,000 rows/s; the whole-archive JSON
 takes ≤ 3× the sqlite3 shell's.
 
-    python bench/large_results.py [--quick]
+With ``--layout nightly`` the same rows lie in the file as nightly syncs write
+them (by day, in time order), rather than in random time order (the worst case
+for a read in time order, and the default).
+
+    python bench/large_results.py [--quick] [--layout random|nightly]
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     SPAN_MS,
     T0_MS,
+    archive_from_args,
+    archive_path,
     archiver_cmd,
     build_archive,
     fastest,
     run_measured,
     save,
-    size_from_args,
     sqlite3_shell,
 )
 
@@ -45,15 +49,15 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
 
 
 def main() -> None:
-    n, quick = size_from_args(__doc__, 100_000, 1_000_000)
+    n, quick, layout = archive_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
-    path = str(build_archive(DATA / f"query-{n}.db", n))
+    path = str(build_archive(archive_path(n, layout), n, layout))
     end = T0_MS + SPAN_MS
     start = end - 30 * 86_400_000
     window = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={start},{end}"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        result: dict = {"operations": n, "outputs": {}}
+        result: dict = {"operations": n, "layout": layout, "outputs": {}}
         cases = {
             "json, whole archive": (["-o", "json"], n),
             "csv, whole archive": (["-o", "csv"], n),
@@ -81,7 +85,12 @@ def main() -> None:
         "json_within_3x_sqlite3": result["json_ratio_to_sqlite3"] <= 3,
     }
     print(result)
-    save("large_results" + ("_quick" if quick else ""), result)
+    save(
+        "large_results"
+        + ("" if layout == "random" else f"_{layout}")
+        + ("_quick" if quick else ""),
+        result,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from archiver import store
 from archiver.archive import Archive
 from archiver.models import Operation, OperationEvent
 from archiver.query import Selection, run
+from tests.conftest import requires_sqlite
 from tests.helpers import T0, op
 
 
@@ -74,3 +75,18 @@ def test_archived_statuses_answers_for_more_ids_than_one_statement_binds(archive
     ids = [r.id for r in records] + ["op-missing"]
     got = _write(archive, store.archived_statuses, ids)
     assert got == {r.id: r.status for r in records}
+
+
+@requires_sqlite
+def test_the_writer_holds_a_batch_in_its_page_cache_and_readers_keep_the_default(
+    archive,
+) -> None:
+    """A batch of 1,000 operations must not spill its dirty pages into the WAL before
+    its commit (db.WRITER_CACHE_KIB); readers, which may be many, stay small."""
+    from archiver.db import WRITER_CACHE_KIB
+
+    with Archive(archive) as handle:
+        with handle.writer.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -WRITER_CACHE_KIB
+        with handle.reader.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
