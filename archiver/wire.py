@@ -19,6 +19,7 @@ Why (docs/design.md, "Trusting the service"):
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -182,6 +183,13 @@ class _Runners:
         self._idle = 0
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """In a forked child: the runners did not survive the fork (only the thread that
+        forked does), so none may be counted idle, or calls would wait for no one."""
+        self._tasks = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
     def start(self, call: _Call) -> None:
         with self._lock:
             spawn = self._idle == 0
@@ -199,6 +207,7 @@ class _Runners:
 
 
 _RUNNERS = _Runners()
+os.register_at_fork(after_in_child=_RUNNERS.forget)
 
 
 def _send_by(session: Any, call_timeout: float) -> Any:

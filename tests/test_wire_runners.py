@@ -3,6 +3,7 @@ call abandoned at its deadline never holds up the calls after it."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -54,3 +55,21 @@ def test_an_abandoned_call_does_not_hold_up_the_next() -> None:
         assert session.threads[0] is not session.threads[1]
     finally:
         session.release.set()
+
+
+def test_a_forked_child_starts_its_own_runners() -> None:
+    """Threads do not survive fork(): a child that counted its parent's idle runners
+    as its own would hand its calls to no one and hang until each call's deadline."""
+    session = _Session()
+    send = wire._send_by(session, call_timeout=5)
+    assert send(_Request("parent")) == "answer to parent"  # the parent has an idle runner
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            child = wire._send_by(_Session(), call_timeout=2)
+            code = 0 if child(_Request("child")) == "answer to child" else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
