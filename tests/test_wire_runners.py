@@ -38,9 +38,10 @@ def test_calls_in_turn_reuse_one_thread() -> None:
     """Starting a thread for every call cost a tenth of a CPU-bound sync's time."""
     session = _Session()
     send = wire._send_by(session, call_timeout=5)
+    before = set(threading.enumerate())  # runners left idle by earlier tests may serve too
     assert [send(_Request(str(i))) for i in range(200)] == [f"answer to {i}" for i in range(200)]
-    assert len(set(session.threads)) == 1
-    assert session.threads[0] is not threading.current_thread()  # still off the caller's
+    assert len(set(session.threads) - before) <= 1  # at most one runner was started
+    assert threading.current_thread() not in session.threads  # still off the caller's
 
 
 def test_an_abandoned_call_does_not_hold_up_the_next() -> None:
