@@ -42,7 +42,16 @@ from archiver.models import (
     iso_text,
     text_format,
 )
-from archiver.query import Selection, merged, ordered, reading, source_ids, tuples, with_names
+from archiver.query import (
+    Selection,
+    chosen_source,
+    merged,
+    ordered,
+    reading,
+    source_ids,
+    tuples,
+    with_names,
+)
 from archiver.records import FIELDS
 from archiver.streams import write_batches
 from archiver.timeutil import iso, now
@@ -53,7 +62,6 @@ COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_BATCH = 5000
 #: Cells the service generates in formats without a comma, quote or line break (ids it
 #: assigns, enum values, account ids, run numbers): written as they are, unchecked,
 #: which saves a fifth of the export's SQL. Every other text cell is quoted as needed
@@ -103,7 +111,9 @@ def _field_sql(value: str, guarded: bool, dialect: str) -> str:
     quoted = f"replace({value}, '\"', '\"\"') || '\"'"
     if not guarded:
         return f"CASE WHEN {special} THEN '\"' || {quoted} ELSE {value} END"
-    trigger = f"substr({value}, 1, 1) IN ('=', '+', '-', '@', {tab}, {cr})"
+    sql_of = {"\t": tab, "\r": cr}  # the guard's own triggers (_TRIGGERS), as SQL
+    firsts = ", ".join(sql_of.get(t, f"'{t}'") for t in _TRIGGERS)
+    trigger = f"substr({value}, 1, 1) IN ({firsts})"
     mark = "''''"  # SQL for the text ', the guard
     return (  # the common cell, plain text, is returned as it is: no string is built
         f"CASE WHEN {special} THEN '\"' || CASE WHEN {trigger} THEN {mark} ELSE '' END || "
@@ -176,7 +186,7 @@ def rows(
 def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: bool,
             raw: bool) -> Iterator[list[str]]:  # fmt: skip
     with conn:
-        sid = next(iter(names)) if selection.source is not None else None
+        sid = chosen_source(selection, names)
         stmt = _select(selection, history=history, source_id=sid, raw=raw, names=names)
         for batch in tuples(conn, stmt):
             yield [row[0] for row in batch]  # merged arms' sort keys ride after it

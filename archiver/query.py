@@ -114,8 +114,12 @@ def select_operations(
     An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
     which both engines merge in order from their indexes.
     """
-    base = with_names(*Operation.__table__.columns, *name_columns())
-    return ordered(base, selection, source_id=source_id, flag_incomplete=True)
+    return ordered(_named_operations(), selection, source_id=source_id, flag_incomplete=True)
+
+
+def _named_operations() -> Select[Any]:
+    """Every column of operations, and its targets' names: what ``run`` reads."""
+    return with_names(*Operation.__table__.columns, *name_columns())
 
 
 def ordered(
@@ -202,9 +206,7 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    names, rows = streamed(
-        archive, selection, lambda _: with_names(*Operation.__table__.columns, *name_columns())
-    )
+    names, rows = streamed(archive, selection, lambda _: _named_operations())
     return (to_archived(row, names[row.source_id], incomplete=is_incomplete(row)) for row in rows)
 
 
@@ -222,16 +224,8 @@ def streamed(
     filtered, ordered and limited as the selection says, its rows streamed from a
     connection the stream owns. An unknown ``--source`` fails here, before any output
     starts; ``build`` gets the names, which some outputs write into every row."""
-    conn, names = reading(archive, selection)
-    return names, _rows(conn, selection, names, build(names))
-
-
-def _rows(conn: Connection, selection: Selection, names: dict[int, str],
-          base: Select[Any]) -> Iterator[Any]:  # fmt: skip
-    with conn:
-        sid = next(iter(names)) if selection.source is not None else None
-        stmt = ordered(base, selection, source_id=sid, flag_incomplete=True)
-        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+    conn, names, stmt = _opened(archive, selection, build)
+    return names, _rows(conn, stmt)
 
 
 def batches(
@@ -242,17 +236,40 @@ def batches(
     For the outputs rendered in SQL (csv, json, ids), which take a text or two per row
     by position: building SQLAlchemy's Row for each and handing rows on one by one were
     a tenth of a million-row export. ``build``'s columns come first in each tuple; with
-    ``include_incomplete`` the flag follows them (``incomplete_at``).
+    ``include_incomplete`` the incomplete flag follows them.
     """
+    conn, names, stmt = _opened(archive, selection, build)
+    return names, _batches(conn, stmt)
+
+
+def _opened(
+    archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
+) -> tuple[Connection, dict[int, str], Any]:
+    """A reader connection, the selected sources' names, and the statement to stream;
+    the connection is closed if the statement cannot be built."""
     conn, names = reading(archive, selection)
-    return names, _batches(conn, selection, names, build(names))
+    try:
+        sid = chosen_source(selection, names)
+        return conn, names, ordered(build(names), selection, source_id=sid, flag_incomplete=True)
+    except BaseException:
+        conn.close()
+        raise
 
 
-def _batches(conn: Connection, selection: Selection, names: dict[int, str],
-             base: Select[Any]) -> Iterator[Sequence[Any]]:  # fmt: skip
+def _rows(conn: Connection, stmt: Any) -> Iterator[Any]:
     with conn:
-        sid = next(iter(names)) if selection.source is not None else None
-        yield from tuples(conn, ordered(base, selection, source_id=sid, flag_incomplete=True))
+        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+
+
+def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
+    with conn:
+        yield from tuples(conn, stmt)
+
+
+def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
+    """The source id ``--source`` narrows the read to (``reading`` checked the name),
+    or None for every source."""
+    return next(iter(names)) if selection.source is not None else None
 
 
 def tuples(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
