@@ -179,14 +179,13 @@ class _Runners:
     """
 
     def __init__(self) -> None:
-        self._tasks: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self._idle = 0
-        self._lock = threading.Lock()
+        self.forget()
 
     def forget(self) -> None:
-        """In a forked child: the runners did not survive the fork (only the thread that
-        forked does), so none may be counted idle, or calls would wait for no one."""
-        self._tasks = queue.SimpleQueue()
+        """No runner yet. Also in a forked child: the runners did not survive the fork
+        (only the thread that forked does), so none may be counted idle, or calls would
+        wait for no one."""
+        self._tasks: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._idle = 0
         self._lock = threading.Lock()
 
