@@ -123,6 +123,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def result_name(name: str, quick: bool, layout: str = "random") -> str:
+    """The key a script's result is saved under, which run_all's table reads: the
+    script's name, ``_<layout>`` for an archive layout other than random, and
+    ``_quick`` for the small size."""
+    return name + ("" if layout == "random" else f"_{layout}") + ("_quick" if quick else "")
+
+
 def save(name: str, result: dict[str, Any]) -> None:
     """Merge one benchmark's result into bench/results.json."""
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -223,15 +230,13 @@ def add_names_and_runs(conn: sqlite3.Connection) -> None:
 LAYOUTS = ("random", "nightly")
 
 
-def archive_path(n: int, layout: str = "random") -> Path:
-    return DATA / (f"query-{n}.db" if layout == "random" else f"query-{n}-{layout}.db")
-
-
-def build_archive(path: Path, n: int, layout: str = "random") -> Path:
-    """A migrated archive holding ``n`` synthetic operations (cached under bench/data)."""
+def build_archive(n: int, layout: str = "random") -> Path:
+    """A migrated archive holding ``n`` synthetic operations laid out as ``layout``
+    says (``LAYOUTS``), cached under bench/data."""
     from archiver import db
     from archiver.archive import Archive
 
+    path = DATA / (f"query-{n}.db" if layout == "random" else f"query-{n}-{layout}.db")
     if path.exists():
         with Archive(str(path)) as cached:
             if cached.revision() == db.head():

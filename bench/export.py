@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     archive_from_args,
-    archive_path,
     archiver_cmd,
     build_archive,
     fastest,
+    result_name,
     run_measured,
     save,
     sqlite3_shell,
@@ -36,7 +36,7 @@ from bench.common import (
 def main() -> None:
     n, quick, layout = archive_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
-    path = build_archive(archive_path(n, layout), n, layout)
+    path = build_archive(n, layout)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ops.csv"
         ours, base = [], []
@@ -61,10 +61,7 @@ def main() -> None:
         "lines": rows,
     }
     print(result)
-    save(
-        "export" + ("" if layout == "random" else f"_{layout}") + ("_quick" if quick else ""),
-        result,
-    )
+    save(result_name("export", quick, layout), result)
 
 
 if __name__ == "__main__":

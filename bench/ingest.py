@@ -29,7 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROW_COLUMNS, child_args, run_child, save, size_from_args, synthetic_rows
+from bench.common import (
+    ROW_COLUMNS,
+    child_args,
+    result_name,
+    run_child,
+    save,
+    size_from_args,
+    synthetic_rows,
+)
 
 PAGE = 100
 SIDES = ("archiver_store", "raw_operations", "raw_operations_and_events")
@@ -133,7 +141,7 @@ def main() -> None:
     }
     summary["targets_met"] = summary["share_of_raw_same_work"] >= 0.5
     print(summary)
-    save("ingest" + ("_quick" if quick else ""), summary)
+    save(result_name("ingest", quick), summary)
 
 
 if __name__ == "__main__":

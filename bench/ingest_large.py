@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     SPAN_MS,
     T0_MS,
     build_archive,
     child_args,
+    result_name,
     run_child,
     save,
     size_from_args,
@@ -116,7 +116,7 @@ def main() -> None:
         Path(out).write_text(json.dumps({"seconds": spent}))
         return
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
-    src = build_archive(DATA / f"query-{n}.db", n)
+    src = build_archive(n)
     seconds: dict[str, float] = {}
     rss: dict[str, float] = {}
     for _ in range(3):  # the sides alternate, so both meet the same noise; best of 3 each
@@ -135,7 +135,7 @@ def main() -> None:
     }
     summary["targets_met"] = summary["speedup"] >= 2 and rss["archiver_writer"] < 200
     print(summary)
-    save("ingest_large" + ("_quick" if quick else ""), summary)
+    save(result_name("ingest_large", quick), summary)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ from bench.common import (
     SPAN_MS,
     T0_MS,
     archive_from_args,
-    archive_path,
     archiver_cmd,
     build_archive,
     fastest,
+    result_name,
     run_measured,
     save,
     sqlite3_shell,
@@ -51,7 +51,7 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
 def main() -> None:
     n, quick, layout = archive_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
-    path = str(build_archive(archive_path(n, layout), n, layout))
+    path = str(build_archive(n, layout))
     end = T0_MS + SPAN_MS
     start = end - 30 * 86_400_000
     window = f"Name=UPDATE_DATE,Condition=BETWEEN,Values={start},{end}"
@@ -85,12 +85,7 @@ def main() -> None:
         "json_within_3x_sqlite3": result["json_ratio_to_sqlite3"] <= 3,
     }
     print(result)
-    save(
-        "large_results"
-        + ("" if layout == "random" else f"_{layout}")
-        + ("_quick" if quick else ""),
-        result,
-    )
+    save(result_name("large_results", quick, layout), result)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     T0_MS,
     build_archive,
     child_args,
     median,
     percentile,
+    result_name,
     run_child,
     save,
     size_from_args,
@@ -148,7 +148,7 @@ def main() -> None:
         Path(rest[-1]).write_text(json.dumps(answer))
         return
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
-    path = str(build_archive(DATA / f"query-{n}.db", n))
+    path = str(build_archive(n))
     our_run, mine = run_child(__file__, "ours", path, str(5 if quick else 9))
     base_run, theirs = run_child(__file__, "baseline", path)
 
@@ -184,7 +184,7 @@ def main() -> None:
         "sets": results,
     }
     print({k: v for k, v in summary.items() if k != "sets"})
-    save("query" + ("_quick" if quick else ""), summary)
+    save(result_name("query", quick), summary)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     archiver_cmd,
     build_archive,
     fastest,
+    result_name,
     run_measured,
     save,
     size_from_args,
@@ -33,7 +33,7 @@ from bench.common import (
 def main() -> None:
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
-    path = build_archive(DATA / f"query-{n}.db", n)
+    path = build_archive(n)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.html"
         ours, base = [], []
@@ -55,7 +55,7 @@ def main() -> None:
         "note": "best of 3 runs each",
     }
     print(result)
-    save("report" + ("_quick" if quick else ""), result)
+    save(result_name("report", quick), result)
 
 
 if __name__ == "__main__":

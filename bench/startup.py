@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import median, run_measured, save, size_from_args
+from bench.common import median, result_name, run_measured, save, size_from_args
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     }
     result["targets_met"] = result["archiver_help_median_s"] <= 0.3
     print(result)
-    save("startup" + ("_quick" if quick else ""), result)
+    save(result_name("startup", quick), result)
 
 
 if __name__ == "__main__":

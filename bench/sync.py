@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import archiver_cmd, run_measured, save
+from bench.common import archiver_cmd, result_name, run_measured, save
 
 LATENCY_MS = 20
 NAIVE_TABLE = """CREATE TABLE ops (id TEXT PRIMARY KEY, type TEXT, status TEXT, error_code TEXT,
@@ -145,7 +145,7 @@ def main() -> None:
         },
     }
     print(result)
-    save("sync" + ("_quick" if args.quick else ""), result)
+    save(result_name("sync", args.quick), result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save, size_from_args
+from bench.common import result_name, save, size_from_args
 
 LATENCY_MS = 20
 RATE, BURST = 100, 100
@@ -81,7 +81,7 @@ def main() -> None:
         default["throttled_share"] <= 0.05 and result["ratio_to_best_fixed"] <= 1.10
     )
     print(result)
-    save("throttled" + ("_quick" if quick else ""), result)
+    save(result_name("throttled", quick), result)
 
 
 if __name__ == "__main__":
