@@ -6,7 +6,7 @@ a column of the model or the migrated archive disagrees with what the record say
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -87,3 +87,27 @@ def test_to_api_and_from_api_round_trip_every_field(record: OperationRecord) -> 
     assert ("Targets" in api) == any(
         getattr(record, f.name) is not None for f in FIELDS if f.target
     )
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))  # 1970 to 2100, in ms
+def test_answer_timestamps_are_read_as_the_instant_botocore_reads(ms: int) -> None:
+    """The sync reads dates with its own parser (``api_timestamp``); it must land on
+    the same millisecond as botocore's, which reads them in the local zone."""
+    from botocore.utils import parse_timestamp
+
+    from archiver.cloudmap import api_timestamp
+    from archiver.timeutil import utc_ms
+
+    sent = ms / 1000  # as the JSON and CBOR protocols send it: epoch seconds
+    ours = api_timestamp(sent)
+    assert ours.tzinfo is UTC
+    assert utc_ms(ours) == utc_ms(parse_timestamp(sent))
+    assert ours == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def test_an_answer_timestamp_in_text_is_left_to_botocore() -> None:
+    from archiver.cloudmap import api_timestamp
+
+    assert api_timestamp("2026-01-31T12:00:00.125Z") == datetime(2026, 1, 31, 12, 0, 0, 125000,
+                                                                 tzinfo=UTC)  # fmt: skip
+    assert api_timestamp(1_767_225_600) == datetime(2026, 1, 1, tzinfo=UTC)
