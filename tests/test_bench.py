@@ -69,6 +69,8 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
             "incremental_list_floor_seconds": 1.02,
             "incremental_list_floor_share_of_initial": 0.082,
             "incremental_above_floor_seconds": 0.88,
+            "bare_listing": {**run, "seconds": 1.3, "list_pages": 51},
+            "incremental_above_bare_seconds": 0.6,
             "targets_met": {
                 "initial_10x": True,
                 "incremental_gets_exact": True,
@@ -92,6 +94,8 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
     incremental = rows["| sync incremental (1% changed)"]
     assert "50 gets for 50 changes" in incremental and "P2 floor 1.02 s" in incremental
     assert "+0.88 s" in incremental and incremental.endswith("| True, False |")
+    bare = rows["| (a bare boto3 client listing the same pass: import, client, 51 pages)"]
+    assert "| 1.9 s | 1.3 s | +0.6 s | (reference) |" in bare
     assert rows["| `archiver --help`, median of 15"].endswith("| ≤ 0.3 s | True |")
     assert "Machine: 2 CPUs" in table
     assert "query" not in table and "export" not in table  # nothing shown that was not run
