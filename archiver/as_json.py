@@ -11,7 +11,7 @@ merged exactly as ``OperationRecord.to_api`` does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import String, case, func, literal, or_
@@ -93,8 +93,17 @@ def rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
 
     _, found = batches(archive, selection, build)
     if complete:
-        return ([t if e is None else _with_extra(t, e) for t, e, *_ in rows] for rows in found)
+        return (_texts(rows) for rows in found)
     return ([_finished(*row[:3]) for row in rows] for rows in found)
+
+
+def _texts(rows: Sequence[Any]) -> list[str]:
+    """A batch's JSON texts. Rows are (text, extra) but for an IN list, whose merged
+    arms carry their sort keys after them: the plain pairs are unpacked without a star,
+    which costs a third of a second per million rows more."""
+    if rows and len(rows[0]) == 2:
+        return [t if e is None else _with_extra(t, e) for t, e in rows]
+    return [t if e is None else _with_extra(t, e) for t, e, *_ in rows]
 
 
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
