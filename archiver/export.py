@@ -20,7 +20,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -34,10 +34,8 @@ from archiver.archive import Archive
 from archiver.errors import UsageError
 from archiver.lock import pid_alive
 from archiver.models import (
-    Namespace,
     Operation,
     OperationEvent,
-    Service,
     SyncState,
     iso_text,
     text_format,
@@ -49,8 +47,8 @@ from archiver.query import (
     ordered,
     reading,
     source_ids,
+    target_names,
     tuples,
-    with_names,
 )
 from archiver.records import FIELDS
 from archiver.streams import write_batches
@@ -160,11 +158,11 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
         cells = [cell(c, v) for c, v in cols.items()]
         return text_format(",".join(["%s"] * len(cells)), *cells).label("line")
 
-    if not history:
-        names_of = dict(zip(_NAMES, (Namespace.name, Service.name), strict=True))
-        cols = {c: None if c == "source" else names_of.get(c, getattr(Operation, c, None))
-                for c in COLUMNS}  # fmt: skip
-        return ordered(with_names(line(cols)), selection, source_id=source_id)
+    if not history:  # the names, the last two cells, are put in by the reader (_named)
+        cols = {c: None if c == "source" else getattr(Operation, c)
+                for c in COLUMNS if c not in _NAMES}  # fmt: skip
+        keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
+        return ordered(select(line(cols), *keys), selection, source_id=source_id)
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
                                       e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
@@ -188,8 +186,25 @@ def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: 
     with conn:
         sid = chosen_source(selection, names)
         stmt = _select(selection, history=history, source_id=sid, raw=raw, names=names)
+        if history:
+            for batch in tuples(conn, stmt):
+                yield [row[0] for row in batch]  # merged arms' sort keys ride after it
+            return
+        cells = target_names(conn, names, _csv_cell if raw else lambda n: _csv_cell(guard(n)))
         for batch in tuples(conn, stmt):
-            yield [row[0] for row in batch]  # merged arms' sort keys ride after it
+            yield _named(batch, *cells)
+
+
+def _named(batch: Sequence[Any], namespaces: dict[int, dict[str, str]],
+           services: dict[int, dict[str, str]]) -> list[str]:  # fmt: skip
+    """Each line of a batch with its namespace_name and service_name cells. A row is
+    (line, source_id, namespace_id, service_id), merged arms' sort keys after it.
+    With one source, its names are looked up by id alone."""
+    if len(namespaces) == 1:
+        (ns,), (srv,) = namespaces.values(), services.values()
+        return [f"{r[0]},{ns.get(r[2], '')},{srv.get(r[3], '')}" for r in batch]
+    return [f"{r[0]},{namespaces[r[1]].get(r[2], '')},{services[r[1]].get(r[3], '')}"
+            for r in batch]  # fmt: skip
 
 
 def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:

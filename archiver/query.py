@@ -266,6 +266,29 @@ def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
         yield from tuples(conn, stmt)
 
 
+def target_names(
+    conn: Connection, sources: dict[int, str], shown: Callable[[str], str]
+) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
+    """The catalog of the given sources as ``shown`` renders its names: source id →
+    namespace id → rendered name, and the same for services.
+
+    For the outputs that render rows in SQL (csv, json): the catalog is small, so
+    its names are rendered once each and put in by the reader, where two joins per
+    row were a third of the database's time for a million-row export. Read on the
+    stream's own connection, so in the same snapshot as its rows.
+    """
+    found: list[dict[int, dict[str, str]]] = []
+    for model in (Namespace, Service):
+        by_source: dict[int, dict[str, str]] = {sid: {} for sid in sources}
+        rows = conn.execute(select(model.source_id, model.id, model.name)
+                            .where(model.source_id.in_(list(sources))))  # fmt: skip
+        for sid, item, name in rows:
+            if name is not None:
+                by_source[sid][item] = shown(name)
+        found.append(by_source)
+    return found[0], found[1]
+
+
 def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
     """The source id ``--source`` narrows the read to (``reading`` checked the name),
     or None for every source."""

@@ -293,3 +293,49 @@ def test_any_unicode_round_trips_through_csv(tmp_path_factory, messages, raw) ->
     got = [r["error_message"] for r in csv.DictReader(io.StringIO(buf.getvalue(), newline=""))]
     want = [m if raw else export.guard(m) for m in messages]
     assert got == [w or "" for w in want]
+
+
+def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
+    """Two sources may hold the same namespace and service ids under other names (two
+    accounts, or one account in two regions): each row is named by its own source's
+    catalog, in every shape of read (one source, all of them, an IN list)."""
+    from archiver import catalog, store
+    from archiver.cloudmap import Listed
+    from tests.conftest import invoke
+    from tests.helpers import T0, fill, op
+
+    named = {"a@us-east-1": ("=orders", 'pay, "ments"'), "b@eu-west-1": ("billing", None)}
+    for k, (source, (ns_name, srv_name)) in enumerate(named.items()):
+        fill(archive, [op(i, minutes=i, status=("FAIL", "SUCCESS")[(i + k) % 2],
+                          service="srv-1" if i % 3 else "srv-unlisted") for i in range(6)],
+             source=source)  # fmt: skip
+        with Archive(archive) as handle, handle.writer.begin() as conn:
+            sid = store.ensure_source(conn, source, region="us-east-1")
+            catalog.record(conn, sid, "namespaces", [Listed("ns-1", ns_name, None, None, None,
+                           None)], seen_at=T0, complete=False)  # fmt: skip
+            if srv_name is not None:
+                catalog.record(conn, sid, "services", [Listed("srv-1", srv_name, None, None,
+                               None, None)], seen_at=T0, complete=False)  # fmt: skip
+
+    def want(source: str, service: str) -> tuple[str, str]:
+        ns_name, srv_name = named[source]
+        return ns_name, (srv_name or "") if service == "srv-1" else ""
+
+    for args in ((), ("--source", "b@eu-west-1"), ("--filters", "Name=STATUS,Condition=IN,"
+                                                   "Values=FAIL,SUCCESS")):  # fmt: skip
+        for command in (("export", "--raw"), ("export",), ("query", "-o", "csv")):
+            out = invoke(runner, "--db", archive, *command, *args)
+            assert out.exit_code == 0, out.output
+            rows = list(csv.DictReader(io.StringIO(out.stdout, newline="")))
+            assert len(rows) == (6 if args[:1] == ("--source",) else 12)
+            shown_as = (lambda v: v) if "--raw" in command else export.guard
+            for row in rows:
+                got = (row["namespace_name"], row["service_name"])
+                expected = tuple(shown_as(v) for v in want(row["source"], row["service_id"]))
+                assert got == expected, (command, args, row)
+        shown = json.loads(invoke(runner, "--db", archive, "query", "-o", "json", *args).stdout)
+        for obj in shown:
+            got = (obj.get("NamespaceName", ""), obj.get("ServiceName", ""))
+            assert got == want(obj["Source"], obj["Targets"]["SERVICE"])
+    guarded = invoke(runner, "--db", archive, "export", "--source", "a@us-east-1").stdout
+    assert guarded.rstrip().endswith(',\'=orders,"pay, ""ments"""')  # guarded, quoted
