@@ -2,10 +2,12 @@
 
 Building a record, two datetimes and a dict per row in Python held `query` to about
 36,000 rows/s; the database writes the same object (GetOperation's names and order,
-absent fields omitted, dates as ISO-8601 with ``Z``, then the names, Source and
-Incomplete) as text, and Python only joins the texts. The rare row whose ``extra``
-holds members this code does not know is finished in Python, where that JSON is
-merged exactly as ``OperationRecord.to_api`` does.
+absent fields omitted, dates as ISO-8601 with ``Z``) as text up to its Targets, and
+Python closes it with the targets' names and Source, rendered once per catalog entry
+and source (two joins per row were a third of the database's time), and joins the
+texts. The rare row whose ``extra`` holds members this code does not know, or that
+is incomplete, is finished in Python, where that JSON is merged exactly as
+``OperationRecord.to_api`` does.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import String, case, func, literal, or_
+from sqlalchemy import Connection, String, case, func, literal, or_, select
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
-from archiver.models import Namespace, Operation, Service, iso_text, templated, text_format
-from archiver.query import Selection, batches, with_names
+from archiver.models import Operation, iso_text, templated, text_format
+from archiver.query import Selection, chosen_source, ordered, reading, target_names, tuples
 from archiver.records import FIELDS
 from archiver.streams import write_batches
 
@@ -44,12 +46,13 @@ def _member(key: str, value: Any, *, shown: Any = None, first: bool = False) -> 
     return case((value.is_(None), ""), else_=literal(prefix) + text)
 
 
-def json_object(names: dict[int, str], *, complete: bool = True) -> Any:
-    """One operation as the JSON text ``render.to_json_object`` would write (sans extra),
-    as one ``text_format``: the members every complete operation has stand in the
-    format itself; only those that may be absent are a CASE each. ``complete=False``
-    (a read that includes incomplete operations, whose fields are NULL) makes every
-    member a CASE."""
+def json_head(*, complete: bool = True) -> Any:
+    """One operation as the JSON text ``render.to_json_object`` would write, up to its
+    Targets and left open: the names, Source and the closing brace are the reader's
+    (``_closed``), and so are the members of ``extra``. One ``text_format``: the
+    members every complete operation has stand in the format itself; only those that
+    may be absent are a CASE each. ``complete=False`` (a read that includes incomplete
+    operations, whose fields are NULL) makes every member a CASE."""
     fmt: list[str] = []
     args: list[Any] = []
     for f in FIELDS:
@@ -67,15 +70,9 @@ def json_object(names: dict[int, str], *, complete: bool = True) -> Any:
     inner = [_member(key or "", col) for key, col in targets]
     present = or_(*(col.is_not(None) for _, col in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
-    # the sources are few and known here: each one's member is written once, in Python
-    members = {sid: ', "Source": ' + json.dumps(name, ensure_ascii=False)
-               for sid, name in names.items()}  # fmt: skip
-    source = case(members, value=Operation.source_id, else_="") if members else literal("")
-    for arg in (case((present, body), else_=""), _member("NamespaceName", Namespace.name),
-                _member("ServiceName", Service.name), source):  # fmt: skip
-        fmt.append("%s")
-        args.append(arg)
-    return text_format("{" + "".join(fmt) + "}", *args)
+    fmt.append("%s")
+    args.append(case((present, body), else_=""))
+    return text_format("{" + "".join(fmt), *args)
 
 
 def _escaped(text: str) -> str:
@@ -84,30 +81,54 @@ def _escaped(text: str) -> str:
 
 def rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
-    time."""
-    complete = not selection.include_incomplete
-
-    def build(names: dict[int, str]) -> Any:
-        return with_names(json_object(names, complete=complete).label("json"),
-                          Operation.__table__.c.extra)  # fmt: skip
-
-    _, found = batches(archive, selection, build)
-    if complete:
-        return (_texts(rows) for rows in found)
-    return ([_finished(*row[:3]) for row in rows] for rows in found)
+    time. An unknown ``--source`` fails here, before any output."""
+    conn, sources = reading(archive, selection)
+    return _stream(conn, selection, sources)
 
 
-def _texts(rows: Sequence[Any]) -> list[str]:
-    """A batch's JSON texts. Rows are (text, extra) but for an IN list, whose merged
-    arms carry their sort keys after them: the plain pairs are unpacked without a star,
-    which costs a third of a second per million rows more."""
-    if rows and len(rows[0]) == 2:
-        return [t if e is None else _with_extra(t, e) for t, e in rows]
-    return [t if e is None else _with_extra(t, e) for t, e, *_ in rows]
+def _stream(conn: Connection, selection: Selection, sources: dict[int, str]
+            ) -> Iterator[list[str]]:  # fmt: skip
+    with conn:
+        keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
+        head = json_head(complete=not selection.include_incomplete).label("json")
+        sid = chosen_source(selection, sources)
+        stmt = ordered(select(head, Operation.__table__.c.extra, *keys), selection,
+                       source_id=sid, flag_incomplete=True)  # fmt: skip
+        namespaces, services = target_names(conn, sources,
+                                            lambda n: ', "NamespaceName": ' + _text(n),
+                                            lambda n: ', "ServiceName": ' + _text(n))  # fmt: skip
+        tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
+        for batch in tuples(conn, stmt):
+            yield _closed(batch, namespaces, services, tails,
+                          flagged=selection.include_incomplete)  # fmt: skip
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _closed(batch: Sequence[Any], namespaces: dict[int, dict[str, str]],
+            services: dict[int, dict[str, str]], tails: dict[int, str], *,
+            flagged: bool) -> list[str]:  # fmt: skip
+    """A batch's JSON texts, each closed with its names and Source. A row is (head,
+    extra, source_id, namespace_id, service_id), then the incomplete flag when the read
+    includes them, then an IN list's sort keys. With one source, its names are looked
+    up by id alone."""
+    if len(tails) == 1:
+        (ns,), (srv,), (tail,) = namespaces.values(), services.values(), tails.values()
+        texts = [f"{r[0]}{ns.get(r[3], '')}{srv.get(r[4], '')}{tail}" for r in batch]
+    else:
+        texts = [f"{r[0]}{namespaces[r[2]].get(r[3], '')}{services[r[2]].get(r[4], '')}"
+                 f"{tails[r[2]]}" for r in batch]  # fmt: skip
+    for i, row in enumerate(batch):
+        if row[1] is not None or (flagged and row[5]):
+            texts[i] = _finished(texts[i], row[1], flagged and row[5])
+    return texts
 
 
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
-    """A row of a read that includes incomplete operations (flagged after build's columns)."""
+    """A closed text with the members of ``extra`` merged, and marked when the
+    operation is incomplete."""
     text = text if extra is None else _with_extra(text, extra)
     return text[:-1] + ', "Incomplete": true}' if incomplete else text
 

@@ -267,10 +267,14 @@ def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
 
 
 def target_names(
-    conn: Connection, sources: dict[int, str], shown: Callable[[str], str]
+    conn: Connection,
+    sources: dict[int, str],
+    shown: Callable[[str], str],
+    shown_service: Callable[[str], str] | None = None,
 ) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
-    """The catalog of the given sources as ``shown`` renders its names: source id →
-    namespace id → rendered name, and the same for services.
+    """The catalog of the given sources as ``shown`` renders its names (services'
+    as ``shown_service``, when given): source id → namespace id → rendered name, and
+    the same for services.
 
     For the outputs that render rows in SQL (csv, json): the catalog is small, so
     its names are rendered once each and put in by the reader, where two joins per
@@ -278,13 +282,13 @@ def target_names(
     stream's own connection, so in the same snapshot as its rows.
     """
     found: list[dict[int, dict[str, str]]] = []
-    for model in (Namespace, Service):
+    for model, render in ((Namespace, shown), (Service, shown_service or shown)):
         by_source: dict[int, dict[str, str]] = {sid: {} for sid in sources}
         rows = conn.execute(select(model.source_id, model.id, model.name)
                             .where(model.source_id.in_(list(sources))))  # fmt: skip
         for sid, item, name in rows:
             if name is not None:
-                by_source[sid][item] = shown(name)
+                by_source[sid][item] = render(name)
         found.append(by_source)
     return found[0], found[1]
 

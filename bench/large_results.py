@@ -52,26 +52,26 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
     return fastest(runs)
 
 
-def json_statement(path: str) -> str:
-    """The SQL `query -o json` runs over the whole archive, as SQLite text."""
+def json_statement() -> str:
+    """The SQL `query -o json` runs over the whole archive, as SQLite text (the names
+    and Source are put in by the reader)."""
+    from sqlalchemy import select
     from sqlalchemy.dialects import sqlite
 
-    from archiver.archive import Archive
-    from archiver.as_json import json_object
+    from archiver.as_json import json_head
     from archiver.models import Operation
-    from archiver.query import Selection, ordered, source_ids, with_names
+    from archiver.query import Selection, ordered
 
-    with Archive.open(path) as archive, archive.reader.connect() as conn:
-        names = source_ids(conn, None)
-    stmt = ordered(with_names(json_object(names).label("json"), Operation.__table__.c.extra),
+    keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
+    stmt = ordered(select(json_head().label("json"), Operation.__table__.c.extra, *keys),
                    Selection(), source_id=None)  # fmt: skip
     sql = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     return f"{sql};"
 
 
 def main() -> None:
-    if side := child_args():  # the statement is built in a child: SQLAlchemy imported
-        print(json_statement(side[0]))  # here would count in the children's peak RSS
+    if child_args():  # the statement is built in a child: SQLAlchemy imported
+        print(json_statement())  # here would count in the children's peak RSS
         return
     n, quick, layout = archive_from_args(__doc__, 100_000, 1_000_000)
     sqlite3_cli = sqlite3_shell()
@@ -101,7 +101,7 @@ def main() -> None:
                             "ORDER BY update_date DESC, source_id DESC, id DESC"], out)  # fmt: skip
         import subprocess
 
-        sql = subprocess.run([sys.executable, __file__, "--side", path], check=True,
+        sql = subprocess.run([sys.executable, __file__, "--side", "statement"], check=True,
                              capture_output=True, text=True).stdout  # fmt: skip
         ours_in_shell = best_of_two([sqlite3_cli, path, sql], out)
         ours_in_shell["rows_per_second"] = round(n / ours_in_shell["seconds"])
