@@ -21,7 +21,15 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
 from archiver.models import Operation, iso_text, templated, text_format
-from archiver.query import Selection, chosen_source, ordered, reading, target_names, tuples
+from archiver.query import (
+    Rendered,
+    Selection,
+    chosen_source,
+    ordered,
+    reading,
+    target_names,
+    tuples,
+)
 from archiver.records import FIELDS
 from archiver.streams import write_batches
 
@@ -107,8 +115,8 @@ def _text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _closed(batch: Sequence[Any], namespaces: dict[int, dict[str, str]],
-            services: dict[int, dict[str, str]], tails: dict[int, str], *,
+def _closed(batch: Sequence[Any], namespaces: dict[int, Rendered],
+            services: dict[int, Rendered], tails: dict[int, str], *,
             flagged: bool) -> list[str]:  # fmt: skip
     """A batch's JSON texts, each closed with its names and Source. A row is (head,
     extra, source_id, namespace_id, service_id), then the incomplete flag when the read
@@ -116,10 +124,10 @@ def _closed(batch: Sequence[Any], namespaces: dict[int, dict[str, str]],
     up by id alone."""
     if len(tails) == 1:
         (ns,), (srv,), (tail,) = namespaces.values(), services.values(), tails.values()
-        texts = [f"{r[0]}{ns.get(r[3], '')}{srv.get(r[4], '')}{tail}" for r in batch]
+        texts = [f"{r[0]}{ns[r[3]]}{srv[r[4]]}{tail}" for r in batch]
     else:
-        texts = [f"{r[0]}{namespaces[r[2]].get(r[3], '')}{services[r[2]].get(r[4], '')}"
-                 f"{tails[r[2]]}" for r in batch]  # fmt: skip
+        texts = [f"{r[0]}{namespaces[r[2]][r[3]]}{services[r[2]][r[4]]}{tails[r[2]]}"
+                 for r in batch]  # fmt: skip
     for i, row in enumerate(batch):
         if row[1] is not None or (flagged and row[5]):
             texts[i] = _finished(texts[i], row[1], flagged and row[5])

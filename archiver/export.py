@@ -41,6 +41,7 @@ from archiver.models import (
     text_format,
 )
 from archiver.query import (
+    Rendered,
     Selection,
     chosen_source,
     merged,
@@ -195,16 +196,15 @@ def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: 
             yield _named(batch, *cells)
 
 
-def _named(batch: Sequence[Any], namespaces: dict[int, dict[str, str]],
-           services: dict[int, dict[str, str]]) -> list[str]:  # fmt: skip
+def _named(batch: Sequence[Any], namespaces: dict[int, Rendered],
+           services: dict[int, Rendered]) -> list[str]:  # fmt: skip
     """Each line of a batch with its namespace_name and service_name cells. A row is
     (line, source_id, namespace_id, service_id), merged arms' sort keys after it.
     With one source, its names are looked up by id alone."""
     if len(namespaces) == 1:
         (ns,), (srv,) = namespaces.values(), services.values()
-        return [f"{r[0]},{ns.get(r[2], '')},{srv.get(r[3], '')}" for r in batch]
-    return [f"{r[0]},{namespaces[r[1]].get(r[2], '')},{services[r[1]].get(r[3], '')}"
-            for r in batch]  # fmt: skip
+        return [f"{r[0]},{ns[r[2]]},{srv[r[3]]}" for r in batch]
+    return [f"{r[0]},{namespaces[r[1]][r[2]]},{services[r[1]][r[3]]}" for r in batch]
 
 
 def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:

@@ -266,30 +266,48 @@ def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
         yield from tuples(conn, stmt)
 
 
+class Rendered(dict[str | None, str]):
+    """A source's catalog names as an output shows them, keyed by target id; look
+    them up by subscript. Each is rendered the first time a row asks for it: a
+    million-row read meets each entry many times, a small read only a few, and a
+    fleet's catalog can hold 100,000 names. An id without a name (no target, or one
+    the catalog does not know) shows as the empty text."""
+
+    def __init__(self, raw: dict[str, str], shown: Callable[[str], str]) -> None:
+        super().__init__({None: ""})
+        self._raw = raw
+        self._shown = shown
+
+    def __missing__(self, key: str | None) -> str:
+        name = self._raw.get(key) if key is not None else None
+        self[key] = text = "" if name is None else self._shown(name)
+        return text
+
+
 def target_names(
     conn: Connection,
     sources: dict[int, str],
     shown: Callable[[str], str],
     shown_service: Callable[[str], str] | None = None,
-) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
-    """The catalog of the given sources as ``shown`` renders its names (services'
-    as ``shown_service``, when given): source id → namespace id → rendered name, and
+) -> tuple[dict[int, Rendered], dict[int, Rendered]]:
+    """The catalog of the given sources, its names as ``shown`` renders them (services'
+    as ``shown_service``, when given): source id → ``Rendered`` namespace names, and
     the same for services.
 
-    For the outputs that render rows in SQL (csv, json): the catalog is small, so
-    its names are rendered once each and put in by the reader, where two joins per
-    row were a third of the database's time for a million-row export. Read on the
+    For the outputs that render rows in SQL (csv, json): the catalog is small beside
+    the operations, so the reader puts each row's names in, where two joins per row
+    were a third of the database's time for a million-row export. Read on the
     stream's own connection, so in the same snapshot as its rows.
     """
-    found: list[dict[int, dict[str, str]]] = []
+    found: list[dict[int, Rendered]] = []
     for model, render in ((Namespace, shown), (Service, shown_service or shown)):
-        by_source: dict[int, dict[str, str]] = {sid: {} for sid in sources}
+        raw: dict[int, dict[str, str]] = {sid: {} for sid in sources}
         rows = conn.execute(select(model.source_id, model.id, model.name)
                             .where(model.source_id.in_(list(sources))))  # fmt: skip
         for sid, item, name in rows:
             if name is not None:
-                by_source[sid][item] = render(name)
-        found.append(by_source)
+                raw[sid][item] = name
+        found.append({sid: Rendered(names, render) for sid, names in raw.items()})
     return found[0], found[1]
 
 

@@ -339,3 +339,20 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
             assert got == want(obj["Source"], obj["Targets"]["SERVICE"])
     guarded = invoke(runner, "--db", archive, "export", "--source", "a@us-east-1").stdout
     assert guarded.rstrip().endswith(',\'=orders,"pay, ""ments"""')  # guarded, quoted
+
+
+def test_catalog_names_are_rendered_once_and_only_when_a_row_needs_them() -> None:
+    """A fleet's catalog can hold 100,000 names; a small read must not render them
+    all, and a large one must not render the same name a million times."""
+    from archiver.query import Rendered
+
+    rendered: list[str] = []
+
+    def shown(name: str) -> str:
+        rendered.append(name)
+        return f"<{name}>"
+
+    names = Rendered({"srv-1": "orders", "srv-2": "billing", "srv-3": "unused"}, shown)
+    assert [names[i] for i in ("srv-1", "srv-2", "srv-1", None, "srv-404", "srv-2")] == [
+        "<orders>", "<billing>", "<orders>", "", "", "<billing>"]  # fmt: skip
+    assert rendered == ["orders", "billing"]
