@@ -22,12 +22,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from archiver.archive import Archive
 from archiver.models import Operation, iso_text, templated, text_format
 from archiver.query import (
-    Rendered,
     Selection,
+    TargetNames,
     chosen_source,
     ordered,
     reading,
-    target_names,
     tuples,
 )
 from archiver.records import FIELDS
@@ -102,26 +101,25 @@ def _stream(conn: Connection, selection: Selection, sources: dict[int, str]
         sid = chosen_source(selection, sources)
         stmt = ordered(select(head, Operation.__table__.c.extra, *keys), selection,
                        source_id=sid, flag_incomplete=True)  # fmt: skip
-        namespaces, services = target_names(conn, sources,
-                                            lambda n: ', "NamespaceName": ' + _text(n),
-                                            lambda n: ', "ServiceName": ' + _text(n))  # fmt: skip
+        names = TargetNames(conn, sources, lambda n: ', "NamespaceName": ' + _text(n),
+                            lambda n: ', "ServiceName": ' + _text(n))  # fmt: skip
         tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
         for batch in tuples(conn, stmt):
-            yield _closed(batch, namespaces, services, tails,
-                          flagged=selection.include_incomplete)  # fmt: skip
+            names.cover(batch, 2, 3, 4)
+            yield _closed(batch, names, tails, flagged=selection.include_incomplete)
 
 
 def _text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _closed(batch: Sequence[Any], namespaces: dict[int, Rendered],
-            services: dict[int, Rendered], tails: dict[int, str], *,
+def _closed(batch: Sequence[Any], names: TargetNames, tails: dict[int, str], *,
             flagged: bool) -> list[str]:  # fmt: skip
     """A batch's JSON texts, each closed with its names and Source. A row is (head,
     extra, source_id, namespace_id, service_id), then the incomplete flag when the read
     includes them, then an IN list's sort keys. With one source, its names are looked
     up by id alone."""
+    namespaces, services = names.namespaces, names.services
     if len(tails) == 1:
         (ns,), (srv,), (tail,) = namespaces.values(), services.values(), tails.values()
         texts = [f"{r[0]}{ns[r[3]]}{srv[r[4]]}{tail}" for r in batch]

@@ -41,14 +41,13 @@ from archiver.models import (
     text_format,
 )
 from archiver.query import (
-    Rendered,
     Selection,
+    TargetNames,
     chosen_source,
     merged,
     ordered,
     reading,
     source_ids,
-    target_names,
     tuples,
 )
 from archiver.records import FIELDS
@@ -191,16 +190,17 @@ def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: 
             for batch in tuples(conn, stmt):
                 yield [row[0] for row in batch]  # merged arms' sort keys ride after it
             return
-        cells = target_names(conn, names, _csv_cell if raw else lambda n: _csv_cell(guard(n)))
+        cells = TargetNames(conn, names, _csv_cell if raw else lambda n: _csv_cell(guard(n)))
         for batch in tuples(conn, stmt):
-            yield _named(batch, *cells)
+            cells.cover(batch, 1, 2, 3)
+            yield _named(batch, cells)
 
 
-def _named(batch: Sequence[Any], namespaces: dict[int, Rendered],
-           services: dict[int, Rendered]) -> list[str]:  # fmt: skip
+def _named(batch: Sequence[Any], cells: TargetNames) -> list[str]:
     """Each line of a batch with its namespace_name and service_name cells. A row is
     (line, source_id, namespace_id, service_id), merged arms' sort keys after it.
     With one source, its names are looked up by id alone."""
+    namespaces, services = cells.namespaces, cells.services
     if len(namespaces) == 1:
         (ns,), (srv,) = namespaces.values(), services.values()
         return [f"{r[0]},{ns[r[2]]},{srv[r[3]]}" for r in batch]

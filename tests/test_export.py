@@ -341,18 +341,56 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
     assert guarded.rstrip().endswith(',\'=orders,"pay, ""ments"""')  # guarded, quoted
 
 
-def test_catalog_names_are_rendered_once_and_only_when_a_row_needs_them() -> None:
-    """A fleet's catalog can hold 100,000 names; a small read must not render them
-    all, and a large one must not render the same name a million times."""
-    from archiver.query import Rendered
+def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive) -> None:
+    """A fleet's catalog can hold 100,000 names: a small read must not read or render
+    them all, and a large one must not render the same name a million times."""
+    from archiver import catalog, store
+    from archiver.cloudmap import Listed
+    from archiver.query import TargetNames
+    from tests.helpers import T0
 
-    rendered: list[str] = []
+    with Archive(archive) as handle:
+        with handle.writer.begin() as conn:
+            sid = store.ensure_source(conn, "a@us-east-1", region="us-east-1")
+            services = [Listed(f"srv-{i}", f"svc{i}", None, None, None, None) for i in range(5)]
+            catalog.record(conn, sid, "services", services, seen_at=T0, complete=False)
+        rendered: list[str] = []
 
-    def shown(name: str) -> str:
-        rendered.append(name)
-        return f"<{name}>"
+        def shown(name: str) -> str:
+            rendered.append(name)
+            return f"<{name}>"
 
-    names = Rendered({"srv-1": "orders", "srv-2": "billing", "srv-3": "unused"}, shown)
-    assert [names[i] for i in ("srv-1", "srv-2", "srv-1", None, "srv-404", "srv-2")] == [
-        "<orders>", "<billing>", "<orders>", "", "", "<billing>"]  # fmt: skip
-    assert rendered == ["orders", "billing"]
+        with handle.reader.connect() as conn:
+            names = TargetNames(conn, {sid: "a@us-east-1"}, shown)
+            rows = [("x", sid, None, "srv-1"), ("y", sid, None, "srv-3"),
+                    ("z", sid, "ns-404", "srv-1"), ("w", sid, None, "srv-404")]  # fmt: skip
+            names.cover(rows, 1, 2, 3)
+            names.cover(rows[:2], 1, 2, 3)  # all known already: nothing read again
+            got = [(names.namespaces[sid][r[2]], names.services[sid][r[3]]) for r in rows]
+    assert got == [("", "<svc1>"), ("", "<svc3>"), ("", "<svc1>"), ("", "")]
+    assert sorted(rendered) == ["svc1", "svc3"]  # srv-0, 2, 4 never read or rendered
+    assert set(names.services[sid]) == {None, "srv-1", "srv-3", "srv-404"}
+
+
+def test_names_are_right_past_the_first_batch_of_a_stream(runner, archive) -> None:
+    """The names are read while the rows stream, on the stream's own connection (a
+    server-side cursor on PostgreSQL): rows of later batches name new targets too."""
+    from archiver import catalog, store
+    from archiver.cloudmap import Listed
+    from archiver.query import STREAM_BATCH
+    from tests.conftest import invoke
+    from tests.helpers import T0, fill, op
+
+    n = STREAM_BATCH + 700
+    fill(archive, [op(i, minutes=i, service=f"srv-{i // 10}") for i in range(n)])
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, "test@us-east-1", region="us-east-1")
+        listed = [Listed(f"srv-{k}", f"svc {k}", None, None, None, None) for k in range(n // 10)]
+        catalog.record(conn, sid, "services", listed, seen_at=T0, complete=False)
+    shown = json.loads(invoke(runner, "--db", archive, "query", "-o", "json").stdout)
+    assert len(shown) == n
+    assert all(o["ServiceName"] == "svc " + o["Targets"]["SERVICE"][4:] for o in shown)
+    rows = list(csv.DictReader(io.StringIO(invoke(runner, "--db", archive, "export").stdout,
+                                           newline="")))  # fmt: skip
+    assert len(rows) == n
+    assert all(r["service_name"] == "svc " + r["service_id"][4:] for r in rows)
