@@ -295,9 +295,14 @@ class TargetNames:
         are the positions of the source id and the two target ids in each row."""
         for (model, render, known), at in zip(self._kinds, (namespace, service), strict=True):
             todo: dict[int, list[str]] = {}
-            for sid, item in set(map(itemgetter(source, at), rows)):
-                if item not in known[sid]:
-                    todo.setdefault(sid, []).append(item)
+            if len(known) == 1:  # one source: the set difference runs in C
+                ((only, names),) = known.items()
+                if missing := set(map(itemgetter(at), rows)).difference(names):
+                    todo[only] = list(missing)
+            else:
+                for sid, item in set(map(itemgetter(source, at), rows)):
+                    if item not in known[sid]:
+                        todo.setdefault(sid, []).append(item)
             for sid, items in todo.items():
                 for i in range(0, len(items), self._CHUNK):
                     chunk = items[i : i + self._CHUNK]
