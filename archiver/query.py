@@ -267,6 +267,12 @@ def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
         yield from tuples(conn, stmt)
 
 
+#: A catalog table, how its names are shown, and those known: source → id → shown name.
+_Kind = tuple[
+    type[Namespace] | type[Service], Callable[[str], str], dict[int, dict[str | None, str]]
+]
+
+
 class TargetNames:
     """The names of the targets a stream's rows point at, as an output shows them:
     ``namespaces[source_id][namespace_id]`` and ``services[source_id][service_id]``
@@ -287,8 +293,10 @@ class TargetNames:
         self._conn = conn
         self.namespaces: dict[int, dict[str | None, str]] = {s: {None: ""} for s in sources}
         self.services: dict[int, dict[str | None, str]] = {s: {None: ""} for s in sources}
-        self._kinds = ((Namespace, shown, self.namespaces),
-                       (Service, shown_service or shown, self.services))  # fmt: skip
+        self._kinds: tuple[_Kind, _Kind] = (
+            (Namespace, shown, self.namespaces),
+            (Service, shown_service or shown, self.services),
+        )
 
     def cover(self, rows: Sequence[Any], source: int, namespace: int, service: int) -> None:
         """Read the names the rows point at that are not known yet; the arguments
