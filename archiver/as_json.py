@@ -16,19 +16,12 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, case, func, literal, or_, select
+from sqlalchemy import String, case, func, literal, or_
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver.archive import Archive
 from archiver.models import Operation, iso_text, templated, text_format
-from archiver.query import (
-    Selection,
-    TargetNames,
-    chosen_source,
-    ordered,
-    reading,
-    tuples,
-)
+from archiver.query import Selection, named_batches
 from archiver.records import FIELDS
 from archiver.streams import write_batches
 
@@ -89,46 +82,30 @@ def _escaped(text: str) -> str:
 def rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
-    conn, sources = reading(archive, selection)
-    return _stream(conn, selection, sources)
-
-
-def _stream(conn: Connection, selection: Selection, sources: dict[int, str]
-            ) -> Iterator[list[str]]:  # fmt: skip
-    with conn:
-        keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
-        head = json_head(complete=not selection.include_incomplete).label("json")
-        sid = chosen_source(selection, sources)
-        stmt = ordered(select(head, Operation.__table__.c.extra, *keys), selection,
-                       source_id=sid, flag_incomplete=True)  # fmt: skip
-        names = TargetNames(conn, sources, lambda n: ', "NamespaceName": ' + _text(n),
-                            lambda n: ', "ServiceName": ' + _text(n))  # fmt: skip
-        tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
-        for batch in tuples(conn, stmt):
-            names.cover(batch, 2, 3, 4)
-            yield _closed(batch, names, tails, flagged=selection.include_incomplete)
+    complete = not selection.include_incomplete
+    sources, found = named_batches(
+        archive, selection,
+        lambda _: [json_head(complete=complete).label("json"), Operation.__table__.c.extra],
+        lambda n: ', "NamespaceName": ' + _text(n), lambda n: ', "ServiceName": ' + _text(n),
+    )  # fmt: skip
+    tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
+    return (_closed(*named, tails, flagged=not complete) for named in found)
 
 
 def _text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _closed(batch: Sequence[Any], names: TargetNames, tails: dict[int, str], *,
-            flagged: bool) -> list[str]:  # fmt: skip
-    """A batch's JSON texts, each closed with its names and Source. A row is (head,
-    extra, source_id, namespace_id, service_id), then the incomplete flag when the read
-    includes them, then an IN list's sort keys. With one source, its names are looked
-    up by id alone."""
-    namespaces, services = names.namespaces, names.services
-    if len(tails) == 1:
-        (ns,), (srv,), (tail,) = namespaces.values(), services.values(), tails.values()
-        texts = [f"{r[0]}{ns[r[3]]}{srv[r[4]]}{tail}" for r in batch]
-    else:
-        texts = [f"{r[0]}{namespaces[r[2]][r[3]]}{services[r[2]][r[4]]}{tails[r[2]]}"
-                 for r in batch]  # fmt: skip
+def _closed(batch: Sequence[Any], namespaces: Iterable[str], services: Iterable[str],
+            tails: dict[int, str], *, flagged: bool) -> list[str]:  # fmt: skip
+    """A batch's JSON texts, each closed with its names and Source. A row is
+    ``TARGET_KEYS``, the head, extra, then the incomplete flag when the read includes
+    them (``named_batches``)."""
+    texts = [f"{r[3]}{ns}{srv}{tails[r[0]]}"
+             for r, ns, srv in zip(batch, namespaces, services, strict=True)]  # fmt: skip
     for i, row in enumerate(batch):
-        if row[1] is not None or (flagged and row[5]):
-            texts[i] = _finished(texts[i], row[1], flagged and row[5])
+        if row[4] is not None or (flagged and row[5]):
+            texts[i] = _finished(texts[i], row[4], flagged and row[5])
     return texts
 
 

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -42,10 +42,9 @@ from archiver.models import (
 )
 from archiver.query import (
     Selection,
-    TargetNames,
     chosen_source,
     merged,
-    ordered,
+    named_batches,
     reading,
     source_ids,
     tuples,
@@ -133,11 +132,10 @@ def _csv_cell(text: str | None) -> str:
     return buf.getvalue()
 
 
-def _select(selection: Selection, *, history: bool, source_id: int | None, raw: bool,
-            names: dict[int, str]) -> Any:  # fmt: skip
-    """The export as one SELECT whose rows are whole CSV lines, rendered in SQL: a
-    million rows never become a million Python tuples for the csv module to join."""
-    table = OperationEvent if history else Operation
+def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool) -> Any:
+    """One CSV line of ``cols`` (header name → column of ``table``; None for source)
+    as one text made in SQL: a million rows never become a million Python tuples for
+    the csv module to join."""
     # Sources are few and already read: their names, guarded and quoted here, go in as
     # a CASE on source_id. A join steers SQLite's planner away from the filter's index.
     shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
@@ -154,19 +152,18 @@ def _select(selection: Selection, *, history: bool, source_id: int | None, raw: 
             return col
         return csv_field(col)
 
-    def line(cols: dict[str, Any]) -> Any:
-        cells = [cell(c, v) for c, v in cols.items()]
-        return text_format(",".join(["%s"] * len(cells)), *cells).label("line")
+    cells = [cell(c, v) for c, v in cols.items()]
+    return text_format(",".join(["%s"] * len(cells)), *cells).label("line")
 
-    if not history:  # the names, the last two cells, are put in by the reader (_named)
-        cols = {c: None if c == "source" else getattr(Operation, c)
-                for c in COLUMNS if c not in _NAMES}  # fmt: skip
-        keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
-        return ordered(select(line(cols), *keys), selection, source_id=source_id)
+
+def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
+                    source_id: int | None) -> Any:  # fmt: skip
+    """The status history as one SELECT of CSV lines, in the export's order."""
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
                                       e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
-    base = select(line(cols)).join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
+    base = select(_line(cols, e, names, raw=raw))
+    base = base.join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
     if source_id is not None:
         base = base.where(e.source_id == source_id)
     return merged(base.where(*selection.bounds()), selection.filters, [e.update_date, e.id])
@@ -176,35 +173,27 @@ def rows(
     archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
 ) -> Iterator[list[str]]:
     """The CSV's lines (without their line ends), in the export's order, streamed a
-    batch at a time."""
-    conn, names = reading(archive, selection)
-    return _stream(conn, selection, names, history=history, raw=raw)
+    batch at a time. An unknown ``--source`` fails here, before any output."""
+    if history:
+        conn, names = reading(archive, selection)
+        return _history(conn, selection, names, raw=raw)
+    # the names, the line's last two cells, are put in by the reader (named_batches)
+    cols = {c: None if c == "source" else getattr(Operation, c)
+            for c in COLUMNS if c not in _NAMES}  # fmt: skip
+    _, found = named_batches(archive, selection,
+                             lambda names: [_line(cols, Operation, names, raw=raw)],
+                             _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
+    return ([f"{r[3]},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
+            for batch, namespaces, services in found)  # fmt: skip
 
 
-def _stream(conn: Any, selection: Selection, names: dict[int, str], *, history: bool,
-            raw: bool) -> Iterator[list[str]]:  # fmt: skip
+def _history(conn: Any, selection: Selection, names: dict[int, str], *,
+             raw: bool) -> Iterator[list[str]]:  # fmt: skip
     with conn:
-        sid = chosen_source(selection, names)
-        stmt = _select(selection, history=history, source_id=sid, raw=raw, names=names)
-        if history:
-            for batch in tuples(conn, stmt):
-                yield [row[0] for row in batch]  # merged arms' sort keys ride after it
-            return
-        cells = TargetNames(conn, names, _csv_cell if raw else lambda n: _csv_cell(guard(n)))
+        stmt = _history_select(selection, names, raw=raw,
+                               source_id=chosen_source(selection, names))  # fmt: skip
         for batch in tuples(conn, stmt):
-            cells.cover(batch, 1, 2, 3)
-            yield _named(batch, cells)
-
-
-def _named(batch: Sequence[Any], cells: TargetNames) -> list[str]:
-    """Each line of a batch with its namespace_name and service_name cells. A row is
-    (line, source_id, namespace_id, service_id), merged arms' sort keys after it.
-    With one source, its names are looked up by id alone."""
-    namespaces, services = cells.namespaces, cells.services
-    if len(namespaces) == 1:
-        (ns,), (srv,) = namespaces.values(), services.values()
-        return [f"{r[0]},{ns[r[2]]},{srv[r[3]]}" for r in batch]
-    return [f"{r[0]},{namespaces[r[1]][r[2]]},{services[r[1]][r[3]]}" for r in batch]
+            yield [row[0] for row in batch]  # merged arms' sort keys ride after it
 
 
 def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:

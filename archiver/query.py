@@ -6,7 +6,7 @@ the order and the limit, so that `query` and `export` give the API's answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -234,13 +234,44 @@ def batches(
 ) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
     """As ``streamed``, but the driver's own row tuples, a batch at a time.
 
-    For the outputs rendered in SQL (csv, json, ids), which take a text or two per row
-    by position: building SQLAlchemy's Row for each and handing rows on one by one were
-    a tenth of a million-row export. ``build``'s columns come first in each tuple; with
+    For the outputs rendered in SQL (ids here; csv and json through
+    ``named_batches``), which take a text or two per row by position: building
+    SQLAlchemy's Row for each and handing rows on one by one were a tenth of a
+    million-row export. ``build``'s columns come first in each tuple; with
     ``include_incomplete`` the incomplete flag follows them.
     """
     conn, names, stmt = _opened(archive, selection, build)
     return names, _batches(conn, stmt)
+
+
+#: What ``named_batches`` puts first in each row: whose it is, and its two targets.
+TARGET_KEYS = (Operation.source_id, Operation.namespace_id, Operation.service_id)
+
+
+def named_batches(
+    archive: Archive,
+    selection: Selection,
+    columns: Callable[[dict[int, str]], list[Any]],
+    shown: Callable[[str], str],
+    shown_service: Callable[[str], str] | None = None,
+) -> tuple[dict[int, str], Iterator[tuple[Sequence[Any], Iterable[str], Iterable[str]]]]:
+    """As ``batches``, each batch with its rows' namespace and service names as
+    ``shown`` (``shown_service``) renders them, in the rows' order (``TargetNames``).
+
+    For the outputs rendered in SQL (csv, json), which put the names in themselves. A
+    row is ``TARGET_KEYS``, then ``columns(names)``, then the incomplete flag when
+    the read includes incomplete operations, then an IN list's sort keys.
+    """
+    conn, sources, stmt = _opened(archive, selection,
+                                  lambda names: select(*TARGET_KEYS, *columns(names)))  # fmt: skip
+    return sources, _named(conn, stmt, TargetNames(conn, sources, shown, shown_service))
+
+
+def _named(conn: Connection, stmt: Any, names: TargetNames
+           ) -> Iterator[tuple[Sequence[Any], Iterable[str], Iterable[str]]]:  # fmt: skip
+    with conn:
+        for batch in tuples(conn, stmt):
+            yield (batch, *names.of(batch))
 
 
 def _opened(
@@ -281,7 +312,7 @@ class TargetNames:
     For the outputs that render rows in SQL (csv, json) the reader puts each row's
     names in, where two joins per row were a third of the database's time for a
     million-row export. Only the names the rows point at are read, a batch of rows
-    at a time (``cover``), on the stream's own connection, so in the same snapshot
+    at a time, on the stream's own connection, so in the same snapshot
     as its rows: a small read touches a few, a large one each name once, and a
     fleet's catalog of 100,000 names (0.16 s to read whole) is never read whole.
     """
@@ -298,17 +329,27 @@ class TargetNames:
             (Service, shown_service or shown, self.services),
         )
 
-    def cover(self, rows: Sequence[Any], source: int, namespace: int, service: int) -> None:
-        """Read the names the rows point at that are not known yet; the arguments
-        are the positions of the source id and the two target ids in each row."""
-        for (model, render, known), at in zip(self._kinds, (namespace, service), strict=True):
+    def of(self, rows: Sequence[Any]) -> tuple[Iterable[str], Iterable[str]]:
+        """Each row's namespace name and service name, in the rows' order. A row starts
+        with ``TARGET_KEYS``: its source id, namespace id and service id."""
+        self._cover(rows)
+        if len(self.namespaces) == 1:  # one source: looked up by id alone, in C
+            (ns,), (srv,) = self.namespaces.values(), self.services.values()
+            return (map(ns.__getitem__, map(itemgetter(1), rows)),
+                    map(srv.__getitem__, map(itemgetter(2), rows)))  # fmt: skip
+        return ([self.namespaces[r[0]][r[1]] for r in rows],
+                [self.services[r[0]][r[2]] for r in rows])  # fmt: skip
+
+    def _cover(self, rows: Sequence[Any]) -> None:
+        """Read the names the rows point at that are not known yet."""
+        for (model, render, known), at in zip(self._kinds, (1, 2), strict=True):
             todo: dict[int, list[str]] = {}
             if len(known) == 1:  # one source: the set difference runs in C
                 ((only, names),) = known.items()
                 if missing := set(map(itemgetter(at), rows)).difference(names):
                     todo[only] = list(missing)
             else:
-                for sid, item in set(map(itemgetter(source, at), rows)):
+                for sid, item in set(map(itemgetter(0, at), rows)):
                     if item not in known[sid]:
                         todo.setdefault(sid, []).append(item)
             for sid, items in todo.items():

@@ -60,11 +60,10 @@ def json_statement() -> str:
 
     from archiver.as_json import json_head
     from archiver.models import Operation
-    from archiver.query import Selection, ordered
+    from archiver.query import TARGET_KEYS, Selection, ordered
 
-    keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)
-    stmt = ordered(select(json_head().label("json"), Operation.__table__.c.extra, *keys),
-                   Selection(), source_id=None)  # fmt: skip
+    columns = (*TARGET_KEYS, json_head().label("json"), Operation.__table__.c.extra)
+    stmt = ordered(select(*columns), Selection(), source_id=None)
     sql = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     return f"{sql};"
 

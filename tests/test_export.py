@@ -362,11 +362,10 @@ def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive
 
         with handle.reader.connect() as conn:
             names = TargetNames(conn, {sid: "a@us-east-1"}, shown)
-            rows = [("x", sid, None, "srv-1"), ("y", sid, None, "srv-3"),
-                    ("z", sid, "ns-404", "srv-1"), ("w", sid, None, "srv-404")]  # fmt: skip
-            names.cover(rows, 1, 2, 3)
-            names.cover(rows[:2], 1, 2, 3)  # all known already: nothing read again
-            got = [(names.namespaces[sid][r[2]], names.services[sid][r[3]]) for r in rows]
+            rows = [(sid, None, "srv-1", "x"), (sid, None, "srv-3", "y"),
+                    (sid, "ns-404", "srv-1", "z"), (sid, None, "srv-404", "w")]  # fmt: skip
+            got = list(zip(*names.of(rows), strict=True))
+            names.of(rows[:2])  # all known already: nothing read again
     assert got == [("", "<svc1>"), ("", "<svc3>"), ("", "<svc1>"), ("", "")]
     assert sorted(rendered) == ["svc1", "svc3"]  # srv-0, 2, 4 never read or rendered
     assert set(names.services[sid]) == {None, "srv-1", "srv-3", "srv-404"}
