@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from archiver import __version__, wire
@@ -136,7 +136,7 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
 
     botocore_session = botocore_session or botocore.session.get_session()
     botocore_session.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=api_timestamp
+        timestamp_parser=wire.api_timestamp
     )
     session = _session(settings, botocore_session)
     region = resolve_region(settings, session.region_name)
@@ -178,21 +178,6 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         raise UsageError(f"{region!r} is not a valid AWS region name") from None
     wire.install(client, call_timeout=settings.call_timeout)
     return client  # type: ignore[no-any-return]
-
-
-def api_timestamp(value: Any) -> datetime:
-    """A timestamp of an answer as an aware UTC datetime.
-
-    The JSON and CBOR protocols send epoch seconds. botocore's own parser turns each
-    into a datetime in the *local* zone through dateutil, which costs 3.5% of an initial
-    sync's CPU (two dates per GetOperation); the instant is the same, and everything
-    here works in UTC anyway (``utc_ms``). Anything but a number is left to botocore.
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    from botocore.utils import parse_timestamp
-
-    return parse_timestamp(value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

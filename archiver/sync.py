@@ -389,8 +389,9 @@ class Syncer:
                 found, pages = cloudmap.list_catalog(self.client, kind, owner=owner,
                                                      limit=self.limit)  # fmt: skip
             except WorkFailed as exc:  # e.g. no permission for ListNamespaces
-                log.warning("cannot list the %s of source %s (%s); %s", kind, self.opts.source,
-                            exc, _WITHOUT[kind])  # fmt: skip
+                what, without = _WITHOUT[owner or kind]
+                log.warning("cannot list the %s (%s); %s", what.format(self.opts.source),
+                            exc, without)  # fmt: skip
                 listings[kind] = (items, False)
                 continue
             if kind == "namespaces":
@@ -553,11 +554,14 @@ class Syncer:
                 self.on_page(s)
 
 
+#: Per listing pass (the owner filter, or the kind): what a failed one did not list,
+#: and what the run does without it. The two namespace passes say which they are.
 _WITHOUT = {
-    "namespaces": "their names are not refreshed, and operations of namespaces shared "
-    "with this account are kept incomplete",
-    "services": "their names are not refreshed",
-}
+    "SELF": ("namespaces source {} owns", "their names are not refreshed"),
+    "OTHER_ACCOUNTS": ("namespaces shared with source {}", "their names are not refreshed, "
+                       "and their operations are kept incomplete"),
+    "services": ("services of source {}", "their names are not refreshed"),
+}  # fmt: skip
 
 
 def _wait_for(future: Future[Any]) -> Any:

@@ -73,6 +73,18 @@ def test_a_failed_listing_warns_keeps_the_names_and_marks_nothing_gone(runner, d
     assert listed(db, Service) == before  # nothing marked gone on a partial answer
 
 
+def test_each_failed_namespace_listing_says_which_it_was(runner, db) -> None:
+    """Namespaces are listed twice (those the account owns, those shared with it): two
+    failures are two different lines, each saying what its run goes without."""
+    with Emulator(seed_operations=50, days=5, seed=6) as emu:
+        emu.set_faults("ListNamespaces", error_rate=1.0)
+        result = cli_sync(runner, db, emu.url, "--source", "acct", "--max-attempts", "1")
+    assert result.exit_code == 0, result.output
+    owned, shared = result.stderr.splitlines()
+    assert "namespaces source acct owns" in owned and "incomplete" not in owned
+    assert "namespaces shared with source acct" in shared and "incomplete" in shared
+
+
 def _names_by_id(rows) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
     return {r["id"]: (r["namespace_name"], r["service_name"]) for r in rows}
 

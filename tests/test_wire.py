@@ -70,6 +70,43 @@ def test_a_getoperation_answer_without_a_record_fails_the_run(runner, archive, o
     assert _watermark(archive) is None
 
 
+JUNK_DATES = {
+    "a text": "yesterday",
+    "true": True,  # botocore alone reads it as 1970-01-01T00:00:01Z
+    "milliseconds": 1_767_225_600_000,  # year 57,962: out of range as seconds
+    "too large": 1e300,
+    "not a number": float("nan"),
+    "a list": [1767225600],
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("date", JUNK_DATES.values(), ids=JUNK_DATES.keys())
+@pytest.mark.parametrize("member", ["CreateDate", "UpdateDate"])
+def test_a_getoperation_date_that_is_not_one_fails_the_run(runner, archive, member, date) -> None:
+    good = {"Id": "op-1", "Status": "SUCCESS", "Type": "UPDATE_SERVICE",
+            "CreateDate": 1767225600.0, "UpdateDate": 1767225660.5,
+            "Targets": {"SERVICE": "srv-1"}}  # fmt: skip
+
+    def answer(call: str, _request: dict) -> bytes:
+        if call == "ListOperations":
+            return json.dumps({"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]}).encode()
+        operation = {k: v for k, v in good.items() if k != member or date is not None}
+        if date is not None:
+            operation[member] = date
+        return json.dumps({"Operation": operation}).encode()
+
+    with Misbehaving(answer) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    for said in ("GetOperation", junk.url, "'op-1'", member):
+        assert said in result.stderr, result.stderr
+    assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
+    assert _watermark(archive) is None
+    assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+
+
 def test_a_listoperations_object_without_operations_is_an_empty_page(runner, archive) -> None:
     with Misbehaving(lambda _op, _req: b"{}") as quiet:
         result = cli_sync(runner, archive, quiet.url, "--source", "acct")
