@@ -22,7 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from archiver.archive import Archive
 from archiver.models import Operation, iso_text, templated, text_format
 from archiver.query import Selection, named_batches
-from archiver.records import FIELDS
+from archiver.records import FIELDS, STATUSES, TYPES, FieldSpec
 from archiver.streams import write_batches
 
 
@@ -37,13 +37,30 @@ class json_text(FunctionElement[str]):
 templated(json_text, "json_quote({0})", "CAST(to_json(CAST({0} AS text)) AS text)")
 
 
-def _member(key: str, value: Any, *, shown: Any = None, first: bool = False) -> Any:
-    """``, "Key": value`` (``shown`` instead when given: a date's text) — or nothing
-    when the value is NULL, as GetOperation omits it. A CASE, not COALESCE: SQLite's
-    json_quote(NULL) is the text ``null``, not NULL."""
+def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:
+    """``, "Key": text`` — or nothing when the value is NULL, as GetOperation omits it.
+    A CASE, not COALESCE: SQLite's json_quote(NULL) is the text ``null``, not NULL."""
     prefix = ("" if first else ", ") + json.dumps(key) + ": "
-    text = json_text(value if shown is None else shown)
     return case((value.is_(None), ""), else_=literal(prefix) + text)
+
+
+def _json_value(f: FieldSpec) -> Any:
+    """A field's column as a JSON value, quoting in SQL only what may need it. A date
+    is the database's own ``iso_text`` (digits and ``-:.TZ``), so it is wrapped in
+    quotes as it is; a value from a closed set (Type, Status) is matched against the
+    set's literals, already quoted, and only an unknown value — kept as the service
+    sent it — goes through ``json_quote``."""
+    column = getattr(Operation, f.name)
+    if f.is_date:
+        return literal('"') + iso_text(column) + literal('"')
+    known = _CLOSED_SETS.get(f.name)
+    if known:
+        return case({v: literal(json.dumps(v)) for v in known}, value=column,
+                    else_=json_text(column))  # fmt: skip
+    return json_text(column)
+
+
+_CLOSED_SETS = {"type": TYPES, "status": STATUSES}
 
 
 def json_head(*, complete: bool = True) -> Any:
@@ -58,16 +75,16 @@ def json_head(*, complete: bool = True) -> Any:
     for f in FIELDS:
         if not f.api:
             continue
-        column = getattr(Operation, f.name)
-        shown = iso_text(column) if f.is_date else None
         if complete and not f.optional:
-            fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": %s")
-            args.append(json_text(column if shown is None else shown))
+            value = '"%s"' if f.is_date else "%s"  # a date: its text between the quotes
+            fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": " + value)
+            args.append(iso_text(getattr(Operation, f.name)) if f.is_date else _json_value(f))
         else:
             fmt.append("%s")
-            args.append(_member(f.api, column, shown=shown, first=not fmt[:-1]))
+            args.append(_member(f.api, getattr(Operation, f.name), _json_value(f),
+                                first=not fmt[:-1]))  # fmt: skip
     targets = [(f.target, getattr(Operation, f.name)) for f in FIELDS if f.target]
-    inner = [_member(key or "", col) for key, col in targets]
+    inner = [_member(key or "", col, json_text(col)) for key, col in targets]
     present = or_(*(col.is_not(None) for _, col in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
     fmt.append("%s")
