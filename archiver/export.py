@@ -49,7 +49,7 @@ from archiver.query import (
     source_ids,
     tuples,
 )
-from archiver.records import FIELDS
+from archiver.records import FIELDS, ID_FIELDS, STATUSES, TYPES
 from archiver.streams import write_batches
 from archiver.timeutil import iso, now
 
@@ -59,12 +59,14 @@ COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-#: Cells the service generates in formats without a comma, quote or line break (ids it
-#: assigns, enum values, account ids, run numbers): written as they are, unchecked,
-#: which saves a fifth of the export's SQL. Every other text cell is quoted as needed
-#: (an instance id is chosen by users, so it is checked).
-_GENERATED = frozenset({"id", "type", "status", "namespace_id", "service_id",
-                        "owner_account", "sync_run_id"})  # fmt: skip
+#: Cells from a closed set: a known value is written as it is, unchecked; one this code
+#: does not know (kept as the service sent it) is quoted as needed, never altered.
+_ENUMS = {"type": TYPES, "status": STATUSES}
+#: The ids the service assigns: written as they are, unchecked, in the rows whose
+#: ``plain_ids`` says they can be (the store tests each record once), which saves a
+#: third of the export's SQL; in any other row they are quoted as needed, never
+#: altered. An instance id is chosen by users, so it is always checked.
+_IDS = frozenset(ID_FIELDS)
 _DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
 
 
@@ -132,7 +134,8 @@ def _csv_cell(text: str | None) -> str:
     return buf.getvalue()
 
 
-def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool) -> Any:
+def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
+          plain: Any = None) -> Any:  # fmt: skip
     """One CSV line of ``cols`` (header name → column of ``table``; None for source)
     as one text made in SQL: a million rows never become a million Python tuples for
     the csv module to join."""
@@ -141,19 +144,30 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool)
     shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
     name: Any = case(shown, value=table.source_id, else_="") if shown else literal("")
 
-    def cell(column: str, col: Any) -> Any:  # NULL is the empty cell (text_format)
+    def text(col: Any) -> Any:
+        return csv_field(col) if raw else csv_guarded_field(col)
+
+    def cell(column: str, col: Any, *, plain: bool) -> Any:  # NULL is the empty cell
         if column == "source":
             return name
         if column in _DATES:
             return iso_text(col)
-        if column in _GUARDED and not raw:
-            return csv_guarded_field(col)
-        if column in _GENERATED:
+        if column in _ENUMS:
+            return case((col.in_(_ENUMS[column]), col), else_=csv_field(col))
+        if column in _IDS:
+            return col if plain else csv_field(col)
+        if column in _GUARDED:
+            return text(col)
+        if col.type.python_type is int:
             return col
         return csv_field(col)
 
-    cells = [cell(c, v) for c, v in cols.items()]
-    return text_format(",".join(["%s"] * len(cells)), *cells).label("line")
+    fmt = ",".join(["%s"] * len(cols))
+    checked = text_format(fmt, *(cell(c, v, plain=False) for c, v in cols.items()))
+    if plain is None:
+        return checked.label("line")
+    fast = text_format(fmt, *(cell(c, v, plain=True) for c, v in cols.items()))
+    return case((plain.is_(True), fast), else_=checked).label("line")
 
 
 def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
@@ -162,7 +176,7 @@ def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
                                       e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
-    base = select(_line(cols, e, names, raw=raw))
+    base = select(_line(cols, e, names, raw=raw, plain=o.plain_ids)).select_from(e)
     base = base.join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
     if source_id is not None:
         base = base.where(e.source_id == source_id)
@@ -181,7 +195,8 @@ def rows(
     cols = {c: None if c == "source" else getattr(Operation, c)
             for c in COLUMNS if c not in _NAMES}  # fmt: skip
     _, found = named_batches(archive, selection,
-                             lambda names: [_line(cols, Operation, names, raw=raw)],
+                             lambda names: [_line(cols, Operation, names, raw=raw,
+                                                  plain=Operation.plain_ids)],
                              _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
     return ([f"{r[3]},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
             for batch, namespaces, services in found)  # fmt: skip

@@ -11,6 +11,7 @@ from ``FIELDS``, so a new field is added here, in a migration and in a test.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as _fields
 from datetime import datetime
@@ -171,3 +172,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):  # CBOR's timestamps: epoch seconds, as JSON sends them
         return value.timestamp()
     raise TypeError(type(value).__name__)
+
+
+#: The ids the service assigns, and the owner's account id: CSV and JSON write them as
+#: they are, unescaped and unguarded, where the row's ``plain_ids`` says they may be.
+ID_FIELDS = ("id", "namespace_id", "service_id", "owner_account")
+#: What an id must not hold to be written as it is: a character CSV quotes or JSON
+#: escapes. (Ids are never formula-guarded: they must match the service's to the
+#: character.)
+_NOT_PLAIN = re.compile(r'[",\\\x00-\x1f]')
+
+
+def plain_ids(record: OperationRecord) -> bool:
+    """Whether every id of the record can be written into CSV and JSON as it is. Ids
+    the service assigns always can; one that cannot is kept as it came, and is escaped
+    on the way out (``operations.plain_ids``)."""
+    return not any(
+        value and _NOT_PLAIN.search(value)
+        for value in (record.id, record.namespace_id, record.service_id, record.owner_account)
+    )

@@ -26,7 +26,7 @@ from archiver.models import (
     SyncRun,
     SyncState,
 )
-from archiver.records import FIELDS, OperationRecord
+from archiver.records import FIELDS, OperationRecord, plain_ids
 from archiver.secrets import mask_url
 from archiver.timeutil import now
 
@@ -79,13 +79,13 @@ def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> d
 
 def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> dict[str, Any]:
     return {"source_id": source_id, **rec.values(), "first_seen_at": seen_at,
-            "last_seen_at": seen_at}  # fmt: skip
+            "last_seen_at": seen_at, "plain_ids": plain_ids(rec)}  # fmt: skip
 
 
 #: O5: what a re-archived operation may change (the record says which fields do).
 #: first_seen_at never changes; last_seen_at is set explicitly because ON CONFLICT DO
 #: UPDATE skips ``onupdate``.
-_UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at")
+_UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at", "plain_ids")
 
 
 @functools.cache

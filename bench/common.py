@@ -159,7 +159,8 @@ def iso_ms(ms: int) -> str:
 #: The columns synthetic_rows fills, in order (operations.extra stays NULL).
 ROW_COLUMNS = ("source_id, id, type, status, error_code, error_message, create_date, "
                "update_date, namespace_id, service_id, instance_id, owner_account, "
-               "first_seen_at, last_seen_at")  # fmt: skip
+               "first_seen_at, last_seen_at, plain_ids")  # fmt: skip
+ROW_PLACEHOLDERS = ", ".join("?" * (ROW_COLUMNS.count(",") + 1))
 
 
 def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
@@ -190,9 +191,23 @@ def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
                 "INTERNAL_FAILURE",
                 rng.choice(["Limit exceeded, retry", '=cmd|"x"', "Health check failed:\nrefused"]),
             )
-        yield (1, f"op-{i:010d}-{rng.getrandbits(32):08x}", op_type, status, err_code,
-               err_msg, iso_ms(created), iso_ms(updated), ns, svc, inst,
-               "123456789012" if i % 3 == 0 else None, seen, seen)  # fmt: skip
+        yield (
+            1,
+            f"op-{i:010d}-{rng.getrandbits(32):08x}",
+            op_type,
+            status,
+            err_code,
+            err_msg,
+            iso_ms(created),
+            iso_ms(updated),
+            ns,
+            svc,
+            inst,
+            "123456789012" if i % 3 == 0 else None,
+            seen,
+            seen,
+            True,
+        )  # fmt: skip  (plain_ids: every synthetic id is plain)
 
 
 def add_names_and_runs(conn: sqlite3.Connection) -> None:
@@ -254,7 +269,7 @@ def build_archive(n: int, layout: str = "random") -> Path:
     rows: Any = synthetic_rows(n)
     if layout == "nightly":  # by update day; within a day, in the generator's random order
         rows = sorted(rows, key=lambda r: r[7][:10])
-    conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+    conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES ({ROW_PLACEHOLDERS})",
                      rows)  # fmt: skip
     add_names_and_runs(conn)
     conn.commit()

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROW_COLUMNS,
+    ROW_PLACEHOLDERS,
     child_args,
     result_name,
     run_child,
@@ -97,7 +98,7 @@ def raw(path: str, n: int, with_events: bool) -> float:
         t = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(f"INSERT INTO operations ({ROW_COLUMNS}) VALUES "
-                         f"({', '.join('?' * 14)})", page)  # fmt: skip
+                         f"({ROW_PLACEHOLDERS})", page)  # fmt: skip
         if with_events:
             conn.executemany(
                 "INSERT INTO operation_events (source_id, operation_id, status, update_date, "

@@ -31,6 +31,9 @@ def _content() -> list:
     ops.append(op(12, minutes=22).evolve(extra=added, status="CANCELLED"))
     # a Type this code does not know, with what JSON must escape: kept and quoted
     ops.append(op(13, minutes=23, type='MOVE_"SERVICE"\\\n'))
+    # ids that are not plain (kept as the service sent them): quoted, not written as is
+    ops.append(op(14, minutes=24).evolve(id='op-"14"\\', namespace_id="ns\t1",
+                                         service_id='srv"1', owner_account="12\n3"))  # fmt: skip
     return ops
 
 

@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from archiver import export
 from archiver.archive import Archive
 from archiver.filters import Filters
+from archiver.models import Operation
 from archiver.query import Selection
 from archiver.timeutil import iso
 from tests.conftest import invoke
-from tests.helpers import T0, fill, op
+from tests.helpers import T0, fill, op, read_rows
 
 HEADER = (
     "source,id,type,status,error_code,error_message,create_date,update_date,"
@@ -110,6 +112,37 @@ def test_formula_guard_neutralises_every_prefix_and_leaves_ids(runner, filled, t
         "+ns",
         "@i",
     )
+
+
+JUNK_IDS = ['op-"1",\n', "op\\2\r", "op\t3"]
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["operations", "history"])
+def test_ids_and_enums_the_service_sent_malformed_keep_each_line_whole(
+    runner, archive, tmp_path, history
+) -> None:
+    """The ids the service assigns are written unchecked where the store found them
+    plain; ids and unknown enum values holding a comma, quote or line break are kept
+    as the service sent them, so they are quoted, and read back to the character."""
+    odd = [op(i, minutes=i).evolve(id=junk, namespace_id=f"ns,{i}", service_id=f'srv"{i}',
+                                   owner_account=f"12\n{i}", type=f"NEW,{i}", status=f'S"{i}')
+           for i, junk in enumerate(JUNK_IDS)]  # fmt: skip
+    fill(archive, [*odd, op(10, minutes=10)])
+    flags = dict(read_rows(archive, select(Operation.id, Operation.plain_ids)))
+    assert flags == {**{o.id: False for o in odd}, op(10).id: True}
+    extra = ["--history"] if history else []
+    out = tmp_path / "odd.csv"
+    assert invoke(runner, "--db", archive, "export", *extra, "--out", str(out)).exit_code == 0
+    got = {r["id"]: r for r in read(out)}
+    assert set(got) == {*JUNK_IDS, op(10).id}
+    for o in odd:
+        row = got[o.id]
+        assert (row["type"], row["status"]) == (o.type, o.status)
+        if not history:
+            assert (row["namespace_id"], row["service_id"], row["owner_account"]) == (
+                o.namespace_id, o.service_id, o.owner_account)  # fmt: skip
+    query = invoke(runner, "--db", archive, "query", "-o", "csv")
+    assert {r["id"] for r in csv.DictReader(io.StringIO(query.stdout, newline=""))} == set(got)
 
 
 def test_manifest_matches_the_file(runner, filled, tmp_path) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from importlib.resources import files
 
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from archiver import db as archive_db
 from archiver.archive import Archive
 from archiver.models import Base
-from tests.helpers import revision
+from tests.helpers import read_rows, revision
 
 TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state",
           "incomplete_operations", "namespaces", "services"}  # fmt: skip
@@ -101,6 +101,8 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
 
     Archive(db).upgrade(FIRST)
     records = [op(i, minutes=i) for i in range(10)]
+    records[3] = records[3].evolve(id='op-"3",\n')  # kept as sent: not plain
+    records[4] = records[4].evolve(owner_account="1,2")
     with Archive(db) as handle, handle.writer.begin() as conn:  # rows as that schema held them
         sid = store.ensure_source(conn, "old@us-east-1")
         conn.execute(Operation.__table__.insert(), [
@@ -112,6 +114,8 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
     assert revision(db) == archive_db.head()
     assert "incomplete_operations" in _tables(db)
     assert archived(db) == {r.id: r for r in records}
+    flags = dict(read_rows(db, select(Operation.id, Operation.plain_ids)))
+    assert flags == {r.id: r.id not in (records[3].id, records[4].id) for r in records}
     Archive(db).downgrade(FIRST)
     assert revision(db) == FIRST
     assert "incomplete_operations" not in _tables(db)
@@ -121,7 +125,7 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
             rows = conn.execute(text("SELECT id, status FROM operations ORDER BY id")).all()
     finally:
         engine.dispose()
-    assert rows == [(r.id, r.status) for r in records]
+    assert rows == sorted((r.id, r.status) for r in records)
     engine = archive_db.create(db, write=False)
     try:
         assert "extra" not in {c["name"] for c in inspect(engine).get_columns("operations")}
