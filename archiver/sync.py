@@ -249,6 +249,16 @@ class _Fetched:
         return len(self.records) + len(self.missing) + len(self.job.unchanged_ids)
 
 
+@dataclass
+class _Names:
+    """What the names' listings found (per kind: the items, and whether the listing
+    was complete), and the warnings of those that failed."""
+
+    seen: datetime
+    listings: dict[str, tuple[list[cloudmap.Listed], bool]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
 class Syncer:
     """One run of one source: the archive to write to, a client, and the options."""
 
@@ -338,14 +348,23 @@ class Syncer:
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
+                # The names' listings (three calls) go out beside the unit check (two):
+                # both only wait on the service, and the windows need both.
+                # A run that fails its unit check says only that: the listings' own
+                # warnings are told after it passes (``_store_names``).
+                listing = pool.submit(self._fetch_names)
                 self._check_unit(sid, started)
-                self._list_names(sid)
+                self._store_names(sid, _wait_for(listing))
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
                 pool.shutdown()
             except BaseException as exc:
-                pool.shutdown(wait=True, cancel_futures=True)  # calls under way finish; no new ones
+                # no new calls; those under way are abandoned (the names' listings may still
+                # be waiting on a slow service beside the step that failed): none would be
+                # stored
+                with wire.abandoned(self.client):
+                    pool.shutdown(wait=True, cancel_futures=True)
                 outcome = (
                     "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
                 )
@@ -375,13 +394,15 @@ class Syncer:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
 
-    def _list_names(self, sid: int) -> None:
+    def _fetch_names(self) -> _Names:
         """Once a run: the source's namespaces and services, for their names (``catalog``),
         and who owns the namespaces shared with us, so that their operations are found
         (GetOperation answers OperationNotFound without OwnerAccount). A listing that
-        fails is a warning: the operations are the archive, the names help read it."""
-        seen = self.clock()
-        listings: dict[str, tuple[list[cloudmap.Listed], bool]] = {}
+        fails is a warning: the operations are the archive, the names help read it.
+        Calls only; ``_store_names`` writes what they found, and warns of what they
+        could not, on the run's own thread."""
+        names = _Names(self.clock())
+        listings = names.listings
         passes = (("namespaces", "SELF"), ("namespaces", "OTHER_ACCOUNTS"), ("services", None))
         for kind, owner in passes:
             items, complete = listings.get(kind, ([], True))
@@ -390,8 +411,8 @@ class Syncer:
                                                      limit=self.limit)  # fmt: skip
             except WorkFailed as exc:  # e.g. no permission for ListNamespaces
                 what, without = _WITHOUT[owner or kind]
-                log.warning("cannot list the %s (%s); %s", what.format(self.opts.source),
-                            exc, without)  # fmt: skip
+                names.warnings.append(f"cannot list the {what.format(self.opts.source)} "
+                                      f"({exc}); {without}")  # fmt: skip
                 listings[kind] = (items, False)
                 continue
             if kind == "namespaces":
@@ -401,9 +422,14 @@ class Syncer:
             if owner == "OTHER_ACCOUNTS":
                 self.owners = sorted({i.resource_owner for i in found if i.resource_owner})
             listings[kind] = (items + found, complete)
+        return names
+
+    def _store_names(self, sid: int, names: _Names) -> None:
+        for warning in names.warnings:
+            log.warning("%s", warning)
         with self.writer.begin() as conn:
-            for kind, (items, complete) in listings.items():
-                catalog.record(conn, sid, kind, items, seen_at=seen, complete=complete)
+            for kind, (items, complete) in names.listings.items():
+                catalog.record(conn, sid, kind, items, seen_at=names.seen, complete=complete)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,

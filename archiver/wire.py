@@ -29,6 +29,9 @@ import os
 import queue
 import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +88,29 @@ def install(client: Any, *, call_timeout: float) -> None:
     events.register("needs-retry.servicediscovery.*", _count_throttling)
     events.register("before-parse.servicediscovery.*", _check_body(endpoint))
     session = client._endpoint.http_session  # the client's own pool, proxies and TLS
-    events.register("before-send.servicediscovery.*", _send_by(session, call_timeout))
+    abandon = _ABANDON.setdefault(client, threading.Event())
+    events.register("before-send.servicediscovery.*", _send_by(session, call_timeout, abandon))
+
+
+#: Per client: set while its calls are to end at once (``abandoned``).
+_ABANDON: weakref.WeakKeyDictionary[Any, threading.Event] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def abandoned(client: Any) -> Iterator[None]:
+    """Within the block, ``client``'s calls in flight end at once, and new ones are not
+    sent (Interrupted, never retried): a run that has failed waits for no answer it
+    will not use, such as a slow listing that was running beside the step that failed.
+    A client without the guards (``install``) is left alone."""
+    event = _ABANDON.get(client)
+    if event is None:
+        yield
+        return
+    event.set()
+    try:
+        yield
+    finally:
+        event.clear()
 
 
 def _check_body(endpoint: str) -> Any:
@@ -262,12 +287,15 @@ _RUNNERS = _Runners()
 os.register_at_fork(after_in_child=_RUNNERS.forget)
 
 
-def _send_by(session: Any, call_timeout: float) -> Any:
+def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None = None) -> Any:
     deadline_error = _deadline_error()
+    abandon = abandon or threading.Event()
 
     def send(request: Any, **_: Any) -> Any:
         if stopping.requested():
             raise Interrupted("stopped before the call was sent")
+        if abandon.is_set():
+            raise Interrupted("the run had failed before the call was sent")
         call = _Call(session, request)
         _RUNNERS.start(call)
         deadline = time.monotonic() + call_timeout
@@ -277,6 +305,8 @@ def _send_by(session: Any, call_timeout: float) -> Any:
                 raise deadline_error(endpoint_url=mask_url(request.url), seconds=call_timeout)
             if stopping.requested():
                 raise Interrupted("stopped while a call was in flight; it was abandoned")
+            if abandon.is_set():
+                raise Interrupted("the run had failed while a call was in flight; abandoned")
             call.done.wait(min(_POLL, left))
         if call.error is not None:
             raise call.error
