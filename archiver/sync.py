@@ -519,8 +519,11 @@ class Syncer:
                    window: tuple[datetime, datetime],
                    batch: list[_Fetched]) -> cloudmap.Page | None:  # fmt: skip
         """The next listed page; the batch is stored first if the page is not there yet,
-        as the run would only wait: a slow listing never holds fetched pages back."""
-        if batch and not upcoming.done():
+        as the run would only wait: a slow listing never holds fetched pages back. A
+        batch of pages that listed nothing waits for the next rows (or ``_collect``'s
+        second): under P2 most pages of an incremental run are empty, and a transaction
+        each cost more than it saved, only a NextToken a resume could start from."""
+        if batch and not upcoming.done() and any(f.rows for f in batch):
             self._store(sid, run_id, window, batch)
         return _wait_for(upcoming)  # type: ignore[no-any-return]
 
