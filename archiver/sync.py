@@ -249,14 +249,9 @@ class _Fetched:
         return len(self.records) + len(self.missing) + len(self.job.unchanged_ids)
 
 
-@dataclass
-class _Names:
-    """What the names' listings found (per kind: the items, and whether the listing
-    was complete), and the warnings of those that failed."""
-
-    seen: datetime
-    listings: dict[str, tuple[list[cloudmap.Listed], bool]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+#: The names' listings of a run: ListNamespaces for the account's own and for those
+#: shared with it (which names their owners), and ListServices.
+_PASSES = (("namespaces", "SELF"), ("namespaces", "OTHER_ACCOUNTS"), ("services", None))
 
 
 class Syncer:
@@ -348,13 +343,14 @@ class Syncer:
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
-                # The names' listings (three calls) go out beside the unit check (two):
-                # both only wait on the service, and the windows need both.
-                # A run that fails its unit check says only that: the listings' own
-                # warnings are told after it passes (``_store_names``).
-                listing = pool.submit(self._fetch_names)
-                self._check_unit(sid, started)
-                self._store_names(sid, _wait_for(listing))
+                # The names' three listings go out at once, beside the unit check: all
+                # only wait on the service, and the windows need them all. A run that
+                # fails its unit check says only that: the listings' own warnings are
+                # told after it passes (``_store_names``).
+                seen = self.clock()
+                listings = [pool.submit(self._list_pass, kind, owner) for kind, owner in _PASSES]
+                self._check_unit(pool, sid, started)
+                self._store_names(sid, seen, [_wait_for(f) for f in listings])
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -383,38 +379,40 @@ class Syncer:
                        self.stats, update_date_unit=self.unit,
                        duration_s=time.monotonic() - began)  # fmt: skip
 
-    def _check_unit(self, sid: int, started: datetime) -> None:
+    def _check_unit(self, pool: ThreadPoolExecutor, sid: int, started: datetime) -> None:
         """Find how the service reads UPDATE_DATE before trusting a window (``units``)."""
         with self.reader.connect() as conn:
             known = store.update_date_unit(conn, sid)
-        checked = units.check(self.client, started, known=known, limit=self.limit)
+        checked = units.check(self.client, started, known=known, limit=self.limit, pool=pool)
         self.unit = checked.unit
         self.stats.unit_check_calls = checked.calls
         if checked.unit != known:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
 
-    def _fetch_names(self) -> _Names:
+    def _list_pass(self, kind: str, owner: str | None) -> tuple[list[cloudmap.Listed], int] | str:
+        """One of the names' listings (``_PASSES``): what it found and in how many pages,
+        or, when it failed, the warning to tell. Calls only, on a pool thread."""
+        try:
+            return cloudmap.list_catalog(self.client, kind, owner=owner, limit=self.limit)
+        except WorkFailed as exc:  # e.g. no permission for ListNamespaces
+            what, without = _WITHOUT[owner or kind]
+            return f"cannot list the {what.format(self.opts.source)} ({exc}); {without}"
+
+    def _store_names(self, sid: int, seen: datetime,
+                     results: list[tuple[list[cloudmap.Listed], int] | str]) -> None:  # fmt: skip
         """Once a run: the source's namespaces and services, for their names (``catalog``),
         and who owns the namespaces shared with us, so that their operations are found
         (GetOperation answers OperationNotFound without OwnerAccount). A listing that
-        fails is a warning: the operations are the archive, the names help read it.
-        Calls only; ``_store_names`` writes what they found, and warns of what they
-        could not, on the run's own thread."""
-        names = _Names(self.clock())
-        listings = names.listings
-        passes = (("namespaces", "SELF"), ("namespaces", "OTHER_ACCOUNTS"), ("services", None))
-        for kind, owner in passes:
+        fails is a warning: the operations are the archive, the names help read it."""
+        listings: dict[str, tuple[list[cloudmap.Listed], bool]] = {}
+        for (kind, owner), result in zip(_PASSES, results, strict=True):
             items, complete = listings.get(kind, ([], True))
-            try:
-                found, pages = cloudmap.list_catalog(self.client, kind, owner=owner,
-                                                     limit=self.limit)  # fmt: skip
-            except WorkFailed as exc:  # e.g. no permission for ListNamespaces
-                what, without = _WITHOUT[owner or kind]
-                names.warnings.append(f"cannot list the {what.format(self.opts.source)} "
-                                      f"({exc}); {without}")  # fmt: skip
+            if isinstance(result, str):
+                log.warning("%s", result)
                 listings[kind] = (items, False)
                 continue
+            found, pages = result
             if kind == "namespaces":
                 self.stats.namespace_calls += pages
             else:
@@ -422,14 +420,9 @@ class Syncer:
             if owner == "OTHER_ACCOUNTS":
                 self.owners = sorted({i.resource_owner for i in found if i.resource_owner})
             listings[kind] = (items + found, complete)
-        return names
-
-    def _store_names(self, sid: int, names: _Names) -> None:
-        for warning in names.warnings:
-            log.warning("%s", warning)
         with self.writer.begin() as conn:
-            for kind, (items, complete) in names.listings.items():
-                catalog.record(conn, sid, kind, items, seen_at=names.seen, complete=complete)
+            for kind, (items, complete) in listings.items():
+                catalog.record(conn, sid, kind, items, seen_at=seen, complete=complete)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
