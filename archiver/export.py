@@ -135,10 +135,11 @@ def _csv_cell(text: str | None) -> str:
 
 
 def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
-          plain: Any = None) -> Any:  # fmt: skip
+          plain: Any) -> Any:  # fmt: skip
     """One CSV line of ``cols`` (header name → column of ``table``; None for source)
     as one text made in SQL: a million rows never become a million Python tuples for
-    the csv module to join."""
+    the csv module to join. ``plain`` (the row's ``operations.plain_ids``) chooses
+    between the line with its ids as they are and the line with them quoted."""
     # Sources are few and already read: their names, guarded and quoted here, go in as
     # a CASE on source_id. A join steers SQLite's planner away from the filter's index.
     shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
@@ -164,8 +165,6 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
 
     fmt = ",".join(["%s"] * len(cols))
     checked = text_format(fmt, *(cell(c, v, plain=False) for c, v in cols.items()))
-    if plain is None:
-        return checked.label("line")
     fast = text_format(fmt, *(cell(c, v, plain=True) for c, v in cols.items()))
     return case((plain.is_(True), fast), else_=checked).label("line")
 
