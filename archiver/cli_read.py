@@ -83,8 +83,7 @@ def selection_of(
     **choices: Any,
 ) -> Selection:
     """The options as a ``Selection``, checked before the archive is read (exit 2)."""
-    from archiver.errors import UsageError
-    from archiver.options import parsed
+    from archiver.errors import UsageError, parsed
     from archiver.query import Selection
     from archiver.timeutil import now, parse_when
 

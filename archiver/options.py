@@ -8,10 +8,8 @@ profile's own ``region`` in ``~/.aws/config``; the source is named after that re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from archiver.cloudmap import (
     DEFAULT_ATTEMPTS,
@@ -21,11 +19,9 @@ from archiver.cloudmap import (
     profile_region,
     resolve_region,
 )
-from archiver.errors import UsageError
+from archiver.errors import UsageError, parsed
 from archiver.sync import SyncOptions, check_windows
 from archiver.timeutil import now, parse_span, parse_when
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,16 +44,6 @@ class SyncWords:
     incomplete_retry_days: float = 7.0
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
-
-
-def parsed(option: str, value: str | None, parse: Callable[[str], T]) -> T | None:
-    """Parse one option's text; its errors name the option (exit 2)."""
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except UsageError as exc:
-        raise UsageError(f"{option}: {exc}") from None
 
 
 def build(

@@ -32,3 +32,22 @@ def test_help_loads_no_database_layer() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "archiver" in out.stdout and "Usage" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_reading_the_archive_loads_no_sync_and_no_aws_client(tmp_path) -> None:
+    """`query` and `export` read the archive only: neither the sync nor botocore (a
+    fifth of a small query's start-up between them) is theirs to load."""
+    db = str(tmp_path / "a.db")
+    subprocess.run([sys.executable, "-m", "archiver", "--db", db, "db", "upgrade"],
+                   capture_output=True, check=True)  # fmt: skip
+    for args in (["query", "-o", "json", "--since", "1d"], ["export", "--until", "1h"]):
+        code = (
+            f"import sys; sys.argv = ['archiver', '--db', {db!r}, *{args!r}]\n"
+            "from archiver.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('archiver.sync', 'archiver.cloudmap', 'botocore', 'boto3')"
+            " if m in sys.modules])"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout)
