@@ -14,10 +14,14 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
 from archiver.models import Operation, SyncRun, SyncState
+from archiver.sync import SyncOptions
+from archiver.wire import JunkAnswer
+from tests.clients import protocol_session
 from tests.conftest import invoke
-from tests.helpers import assert_archive_equals, cli_sync, read_rows
+from tests.helpers import assert_archive_equals, cli_sync, read_rows, run_library_sync
 from tests.misbehaving import Misbehaving
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
@@ -103,6 +107,21 @@ def test_a_getoperation_date_that_is_not_one_fails_the_run(runner, archive, memb
     for said in ("GetOperation", junk.url, "'op-1'", member):
         assert said in result.stderr, result.stderr
     assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
+    assert _watermark(archive) is None
+    assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+
+
+@pytest.mark.parametrize("protocol", ["json", "smithy-rpc-v2-cbor"])
+def test_a_date_that_is_not_one_fails_the_run_over_either_protocol(archive, tmp_path, protocol):
+    """The emulator sends the member as it would any member AWS added (untagged in
+    CBOR): the same answer check stops the run, whichever protocol botocore speaks."""
+    with Emulator(seed_operations=5, seed=51) as emu:
+        odd = emu.account.all()[0]
+        emu.account.put(odd.evolve(extra=json.dumps({"CreateDate": True})))
+        session = protocol_session(protocol, tmp_path / "models")
+        settings = ClientSettings(region="us-east-1", endpoint_url=emu.url)
+        with pytest.raises(JunkAnswer, match=f"Operation '{odd.id}' whose CreateDate is true"):
+            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
     assert _watermark(archive) is None
     assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
 
