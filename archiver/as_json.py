@@ -22,7 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from archiver.archive import Archive
 from archiver.models import Operation, iso_text, templated, text_format
 from archiver.query import Selection, named_batches
-from archiver.records import FIELDS, ID_FIELDS, STATUSES, TYPES, FieldSpec
+from archiver.records import FIELDS, ID_FIELDS, KNOWN_VALUES, FieldSpec
 from archiver.streams import write_batches
 
 
@@ -57,14 +57,11 @@ def _json_value(f: FieldSpec, *, plain: bool) -> Any:
         return literal('"') + iso_text(column) + literal('"')
     if plain and f.name in ID_FIELDS:
         return literal('"') + column + literal('"')
-    known = _CLOSED_SETS.get(f.name)
+    known = KNOWN_VALUES.get(f.name)
     if known:
         return case({v: literal(json.dumps(v)) for v in known}, value=column,
                     else_=json_text(column))  # fmt: skip
     return json_text(column)
-
-
-_CLOSED_SETS = {"type": TYPES, "status": STATUSES}
 
 
 def json_head(*, complete: bool = True) -> Any:

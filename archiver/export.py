@@ -49,7 +49,7 @@ from archiver.query import (
     source_ids,
     tuples,
 )
-from archiver.records import FIELDS, ID_FIELDS, STATUSES, TYPES
+from archiver.records import FIELDS, ID_FIELDS, KNOWN_VALUES
 from archiver.streams import write_batches
 from archiver.timeutil import iso, now
 
@@ -59,9 +59,6 @@ COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-#: Cells from a closed set: a known value is written as it is, unchecked; one this code
-#: does not know (kept as the service sent it) is quoted as needed, never altered.
-_ENUMS = {"type": TYPES, "status": STATUSES}
 #: The ids the service assigns: written as they are, unchecked, in the rows whose
 #: ``plain_ids`` says they can be (the store tests each record once), which saves a
 #: third of the export's SQL; in any other row they are quoted as needed, never
@@ -153,8 +150,9 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
             return name
         if column in _DATES:
             return iso_text(col)
-        if column in _ENUMS:
-            return case((col.in_(_ENUMS[column]), col), else_=csv_field(col))
+        if column in KNOWN_VALUES:  # a known value as it is; any other quoted as needed,
+            # never altered
+            return case((col.in_(KNOWN_VALUES[column]), col), else_=csv_field(col))
         if column in _IDS:
             return col if plain else csv_field(col)
         if column in _GUARDED:

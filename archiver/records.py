@@ -28,6 +28,10 @@ TYPES = (
     "DEREGISTER_INSTANCE",
 )
 STATUSES = ("SUBMITTED", "PENDING", "SUCCESS", "FAIL")
+#: The fields whose values come from a closed set, with the values this code knows.
+#: A value outside it is kept as the service sent it; outputs write a known one as it
+#: is and treat any other as text that may need escaping.
+KNOWN_VALUES = {"type": TYPES, "status": STATUSES}
 
 
 def meta(
