@@ -44,19 +44,28 @@ def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:
     return case((value.is_(None), ""), else_=literal(prefix) + text)
 
 
-def _json_value(f: FieldSpec, *, plain: bool) -> Any:
-    """A field's column as a JSON value, quoting in SQL only what may need it. A date
+def _as_is(f: FieldSpec, *, plain: bool) -> Any:
+    """The SQL text of a field that may stand between quotes as it is, or None. A date
     is the database's own ``iso_text`` (digits and ``-:.TZ``) and, in a row whose
-    ``plain_ids`` says so, an id is plain too: each goes between quotes as it is. A
-    value from a closed set (Type, Status) is matched against the set's literals,
-    already quoted. Only the rest — free text, an unknown value kept as the service
-    sent it, the ids of a row that is not plain — goes through ``json_quote``, a call a
-    row each, which were most of the statement's time."""
+    ``plain_ids`` says so, an id is plain too."""
     column = getattr(Operation, f.name)
     if f.is_date:
-        return literal('"') + iso_text(column) + literal('"')
+        return iso_text(column)
     if plain and f.name in ID_FIELDS:
-        return literal('"') + column + literal('"')
+        return column
+    return None
+
+
+def _json_value(f: FieldSpec, *, plain: bool) -> Any:
+    """A field's column as a JSON value, quoting in SQL only what may need it: what
+    ``_as_is`` allows goes between quotes as it is, and a value from a closed set (Type,
+    Status) is matched against the set's literals, already quoted. Only the rest — free
+    text, an unknown value kept as the service sent it, the ids of a row that is not
+    plain — goes through ``json_quote``, a call a row each, which were most of the
+    statement's time."""
+    if (text := _as_is(f, plain=plain)) is not None:
+        return literal('"') + text + literal('"')
+    column = getattr(Operation, f.name)
     known = KNOWN_VALUES.get(f.name)
     if known:
         return case({v: literal(json.dumps(v)) for v in known}, value=column,
@@ -84,12 +93,10 @@ def _head(*, complete: bool, plain: bool) -> Any:
         if not f.api:
             continue
         if complete and not f.optional:
-            quoted = f.is_date or (plain and f.name in ID_FIELDS)  # its text between quotes
-            value = '"%s"' if quoted else "%s"
+            text = _as_is(f, plain=plain)  # if any, its quotes stand in the format
+            value = '"%s"' if text is not None else "%s"
             fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": " + value)
-            column = getattr(Operation, f.name)
-            args.append(iso_text(column) if f.is_date else column if quoted
-                        else _json_value(f, plain=plain))  # fmt: skip
+            args.append(text if text is not None else _json_value(f, plain=plain))
         else:
             fmt.append("%s")
             args.append(_member(f.api, getattr(Operation, f.name), _json_value(f, plain=plain),
