@@ -192,6 +192,5 @@ def plain_ids(record: OperationRecord) -> bool:
     the service assigns always can; one that cannot is kept as it came, and is escaped
     on the way out (``operations.plain_ids``)."""
     return not any(
-        value and _NOT_PLAIN.search(value)
-        for value in (record.id, record.namespace_id, record.service_id, record.owner_account)
+        (value := getattr(record, name)) and _NOT_PLAIN.search(value) for name in ID_FIELDS
     )
