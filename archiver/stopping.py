@@ -51,6 +51,11 @@ def requested() -> bool:
     return _reason is not None
 
 
+def reason() -> str:
+    """What stopped the run, for its one line: the signal's name, or "interrupted"."""
+    return _reason or "interrupted"
+
+
 @contextmanager
 def waiting() -> Iterator[None]:
     """Around a wait on other threads: a stop already requested, or one that arrives

@@ -293,7 +293,7 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None 
 
     def send(request: Any, **_: Any) -> Any:
         if stopping.requested():
-            raise Interrupted("stopped before the call was sent")
+            raise Interrupted(f"{stopping.reason()} before the call was sent")
         if abandon.is_set():
             raise Interrupted("the run had failed before the call was sent")
         call = _Call(session, request)
@@ -304,7 +304,7 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None 
             if left <= 0:
                 raise deadline_error(endpoint_url=mask_url(request.url), seconds=call_timeout)
             if stopping.requested():
-                raise Interrupted("stopped while a call was in flight; it was abandoned")
+                raise Interrupted(f"{stopping.reason()} while a call was in flight; abandoned")
             if abandon.is_set():
                 raise Interrupted("the run had failed while a call was in flight; abandoned")
             call.done.wait(min(_POLL, left))
