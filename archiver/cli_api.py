@@ -26,7 +26,8 @@ class UnitChoice(StrEnum):
 
 if TYPE_CHECKING:
     from archiver.cloudmap import ClientSettings
-    from archiver.sync import Summary, SyncOptions
+    from archiver.planning import SyncOptions
+    from archiver.sync import Summary
 
 
 @emulator_app.command("serve")

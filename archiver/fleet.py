@@ -28,7 +28,8 @@ from archiver import options
 from archiver.archive import Archive
 from archiver.cloudmap import ClientSettings
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
-from archiver.sync import Summary, SyncOptions, sync_source
+from archiver.planning import SyncOptions
+from archiver.sync import Summary, sync_source
 
 #: What a [[source]] or [defaults] may set: the sync's own words (options.SyncWords).
 SYNC_KEYS = frozenset(f.name for f in fields(options.SyncWords)) - {"access_key", "secret_key"}

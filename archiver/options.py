@@ -20,7 +20,7 @@ from archiver.cloudmap import (
     resolve_region,
 )
 from archiver.errors import UsageError, parsed
-from archiver.sync import SyncOptions, check_windows
+from archiver.planning import SyncOptions, check_windows
 from archiver.timeutil import now, parse_span, parse_when
 
 
