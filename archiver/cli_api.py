@@ -267,7 +267,6 @@ def sync(
       archiver --db archive.db sync --profile prod --region eu-west-1 --json
     """
     from archiver import options
-    from archiver import sync as sync_mod
 
     config = settings_of(ctx).config
     if sync_all or (config is not None and source):
@@ -282,7 +281,9 @@ def sync(
                               incomplete_retry_days=incomplete_retry_days)  # fmt: skip
     opts, client_settings = options.build(words)
     if dry_run:
-        typer.echo(json.dumps(sync_mod.dry_run(settings_of(ctx).db, opts), indent=2))
+        from archiver.sync import dry_run as planned
+
+        typer.echo(json.dumps(planned(settings_of(ctx).db, opts), indent=2))
         return
     summary = _run_sync(ctx, opts, client_settings, metrics_file=metrics_file)
     if as_json:
@@ -359,11 +360,12 @@ def _run_sync(
     metrics_file: Path | None = None,
 ) -> Summary:
     """The client first (bad AWS settings fail before any file is made), then the run;
-    the metrics file after it, whatever its outcome."""
-    from archiver import stopping
+    the metrics file after it, whatever its outcome. The run's first pages are asked
+    for before the archive's libraries are loaded (``head_start``): nothing above this
+    line may import SQLAlchemy."""
+    from archiver import head_start, stopping
     from archiver.cloudmap import make_client
     from archiver.progress import for_terminal
-    from archiver.sync import run_sync
 
     settings = settings_of(ctx)
     client = make_client(client_settings)
@@ -372,22 +374,28 @@ def _run_sync(
         from archiver import metrics
 
         metrics.check_path(metrics_file)
-    from archiver.archive import Archive
+    head = head_start.begin(settings.db, client, opts)
+    try:
+        from archiver.archive import Archive
+        from archiver.sync import run_sync
 
-    with Archive.open(settings.db, create_missing=True) as archive:
-        retries: dict[str, int] = {}
-        shown = for_terminal(quiet=settings.quiet, source=opts.source)
-        try:
-            summary = run_sync(archive, client, opts, on_page=shown)
-            retries[summary.source] = summary.stats.retries
-            return summary
-        finally:
-            if shown is not None:
-                shown.close()  # the display ends as a finished line, not overwritten
-            if metrics_file is not None:
-                from archiver import metrics
+        with Archive.open(settings.db, create_missing=True) as archive:
+            retries: dict[str, int] = {}
+            shown = for_terminal(quiet=settings.quiet, source=opts.source)
+            try:
+                summary = run_sync(archive, client, opts, on_page=shown, head_start=head)
+                retries[summary.source] = summary.stats.retries
+                return summary
+            finally:
+                if shown is not None:
+                    shown.close()  # the display ends as a finished line, not overwritten
+                if metrics_file is not None:
+                    from archiver import metrics
 
-                metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
+                    metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
+    finally:
+        if head is not None:
+            head.drop()  # say, the archive would not open: no more calls
 
 
 @app.command()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from archiver import store
-from archiver.archive import Archive
 from archiver.errors import UsageError
+
+if TYPE_CHECKING:  # the sync checks the path before SQLAlchemy loads (``head_start``)
+    from archiver.archive import Archive
 
 #: sync_runs columns exported as counters of the source's latest run.
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
@@ -30,6 +31,8 @@ def check_path(path: Path) -> None:
 
 def write(path: str, archive: Archive, sources: list[str], *, retries: dict[str, int]) -> None:
     """Write the metrics of ``sources`` (their latest run, last success, watermark)."""
+    from archiver import store
+
     try:
         from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
     except ModuleNotFoundError:

@@ -2,7 +2,7 @@
 
 Apart from the run itself (``sync``) because it needs neither the archive's libraries
 nor botocore: the command line resolves its options with it, and a run's first pages
-can be guessed with it before SQLAlchemy has loaded.
+are guessed with it (``head_start``) before SQLAlchemy has loaded.
 """
 
 from __future__ import annotations

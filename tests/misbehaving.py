@@ -27,6 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or "{}")
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.server.calls.append(operation)
+        self.server.requests.append((operation, request))
         body = self.server.answer(operation, request)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -55,11 +56,13 @@ class _Server(ThreadingHTTPServer):
         self.answer = answer
         self.trickle = trickle
         self.calls: list[str] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         self.stopping = threading.Event()
 
 
 class Misbehaving:
-    """``with Misbehaving(answer) as server:`` … ``server.url``; ``server.calls``."""
+    """``with Misbehaving(answer) as server:`` … ``server.url``; ``server.calls``,
+    ``server.requests``."""
 
     def __init__(self, answer: Answer, *, trickle: float | None = None) -> None:
         self._server = _Server(answer, trickle)
@@ -73,6 +76,11 @@ class Misbehaving:
     @property
     def calls(self) -> list[str]:
         return self._server.calls
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each call's operation and its parameters, in the order they came."""
+        return self._server.requests
 
     def __enter__(self) -> Misbehaving:
         self._thread.start()

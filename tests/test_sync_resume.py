@@ -219,12 +219,27 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
             pass
 
 
+def _status_once_locked(runner, archive: str) -> dict:
+    """`status --json` once a run holds the source's lock (the archive may not even
+    exist yet when the gate is reached); after a minute, whatever it says."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = invoke(runner, "--db", archive, "status", "--json")
+        status = json.loads(result.stdout) if result.exit_code == 0 else {"sources": []}
+        locked = status["sources"] and status["sources"][0]["lock_holder"]
+        if locked or time.monotonic() > deadline:
+            return status  # type: ignore[no-any-return]
+        time.sleep(0.05)
+
+
 def test_a_killed_run_is_shown_abandoned_and_closed_by_the_next(runner, archive) -> None:
     with Emulator(seed_operations=1000, seed=5) as emu:
         gate = emu.hold("ListOperations", after=2)  # the run holds the lock, mid-run
         proc = start_sync(archive, emu.url)
         assert gate.reached.wait(60), proc.communicate()
-        status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
+        # the gate may stop the pages listed while the archive opens (head_start), so
+        # the run may take its lock a moment after the gate is reached
+        status = _status_once_locked(runner, archive)
         assert status["sources"][0]["lock_holder"].endswith(f":{proc.pid}")
         assert status["sources"][0]["last_runs"][0]["outcome"] == "running"
         proc.kill()
