@@ -91,12 +91,12 @@ def _date(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+@dataclass(frozen=True)
 class _Failed:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+    exc: BaseException
 
 
-_END = object()
+_Item = cloudmap.Page | _Failed | None  # None: the pass ended
 
 
 class HeadStart:
@@ -109,9 +109,10 @@ class HeadStart:
         self.limit = limit  # the run's own: one pace for all its calls
         self.listed = 0  # pages answered so far
         self.offered = False
-        self._handed = 0  # pages the run took
+        self._calls = 0  # of the pages answered (counted by the listing thread only)
+        self._taken_calls = 0  # of the pages the run took (counted by the run only)
         self._client = client
-        self._pages: queue.Queue[object] = queue.Queue(maxsize=AHEAD)
+        self._pages: queue.Queue[_Item] = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         threading.Thread(target=self._list, name="head-start", daemon=True).start()
 
@@ -121,14 +122,15 @@ class HeadStart:
         try:
             for page in pages:
                 self.listed += 1
+                self._calls += 1 + page.retries
                 if not self._put(page):
                     return
         except BaseException as exc:  # the run's to raise, if it takes the pages
             self._put(_Failed(exc))
             return
-        self._put(_END)
+        self._put(None)
 
-    def _put(self, item: object) -> bool:
+    def _put(self, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
                 self._pages.put(item, timeout=0.1)
@@ -153,19 +155,20 @@ class HeadStart:
                 if self._stop.is_set():  # never an early end, which would end the pass
                     raise WorkFailed("the pages listed ahead were dropped") from None
                 continue
-            if item is _END:
+            if item is None:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
-            self._handed += 1
-            yield item  # type: ignore[misc]
+            self._taken_calls += 1 + item.retries
+            yield item
 
     def drop(self) -> int:
-        """No more calls; how many were answered and not taken (the run made them)."""
+        """No more calls; how many calls answered pages the run did not take (they
+        are the run's calls all the same)."""
         if self._stop.is_set():
             return 0
         self._stop.set()
-        return self.listed - self._handed
+        return self._calls - self._taken_calls
 
 
 def begin(location: str, client: cloudmap.CloudMapClient, opts: SyncOptions) -> HeadStart | None:
