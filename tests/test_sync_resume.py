@@ -100,6 +100,8 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
         gate = emu.hold("ListOperations", after=2)  # the first run holds the lock, mid-run
         first = start_sync(archive, emu.url)
         assert gate.reached.wait(60), first.communicate()
+        status = _status_once_locked(runner, archive)
+        assert status["sources"][0]["lock_holder"].endswith(f":{first.pid}")
         result = cli_sync(runner, archive, emu.url, "--source", "acct")
         assert result.exit_code == 3
         assert result.stderr == (
@@ -189,7 +191,9 @@ def test_a_pass_that_fails_keeps_the_pages_it_fetched(archive) -> None:
 
 def test_a_refused_token_starts_the_pass_over(archive) -> None:
     now = utc_ms(datetime.now(UTC)) - timedelta(minutes=1)
-    with Emulator(seed_operations=1000, days=10, seed=7, start=now) as emu:
+    # three batches' worth (sync.COMMIT_ROWS): the stop after the first one stored comes
+    # mid-pass however fast the pages are fetched
+    with Emulator(seed_operations=3000, days=10, seed=7, start=now) as emu:
         opts = SyncOptions(source="acct", since=now - timedelta(days=20), until=now)
         cs = ClientSettings(region="us-east-1", endpoint_url=emu.url)
 
@@ -200,14 +204,14 @@ def test_a_refused_token_starts_the_pass_over(archive) -> None:
         with pytest.raises(Interrupted):
             run_library_sync(archive, opts, cs, on_page=stop)
     # a new emulator with the same data but another token secret, like a service restart
-    with Emulator(seed_operations=1000, days=10, seed=7, start=now) as emu2:
+    with Emulator(seed_operations=3000, days=10, seed=7, start=now) as emu2:
         summary = run_library_sync(
             archive, opts, ClientSettings(region="us-east-1", endpoint_url=emu2.url)
         )
         assert summary.outcome == "succeeded"
         assert emu2.counters.rejected["ListOperations"] == 1  # the old token: InvalidInput
         # then one full pass, besides the unit check's two
-        assert emu2.counters.list_pages == 10 + summary.stats.unit_check_calls == 12
+        assert emu2.counters.list_pages == 30 + summary.stats.unit_check_calls == 32
         assert_archive_equals(archive, emu2.account)
 
 
