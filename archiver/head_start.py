@@ -66,14 +66,14 @@ def guess(location: str, opts: SyncOptions) -> Guess | None:
     path = Path(location).expanduser()
     try:
         row = _read(path, opts.source) if path.exists() else None
-    except (sqlite3.Error, ValueError, OSError) as exc:  # the run will say what is wrong
+        unit, watermark, resume, holder = row or (None, None, None, None)
+        if resume is not None or holder is not None:
+            return None
+        windows = plan(opts, _date(watermark), None, started=opts.started).windows
+    except Exception as exc:  # a guess never fails a run: the run says what is wrong
         log.debug("no head start: %s", exc)
         return None
-    unit, watermark, resume, holder = row or (None, None, None, None)
-    if resume is not None or holder is not None:
-        return None
-    windows = plan(opts, _date(watermark), None, started=opts.started).windows
-    return Guess(windows[0], unit or "ms") if windows else None
+    return Guess(windows[0], unit if unit in ("ms", "s") else "ms") if windows else None
 
 
 def _read(path: Path, source: str) -> tuple[str | None, str | None, str | None, str | None]:

@@ -83,6 +83,13 @@ def test_no_guess_where_it_could_be_wrong(tmp_path: Path) -> None:
     with Emulator(seed_operations=50, seed=62) as emu:
         run_library_sync(path, SyncOptions(source="acct"), _settings(emu))
     assert head_start.guess(path, opts) is not None
+    # what no run wrote: a watermark that is not a date (the run will say so)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sync_state SET watermark = 42")
+    assert head_start.guess(path, opts) is None
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sync_state SET watermark = '2026-01-01T00:00:00.000Z'")
+    assert head_start.guess(path, opts) is not None
     for column, value in (("resume_token", "token-1"), ("lock_holder", "host:1")):
         with sqlite3.connect(path) as conn:
             conn.execute(f"UPDATE sync_state SET {column} = ?", (value,))
