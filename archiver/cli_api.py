@@ -361,8 +361,8 @@ def _run_sync(
 ) -> Summary:
     """The client first (bad AWS settings fail before any file is made), then the run;
     the metrics file after it, whatever its outcome. The run's first pages are asked
-    for before the archive's libraries are loaded (``head_start``): nothing above this
-    line may import SQLAlchemy."""
+    for before the archive's libraries are loaded (``head_start``): nothing before
+    ``head_start.begin`` may import SQLAlchemy (tests/test_head_start.py holds it)."""
     from archiver import head_start, stopping
     from archiver.cloudmap import make_client
     from archiver.progress import for_terminal
@@ -395,7 +395,7 @@ def _run_sync(
                     metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
     finally:
         if head is not None:
-            head.drop()  # say, the archive would not open: no more calls
+            head.drop()  # no more calls, if the run never took them (no archive, say)
 
 
 @app.command()
