@@ -34,6 +34,7 @@ from urllib.request import pathname2url
 from archiver import cloudmap
 from archiver.errors import WorkFailed
 from archiver.planning import SyncOptions, plan
+from archiver.timeutil import parse_iso
 
 log = logging.getLogger("archiver.sync")
 
@@ -69,7 +70,8 @@ def guess(location: str, opts: SyncOptions) -> Guess | None:
         unit, watermark, resume, holder = row or (None, None, None, None)
         if resume is not None or holder is not None:
             return None
-        windows = plan(opts, _date(watermark), None, started=opts.started).windows
+        mark = parse_iso(watermark) if watermark is not None else None
+        windows = plan(opts, mark, None, started=opts.started).windows
     except Exception as exc:  # a guess never fails a run: the run says what is wrong
         log.debug("no head start: %s", exc)
         return None
@@ -84,11 +86,6 @@ def _read(path: Path, source: str) -> tuple[str | None, str | None, str | None, 
     finally:
         conn.close()
     return row  # type: ignore[no-any-return]
-
-
-def _date(text: str | None) -> datetime | None:
-    """A date as ``models.UTCDateTime`` writes it in SQLite (…sss'Z')."""
-    return datetime.fromisoformat(text) if text else None
 
 
 @dataclass(frozen=True)
