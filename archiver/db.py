@@ -93,10 +93,11 @@ def create(db: str, *, write: bool) -> Engine:
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
-    except ModuleNotFoundError as exc:
+    except ModuleNotFoundError as exc:  # the postgres extra installs psycopg 3 only
         raise UsageError(
-            f"no driver for {url.drivername} ({exc.name}); for PostgreSQL install "
-            "'archiver[postgres]'"
+            f"no driver for {url.drivername} ({exc.name} is not installed); archives are "
+            "SQLite files or PostgreSQL through psycopg 3: install "
+            "'cloudmap-archiver[postgres]' and use postgresql+psycopg://user@host/db"
         ) from None
     except ArgumentError as exc:  # NoSuchModuleError: an unknown scheme such as foo://
         raise UsageError(f"{describe(db)} is not a database URL SQLAlchemy knows: "

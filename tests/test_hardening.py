@@ -139,6 +139,10 @@ def test_a_too_long_window_plan_says_how_to_cut_a_backfill(runner, filled) -> No
 
 def test_an_unknown_database_scheme_and_a_non_sqlite_file(runner, tmp_path) -> None:
     _one_error_line(invoke(runner, "--db", "foo://bar", "status"), 2)
+    # a driver that is not installed: the hint names the distribution and the URL form
+    # its postgres extra serves (psycopg2 is never installed here: the extra is psycopg 3)
+    hint = _one_error_line(invoke(runner, "--db", "postgresql+psycopg2://u@h/d", "status"), 2)
+    assert "'cloudmap-archiver[postgres]'" in hint and "postgresql+psycopg://" in hint
     text = tmp_path / "notes.db"
     text.write_text("hello, not a database\n" * 100)
     before = _digest(text)
