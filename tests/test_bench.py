@@ -82,6 +82,7 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
             "archiver_help_median_s": 0.113,
             "python_bare_median_s": 0.026,
             "difference_s": 0.087,
+            "typer_parse_median_s": 0.236,
             "targets_met": True,
         },
     }
@@ -97,5 +98,8 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
     bare = rows["| (a bare boto3 client listing the same pass: import, client, 51 pages)"]
     assert "| 1.9 s | 1.3 s | +0.6 s | (reference) |" in bare
     assert rows["| `archiver --help`, median of 15"].endswith("| ≤ 0.3 s | True |")
+    typer_row = rows["| (a typer app with `sync`'s options, parsing one command line and nothing "
+                     "else, median of 15)"]  # fmt: skip
+    assert "| 0.236 s | `python -c pass` 0.026 s | +0.21 s | (reference) |" in typer_row
     assert "Machine: 2 CPUs" in table
     assert "query" not in table and "export" not in table  # nothing shown that was not run
