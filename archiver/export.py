@@ -59,10 +59,10 @@ COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-#: The ids the service assigns: written as they are, unchecked, in the rows whose
+#: The ids (``records.ID_FIELDS``): written as they are, unchecked, in the rows whose
 #: ``plain_ids`` says they can be (the store tests each record once), which saves a
 #: third of the export's SQL; in any other row they are quoted as needed, never
-#: altered. An instance id is chosen by users, so it is always checked.
+#: altered.
 _IDS = frozenset(ID_FIELDS)
 _DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
 

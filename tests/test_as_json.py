@@ -34,6 +34,7 @@ def _content() -> list:
     # ids that are not plain (kept as the service sent them): quoted, not written as is
     ops.append(op(14, minutes=24).evolve(id='op-"14"\\', namespace_id="ns\t1",
                                          service_id='srv"1', owner_account="12\n3"))  # fmt: skip
+    ops.append(op(15, minutes=25, instance='i-"1"\\\n'))  # only the instance id is not plain
     return ops
 
 

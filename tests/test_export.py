@@ -127,14 +127,18 @@ def test_ids_and_enums_the_service_sent_malformed_keep_each_line_whole(
     odd = [op(i, minutes=i).evolve(id=junk, namespace_id=f"ns,{i}", service_id=f'srv"{i}',
                                    owner_account=f"12\n{i}", type=f"NEW,{i}", status=f'S"{i}')
            for i, junk in enumerate(JUNK_IDS)]  # fmt: skip
-    fill(archive, [*odd, op(10, minutes=10)])
+    # every id plain but the instance id, which users choose: the flag covers it too
+    users = op(11, minutes=11, instance='i-"1",\r\n2')
+    fill(archive, [*odd, op(10, minutes=10), users])
     flags = dict(read_rows(archive, select(Operation.id, Operation.plain_ids)))
-    assert flags == {**{o.id: False for o in odd}, op(10).id: True}
+    assert flags == {**{o.id: False for o in odd}, op(10).id: True, users.id: False}
     extra = ["--history"] if history else []
     out = tmp_path / "odd.csv"
     assert invoke(runner, "--db", archive, "export", *extra, "--out", str(out)).exit_code == 0
     got = {r["id"]: r for r in read(out)}
-    assert set(got) == {*JUNK_IDS, op(10).id}
+    assert set(got) == {*JUNK_IDS, op(10).id, users.id}
+    if not history:  # the history's columns hold no targets
+        assert got[users.id]["instance_id"] == users.instance_id
     for o in odd:
         row = got[o.id]
         assert (row["type"], row["status"]) == (o.type, o.status)

@@ -131,3 +131,29 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
         assert "extra" not in {c["name"] for c in inspect(engine).get_columns("operations")}
     finally:
         engine.dispose()
+
+
+def test_upgrade_marks_the_rows_whose_instance_id_alone_is_not_plain(db: str) -> None:
+    """Rows flagged plain before c41e7b9a2f60 were tested without their instance id;
+    the upgrade marks those whose instance id CSV or JSON must escape, and only those,
+    so that no export writes such an id unchecked."""
+    from archiver import store
+    from archiver.models import Operation
+    from tests.helpers import T0, op
+
+    Archive(db).upgrade("9d4b6e2f8a13")
+    records = [op(1), op(2, instance='i-"2",\n'), op(3, instance=None), op(4, instance="i\\4"),
+               op(5).evolve(id="op,5")]  # fmt: skip
+    with Archive(db) as handle, handle.writer.begin() as conn:  # flagged as 9d4b6e2f8a13 did
+        sid = store.ensure_source(conn, "old@us-east-1")
+        conn.execute(Operation.__table__.insert(), [
+            {"source_id": sid, **r.values(), "first_seen_at": T0, "last_seen_at": T0,
+             "plain_ids": r.id != "op,5"}
+            for r in records
+        ])  # fmt: skip
+    Archive(db).upgrade()
+    flags = dict(read_rows(db, select(Operation.id, Operation.plain_ids)))
+    assert flags == {"op-000001": True, "op-000002": False, "op-000003": True,
+                     "op-000004": False, "op,5": False}  # fmt: skip
+    Archive(db).downgrade("9d4b6e2f8a13")  # the flags stay: right for that code too
+    assert dict(read_rows(db, select(Operation.id, Operation.plain_ids))) == flags
