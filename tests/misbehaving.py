@@ -26,7 +26,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or "{}")
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
-        self.server.calls.append(operation)
         self.server.requests.append((operation, request))
         body = self.server.answer(operation, request)
         self.send_response(200)
@@ -55,7 +54,6 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answer = answer
         self.trickle = trickle
-        self.calls: list[str] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.stopping = threading.Event()
 
@@ -75,7 +73,8 @@ class Misbehaving:
 
     @property
     def calls(self) -> list[str]:
-        return self._server.calls
+        """Each call's operation, in the order they came."""
+        return [operation for operation, _ in self._server.requests]
 
     @property
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
