@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.request import pathname2url
 
-from archiver import cloudmap
+from archiver import cloudmap, units
 from archiver.errors import WorkFailed
 from archiver.planning import SyncOptions, plan
 from archiver.timeutil import parse_iso
@@ -75,7 +75,7 @@ def guess(location: str, opts: SyncOptions) -> Guess | None:
     except Exception as exc:  # a guess never fails a run: the run says what is wrong
         log.debug("no head start: %s", exc)
         return None
-    return Guess(windows[0], unit if unit in ("ms", "s") else "ms") if windows else None
+    return Guess(windows[0], unit if unit in units.UNITS else "ms") if windows else None
 
 
 def _read(path: Path, source: str) -> tuple[str | None, str | None, str | None, str | None]:

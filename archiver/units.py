@@ -22,6 +22,9 @@ from archiver.errors import WorkFailed
 
 log = logging.getLogger("archiver.sync")
 
+#: The units a check can find, in the order it tries them: the documented one first.
+UNITS = ("ms", "s")
+
 #: Every plausible UpdateDate: 20 years back to tomorrow.
 PLAUSIBLE = (timedelta(days=20 * 366), timedelta(days=1))
 
@@ -54,7 +57,7 @@ def check(
             ms_page.exception()  # answered or failed, it tells nothing here
         return UnitCheck(known or "ms", 1 if ms_page is None else 2)
     calls = 1
-    for unit in ("ms", "s"):
+    for unit in UNITS:
         calls += 1
         if unit == "ms" and ms_page is not None:
             page = ms_page.result()
