@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ log = logging.getLogger("archiver.sync")
 #: Pages listed ahead of the run at most: more than the archive's opening takes at
 #: 20 ms a page, and a bound on memory while an initial sync's fetching lags behind.
 AHEAD = 64
+
+#: The interpreter's switch interval while the head start lists beside the archive's
+#: opening (``HeadStart``), in seconds.
+SWITCH_INTERVAL = 0.0005
 
 #: What the guess reads of the source: the unit its last run checked, its watermark,
 #: an interrupted pass, and whether a run holds its lock.
@@ -111,6 +116,12 @@ class HeadStart:
         self._client = client
         self._pages: queue.Queue[_Item] = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
+        # While the archive opens, the run's thread imports and builds for a few tenths
+        # of a second and holds the interpreter; each answered page waited up to the
+        # default switch interval (5 ms) for it, on top of its round trip. A shorter
+        # interval until the run takes the pages (or drops them) gives them back.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         threading.Thread(target=self._list, name="head-start", daemon=True).start()
 
     def _list(self) -> None:
@@ -139,6 +150,7 @@ class HeadStart:
     def take(self, window: tuple[datetime, datetime], unit: str) -> Iterator[cloudmap.Page] | None:
         """The pass's pages if it is the guessed one, else None (then ``drop`` it)."""
         self.offered = True
+        sys.setswitchinterval(self._switch_interval)
         if (window, unit) != (self.guess.window, self.guess.unit):
             log.debug("the head start listed another pass than the run's")
             return None
@@ -165,6 +177,7 @@ class HeadStart:
         if self._stop.is_set():
             return 0
         self._stop.set()
+        sys.setswitchinterval(self._switch_interval)
         return self._calls - self._taken_calls
 
 

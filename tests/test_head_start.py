@@ -106,10 +106,13 @@ def test_a_guess_in_the_wrong_unit_is_dropped_unstored(tmp_path: Path) -> None:
     with Emulator(seed_operations=400, days=20, seed=63, update_date_unit="s") as emu:
         opts = SyncOptions(source="acct", started=now())
         client = make_client(_settings(emu))
+        switch_interval = sys.getswitchinterval()
         head = head_start.begin(path, client, opts)
         assert head is not None and head.guess.unit == "ms"
         with Archive.open(path, create_missing=True) as archive:
             summary = run_sync(archive, client, opts, head_start=head)
+        # the interpreter is left as it was found: a library user's process goes on
+        assert sys.getswitchinterval() == switch_interval
         assert summary.update_date_unit == "s"
         assert summary.stats.listed_ahead == 0
         assert_archive_equals(path, emu.account)
@@ -125,6 +128,7 @@ def test_a_guess_made_stale_by_another_run_is_dropped(tmp_path: Path) -> None:
         run_library_sync(path, SyncOptions(source="acct"), _settings(emu))
         client = make_client(_settings(emu))
         opts = SyncOptions(source="acct", started=now())
+        switch_interval = sys.getswitchinterval()
         head = head_start.begin(path, client, opts)
         assert head is not None
         emu.account.add_operations(20, pending_share=0)
@@ -133,8 +137,14 @@ def test_a_guess_made_stale_by_another_run_is_dropped(tmp_path: Path) -> None:
         run_library_sync(path, later, _settings(emu))
         with Archive.open(path) as archive:
             summary = run_sync(archive, client, opts, head_start=head)
+        assert sys.getswitchinterval() == switch_interval
         assert summary.stats.listed_ahead == 0
         assert summary.outcome == "succeeded"
+        # a head start the run never sees (the archive would not open) is dropped
+        head = head_start.begin(path, client, opts)
+        assert head is not None and sys.getswitchinterval() != switch_interval
+        head.drop()
+        assert sys.getswitchinterval() == switch_interval
         assert_archive_equals(path, emu.account)
 
 
