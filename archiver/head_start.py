@@ -93,6 +93,40 @@ def _read(path: Path, source: str) -> tuple[str | None, str | None, str | None, 
     return row  # type: ignore[no-any-return]
 
 
+class _ShortSwitch:
+    """The interpreter's switch interval, held at ``SWITCH_INTERVAL`` while any head
+    start lists beside an opening archive, and put back as it was found when the last
+    one ends.
+
+    While the archive opens, the run's thread imports and builds for a few tenths of a
+    second and holds the interpreter; each page the head start had back waited up to
+    the default interval (5 ms) for it, on top of its round trip. The interval is the
+    process's, not the head start's: counted, so that head starts that overlap (a
+    library's user may run several) never leave it short, nor put it back early.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._found = 0.0  # the interval to put back
+
+    def hold(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._found = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL)
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                sys.setswitchinterval(self._found)
+
+
+_short_switch = _ShortSwitch()
+
+
 @dataclass(frozen=True)
 class _Failed:
     exc: BaseException
@@ -116,12 +150,8 @@ class HeadStart:
         self._client = client
         self._pages: queue.Queue[_Item] = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
-        # While the archive opens, the run's thread imports and builds for a few tenths
-        # of a second and holds the interpreter; each answered page waited up to the
-        # default switch interval (5 ms) for it, on top of its round trip. A shorter
-        # interval until the run takes the pages (or drops them) gives them back.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        self._short_switch = True  # until the run takes or drops the pages
+        _short_switch.hold()
         threading.Thread(target=self._list, name="head-start", daemon=True).start()
 
     def _list(self) -> None:
@@ -150,7 +180,7 @@ class HeadStart:
     def take(self, window: tuple[datetime, datetime], unit: str) -> Iterator[cloudmap.Page] | None:
         """The pass's pages if it is the guessed one, else None (then ``drop`` it)."""
         self.offered = True
-        sys.setswitchinterval(self._switch_interval)
+        self._end_short_switch()
         if (window, unit) != (self.guess.window, self.guess.unit):
             log.debug("the head start listed another pass than the run's")
             return None
@@ -177,8 +207,13 @@ class HeadStart:
         if self._stop.is_set():
             return 0
         self._stop.set()
-        sys.setswitchinterval(self._switch_interval)
+        self._end_short_switch()
         return self._calls - self._taken_calls
+
+    def _end_short_switch(self) -> None:
+        if self._short_switch:
+            self._short_switch = False
+            _short_switch.release()
 
 
 def begin(location: str, client: cloudmap.CloudMapClient, opts: SyncOptions) -> HeadStart | None:

@@ -140,10 +140,17 @@ def test_a_guess_made_stale_by_another_run_is_dropped(tmp_path: Path) -> None:
         assert sys.getswitchinterval() == switch_interval
         assert summary.stats.listed_ahead == 0
         assert summary.outcome == "succeeded"
-        # a head start the run never sees (the archive would not open) is dropped
+        # head starts the run never sees (the archive would not open) are dropped; two
+        # that overlap leave the interpreter as it was found once both are
         head = head_start.begin(path, client, opts)
-        assert head is not None and sys.getswitchinterval() != switch_interval
+        other = head_start.begin(path, client, opts)
+        assert head is not None and other is not None
+        assert sys.getswitchinterval() != switch_interval
         head.drop()
+        assert sys.getswitchinterval() != switch_interval  # the other still lists
+        head.drop()  # a second drop changes nothing
+        assert sys.getswitchinterval() != switch_interval
+        other.drop()
         assert sys.getswitchinterval() == switch_interval
         assert_archive_equals(path, emu.account)
 
