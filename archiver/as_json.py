@@ -115,7 +115,7 @@ def _escaped(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
+def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
     complete = not selection.include_incomplete
@@ -166,7 +166,7 @@ def _with_extra(text: str, extra: str) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def write(batches: Iterable[list[str]], out: Any) -> int:
+def write_json(batches: Iterable[list[str]], out: Any) -> int:
     """The JSON array, one object per line."""
     out.write("[")
     n = write_batches(batches, out, sep=",\n  ", lead="\n  ")

@@ -19,11 +19,11 @@ from archiver.cloudmap import Listed
 from archiver.db import insert
 from archiver.models import Namespace, Service
 
-TABLES: dict[str, Any] = {"namespaces": Namespace, "services": Service}
+CATALOG_TABLES: dict[str, Any] = {"namespaces": Namespace, "services": Service}
 _REFRESHED = ("name", "type", "arn", "resource_owner", "create_date", "last_seen_at", "gone_at")
 
 
-def record(
+def record_catalog(
     conn: Connection,
     source_id: int,
     kind: str,
@@ -37,7 +37,7 @@ def record(
     ``complete``: every page was read, so what it does not show is gone; a listing cut
     short by an error marks nothing gone.
     """
-    model = TABLES[kind]
+    model = CATALOG_TABLES[kind]
     rows = [
         {
             "source_id": source_id,

@@ -9,7 +9,6 @@ alembic, the emulator) happen inside the commands that need them.
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import logging
 from collections.abc import Callable
@@ -247,12 +246,4 @@ from archiver import cli_admin, cli_api  # noqa: E402, F401
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    finally:
-        # The process ends here, and the interpreter's last act would be a full garbage
-        # collection over every object the command made (botocore's service model,
-        # SQLAlchemy's mappers): a fifth of a second of a nightly sync, freeing memory
-        # nobody will use. Frozen objects are left out of it. Everything else of the
-        # exit still happens: atexit handlers, stream flushes, module teardown.
-        gc.freeze()
+    app()

@@ -135,11 +135,11 @@ def sources_remove(
     Example:
       archiver --db archive.db sources remove typo@eu-west-9 --yes
     """
-    from archiver.sources import remove_source
+    from archiver.sources import drop_source
 
     with open_archive(ctx) as archive:
         _confirm(yes, f"remove source {name!r}", "Everything it holds is deleted.")
-        removed = remove_source(archive, name)
+        removed = drop_source(archive, name)
     if not settings_of(ctx).quiet:
         counts = (removed["operations"], removed["operation_events"], removed["sync_runs"])
         typer.echo(f"removed source {name!r}: %d operations, %d events, %d runs" % counts, err=True)

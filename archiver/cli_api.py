@@ -359,43 +359,33 @@ def _run_sync(
     *,
     metrics_file: Path | None = None,
 ) -> Summary:
-    """The client first (bad AWS settings fail before any file is made), then the run;
-    the metrics file after it, whatever its outcome. The run's first pages are asked
-    for before the archive's libraries are loaded (``head_start``): nothing before
-    ``head_start.begin`` may import SQLAlchemy (tests/test_head_start.py holds it)."""
-    from archiver import head_start, stopping
-    from archiver.cloudmap import make_client
+    """The run (``sync.sync_source``), with progress at a terminal; the metrics file
+    after it, whatever its outcome."""
+    from archiver import stopping
     from archiver.progress import for_terminal
+    from archiver.sync import sync_source
 
     settings = settings_of(ctx)
-    client = make_client(client_settings)
     stopping.install()
     if metrics_file is not None:
         from archiver import metrics
 
         metrics.check_path(metrics_file)
-    head = head_start.begin(settings.db, client, opts)
+    retries: dict[str, int] = {}
+    shown = for_terminal(quiet=settings.quiet, source=opts.source)
     try:
-        from archiver.archive import Archive
-        from archiver.sync import run_sync
-
-        with Archive.open(settings.db, create_missing=True) as archive:
-            retries: dict[str, int] = {}
-            shown = for_terminal(quiet=settings.quiet, source=opts.source)
-            try:
-                summary = run_sync(archive, client, opts, on_page=shown, head_start=head)
-                retries[summary.source] = summary.stats.retries
-                return summary
-            finally:
-                if shown is not None:
-                    shown.close()  # the display ends as a finished line, not overwritten
-                if metrics_file is not None:
-                    from archiver import metrics
-
-                    metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
+        summary = sync_source(settings.db, opts, client_settings, on_page=shown)
+        retries[summary.source] = summary.stats.retries
+        return summary
     finally:
-        if head is not None:
-            head.drop()  # no more calls, if the run never took them (no archive, say)
+        if shown is not None:
+            shown.close()  # the display ends as a finished line, not overwritten
+        if metrics_file is not None:
+            from archiver import metrics
+            from archiver.archive import Archive
+
+            with Archive.open(settings.db) as archive:
+                metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
 
 
 @app.command()
@@ -429,7 +419,7 @@ def demo(
     width = terminal_width() if sys.stdout.isatty() else None
     shown = for_terminal(quiet=settings.quiet, source="demo@emulator")
     try:
-        demo_mod.run(target, sys.stdout, operations=operations, width=width, on_page=shown)
+        demo_mod.run_demo(target, sys.stdout, operations=operations, width=width, on_page=shown)
     finally:
         if shown is not None:
             shown.close()

@@ -20,7 +20,7 @@ from archiver.sync import sync_source
 SOURCE = "demo@emulator"
 
 
-def run(
+def run_demo(
     target: str,
     out: TextIO,
     *,

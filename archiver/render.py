@@ -77,7 +77,7 @@ def fetch(output: Output, archive: Archive, selection: Selection) -> Iterable[An
     if output is Output.csv:
         return export.rows(archive, selection)
     if output is Output.json:
-        return as_json.rows(archive, selection)
+        return as_json.json_rows(archive, selection)
     if output is Output.ids:
         return query.ids(archive, selection)
     return query.run(archive, selection)
@@ -96,7 +96,7 @@ def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None
     if output is Output.json:
         from archiver import as_json
 
-        return as_json.write(rows, out)
+        return as_json.write_json(rows, out)
     if output is Output.ids:
         return write_ids(rows, out)
     return write_table(rows, out, width=width)

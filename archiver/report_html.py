@@ -64,7 +64,7 @@ def render(figures: Figures, *, archive_name: str, selection_text: str) -> str:
     sections = [
         _per_day(go, figures),
         _failure_rate(go, figures),
-        _top_failing(go, figures),
+        _top_failing_chart(go, figures),
         _durations(go, figures),
         _sync_runs(go, figures),
     ]
@@ -185,7 +185,7 @@ def _failure_rate(go: Any, f: Figures) -> str:
     )
 
 
-def _top_failing(go: Any, f: Figures) -> str:
+def _top_failing_chart(go: Any, f: Figures) -> str:
     top = list(reversed(f.top_failing))  # the most failures at the top of the chart
     fig = go.Figure(
         go.Bar(

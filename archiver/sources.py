@@ -45,7 +45,7 @@ def list_sources(archive: Archive) -> list[dict[str, Any]]:
         ]
 
 
-def remove_source(archive: Archive, name: str) -> dict[str, int]:
+def drop_source(archive: Archive, name: str) -> dict[str, int]:
     """Delete the source ``name`` and all it holds; an unknown name is bad input."""
     with archive.reader.connect() as conn:
         (source_id,) = source_ids(conn, name)

@@ -7,9 +7,7 @@ those of docs/design.md, "The sync, step by step":
 2. plan windows: from ``watermark − lookback`` (or ``--since``) to ``--until`` or now;
 3. per window, page through ListOperations, compare each page's (Id, Status) with the
    archive in one query, and GetOperation only what is new or changed, concurrently,
-   while the next page is already being listed (the first window's first pages may
-   have been listed while the archive opened, if the run planned what was guessed:
-   ``head_start``);
+   while the next page is already being listed;
 4. store the fetched pages, in order, a batch of them per transaction (``COMMIT_ROWS``
    operations or ``COMMIT_SECONDS`` of pages, whichever comes first) with the NextToken
    after the last; the transaction of a window's last page also moves the watermark,
@@ -38,7 +36,6 @@ from archiver.errors import (
     WorkFailed,
     first_line,
 )
-from archiver.head_start import HeadStart
 from archiver.lock import holder_name
 from archiver.planning import Plan, plan
 from archiver.planning import SyncOptions as SyncOptions  # the library's name for it
@@ -64,7 +61,7 @@ COMMIT_SECONDS = 1.0
 #: Stats a run reports (``--json``) but sync_runs has no column for.
 _REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
                   "namespace_calls", "service_calls", "planned_windows", "pages", "throttled",
-                  "concurrency_peak", "concurrency_final", "listed_ahead")  # fmt: skip
+                  "concurrency_peak", "concurrency_final")  # fmt: skip
 
 
 @dataclass
@@ -89,7 +86,6 @@ class Stats:
     throttled: int = 0  # GetOperation answers that were throttling (botocore retried them)
     concurrency_peak: int = 0  # the most GetOperation calls the run allowed in flight
     concurrency_final: int = 0  # and how many at its end
-    listed_ahead: int = 0  # list pages answered before the archive was open (``head_start``)
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
@@ -183,7 +179,6 @@ class Syncer:
         *,
         clock: Callable[[], datetime] = now,
         on_page: Callable[[Stats], None] | None = None,
-        head_start: HeadStart | None = None,
     ) -> None:
         self.archive = archive
         self.writer = archive.writer
@@ -196,9 +191,7 @@ class Syncer:
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
-        # one pace for all the run's calls, its head start's included
-        self.limit = head_start.limit if head_start else cloudmap.RateLimit(opts.max_rps)
-        self.head_start = head_start  # its first window's pages, listed while it opened
+        self.limit = cloudmap.RateLimit(opts.max_rps)  # one pace for all the run's calls
         self.in_flight = concurrency.AdaptiveLimit(opts.workers, fixed=not opts.adaptive)
         self._stats_lock = threading.Lock()
 
@@ -275,10 +268,8 @@ class Syncer:
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
-                self._drop_head_start()
                 pool.shutdown()
             except BaseException as exc:
-                self._drop_head_start()
                 # no new calls; those under way are abandoned (the names' listings may still
                 # be waiting on a slow service beside the step that failed): none would be
                 # stored
@@ -345,7 +336,7 @@ class Syncer:
             listings[kind] = (items + found, complete)
         with self.writer.begin() as conn:
             for kind, (items, complete) in listings.items():
-                catalog.record(conn, sid, kind, items, seen_at=seen, complete=complete)
+                catalog.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
@@ -385,21 +376,8 @@ class Syncer:
                              **self.stats.columns())  # fmt: skip
             store.set_lock_holder(conn, sid, None)
 
-    def _drop_head_start(self) -> None:
-        """No more calls from the head start; those it made and the run did not use
-        still count as the run's."""
-        if self.head_start is not None:
-            self.stats.list_calls += self.head_start.drop()
-
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
-        if self.head_start is not None and not self.head_start.offered:
-            taken = None if token else self.head_start.take(window, self.unit)
-            if taken is not None:
-                self.stats.listed_ahead = self.head_start.listed
-                yield from taken
-                return
-            self._drop_head_start()  # it listed another pass than this one
         if token:
             log.info("resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1]))
             pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit,
@@ -570,8 +548,6 @@ def run_sync(
     opts: SyncOptions,
     *,
     on_page: Callable[[Stats], None] | None = None,
-    head_start: HeadStart | None = None,
 ) -> Summary:
-    """One sync of one source into ``archive`` (opened with ``create_missing``);
-    ``head_start``: the pages of its likely first window, listed meanwhile."""
-    return Syncer(archive, client, opts, on_page=on_page, head_start=head_start).run()
+    """One sync of one source into ``archive`` (opened with ``create_missing``)."""
+    return Syncer(archive, client, opts, on_page=on_page).run()

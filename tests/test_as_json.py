@@ -46,7 +46,7 @@ def test_sql_json_says_what_the_python_definition_says(runner, archive) -> None:
                  Listed("srv-1", "checkout ü \"q\"", None, None, None, None)]  # fmt: skip
         for item in names:
             kind = "namespaces" if item.id.startswith("ns") else "services"
-            catalog.record(conn, 1, kind, [item], seen_at=T0, complete=False)
+            catalog.record_catalog(conn, 1, kind, [item], seen_at=T0, complete=False)
     for args, selection in (
         ((), Selection()),
         (("--ascending",), Selection(ascending=True)),

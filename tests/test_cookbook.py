@@ -100,16 +100,16 @@ def content(archive: str) -> Content:
         for key in ("A", "B"):
             known.services.update({(names[key], i): n for i, n in SERVICES[key]})
         # B: first listing at S0 with both namespaces, the second at S1 without ns-old
-        catalog.record(conn, sids["B"], "namespaces", _listed(NAMESPACES["B"], S0),
+        catalog.record_catalog(conn, sids["B"], "namespaces", _listed(NAMESPACES["B"], S0),
                        seen_at=S0, complete=True)  # fmt: skip
         runs = {}
         for key in ("A", "B"):
             sid = sids[key]
             runs[key] = store.start_run(conn, sid, since=None, until=S1)
-            catalog.record(conn, sid, "namespaces", _listed(NAMESPACES[key][:1], S1)
+            catalog.record_catalog(conn, sid, "namespaces", _listed(NAMESPACES[key][:1], S1)
                            if key == "B" else _listed(NAMESPACES[key], S1),
                            seen_at=S1, complete=True)  # fmt: skip
-            catalog.record(conn, sid, "services", _listed(SERVICES[key], S1), seen_at=S1,
+            catalog.record_catalog(conn, sid, "services", _listed(SERVICES[key], S1), seen_at=S1,
                            complete=True)  # fmt: skip
             ops = _ops(rng, key, 70 if key == "A" else 30, [i for i, _ in SERVICES[key]],
                        [i for i, _ in NAMESPACES[key]])  # fmt: skip
@@ -125,7 +125,7 @@ def content(archive: str) -> Content:
 
         # run 2 of A: three unfinished operations finish, two are new, ns-legacy is gone
         last = store.start_run(conn, sids["A"], since=S1, until=S2)
-        catalog.record(conn, sids["A"], "namespaces", _listed(NAMESPACES["A"][:1], S2),
+        catalog.record_catalog(conn, sids["A"], "namespaces", _listed(NAMESPACES["A"][:1], S2),
                        seen_at=S2, complete=True)  # fmt: skip
         known.gone.append(("prod@us-east-1", "legacy.internal", "ns-legacy", iso(S1), iso(S2)))
         unfinished = [o for (s, _), o in known.final.items() if s == names["A"]

@@ -348,10 +348,10 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
              source=source)  # fmt: skip
         with Archive(archive) as handle, handle.writer.begin() as conn:
             sid = store.ensure_source(conn, source, region="us-east-1")
-            catalog.record(conn, sid, "namespaces", [Listed("ns-1", ns_name, None, None, None,
+            catalog.record_catalog(conn, sid, "namespaces", [Listed("ns-1", ns_name, None, None, None,
                            None)], seen_at=T0, complete=False)  # fmt: skip
             if srv_name is not None:
-                catalog.record(conn, sid, "services", [Listed("srv-1", srv_name, None, None,
+                catalog.record_catalog(conn, sid, "services", [Listed("srv-1", srv_name, None, None,
                                None, None)], seen_at=T0, complete=False)  # fmt: skip
 
     def want(source: str, service: str) -> tuple[str, str]:
@@ -390,7 +390,7 @@ def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive
         with handle.writer.begin() as conn:
             sid = store.ensure_source(conn, "a@us-east-1", region="us-east-1")
             services = [Listed(f"srv-{i}", f"svc{i}", None, None, None, None) for i in range(5)]
-            catalog.record(conn, sid, "services", services, seen_at=T0, complete=False)
+            catalog.record_catalog(conn, sid, "services", services, seen_at=T0, complete=False)
         rendered: list[str] = []
 
         def shown(name: str) -> str:
@@ -422,7 +422,7 @@ def test_names_are_right_past_the_first_batch_of_a_stream(runner, archive) -> No
     with Archive(archive) as handle, handle.writer.begin() as conn:
         sid = store.ensure_source(conn, "test@us-east-1", region="us-east-1")
         listed = [Listed(f"srv-{k}", f"svc {k}", None, None, None, None) for k in range(n // 10)]
-        catalog.record(conn, sid, "services", listed, seen_at=T0, complete=False)
+        catalog.record_catalog(conn, sid, "services", listed, seen_at=T0, complete=False)
     shown = json.loads(invoke(runner, "--db", archive, "query", "-o", "json").stdout)
     assert len(shown) == n
     assert all(o["ServiceName"] == "svc " + o["Targets"]["SERVICE"][4:] for o in shown)

@@ -41,7 +41,7 @@ def reported(archive: str) -> str:
     with Archive(archive) as handle, handle.writer.begin() as conn:
         names = [Listed(f"srv-{i}", HOSTILE if i == 1 else f"svc-{i}", "HTTP", None, None, None)
                  for i in range(3)]  # srv-3 never listed: shown by its id  # fmt: skip
-        catalog.record(conn, 1, "services", names, seen_at=T0, complete=True)
+        catalog.record_catalog(conn, 1, "services", names, seen_at=T0, complete=True)
     return archive
 
 

@@ -25,7 +25,7 @@ from archiver.emulator.server import (
     Gate,
     TokenBucket,
 )
-from archiver.emulator.service import Service
+from archiver.emulator.service import CloudMapApi
 from archiver.emulator.state import Account, Clock
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
@@ -58,7 +58,7 @@ class Emulator:
         if seed_operations:
             # A given start makes the data a pure function of (seed, count, days, start).
             self.account.seed(seed_operations, days=days, end=start)
-        self.service = Service(self.account, update_date_unit=update_date_unit)
+        self.service = CloudMapApi(self.account, update_date_unit=update_date_unit)
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
         self.roll = FaultRoller(seed)

@@ -90,7 +90,7 @@ def _seconds_read_as_ms(entry: Any) -> Any:
     return {**entry, "Values": [str(min(int(v) * 1000, MAX_EPOCH_MS)) for v in values]}
 
 
-class Service:
+class CloudMapApi:
     """ListOperations and GetOperation over one ``Account``."""
 
     def __init__(
