@@ -75,12 +75,13 @@ class Filters:
             {"Name": f.name, "Condition": f.condition, "Values": list(f.values)} for f in self.items
         ]
 
-    def to_sql(self) -> ColumnElement[bool]:
-        """A SQLAlchemy expression over ``operations``; values are bound parameters."""
-        clauses = [_clause(f) for f in self.items]
+    def to_sql(self, table: Any) -> ColumnElement[bool]:
+        """A SQLAlchemy expression over ``table`` (the store's ``Operation``, passed in so
+        that the core never imports the store); values are bound parameters."""
+        clauses = [_clause(f, table) for f in self.items]
         return and_(true(), *clauses) if clauses else true()
 
-    def to_sql_arms(self) -> list[ColumnElement[bool]]:
+    def to_sql_arms(self, table: Any) -> list[ColumnElement[bool]]:
         """``to_sql()`` cut into disjoint conditions, one per distinct value of its first
         IN list, so that their UNION ALL holds each row of ``to_sql()`` exactly once.
 
@@ -93,9 +94,9 @@ class Filters:
             (f for f in self.items if f.condition != BETWEEN and len(set(f.values)) > 1), None
         )
         if split is None:
-            return [self.to_sql()]
-        column = _column(split)
-        rest = [_clause(f) for f in self.items if f is not split]
+            return [self.to_sql(table)]
+        column = _column(split, table)
+        rest = [_clause(f, table) for f in self.items if f is not split]
         return [and_(true(), *rest, column == v) for v in dict.fromkeys(split.values)]
 
     def matches(self, op: OperationRecord) -> bool:
@@ -108,14 +109,12 @@ class Filters:
         return bool(self.items)
 
 
-def _column(f: Filter) -> Any:
-    from archiver.models import Operation
-
-    return getattr(Operation, RULES[f.name].attr)
+def _column(f: Filter, table: Any) -> Any:
+    return getattr(table, RULES[f.name].attr)
 
 
-def _clause(f: Filter) -> ColumnElement[bool]:
-    column: ColumnElement[Any] = _column(f)
+def _clause(f: Filter, table: Any) -> ColumnElement[bool]:
+    column: ColumnElement[Any] = _column(f, table)
     if f.condition == BETWEEN:  # M4: both ends inclusive, ms exact
         lo, hi = (from_epoch_ms(int(v)) for v in f.values)
         return column.between(lo, hi)

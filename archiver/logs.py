@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import TextIO
 
-from archiver.secrets import redact
+from archiver.guards import redact
 from archiver.timeutil import iso, utc_ms
 
 

@@ -195,3 +195,15 @@ def plain_ids(record: OperationRecord) -> bool:
     return not any(
         (value := getattr(record, name)) and _NOT_PLAIN.search(value) for name in ID_FIELDS
     )
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A namespace or service as ListNamespaces or ListServices summarises it."""
+
+    id: str
+    name: str
+    type: str | None
+    arn: str | None
+    resource_owner: str | None
+    create_date: datetime | None

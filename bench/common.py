@@ -248,8 +248,8 @@ LAYOUTS = ("random", "nightly")
 def build_archive(n: int, layout: str = "random") -> Path:
     """A migrated archive holding ``n`` synthetic operations laid out as ``layout``
     says (``LAYOUTS``), cached under bench/data."""
-    from archiver import db
-    from archiver.archive import Archive
+    from archiver.store import db
+    from archiver.store.archive import Archive
 
     path = DATA / (f"query-{n}.db" if layout == "random" else f"query-{n}-{layout}.db")
     if path.exists():

@@ -52,9 +52,9 @@ def pages(n: int) -> Iterator[list[tuple[Any, ...]]]:
 
 def archiver_store(path: str, n: int) -> float:
     """store.upsert_operations, one transaction per page, as the sync commits."""
-    from archiver import store
-    from archiver.archive import Archive
     from archiver.records import OperationRecord
+    from archiver.store import write as store
+    from archiver.store.archive import Archive
     from archiver.timeutil import parse_iso
 
     Archive(path).upgrade()
@@ -83,7 +83,7 @@ def archiver_store(path: str, n: int) -> float:
 
 def raw(path: str, n: int, with_events: bool) -> float:
     """The sqlite3 module's executemany of the same rows, already rendered as text."""
-    from archiver.archive import Archive
+    from archiver.store.archive import Archive
 
     Archive(path).upgrade()
     conn = sqlite3.connect(path, isolation_level=None)

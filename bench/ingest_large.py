@@ -48,10 +48,10 @@ SIDES = ("archiver_writer", "before")
 
 
 def store_new(path: str, defaults: bool) -> float:
-    from archiver import store
-    from archiver.archive import Archive
     from archiver.records import OperationRecord
-    from archiver.sync import COMMIT_ROWS
+    from archiver.store import write as store
+    from archiver.store.archive import Archive
+    from archiver.sync.run import COMMIT_ROWS
     from archiver.timeutil import parse_iso
 
     archive = Archive.open(path)

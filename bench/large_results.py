@@ -59,9 +59,9 @@ def json_statement() -> str:
     from sqlalchemy import select
     from sqlalchemy.dialects import sqlite
 
-    from archiver.as_json import json_head
-    from archiver.models import Operation
-    from archiver.query import TARGET_KEYS, Selection, ordered
+    from archiver.read.outputs import json_head
+    from archiver.read.query import TARGET_KEYS, Selection, ordered
+    from archiver.store.models import Operation
 
     columns = (*TARGET_KEYS, json_head().label("json"), Operation.__table__.c.extra)
     stmt = ordered(select(*columns), Selection(), source_id=None)

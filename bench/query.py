@@ -93,9 +93,9 @@ def plan_of(path: Path, stmt) -> list[str]:  # type: ignore[no-untyped-def]
 
 def ours(path: str, reps: int) -> dict[str, dict]:
     """archiver's side, in its own process: every set through ``query.run``, timed."""
-    from archiver import query
-    from archiver.archive import Archive
     from archiver.filters import Filters, parse
+    from archiver.read import query
+    from archiver.store.archive import Archive
 
     archive = Archive.open(path)
     answer = {}

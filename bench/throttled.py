@@ -34,9 +34,9 @@ FIXED = (2, 4, 8, 16, 32)
 
 
 def one_run(n: int, *, workers: int, adaptive: bool, mode: str = "standard") -> dict[str, Any]:
-    from archiver.cloudmap import ClientSettings
     from archiver.emulator import Emulator
-    from archiver.sync import SyncOptions, sync_source
+    from archiver.sync.client import ClientSettings
+    from archiver.sync.run import SyncOptions, sync_source
 
     with Emulator(seed_operations=n, days=30, seed=17, latency_ms=LATENCY_MS, rate_limit=RATE,
                   burst=BURST) as emu, tempfile.TemporaryDirectory() as tmp:  # fmt: skip

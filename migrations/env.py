@@ -8,8 +8,8 @@ from ``ARCHIVER_DB`` or ``sqlalchemy.url`` in alembic.ini.
 from alembic import context
 from sqlalchemy import text
 
-from archiver import db as archive_db
-from archiver.models import Base
+from archiver.store import db as archive_db
+from archiver.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

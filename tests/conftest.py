@@ -60,7 +60,7 @@ def db(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def archive(db: str) -> str:
     """An archive upgraded to head."""
-    from archiver.archive import Archive
+    from archiver.store.archive import Archive
 
     with Archive(db) as handle:
         handle.upgrade()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from archiver import store
-from archiver.archive import Archive
 from archiver.records import OperationRecord
+from archiver.store import write as store
+from archiver.store.archive import Archive
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -67,8 +67,8 @@ def archived(db: str) -> dict[str, OperationRecord]:
     """Every archived operation, as records, by id."""
     from sqlalchemy import select
 
-    from archiver.models import Operation
-    from archiver.query import to_archived
+    from archiver.read.query import to_archived
+    from archiver.store.models import Operation
 
     rows = read_rows(db, select(*Operation.__table__.columns))
     return {r.id: to_archived(r, "").record for r in rows}
@@ -91,6 +91,6 @@ def revision(db: str) -> str | None:
 
 def run_library_sync(db: str, opts, client_settings, *, on_page=None, session=None):  # type: ignore[no-untyped-def]
     """One sync through the library, as `archiver sync` runs it: client, archive, run."""
-    from archiver.sync import sync_source
+    from archiver.sync.run import sync_source
 
     return sync_source(db, opts, client_settings, on_page=on_page, botocore_session=session)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 
-from archiver import catalog, store
-from archiver.archive import Archive
-from archiver.cloudmap import Listed
-from archiver.query import Selection, run
-from archiver.render import to_json_object
+from archiver.read.outputs import to_json_object
+from archiver.read.query import Selection, run
+from archiver.records import Listed
+from archiver.store import write as catalog
+from archiver.store import write as store
+from archiver.store.archive import Archive
 from tests.conftest import invoke
 from tests.helpers import T0, fill, op
 

@@ -7,8 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from archiver import db as archive_db
-from archiver.archive import Archive
+from archiver.store import db as archive_db
+from archiver.store.archive import Archive
 from tests.conftest import invoke, requires_sqlite
 
 

@@ -101,7 +101,7 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
     from sqlalchemy.dialects import sqlite
 
     from archiver.filters import parse
-    from archiver.query import Selection, select_operations
+    from archiver.read.query import Selection, select_operations
 
     stmt = select_operations(
         Selection(parse(["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"]))
@@ -142,7 +142,7 @@ def test_rows_come_from_the_index_in_their_final_order(filled, given, index, asc
     from sqlalchemy.dialects import sqlite
 
     from archiver.filters import parse
-    from archiver.query import Selection, select_operations
+    from archiver.read.query import Selection, select_operations
 
     stmt = select_operations(Selection(parse(given), ascending=ascending, limit=10))
     sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
@@ -304,8 +304,8 @@ def test_stray_argument_without_filters_is_bad_input(runner, filled) -> None:
 
 
 def test_table_shortens_long_ids_only_to_fit_a_terminal() -> None:
-    from archiver.query import ArchivedOperation
-    from archiver.render import write_table
+    from archiver.read.outputs import write_table
+    from archiver.read.query import ArchivedOperation
 
     long_id = "gv4g5meo7ndmeh4fqskygvk23d2fijwa-k9xmplyzd"
     row = ArchivedOperation("s", op(long_id), T0, T0)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from archiver.concurrency import AVOIDANCE, FLOOR, START, AdaptiveLimit
+from archiver.sync.client import AVOIDANCE, FLOOR, START, AdaptiveLimit
 
 
 def answer(limit: AdaptiveLimit, n: int, *, throttled: bool = False) -> None:

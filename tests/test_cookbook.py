@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from archiver import catalog, store
-from archiver.archive import Archive
-from archiver.cloudmap import Listed
-from archiver.records import OperationRecord
+from archiver.records import Listed, OperationRecord
+from archiver.store import write as catalog
+from archiver.store import write as store
+from archiver.store.archive import Archive
 from archiver.timeutil import iso
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.cloudmap import ClientSettings, make_client
+from archiver.sync.client import ClientSettings, make_client
 
 pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
 

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from archiver import export
-from archiver.archive import Archive
 from archiver.filters import Filters
-from archiver.models import Operation
-from archiver.query import Selection
+from archiver.read import outputs
+from archiver.read.query import Selection
+from archiver.store.archive import Archive
+from archiver.store.models import Operation
 from archiver.timeutil import iso
 from tests.conftest import invoke
 from tests.helpers import T0, fill, op, read_rows
@@ -326,9 +326,11 @@ def test_any_unicode_round_trips_through_csv(tmp_path_factory, messages, raw) ->
     fill(db, [op(i, error_message=m or None) for i, m in enumerate(messages)])
     buf = io.StringIO(newline="")
     with Archive(db) as archive:
-        export.write_csv(export.rows(archive, Selection(Filters(), ascending=True), raw=raw), buf)
+        outputs.write_csv(
+            outputs.csv_rows(archive, Selection(Filters(), ascending=True), raw=raw), buf
+        )
     got = [r["error_message"] for r in csv.DictReader(io.StringIO(buf.getvalue(), newline=""))]
-    want = [m if raw else export.guard(m) for m in messages]
+    want = [m if raw else outputs.guard(m) for m in messages]
     assert got == [w or "" for w in want]
 
 
@@ -336,8 +338,9 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
     """Two sources may hold the same namespace and service ids under other names (two
     accounts, or one account in two regions): each row is named by its own source's
     catalog, in every shape of read (one source, all of them, an IN list)."""
-    from archiver import catalog, store
-    from archiver.cloudmap import Listed
+    from archiver.records import Listed
+    from archiver.store import write as catalog
+    from archiver.store import write as store
     from tests.conftest import invoke
     from tests.helpers import T0, fill, op
 
@@ -365,7 +368,7 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
             assert out.exit_code == 0, out.output
             rows = list(csv.DictReader(io.StringIO(out.stdout, newline="")))
             assert len(rows) == (6 if args[:1] == ("--source",) else 12)
-            shown_as = (lambda v: v) if "--raw" in command else export.guard
+            shown_as = (lambda v: v) if "--raw" in command else outputs.guard
             for row in rows:
                 got = (row["namespace_name"], row["service_name"])
                 expected = tuple(shown_as(v) for v in want(row["source"], row["service_id"]))
@@ -381,9 +384,10 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
 def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive) -> None:
     """A fleet's catalog can hold 100,000 names: a small read must not read or render
     them all, and a large one must not render the same name a million times."""
-    from archiver import catalog, store
-    from archiver.cloudmap import Listed
-    from archiver.query import TargetNames
+    from archiver.read.query import TargetNames
+    from archiver.records import Listed
+    from archiver.store import write as catalog
+    from archiver.store import write as store
     from tests.helpers import T0
 
     with Archive(archive) as handle:
@@ -411,9 +415,10 @@ def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive
 def test_names_are_right_past_the_first_batch_of_a_stream(runner, archive) -> None:
     """The names are read while the rows stream, on the stream's own connection (a
     server-side cursor on PostgreSQL): rows of later batches name new targets too."""
-    from archiver import catalog, store
-    from archiver.cloudmap import Listed
-    from archiver.query import STREAM_BATCH
+    from archiver.read.query import STREAM_BATCH
+    from archiver.records import Listed
+    from archiver.store import write as catalog
+    from archiver.store import write as store
     from tests.conftest import invoke
     from tests.helpers import T0, fill, op
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
 from archiver.records import OperationRecord
-from archiver.sync import SyncOptions
+from archiver.sync.client import ClientSettings
+from archiver.sync.run import SyncOptions
 from tests.clients import protocol_session
 from tests.conftest import invoke
 from tests.helpers import archived, assert_archive_equals, run_library_sync

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from archiver import db as archive_db
-from archiver import store
-from archiver.archive import Archive
 from archiver.filters import Filters, validate
-from archiver.models import Operation, OperationEvent
 from archiver.records import STATUSES, TYPES, OperationRecord
+from archiver.store import db as archive_db
+from archiver.store import write as store
+from archiver.store.archive import Archive
+from archiver.store.models import Operation, OperationEvent
 from archiver.timeutil import to_epoch_ms
 from tests.helpers import T0
 
@@ -111,11 +111,11 @@ def test_to_sql_selects_exactly_what_matches_keeps(db) -> None:
             store.upsert_operations(conn, sid, ops, seen_at=T0, run_id=None)
         expected = {o.id for o in ops if fs.matches(o)}
         with engine.connect() as conn:
-            got = set(conn.execute(select(Operation.id).where(fs.to_sql())).scalars())
+            got = set(conn.execute(select(Operation.id).where(fs.to_sql(Operation))).scalars())
             # the query's UNION ALL of one arm per IN value: the same rows, each once
             arms = [
                 i
-                for arm in fs.to_sql_arms()
+                for arm in fs.to_sql_arms(Operation)
                 for i in conn.execute(select(Operation.id).where(arm)).scalars()
             ]
         assert got == expected

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld, UsageError, WorkFailed
-from archiver.fleet import Result, worst_exit
-from archiver.models import Operation, Source, SyncRun
+from archiver.store.models import Operation, Source, SyncRun
+from archiver.sync.fleet import Result, worst_exit
 from tests.conftest import invoke
 from tests.helpers import read_rows
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from archiver.models import Operation, Source, SyncRun
+from archiver.store.models import Operation, Source, SyncRun
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import fill, op, read_rows
 

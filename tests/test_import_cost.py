@@ -27,7 +27,7 @@ def test_help_loads_no_database_layer() -> None:
         "import sys; sys.argv = ['archiver', '--help']\n"
         "from archiver.cli import app\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "print([m for m in ('sqlalchemy', 'archiver.models', 'boto3') if m in sys.modules])"
+        "print([m for m in ('sqlalchemy', 'archiver.store.models', 'boto3') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "archiver" in out.stdout and "Usage" in out.stdout
@@ -47,7 +47,7 @@ def test_reading_the_archive_loads_no_sync_and_no_aws_client(tmp_path) -> None:
             f"import sys; sys.argv = ['archiver', '--db', {db!r}, *{args!r}]\n"
             "from archiver.cli import app\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('archiver.sync', 'archiver.cloudmap', 'botocore', 'boto3',"
+            "print([m for m in ('archiver.sync', 'archiver.sync.client', 'botocore', 'boto3',"
             " 'pydantic')"
             " if m in sys.modules])"
         )

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from archiver.emulator import Emulator
-from archiver.models import IncompleteOperation, OperationEvent, SyncState
+from archiver.store.models import IncompleteOperation, OperationEvent, SyncState
 from tests.conftest import invoke
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows
 

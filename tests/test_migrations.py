@@ -7,9 +7,9 @@ from importlib.resources import files
 
 from sqlalchemy import inspect, select, text
 
-from archiver import db as archive_db
-from archiver.archive import Archive
-from archiver.models import Base
+from archiver.store import db as archive_db
+from archiver.store.archive import Archive
+from archiver.store.models import Base
 from tests.helpers import read_rows, revision
 
 TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state",
@@ -95,8 +95,8 @@ def test_models_and_migrations_agree(db: str) -> None:
 
 
 def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: str) -> None:
-    from archiver import store
-    from archiver.models import Operation
+    from archiver.store import write as store
+    from archiver.store.models import Operation
     from tests.helpers import T0, archived, op
 
     Archive(db).upgrade(FIRST)
@@ -137,8 +137,8 @@ def test_upgrade_marks_the_rows_whose_instance_id_alone_is_not_plain(db: str) ->
     """Rows flagged plain before c41e7b9a2f60 were tested without their instance id;
     the upgrade marks those whose instance id CSV or JSON must escape, and only those,
     so that no export writes such an id unchecked."""
-    from archiver import store
-    from archiver.models import Operation
+    from archiver.store import write as store
+    from archiver.store.models import Operation
     from tests.helpers import T0, op
 
     Archive(db).upgrade("9d4b6e2f8a13")

@@ -107,7 +107,7 @@ def _names(db: str) -> dict[str, dict[str, tuple[str, bool]]]:
     """name → (id, gone) of each kept namespace and service."""
     from sqlalchemy import select
 
-    from archiver.models import Namespace, Service
+    from archiver.store.models import Namespace, Service
     from tests.helpers import read_rows
 
     return {

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from archiver.emulator import Emulator
-from archiver.models import Namespace, Service
+from archiver.store.models import Namespace, Service
 from tests.conftest import invoke
 from tests.helpers import cli_sync, read_rows
 

@@ -22,11 +22,11 @@ import botocore.session
 import pytest
 from typer.testing import CliRunner
 
-from archiver.archive import Archive
 from archiver.cli import app
-from archiver.cloudmap import ClientSettings, make_client
 from archiver.emulator import Emulator
-from archiver.sync import SyncOptions, run_sync
+from archiver.store.archive import Archive
+from archiver.sync.client import ClientSettings, make_client
+from archiver.sync.run import SyncOptions, run_sync
 from tests.conftest import on_postgres
 
 pytestmark = [

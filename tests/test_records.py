@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Text, inspect
 
-from archiver import db as archive_db
-from archiver.export import COLUMNS
-from archiver.models import Operation, UTCDateTime
+from archiver.read.outputs import COLUMNS
 from archiver.records import FIELDS, NAMES, STATUSES, TYPES, OperationRecord
+from archiver.store import db as archive_db
+from archiver.store.models import Operation, UTCDateTime
 
 
 def _declared(f) -> tuple[str, int | None, bool]:
@@ -95,8 +95,8 @@ def test_answer_timestamps_are_read_as_the_instant_botocore_reads(ms: int) -> No
     the same millisecond as botocore's, which reads them in the local zone."""
     from botocore.utils import parse_timestamp
 
+    from archiver.sync.wire import api_timestamp
     from archiver.timeutil import utc_ms
-    from archiver.wire import api_timestamp
 
     sent = ms / 1000  # as the JSON and CBOR protocols send it: epoch seconds
     ours = api_timestamp(sent)
@@ -106,7 +106,7 @@ def test_answer_timestamps_are_read_as_the_instant_botocore_reads(ms: int) -> No
 
 
 def test_an_answer_timestamp_in_text_is_left_to_botocore() -> None:
-    from archiver.wire import api_timestamp
+    from archiver.sync.wire import api_timestamp
 
     assert api_timestamp("2026-01-31T12:00:00.125Z") == datetime(2026, 1, 31, 12, 0, 0, 125000,
                                                                  tzinfo=UTC)  # fmt: skip

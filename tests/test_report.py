@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from archiver import catalog
-from archiver.archive import Archive
-from archiver.cloudmap import Listed
-from archiver.query import Selection
-from archiver.report import BUCKETS, gather
-from archiver.report_html import CHARTS
+from archiver.read.query import Selection
+from archiver.read.report import BUCKETS, CHARTS, gather
+from archiver.records import Listed
+from archiver.store import write as catalog
+from archiver.store.archive import Archive
 from tests.conftest import invoke
 from tests.helpers import T0, fill, op
 
@@ -191,7 +190,7 @@ def test_sigterm_mid_report_exits_130_and_leaves_no_file(tmp_path) -> None:
     import subprocess
     import time
 
-    from archiver.archive import Archive
+    from archiver.store.archive import Archive
 
     db = str(tmp_path / "archive.db")
     Archive(db).upgrade()

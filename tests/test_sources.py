@@ -12,9 +12,9 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from archiver import db as archive_db
 from archiver.emulator import Emulator
-from archiver.models import Source, SyncState
+from archiver.store import db as archive_db
+from archiver.store.models import Source, SyncState
 from tests.conftest import invoke
 from tests.helpers import cli_sync
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from archiver import store
-from archiver.archive import Archive
-from archiver.models import SyncRun
+from archiver.store import write as store
+from archiver.store.archive import Archive
+from archiver.store.models import SyncRun
 from archiver.timeutil import now
 from tests.conftest import invoke
 from tests.helpers import fill, op

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from archiver import store
-from archiver.archive import Archive
-from archiver.models import Operation, OperationEvent
-from archiver.query import Selection, run
+from archiver.read.query import Selection, run
+from archiver.store import write as store
+from archiver.store.archive import Archive
+from archiver.store.models import Operation, OperationEvent
 from tests.conftest import requires_sqlite
 from tests.helpers import T0, op
 
@@ -83,7 +83,7 @@ def test_the_writer_holds_a_batch_in_its_page_cache_and_readers_keep_the_default
 ) -> None:
     """A batch of 1,000 operations must not spill its dirty pages into the WAL before
     its commit (db.WRITER_CACHE_KIB); readers, which may be many, stay small."""
-    from archiver.db import WRITER_CACHE_KIB
+    from archiver.store.db import WRITER_CACHE_KIB
 
     with Archive(archive) as handle:
         with handle.writer.connect() as conn:

@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from archiver import db as archive_db
-from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
-from archiver.models import OperationEvent, SyncRun, SyncState
-from archiver.sync import PIPELINE, SyncOptions
+from archiver.store import db as archive_db
+from archiver.store.models import OperationEvent, SyncRun, SyncState
+from archiver.sync.client import ClientSettings
+from archiver.sync.run import PIPELINE, SyncOptions
 from archiver.timeutil import parse_when
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync

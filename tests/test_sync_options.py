@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.planning import plan_windows
+from archiver.sync.options import plan_windows
 from archiver.timeutil import parse_when
 from tests.conftest import invoke
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from archiver.archive import Archive
-from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld, WorkFailed
-from archiver.models import Operation, OperationEvent, SyncRun, SyncState
-from archiver.sync import SyncOptions
+from archiver.store.archive import Archive
+from archiver.store.models import Operation, OperationEvent, SyncRun, SyncState
+from archiver.sync.client import ClientSettings
+from archiver.sync.run import SyncOptions
 from archiver.timeutil import utc_ms
 from tests.conftest import invoke
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync

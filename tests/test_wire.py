@@ -14,11 +14,11 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from archiver.cloudmap import ClientSettings
 from archiver.emulator import Emulator
-from archiver.models import Operation, SyncRun, SyncState
-from archiver.sync import SyncOptions
-from archiver.wire import JunkAnswer
+from archiver.store.models import Operation, SyncRun, SyncState
+from archiver.sync.client import ClientSettings
+from archiver.sync.run import SyncOptions
+from archiver.sync.wire import JunkAnswer
 from tests.clients import protocol_session
 from tests.conftest import invoke
 from tests.helpers import assert_archive_equals, cli_sync, read_rows, run_library_sync
@@ -145,10 +145,9 @@ def test_a_trickling_server_cannot_hold_a_run(runner, archive) -> None:
     assert "call-timeout" in result.stderr and result.stderr.count("\n") == 1
     assert elapsed <= 3 * 2 + 10, elapsed  # the names' listings beside it are abandoned
     # the unit check's first page: both attempts, and no more; beside it, its window in
-    # milliseconds, abandoned when the run failed; and the pass listed while the archive
-    # opened, which trickles too
-    assert 2 <= len(_listings(slow, head_start=False)) <= 4
-    assert len(_listings(slow, head_start=True)) <= 2
+    # milliseconds, abandoned when the run failed; no pass over the window was started
+    assert 2 <= len(_listings(slow, from_epoch=False)) <= 4
+    assert _listings(slow, from_epoch=True) == []
     assert _watermark(archive) is None
 
 
@@ -210,16 +209,16 @@ def test_a_nexttoken_that_comes_back_stops_the_run(runner, archive) -> None:
     assert _watermark(archive) is None
 
 
-def _listings(server: Misbehaving, *, head_start: bool) -> list[dict]:
-    """The ListOperations calls a run of a new archive made for its first pass, listed
-    while the archive opened (``head_start``: UPDATE_DATE from the epoch), or the rest."""
+def _listings(server: Misbehaving, *, from_epoch: bool) -> list[dict]:
+    """The ListOperations calls a run of a new archive made for its first pass
+    (UPDATE_DATE from the epoch), or the rest."""
 
-    def from_epoch(request: dict) -> bool:
+    def is_first_pass(request: dict) -> bool:
         filters = request.get("Filters") or []
         return bool(filters) and filters[0]["Values"][0] == "0"
 
     return [req for op, req in server.requests
-            if op == "ListOperations" and from_epoch(req) == head_start]  # fmt: skip
+            if op == "ListOperations" and is_first_pass(req) == from_epoch]  # fmt: skip
 
 
 def test_an_update_date_filter_that_matches_nothing_in_either_unit_fails(runner, archive):
@@ -229,10 +228,10 @@ def test_an_update_date_filter_that_matches_nothing_in_either_unit_fails(runner,
         result = cli_sync(runner, archive, odd.url, "--source", "acct")
     assert result.exit_code == 1, result.output
     assert "unit check" in result.stderr and result.stderr.count("\n") == 1
-    # unfiltered, milliseconds, seconds: and no more (the names are listed beside it,
-    # and the new archive's first pass while the archive opened, dropped unused)
-    assert len(_listings(odd, head_start=False)) == 3
-    assert len(_listings(odd, head_start=True)) == 1
+    # unfiltered, milliseconds, seconds: and no more (the names are listed beside it);
+    # the first pass is never listed when the check fails
+    assert len(_listings(odd, from_epoch=False)) == 3
+    assert _listings(odd, from_epoch=True) == []
     assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
     assert _watermark(archive) is None
     assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"

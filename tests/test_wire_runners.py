@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from archiver import wire
+from archiver.sync import wire
 
 pytestmark = pytest.mark.engine_free
 

@@ -12,21 +12,19 @@ or from the shell with ``archiver emulator serve``.
 
 from __future__ import annotations
 
+import json
+import random
 import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from archiver.emulator.server import (
-    Counters,
-    EmulatorHTTPServer,
-    FaultRoller,
-    Faults,
-    Gate,
-    TokenBucket,
-)
-from archiver.emulator.service import CloudMapApi
-from archiver.emulator.state import Account, Clock
+from archiver.emulator.service import Account, ApiError, Clock, CloudMapApi
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
 
@@ -145,3 +143,241 @@ def serve(*, host: str, port: int, **settings: Any) -> None:
         emu.serve_forever()
     finally:
         emu.close()
+
+
+TARGET_PREFIX = "Route53AutoNaming_v20170314"
+CBOR_PATH = f"/service/{TARGET_PREFIX}/operation/"
+SHAPE_NAMESPACE = "com.amazonaws.servicediscovery#"
+
+
+@dataclass
+class Faults:
+    """What goes wrong with one operation's calls."""
+
+    latency_ms: float = 0.0
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+
+
+class TokenBucket:
+    """AWS's throttling as it documents it for Cloud Map's DiscoverInstances: a bucket
+    of ``burst`` tokens refilled at ``rate`` per second; a call takes one token, and a
+    call that finds the bucket empty is throttled."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
+@dataclass
+class Counters:
+    """Calls as the server saw them, by operation and by outcome."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    answered: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, counter: Counter[str], operation: str) -> None:
+        with self.lock:
+            counter[operation] += 1
+
+    @property
+    def list_pages(self) -> int:
+        """ListOperations pages served (successful answers)."""
+        return self.answered["ListOperations"]
+
+    @property
+    def get_calls(self) -> int:
+        """GetOperation calls answered (found or not found), injected faults excluded."""
+        return self.answered["GetOperation"] + self.rejected["GetOperation"]
+
+    def reset(self) -> None:
+        with self.lock:
+            for c in (self.calls, self.throttled, self.errors, self.answered, self.rejected):
+                c.clear()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(type(value).__name__)
+
+
+def _cbor_timestamps(value: Any) -> Any:
+    import cbor2
+
+    if isinstance(value, datetime):
+        return cbor2.CBORTag(1, value.timestamp())
+    if isinstance(value, dict):
+        return {k: _cbor_timestamps(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cbor_timestamps(v) for v in value]
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    # Headers and body go out in two writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms a call on keep-alive connections).
+    disable_nagle_algorithm = True
+    server: EmulatorHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and `emulator serve` report through counters, not logs
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        cbor = self.path.startswith(CBOR_PATH)
+        if cbor:
+            operation = self.path[len(CBOR_PATH) :]
+        else:
+            target = self.headers.get("X-Amz-Target", "")
+            prefix, _, operation = target.partition(".")
+            if prefix != TARGET_PREFIX or not operation:
+                return self._error(cbor, ApiError("UnknownOperationException",
+                                                  f"unknown target {target!r}"))  # fmt: skip
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 "):
+            return self._error(cbor, ApiError("MissingAuthenticationTokenException",
+                                              "Missing Authentication Token", 403))  # fmt: skip
+        emu = self.server.emulator
+        emu.counters.add(emu.counters.calls, operation)
+        gate = emu.gates.get(operation)
+        if gate is not None:
+            gate.wait_turn()
+        faults = emu.faults.get(operation, Faults())
+        bucket = emu.buckets.get(operation)
+        if bucket is not None and not bucket.take():
+            emu.counters.add(emu.counters.throttled, operation)
+            return self._error(cbor, ApiError("ThrottlingException", "Rate exceeded"))
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        roll = emu.roll()
+        if roll < faults.throttle_rate:
+            emu.counters.add(emu.counters.throttled, operation)
+            return self._error(cbor, ApiError("ThrottlingException", "Rate exceeded"))
+        if roll < faults.throttle_rate + faults.error_rate:
+            emu.counters.add(emu.counters.errors, operation)
+            return self._error(cbor, ApiError("InternalFailure", "injected failure", 500))
+        try:
+            params = self._decode(cbor, body)
+            result = emu.service.call(operation, params)
+        except ApiError as exc:
+            emu.counters.add(emu.counters.rejected, operation)
+            return self._error(cbor, exc)
+        emu.counters.add(emu.counters.answered, operation)
+        self._send(cbor, 200, result)
+
+    def _decode(self, cbor: bool, body: bytes) -> dict[str, Any]:
+        if not body:
+            return {}
+        try:
+            if cbor:
+                import cbor2
+
+                data = cbor2.loads(body)
+            else:
+                data = json.loads(body)
+        except Exception:
+            raise ApiError("SerializationException", "request body is not valid") from None
+        if not isinstance(data, dict):
+            raise ApiError("SerializationException", "request body must be an object")
+        return data
+
+    def _send(self, cbor: bool, status: int, payload: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        if cbor:
+            import cbor2
+
+            data = cbor2.dumps(_cbor_timestamps(payload))
+            ctype = "application/cbor"
+        else:
+            data = json.dumps(payload, default=_json_default).encode()
+            ctype = "application/x-amz-json-1.1"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        if cbor:
+            self.send_header("smithy-protocol", "rpc-v2-cbor")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, cbor: bool, exc: ApiError) -> None:
+        code = SHAPE_NAMESPACE + exc.code if cbor else exc.code
+        self._send(cbor, exc.status, {"__type": code, "message": exc.message},
+                   headers={"x-amzn-ErrorType": exc.code})  # fmt: skip
+
+
+class Gate:
+    """Lets the first ``after`` calls through, then holds the rest until ``release()``.
+
+    Tests use it to make an overlap happen instead of hoping a sleep is long enough:
+    ``reached`` is set once a call is being held, so the test knows exactly where the
+    client stands (``after`` calls answered, the next one in flight).
+    """
+
+    def __init__(self, after: int, timeout: float = 120.0) -> None:
+        self.after = after
+        self.timeout = timeout
+        self.passed = 0
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        with self._lock:
+            self.passed += 1
+            held = self.passed > self.after
+        if held:
+            self.reached.set()
+            self._released.wait(self.timeout)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], emulator: Any) -> None:
+        self.emulator = emulator
+        super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, or a call it abandoned) is not an error."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class FaultRoller:
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._rng.random()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from archiver.models import UTCDateTime
+from archiver.store.models import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision: str = "b9aa1263ca02"

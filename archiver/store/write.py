@@ -15,19 +15,23 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from archiver.db import insert as _insert
-from archiver.db import insert_for
-from archiver.models import (
+from archiver.errors import UsageError
+from archiver.guards import mask_url
+from archiver.records import FIELDS, Listed, OperationRecord, plain_ids
+from archiver.store.archive import Archive
+from archiver.store.db import insert, insert_for
+from archiver.store.db import insert as _insert
+from archiver.store.models import (
     Base,
     IncompleteOperation,
+    Namespace,
     Operation,
     OperationEvent,
+    Service,
     Source,
     SyncRun,
     SyncState,
 )
-from archiver.records import FIELDS, OperationRecord, plain_ids
-from archiver.secrets import mask_url
 from archiver.timeutil import now
 
 _IN_CHUNK = 500  # stays far below SQLite's bound-parameter limit
@@ -366,3 +370,79 @@ def remove_source(conn: Connection, source_id: int) -> dict[str, int]:
 def record_run(conn: Connection, run_id: int, **values: Any) -> None:
     """Counts and, at the end, outcome, finished_at and error of a run."""
     conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))
+
+
+CATALOG_TABLES: dict[str, Any] = {"namespaces": Namespace, "services": Service}
+_REFRESHED = ("name", "type", "arn", "resource_owner", "create_date", "last_seen_at", "gone_at")
+
+
+def record_catalog(
+    conn: Connection,
+    source_id: int,
+    kind: str,
+    listed: Sequence[Listed],
+    *,
+    seen_at: datetime,
+    complete: bool,
+) -> None:
+    """Store one listing of ``kind`` ("namespaces" or "services") as seen at ``seen_at``.
+
+    ``complete``: every page was read, so what it does not show is gone; a listing cut
+    short by an error marks nothing gone.
+    """
+    model = CATALOG_TABLES[kind]
+    rows = [
+        {
+            "source_id": source_id,
+            "id": item.id,
+            "name": item.name,
+            "type": item.type,
+            "arn": item.arn,
+            "resource_owner": item.resource_owner,
+            "create_date": item.create_date,
+            "first_seen_at": seen_at,
+            "last_seen_at": seen_at,
+            "gone_at": None,
+        }
+        for item in listed
+    ]
+    if rows:
+        stmt = insert(conn, model.__table__)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["source_id", "id"],
+                set_={name: stmt.excluded[name] for name in _REFRESHED},
+            ),
+            rows,
+        )
+    if complete:
+        conn.execute(
+            update(model)
+            .where(
+                model.source_id == source_id,
+                model.last_seen_at < seen_at,
+                model.gone_at.is_(None),
+            )
+            .values(gone_at=seen_at)
+        )
+
+
+def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
+    """The sources to read, id → name; an unknown ``--source`` is bad input."""
+    rows = conn.execute(select(Source.id, Source.name)).all()
+    names = {row.id: row.name for row in rows}
+    if source is None:
+        return names
+    chosen = {i: n for i, n in names.items() if n == source}
+    if not chosen:
+        known = ", ".join(sorted(names.values())) or "none yet"
+        raise UsageError(f"no source named {source!r} in the archive (sources: {known})")
+    return chosen
+
+
+def drop_source(archive: Archive, name: str) -> dict[str, int]:
+    """Delete the source ``name`` and all it holds; an unknown name is bad input."""
+    with archive.reader.connect() as conn:
+        (source_id,) = source_ids(conn, name)
+    with archive.lock(name), archive.writer.begin() as conn:
+        return remove_source(conn, source_id)

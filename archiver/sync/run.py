@@ -22,25 +22,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from archiver import catalog, cloudmap, concurrency, stopping, store, units, wire
-from archiver.archive import Archive
-from archiver.errors import (
-    ArchiverError,
-    Interrupted,
-    TokenRefused,
-    WorkFailed,
-    first_line,
-)
-from archiver.lock import holder_name
-from archiver.planning import Plan, plan
-from archiver.planning import SyncOptions as SyncOptions  # the library's name for it
-from archiver.records import OperationRecord
-from archiver.secrets import redact
+from archiver import stopping
+from archiver.errors import ArchiverError, Interrupted, TokenRefused, WorkFailed, first_line
+from archiver.guards import redact
+from archiver.records import Listed, OperationRecord
+from archiver.store import write as catalog
+from archiver.store import write as store
+from archiver.store.archive import Archive, holder_name
+from archiver.sync import client as cloudmap
+from archiver.sync import wire
+from archiver.sync.options import Plan, plan
+from archiver.sync.options import SyncOptions as SyncOptions  # the library's name for it
 from archiver.timeutil import iso, now
 
 log = logging.getLogger("archiver.sync")
@@ -192,7 +189,7 @@ class Syncer:
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
         self.limit = cloudmap.RateLimit(opts.max_rps)  # one pace for all the run's calls
-        self.in_flight = concurrency.AdaptiveLimit(opts.workers, fixed=not opts.adaptive)
+        self.in_flight = cloudmap.AdaptiveLimit(opts.workers, fixed=not opts.adaptive)
         self._stats_lock = threading.Lock()
 
     # --- fetching ---------------------------------------------------------------------------
@@ -297,14 +294,14 @@ class Syncer:
         """Find how the service reads UPDATE_DATE before trusting a window (``units``)."""
         with self.reader.connect() as conn:
             known = store.update_date_unit(conn, sid)
-        checked = units.check(self.client, started, known=known, limit=self.limit, pool=pool)
+        checked = check_unit(self.client, started, known=known, limit=self.limit, pool=pool)
         self.unit = checked.unit
         self.stats.unit_check_calls = checked.calls
         if checked.unit != known:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
 
-    def _list_pass(self, kind: str, owner: str | None) -> tuple[list[cloudmap.Listed], int] | str:
+    def _list_pass(self, kind: str, owner: str | None) -> tuple[list[Listed], int] | str:
         """One of the names' listings (``_PASSES``): what it found and in how many pages,
         or, when it failed, the warning to tell. Calls only, on a pool thread."""
         try:
@@ -314,12 +311,12 @@ class Syncer:
             return f"cannot list the {what.format(self.opts.source)} ({exc}); {without}"
 
     def _store_names(self, sid: int, seen: datetime,
-                     results: list[tuple[list[cloudmap.Listed], int] | str]) -> None:  # fmt: skip
+                     results: list[tuple[list[Listed], int] | str]) -> None:  # fmt: skip
         """Once a run: the source's namespaces and services, for their names (``catalog``),
         and who owns the namespaces shared with us, so that their operations are found
         (GetOperation answers OperationNotFound without OwnerAccount). A listing that
         fails is a warning: the operations are the archive, the names help read it."""
-        listings: dict[str, tuple[list[cloudmap.Listed], bool]] = {}
+        listings: dict[str, tuple[list[Listed], bool]] = {}
         for (kind, owner), result in zip(_PASSES, results, strict=True):
             items, complete = listings.get(kind, ([], True))
             if isinstance(result, str):
@@ -551,3 +548,61 @@ def run_sync(
 ) -> Summary:
     """One sync of one source into ``archive`` (opened with ``create_missing``)."""
     return Syncer(archive, client, opts, on_page=on_page).run()
+
+
+log = logging.getLogger("archiver.sync")
+
+#: The units a check can find, in the order it tries them: the documented one first.
+UNITS = ("ms", "s")
+
+#: Every plausible UpdateDate: 20 years back to tomorrow.
+PLAUSIBLE = (timedelta(days=20 * 366), timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class UnitCheck:
+    unit: str  # "ms" or "s"
+    calls: int  # extra ListOperations calls it took
+
+
+def check_unit(
+    client: cloudmap.CloudMapClient,
+    now: datetime,
+    *,
+    known: str | None,
+    limit: cloudmap.RateLimit | None = None,
+    pool: Executor | None = None,
+) -> UnitCheck:
+    """The unit the service reads; ``known`` is what the last run found (None: never).
+    With a ``pool``, the window in milliseconds (the documented unit, which nearly
+    every run ends with) is asked beside the unfiltered page, not after it."""
+    start, end = now - PLAUSIBLE[0], now + PLAUSIBLE[1]
+    ms_page = None
+    if pool is not None:
+        ms_page = pool.submit(cloudmap.first_page, client,
+                              cloudmap.window_filter(start, end, "ms"), limit=limit)  # fmt: skip
+    held = set(cloudmap.first_page(client, [], limit=limit))
+    if not held:  # the service holds nothing yet: nothing to tell the units apart by
+        if ms_page is not None:
+            ms_page.exception()  # answered or failed, it tells nothing here
+        return UnitCheck(known or "ms", 1 if ms_page is None else 2)
+    calls = 1
+    for unit in UNITS:
+        calls += 1
+        if unit == "ms" and ms_page is not None:
+            page = ms_page.result()
+        else:
+            page = cloudmap.first_page(client, cloudmap.window_filter(start, end, unit),
+                                       limit=limit)  # fmt: skip
+        if held & set(page):
+            if unit != "ms" and known != unit:
+                log.warning(
+                    "the service reads UPDATE_DATE in seconds, not milliseconds as "
+                    "documented; this source's windows use seconds from now on"
+                )
+            return UnitCheck(unit, calls)
+    raise WorkFailed(
+        "UPDATE_DATE unit check failed: a window over the last 20 years matched none of "
+        "the operations the service lists, in milliseconds or in seconds; nothing was "
+        "stored and the watermark did not move"
+    )

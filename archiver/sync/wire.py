@@ -37,7 +37,7 @@ from typing import Any
 
 from archiver import stopping
 from archiver.errors import Interrupted, WorkFailed
-from archiver.secrets import mask_url
+from archiver.guards import mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"

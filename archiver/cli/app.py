@@ -9,24 +9,104 @@ alembic, the emulator) happen inside the commands that need them.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from collections.abc import Callable
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from archiver import DISTRIBUTION, __version__
-from archiver.exits import OneLineUsageErrors
+from archiver.errors import ArchiverError, first_line
+from archiver.guards import redact
+from archiver.logs import error_line
 
 if TYPE_CHECKING:
-    from archiver.archive import Archive
-    from archiver.fleet import Config
+    from archiver.store.archive import Archive
+    from archiver.sync.fleet import Config
 
 log = logging.getLogger("archiver")
+
+
+def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
+    """Print ``exc`` as the one line it deserves and return the exit code.
+
+    With ``-v`` the traceback comes too: before the line in text mode, inside the one
+    JSON object under ``--log-format json`` (so a log shipper still reads one object).
+    """
+    if isinstance(exc, BrokenPipeError):
+        # `archiver query | head`: the reader has all it wanted.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    trace = "".join(traceback.format_exception(exc)) if verbose else None
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as errors.Stopped
+        say(str(exc) or "interrupted", log_format)
+        return 130
+    if isinstance(exc, ArchiverError):
+        say(str(exc), log_format, trace=trace)
+        return exc.exit_code
+    # The last line of defence: an error nobody translated is still one line.
+    say(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)",
+        log_format, trace=trace)  # fmt: skip
+    return 1
+
+
+def usage(exc: Any, args: list[str]) -> int:
+    """A usage error from option parsing (click's), as one line; exit 2 (or its code).
+
+    The root callback may not have run, so ``--log-format`` is read from the words.
+    """
+    json_logs = any(
+        a == "--log-format=json" or (a == "--log-format" and nxt == "json")
+        for a, nxt in zip(args, [*args[1:], ""], strict=True)
+    )
+    message = exc.format_message().strip().splitlines()
+    say(" ".join(line.strip() for line in message), "json" if json_logs else "text")
+    return int(exc.exit_code)
+
+
+def say(message: str, log_format: str, *, trace: str | None = None) -> None:
+    if trace and log_format != "json":
+        sys.stderr.write(redact(trace))
+    line = error_line(redact(message), log_format, trace=redact(trace) if trace else None)
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The root command: click's usage errors become the documented one line (or one
+    JSON object under --log-format json), exit 2, instead of a boxed panel."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(words, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as exc:  # click's usage errors, as Typer carries them
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `archiver`: the help
+                typer.echo(exc.format_message(), err=True)
+                rv = 2
+            else:
+                rv = usage(exc, words)
+        except typer.Abort:
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(
@@ -75,8 +155,6 @@ def guarded(fn: F) -> F:
         except (typer.Exit, typer.Abort):  # a command's own exit code, chosen on purpose
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            from archiver.exits import report
-
             settings = settings_of(kwargs["ctx"])
             code = report(exc, verbose=settings.verbose, log_format=settings.log_format)
             raise typer.Exit(code) from None
@@ -154,9 +232,8 @@ def root(
     ctx.obj = settings = Settings(db, verbose, quiet, log_format.value)
     configure(verbose=verbose, quiet=quiet, log_format=log_format.value)
     if config is not None:
-        from archiver import fleet
         from archiver.errors import ArchiverError
-        from archiver.exits import report
+        from archiver.sync import fleet
 
         try:
             settings.config = fleet.load(config)
@@ -172,56 +249,12 @@ def root(
 
 def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
-    from archiver.archive import Archive
+    from archiver.store.archive import Archive
 
     return Archive.open(settings_of(ctx).db, create_missing=create_missing)
 
 
 # --- status -----------------------------------------------------------------------------
-
-
-@app.command()
-@guarded
-def status(
-    ctx: typer.Context,
-    source: Annotated[str | None, typer.Option(metavar="NAME", help="Only this source.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
-    check: Annotated[
-        bool,
-        typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
-    ] = False,
-    max_age: Annotated[
-        str, typer.Option("--max-age", metavar="SPAN", help="With --check: the stalest allowed.")
-    ] = "26h",
-) -> None:
-    """Per source: watermark, last runs and their counts, archive totals by status and type.
-
-    With --check, a verdict for cron and alerting instead: silent and exit 0 when
-    every source's last successful sync is younger than --max-age and its latest run
-    did not fail; otherwise one line per stale or failing source, exit 1.
-
-    \b
-    Example:
-      archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
-    """
-    from archiver.status import check_freshness, summarize, to_text
-    from archiver.timeutil import parse_span
-
-    age = parse_span(max_age) if check else None
-    with open_archive(ctx) as archive:
-        summary = summarize(archive, source=source)
-    if age is not None:
-        problems = check_freshness(summary, max_age=age)
-        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems}
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    elif age is None:
-        typer.echo(to_text(summary))
-    else:
-        for line in summary["check"]["problems"]:
-            typer.echo(line)
-    if age is not None and summary["check"]["problems"]:
-        raise typer.Exit(1)
 
 
 def terminal_width() -> int:
@@ -234,14 +267,6 @@ def db_given(ctx: typer.Context) -> bool:
     """Whether ``--db`` was typed on this command line (``ARCHIVER_DB`` does not count)."""
     source = ctx.find_root().get_parameter_source("db")
     return source is not None and source.name == "COMMANDLINE"
-
-
-# The commands that read the archive (query, export, report) live in cli_read, those
-# that talk to a Cloud Map API (sync, demo, emulator serve) in cli_api, and those that
-# administer the archive (db, sources) in cli_admin; they register themselves on
-# ``app``, and importing them here makes them part of it, in this order in --help.
-from archiver import cli_read  # noqa: E402, F401, I001
-from archiver import cli_admin, cli_api  # noqa: E402, F401
 
 
 def main() -> None:

@@ -17,12 +17,12 @@ from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
-from archiver.archive import Archive
-from archiver.choices import OrderBy
-from archiver.errors import UsageError
 from archiver.filters import Filters
-from archiver.models import IncompleteOperation, Namespace, Operation, Service, Source
+from archiver.read import OrderBy
 from archiver.records import NAMES, OperationRecord
+from archiver.store.archive import Archive
+from archiver.store.models import IncompleteOperation, Namespace, Operation, Service
+from archiver.store.write import source_ids
 
 STREAM_BATCH = 2000
 
@@ -94,19 +94,6 @@ def name_columns() -> list[Any]:
     return [Namespace.name.label("namespace_name"), Service.name.label("service_name")]
 
 
-def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
-    """The sources to read, id → name; an unknown ``--source`` is bad input."""
-    rows = conn.execute(select(Source.id, Source.name)).all()
-    names = {row.id: row.name for row in rows}
-    if source is None:
-        return names
-    chosen = {i: n for i, n in names.items() if n == source}
-    if not chosen:
-        known = ", ".join(sorted(names.values())) or "none yet"
-        raise UsageError(f"no source named {source!r} in the archive (sources: {known})")
-    return chosen
-
-
 def select_operations(
     selection: Selection, *, source_id: int | None = None
 ) -> Select[Any] | CompoundSelect[Any]:
@@ -138,7 +125,9 @@ def ordered(
     stmt: Select[Any] | CompoundSelect[Any]
     if selection.include_incomplete:
         keys = [k.asc() if selection.ascending else k.desc() for k in selection.sort_keys()]
-        plain = base.where(selection.filters.to_sql()).order_by(*(k.nulls_last() for k in keys))
+        plain = base.where(selection.filters.to_sql(Operation)).order_by(
+            *(k.nulls_last() for k in keys)
+        )
         both = with_incomplete()
         stmt = ClauseAdapter(both).traverse(plain)
         if flag_incomplete:  # a reader that builds records learns which are partial
@@ -169,7 +158,7 @@ def merged(
     A compound's ORDER BY can only name its result columns, so the arms carry the keys
     as extra columns ``sort_0…``; a reader that takes rows by position cuts them off.
     """
-    arms = [base.where(where) for where in filters.to_sql_arms()]
+    arms = [base.where(where) for where in filters.to_sql_arms(Operation)]
     if len(arms) == 1:
         return arms[0].order_by(*(k.asc() if ascending else k.desc() for k in keys))
     hidden = [k.label(f"sort_{i}") for i, k in enumerate(keys)]
@@ -195,7 +184,7 @@ def count(archive: Archive, selection: Selection) -> int:
         stmt = (
             select(func.count())
             .select_from(Operation)
-            .where(selection.filters.to_sql(), *selection.bounds())
+            .where(selection.filters.to_sql(Operation), *selection.bounds())
         )
         if selection.source is not None:
             stmt = stmt.where(Operation.source_id.in_(ids))

@@ -7,6 +7,7 @@ is opened, so that bad input writes nothing and prints one line (exit 2).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,12 +16,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from archiver.choices import OrderBy, Output
-from archiver.cli import app, guarded, log, open_archive, terminal_width
+from archiver.cli.app import (
+    app,
+    db_app,
+    guarded,
+    log,
+    open_archive,
+    settings_of,
+    sources_app,
+    terminal_width,
+)
+from archiver.read import OrderBy, Output
 
 if TYPE_CHECKING:
     from archiver.filters import Filters
-    from archiver.query import Selection
+    from archiver.read.query import Selection
 
 
 # --- the selection options that query, export and report share -------------------------
@@ -84,7 +94,7 @@ def selection_of(
 ) -> Selection:
     """The options as a ``Selection``, checked before the archive is read (exit 2)."""
     from archiver.errors import UsageError, parsed
-    from archiver.query import Selection
+    from archiver.read.query import Selection
     from archiver.timeutil import now, parse_when
 
     started = now()
@@ -103,7 +113,7 @@ def _filters(ctx: typer.Context, given: list[str] | None, more: list[str] | None
     """Parse and validate before anything opens the archive (a bad filter writes nothing);
     a TYPE or STATUS the model does not list is checked against what the archive holds."""
     from archiver.filters import from_command_line
-    from archiver.query import stored_values
+    from archiver.read.query import stored_values
 
     def stored() -> dict[str, Sequence[str]]:
         with open_archive(ctx) as archive:
@@ -150,7 +160,7 @@ def query(
     Example:
       archiver query --filters Name=STATUS,Condition=IN,Values=FAIL,PENDING -o json
     """
-    from archiver import render
+    from archiver.read import outputs as render
 
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source,
                              order_by=order_by, ascending=ascending, limit=max_items,
@@ -197,9 +207,9 @@ def export(
     Example:
       archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
     """
-    from archiver import export as ex
     from archiver import stopping
     from archiver.errors import UsageError
+    from archiver.read import export as ex
 
     if include_incomplete and history:
         raise UsageError("--include-incomplete has no history to add: use it without --history")
@@ -241,17 +251,17 @@ def report(
     Example:
       archiver report --since 90d --out report.html
     """
-    from archiver import report as rep
-    from archiver import report_html, stopping
-    from archiver.export import check_destination, replace_with
+    from archiver import stopping
+    from archiver.read import report as rep
+    from archiver.read.export import check_destination, replace_with
 
-    report_html.plotly()  # the extra is missing: say so before any work
+    rep.plotly()  # the extra is missing: say so before any work
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source)
     stopping.install(at_once=True)  # SIGTERM: exit 130, and no file half-written
     with open_archive(ctx) as archive:
         dest = check_destination(out, archive)
         figures = rep.gather(archive, selection)
-        text = report_html.render(figures, archive_name=archive.name,
+        text = rep.render(figures, archive_name=archive.name,
                                   selection_text=describe(selection))  # fmt: skip
     replace_with(dest, text.encode("utf-8"))
     log.info("wrote %s: %d operations, %d sync runs", out, figures.total, len(figures.runs))
@@ -270,3 +280,179 @@ def describe(selection: Selection) -> str:
     if selection.source:
         parts.append(f"source {selection.source}")
     return "; ".join(parts) or "everything"
+
+
+YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask (required without a terminal).")]
+
+
+def _confirm(yes: bool, action: str, consequence: str) -> None:
+    """Ask on a terminal; without one (cron, a pipe), refuse unless --yes (exit 2)."""
+    from archiver.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"not going to {action} without --yes (stdin is not a terminal)")
+    if not typer.confirm(f"{action[0].upper()}{action[1:]}? {consequence}"):
+        raise UsageError("nothing changed")
+
+
+@db_app.command("upgrade")
+@guarded
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Target revision.")] = "head",
+) -> None:
+    """Create the archive or bring it to the newest schema (safe to repeat).
+
+    \b
+    Example:
+      archiver --db archive.db db upgrade
+    """
+    _migrate(ctx, "upgrade", revision)
+
+
+@db_app.command("downgrade")
+@guarded
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="Target revision; `base` removes every table.")
+    ],
+    yes: YesOption = False,
+) -> None:
+    """Take the schema back to an older revision (data in dropped tables is lost).
+
+    Asks first on a terminal; without one (cron, a pipe) it refuses unless --yes.
+
+    \b
+    Example:
+      archiver --db archive.db db downgrade 8c2f1d3a9b10 --yes
+    """
+    _confirm(yes, f"downgrade to {revision}", "Data in dropped tables is lost.")
+    _migrate(ctx, "downgrade", revision)
+
+
+def _migrate(ctx: typer.Context, action: str, target: str) -> None:
+    from archiver.store.archive import Archive
+
+    settings = settings_of(ctx)
+    with Archive(settings.db) as archive:
+        getattr(archive, action)(target)
+        if not settings.quiet:
+            now = archive.revision() or "base (no schema)"
+            typer.echo(f"{archive.name} is at revision {now}", err=True)
+
+
+@db_app.command("current")
+@guarded
+def db_current(ctx: typer.Context) -> None:
+    """Print the archive's schema revision, and whether it is the one this archiver needs.
+
+    \b
+    Example:
+      archiver --db archive.db db current
+    """
+    from archiver.store.archive import Archive
+    from archiver.store.db import head
+
+    with Archive(settings_of(ctx).db) as archive:
+        rev = archive.revision()
+    mark = "(head)" if rev == head() else f"(this archiver needs {head()})"
+    typer.echo(f"{rev or 'base'} {mark}")
+
+
+@sources_app.command("list")
+@guarded
+def sources_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Every source in the archive: region, endpoint, operations, watermark.
+
+    \b
+    Example:
+      archiver --db archive.db sources list --json
+    """
+    from archiver.read.status import list_sources
+
+    with open_archive(ctx) as archive:
+        rows = list_sources(archive)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']}  region {r['region'] or '-'}  operations {r['operations']}  "
+                   f"watermark {r['watermark'] or 'none'}")  # fmt: skip
+
+
+@sources_app.command("remove")
+@guarded
+def sources_remove(
+    ctx: typer.Context,
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The source to remove, as `sources list` names it."),
+    ],
+    yes: YesOption = False,
+) -> None:
+    """Delete a source with its operations, events, runs and state, in one transaction.
+
+    Asks first on a terminal; without one (cron, a pipe) it refuses unless --yes.
+
+    \b
+    Example:
+      archiver --db archive.db sources remove typo@eu-west-9 --yes
+    """
+    from archiver.store.write import drop_source
+
+    with open_archive(ctx) as archive:
+        _confirm(yes, f"remove source {name!r}", "Everything it holds is deleted.")
+        removed = drop_source(archive, name)
+    if not settings_of(ctx).quiet:
+        counts = (removed["operations"], removed["operation_events"], removed["sync_runs"])
+        typer.echo(f"removed source {name!r}: %d operations, %d events, %d runs" % counts, err=True)
+
+
+@app.command()
+@guarded
+def status(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(metavar="NAME", help="Only this source.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
+    ] = False,
+    max_age: Annotated[
+        str, typer.Option("--max-age", metavar="SPAN", help="With --check: the stalest allowed.")
+    ] = "26h",
+) -> None:
+    """Per source: watermark, last runs and their counts, archive totals by status and type.
+
+    With --check, a verdict for cron and alerting instead: silent and exit 0 when
+    every source's last successful sync is younger than --max-age and its latest run
+    did not fail; otherwise one line per stale or failing source, exit 1.
+
+    \b
+    Example:
+      archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
+    """
+    from archiver.read.status import check_freshness, summarize, to_text
+    from archiver.timeutil import parse_span
+
+    age = parse_span(max_age) if check else None
+    with open_archive(ctx) as archive:
+        summary = summarize(archive, source=source)
+    if age is not None:
+        problems = check_freshness(summary, max_age=age)
+        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    elif age is None:
+        typer.echo(to_text(summary))
+    else:
+        for line in summary["check"]["problems"]:
+            typer.echo(line)
+    if age is not None and summary["check"]["problems"]:
+        raise typer.Exit(1)

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from archiver.cli import app, db_given, emulator_app, guarded, log, settings_of, terminal_width
+from archiver.cli.app import (
+    app,
+    db_given,
+    emulator_app,
+    guarded,
+    log,
+    say,
+    settings_of,
+    terminal_width,
+)
 from archiver.errors import UsageError
 
 
@@ -25,9 +36,9 @@ class UnitChoice(StrEnum):
 
 
 if TYPE_CHECKING:
-    from archiver.cloudmap import ClientSettings
-    from archiver.planning import SyncOptions
-    from archiver.sync import Summary
+    from archiver.sync.client import ClientSettings
+    from archiver.sync.options import SyncOptions
+    from archiver.sync.run import Summary
 
 
 @emulator_app.command("serve")
@@ -266,7 +277,7 @@ def sync(
     Example:
       archiver --db archive.db sync --profile prod --region eu-west-1 --json
     """
-    from archiver import options
+    from archiver.sync import options
 
     config = settings_of(ctx).config
     if sync_all or (config is not None and source):
@@ -281,7 +292,7 @@ def sync(
                               incomplete_retry_days=incomplete_retry_days)  # fmt: skip
     opts, client_settings = options.build(words)
     if dry_run:
-        from archiver.sync import dry_run as planned
+        from archiver.sync.run import dry_run as planned
 
         typer.echo(json.dumps(planned(settings_of(ctx).db, opts), indent=2))
         return
@@ -311,8 +322,9 @@ _PER_SOURCE = ("region", "profile", "endpoint_url", "since", "until", "window", 
 def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: int, *,
                 dry_run: bool, as_json: bool, metrics_file: Path | None) -> None:  # fmt: skip
     """`sync --all` / `sync --source A --source B` over the sources of --config."""
-    from archiver import exits, fleet, stopping
-    from archiver import sync as sync_mod
+    from archiver import stopping
+    from archiver.sync import fleet
+    from archiver.sync import run as sync_mod
 
     settings = settings_of(ctx)
     if settings.config is None:
@@ -325,7 +337,7 @@ def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: 
                          "set it in the config ([defaults] or [[source]])")  # fmt: skip
     jobs = fleet.plan(settings.config, None if sync_all else names)
     if metrics_file is not None:
-        from archiver import metrics
+        from archiver.read import status as metrics
 
         metrics.check_path(metrics_file)
     if dry_run:
@@ -338,12 +350,12 @@ def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: 
         if as_json:
             typer.echo(json.dumps(result.to_json()))
         if result.error is not None:
-            exits.say(f"source {result.source}: {result.error}", settings.log_format)
+            say(f"source {result.source}: {result.error}", settings.log_format)
 
     results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report)
     if metrics_file is not None:
-        from archiver import metrics
-        from archiver.archive import Archive
+        from archiver.read import status as metrics
+        from archiver.store.archive import Archive
 
         with Archive.open(settings.db) as archive:
             retries = {r.source: r.summary.stats.retries for r in results if r.summary}
@@ -362,13 +374,12 @@ def _run_sync(
     """The run (``sync.sync_source``), with progress at a terminal; the metrics file
     after it, whatever its outcome."""
     from archiver import stopping
-    from archiver.progress import for_terminal
-    from archiver.sync import sync_source
+    from archiver.sync.run import sync_source
 
     settings = settings_of(ctx)
     stopping.install()
     if metrics_file is not None:
-        from archiver import metrics
+        from archiver.read import status as metrics
 
         metrics.check_path(metrics_file)
     retries: dict[str, int] = {}
@@ -381,8 +392,8 @@ def _run_sync(
         if shown is not None:
             shown.close()  # the display ends as a finished line, not overwritten
         if metrics_file is not None:
-            from archiver import metrics
-            from archiver.archive import Archive
+            from archiver.read import status as metrics
+            from archiver.store.archive import Archive
 
             with Archive.open(settings.db) as archive:
                 metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
@@ -409,9 +420,7 @@ def demo(
     Example:
       archiver demo && archiver --db demo.db query -o count
     """
-    from archiver import demo as demo_mod
     from archiver import stopping
-    from archiver.progress import for_terminal
 
     settings = settings_of(ctx)
     target = settings.db if db_given(ctx) else "demo.db"
@@ -419,7 +428,97 @@ def demo(
     width = terminal_width() if sys.stdout.isatty() else None
     shown = for_terminal(quiet=settings.quiet, source="demo@emulator")
     try:
-        demo_mod.run_demo(target, sys.stdout, operations=operations, width=width, on_page=shown)
+        run_demo(target, sys.stdout, operations=operations, width=width, on_page=shown)
     finally:
         if shown is not None:
             shown.close()
+
+
+SOURCE = "demo@emulator"
+
+
+def run_demo(
+    target: str,
+    out: TextIO,
+    *,
+    operations: int = 3000,
+    width: int | None = None,
+    on_page: Callable[[Any], None] | None = None,
+) -> None:
+    """Sync ``operations`` synthetic operations into ``target``, then show what it holds."""
+    from archiver import filters
+    from archiver.emulator import Emulator
+    from archiver.read import Output, query
+    from archiver.read import outputs as render
+    from archiver.read import status as status_mod
+    from archiver.store.archive import Archive
+    from archiver.sync import options
+    from archiver.sync.run import sync_source
+
+    _refuse_a_real_archive(target)
+    with Emulator(seed_operations=operations, days=30, seed=42) as emu:
+        words = options.SyncWords(region="us-east-1", endpoint_url=emu.url, source=SOURCE,
+                                  access_key="demo", secret_key="demo")  # fmt: skip
+        opts, client_settings = options.build(words)
+        summary = sync_source(target, opts, client_settings, on_page=on_page)
+    out.write(f"synced {summary.stats.listed} operations from the emulator into {target}\n\n")
+    with Archive.open(target) as archive:
+        out.write(status_mod.to_text(status_mod.summarize(archive, source=SOURCE)) + "\n")
+        out.write(f"\n$ archiver --db {target} query --filters Name=STATUS,Values=FAIL "
+                  "--max-items 5\n")  # fmt: skip
+        selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
+        render.write(Output.table, query.run(archive, selection), out, width=width)
+
+
+def _refuse_a_real_archive(target: str) -> None:
+    """Synthetic operations must never mix into an archive of real ones."""
+    from archiver.store.archive import Archive
+    from archiver.store.write import source_ids
+
+    probe = Archive(target)
+    if probe.is_new:
+        return
+    with Archive.open(target) as archive, archive.reader.connect() as conn:
+        others = sorted(set(source_ids(conn, None).values()) - {SOURCE})
+    if others:
+        raise UsageError(
+            f"{archive.name} holds other sources ({', '.join(others)}); the demo writes "
+            "only into an archive of its own: run it without --db (demo.db) or name a new file"
+        )
+
+
+class TerminalProgress:
+    """A live rich display on stderr: elapsed time, window i/N, pages, operations
+    fetched and their rate; ``close()`` leaves its final state as one finished line."""
+
+    def __init__(self, source: str) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[line]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = self._progress.add_task(source, total=None, line="starting")
+        self._began = time.monotonic()
+        self._progress.start()
+
+    def __call__(self, stats: Any) -> None:
+        fetched = stats.inserted + stats.updated
+        rate = fetched / max(time.monotonic() - self._began, 1e-6)
+        line = (f"window {stats.windows}/{stats.planned_windows}  pages {stats.pages}  "
+                f"listed {stats.listed}  fetched {fetched}  {rate:,.0f}/s")  # fmt: skip
+        self._progress.update(self._task, line=line)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def for_terminal(*, quiet: bool, source: str = "sync") -> TerminalProgress | None:
+    """The display, or None when stderr is not a terminal (cron, a pipe) or with -q."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    return TerminalProgress(source)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from archiver import __version__, wire
+from archiver import __version__
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
-from archiver.records import OperationRecord
-from archiver.secrets import redact
+from archiver.guards import redact
+from archiver.records import Listed, OperationRecord
+from archiver.sync import wire
 from archiver.timeutil import to_epoch_ms, utc_ms
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
@@ -285,18 +286,6 @@ def list_operations(
         )
 
 
-@dataclass(frozen=True)
-class Listed:
-    """A namespace or service as ListNamespaces or ListServices summarises it."""
-
-    id: str
-    name: str
-    type: str | None
-    arn: str | None
-    resource_owner: str | None
-    create_date: datetime | None
-
-
 def list_catalog(
     client: CloudMapClient, kind: str, *, owner: str | None = None, limit: RateLimit | None = None
 ) -> tuple[list[Listed], int]:
@@ -354,3 +343,54 @@ def get_operation(
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
     raw = answer.get(wire.RAW_OPERATION)  # as sent, members botocore dropped included
     return OperationRecord.from_api(answer["Operation"], raw), retries
+
+
+START = 8
+FLOOR = 4  # never fewer in flight: see the module's docstring
+AVOIDANCE = 16  # rounds of clean answers per added call, once the service has throttled
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One call's permission to run, and the window it was sent in."""
+
+    window: int
+
+
+class AdaptiveLimit:
+    """Calls in flight, between 1 and ``cap``, adapted by AIMD."""
+
+    def __init__(self, cap: int, start: int | None = None, *, fixed: bool = False) -> None:
+        self.cap = cap
+        self.fixed = fixed  # exactly ``cap`` in flight, never adapted (for comparisons)
+        self.limit = float(cap if fixed else min(START if start is None else start, cap))
+        self.in_flight = 0
+        self.peak = int(self.limit)
+        self.cuts = 0
+        self.slow_start = True
+        self._window = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> Ticket:
+        with self._cond:
+            while self.in_flight >= int(self.limit):
+                self._cond.wait(0.5)
+            self.in_flight += 1
+            return Ticket(self._window)
+
+    def release(self, ticket: Ticket, *, throttled: bool) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+            if self.fixed:
+                return
+            if throttled:
+                self.slow_start = False
+                if ticket.window == self._window:  # the first news of this round
+                    self.limit = max(float(min(FLOOR, self.cap)), self.limit / 2)
+                    self._window += 1
+                    self.cuts += 1
+            elif self.limit < self.cap:
+                step = 1.0 if self.slow_start else 1 / (self.limit * AVOIDANCE)
+                self.limit = min(float(self.cap), self.limit + step)
+                self.peak = max(self.peak, int(self.limit))

@@ -24,12 +24,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from archiver import options
-from archiver.archive import Archive
-from archiver.cloudmap import ClientSettings
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
-from archiver.planning import SyncOptions
-from archiver.sync import Summary, sync_source
+from archiver.store.archive import Archive
+from archiver.sync import options
+from archiver.sync.client import ClientSettings
+from archiver.sync.options import SyncOptions
+from archiver.sync.run import Summary, sync_source
 
 #: What a [[source]] or [defaults] may set: the sync's own words (options.SyncWords).
 SYNC_KEYS = frozenset(f.name for f in fields(options.SyncWords)) - {"access_key", "secret_key"}

@@ -1,0 +1,24 @@
+"""Answers from the archive, offline: ``query`` (the filters in SQL), ``outputs``
+(table, json, csv, ids, count), ``export`` (CSV and its manifest), ``report`` (the
+HTML report) and ``status`` (per source: text, a check, Prometheus metrics). Imports
+``store`` and the core, never ``sync`` or ``cli``.
+
+The words the commands offer as choices are here, on the package's face, so that the
+command line can list them in ``--help`` without loading the database layer.
+"""
+
+from enum import StrEnum
+
+
+class OrderBy(StrEnum):
+    update_date = "update_date"
+    create_date = "create_date"
+    id = "id"
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    ids = "ids"
+    count = "count"  # type: ignore[assignment]  # the word users type; shadows str.count

@@ -1,0 +1,434 @@
+"""One renderer for `query`'s outputs: table, json, csv, ids, count.
+
+Each renderer consumes the stream row by row and writes as it goes, so a query of a
+million operations prints without holding them in memory. ``fetch`` asks the library
+for what each output needs (csv comes from the export's SQL, where the formula guard
+lives), and ``write`` prints it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+from sqlalchemy import String, case, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from archiver.read import Output
+from archiver.read.query import (
+    ArchivedOperation,
+    Selection,
+    chosen_source,
+    merged,
+    named_batches,
+    reading,
+    tuples,
+)
+from archiver.records import FIELDS, ID_FIELDS, KNOWN_VALUES, FieldSpec
+from archiver.store.archive import Archive
+from archiver.store.models import Operation, OperationEvent, iso_text, templated, text_format
+from archiver.timeutil import iso
+
+
+def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
+    """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source.
+
+    The definition of ``-o json``'s objects, in Python; ``as_json`` writes the same in
+    SQL for speed, and the tests hold the two equal.
+    """
+    api = op.record.to_api()
+    names = {"NamespaceName": op.namespace_name, "ServiceName": op.service_name}
+    out: dict[str, Any] = {}
+    for key, value in api.items():
+        out[key] = value
+        if key == "Targets":  # the names sit beside the ids they name
+            out.update((k, v) for k, v in names.items() if v is not None)
+    for key, value in (("CreateDate", op.record.create_date),
+                       ("UpdateDate", op.record.update_date)):  # fmt: skip
+        if value is not None:  # unknown for an incomplete operation
+            out[key] = iso(value)
+    out["Source"] = op.source
+    if op.incomplete:
+        out["Incomplete"] = True
+    return out
+
+
+def write_ids(batches: Iterable[list[str]], out: TextIO) -> int:
+    return write_batches(batches, out, sep="\n", end="\n")
+
+
+# The id is what a user copies, so it is shown whole when the terminal is wide enough;
+# Name is the service's name, or the namespace's for a namespace operation.
+_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Name", 14), ("Id", 0))
+
+
+def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | None = 80) -> int:
+    """Ids are shortened only to fit a terminal of ``width``; ``None`` never shortens."""
+    fixed = sum(w + 1 for _, w in _TABLE[:-1])
+    id_width = max(10, width - fixed) if width else None
+    out.write(" ".join(name.ljust(w) if w else name for name, w in _TABLE).rstrip() + "\n")
+    n = 0
+    for op in rows:
+        r = op.record
+        rid = r.id if id_width is None or len(r.id) <= id_width else r.id[: id_width - 1] + "…"
+        when = iso(r.update_date) if r.update_date else "(incomplete)"
+        name = op.service_name or op.namespace_name or ""
+        name = name if len(name) <= 14 else name[:13] + "…"
+        out.write(f"{when:<24} {r.status:<9} {r.type or '?':<19} {name:<14} {rid}\n")
+        n += 1
+    out.write(f"({n} operation{'s' if n != 1 else ''})\n")
+    return n
+
+
+def fetch(output: Output, archive: Archive, selection: Selection) -> Iterable[Any]:
+    """The rows ``write`` takes for this output, streamed from the archive."""
+    from archiver.read import query
+
+    if output is Output.count:
+        return [query.count(archive, selection)]
+    if output is Output.csv:
+        return csv_rows(archive, selection)
+    if output is Output.json:
+        return json_rows(archive, selection)
+    if output is Output.ids:
+        return query.ids(archive, selection)
+    return query.run(archive, selection)
+
+
+def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None = None) -> int:
+    """Print ``rows`` (from ``fetch``) in ``output``'s form; returns how many."""
+    if output is Output.count:
+        (n,) = rows
+        out.write(f"{n}\n")
+        return int(n)
+    if output is Output.csv:
+        return write_csv(rows, out)
+    if output is Output.json:
+        return write_json(rows, out)
+    if output is Output.ids:
+        return write_ids(rows, out)
+    return write_table(rows, out, width=width)
+
+
+class json_text(FunctionElement[str]):
+    """A text value as a JSON string literal (quoted and escaped), in SQL."""
+
+    type = String()
+    name = "json_text"
+    inherit_cache = True
+
+
+templated(json_text, "json_quote({0})", "CAST(to_json(CAST({0} AS text)) AS text)")
+
+
+def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:
+    """``, "Key": text`` — or nothing when the value is NULL, as GetOperation omits it.
+    A CASE, not COALESCE: SQLite's json_quote(NULL) is the text ``null``, not NULL."""
+    prefix = ("" if first else ", ") + json.dumps(key) + ": "
+    return case((value.is_(None), ""), else_=literal(prefix) + text)
+
+
+def _as_is(f: FieldSpec, *, plain: bool) -> Any:
+    """The SQL text of a field that may stand between quotes as it is, or None. A date
+    is the database's own ``iso_text`` (digits and ``-:.TZ``) and, in a row whose
+    ``plain_ids`` says so, an id is plain too."""
+    column = getattr(Operation, f.name)
+    if f.is_date:
+        return iso_text(column)
+    if plain and f.name in ID_FIELDS:
+        return column
+    return None
+
+
+def _json_value(f: FieldSpec, *, plain: bool) -> Any:
+    """A field's column as a JSON value, quoting in SQL only what may need it: what
+    ``_as_is`` allows goes between quotes as it is, and a value from a closed set (Type,
+    Status) is matched against the set's literals, already quoted. Only the rest — free
+    text, an unknown value kept as the service sent it, the ids of a row that is not
+    plain — goes through ``json_quote``, a call a row each, which were most of the
+    statement's time."""
+    if (text := _as_is(f, plain=plain)) is not None:
+        return literal('"') + text + literal('"')
+    column = getattr(Operation, f.name)
+    known = KNOWN_VALUES.get(f.name)
+    if known:
+        return case({v: literal(json.dumps(v)) for v in known}, value=column,
+                    else_=json_text(column))  # fmt: skip
+    return json_text(column)
+
+
+def json_head(*, complete: bool = True) -> Any:
+    """One operation as the JSON text ``render.to_json_object`` would write, up to its
+    Targets and left open: the names, Source and the closing brace are the reader's
+    (``_closed``), and so are the members of ``extra``. The row's ``plain_ids`` chooses
+    between two forms of it, with its ids written as they are or quoted (``_head``)."""
+    return case((Operation.plain_ids.is_(True), _head(complete=complete, plain=True)),
+                else_=_head(complete=complete, plain=False))  # fmt: skip
+
+
+def _head(*, complete: bool, plain: bool) -> Any:
+    """One ``text_format``: the members every complete operation has stand in the
+    format itself; only those that may be absent are a CASE each. ``complete=False`` (a
+    read that includes incomplete operations, whose fields are NULL) makes every member
+    a CASE."""
+    fmt: list[str] = []
+    args: list[Any] = []
+    for f in FIELDS:
+        if not f.api:
+            continue
+        if complete and not f.optional:
+            text = _as_is(f, plain=plain)  # if any, its quotes stand in the format
+            value = '"%s"' if text is not None else "%s"
+            fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": " + value)
+            args.append(text if text is not None else _json_value(f, plain=plain))
+        else:
+            fmt.append("%s")
+            args.append(_member(f.api, getattr(Operation, f.name), _json_value(f, plain=plain),
+                                first=not fmt[:-1]))  # fmt: skip
+    targets = [f for f in FIELDS if f.target]
+    inner = [_member(f.target or "", getattr(Operation, f.name), _json_value(f, plain=plain))
+             for f in targets]  # fmt: skip
+    present = or_(*(getattr(Operation, f.name).is_not(None) for f in targets))
+    body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
+    fmt.append("%s")
+    args.append(case((present, body), else_=""))
+    return text_format("{" + "".join(fmt), *args)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
+    """Each selected operation's JSON text, streamed in the query's order a batch at a
+    time. An unknown ``--source`` fails here, before any output."""
+    complete = not selection.include_incomplete
+    sources, found = named_batches(
+        archive, selection,
+        lambda _: [json_head(complete=complete).label("json"), Operation.__table__.c.extra],
+        lambda n: ', "NamespaceName": ' + _text(n), lambda n: ', "ServiceName": ' + _text(n),
+    )  # fmt: skip
+    tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
+    return (_closed(*named, tails, flagged=not complete) for named in found)
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _closed(batch: Sequence[Any], namespaces: Iterable[str], services: Iterable[str],
+            tails: dict[int, str], *, flagged: bool) -> list[str]:  # fmt: skip
+    """A batch's JSON texts, each closed with its names and Source. A row is
+    ``TARGET_KEYS``, the head, extra, then the incomplete flag when the read includes
+    them (``named_batches``)."""
+    texts = [f"{r[3]}{ns}{srv}{tails[r[0]]}"
+             for r, ns, srv in zip(batch, namespaces, services, strict=True)]  # fmt: skip
+    for i, row in enumerate(batch):
+        if row[4] is not None or (flagged and row[5]):
+            texts[i] = _finished(texts[i], row[4], flagged and row[5])
+    return texts
+
+
+def _finished(text: str, extra: str | None, incomplete: Any) -> str:
+    """A closed text with the members of ``extra`` merged, and marked when the
+    operation is incomplete."""
+    text = text if extra is None else _with_extra(text, extra)
+    return text[:-1] + ', "Incomplete": true}' if incomplete else text
+
+
+def _with_extra(text: str, extra: str) -> str:
+    """Merge what ``operations.extra`` holds, as ``OperationRecord.to_api`` does: its
+    members after the known ones (before Source), its Targets keys into Targets."""
+    obj = json.loads(text)
+    more = json.loads(extra)
+    extra_targets = more.pop("Targets", {})
+    source = obj.pop("Source")
+    obj.update(more)
+    if extra_targets:
+        obj["Targets"] = {**obj.get("Targets", {}), **extra_targets}
+    obj["Source"] = source
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_json(batches: Iterable[list[str]], out: Any) -> int:
+    """The JSON array, one object per line."""
+    out.write("[")
+    n = write_batches(batches, out, sep=",\n  ", lead="\n  ")
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
+def write_batches(batches: Iterable[Sequence[str]], out: TextIO, *, sep: str, lead: str = "",
+                  end: str = "") -> int:  # fmt: skip
+    """Write ``lead`` + every batch's texts joined by ``sep`` + ``end`` (lead and end
+    only when there is at least one text); returns how many texts."""
+    n = 0
+    for batch in batches:
+        if batch:
+            out.write((sep if n else lead) + sep.join(batch))
+            n += len(batch)
+    if n:
+        out.write(end)
+    return n
+
+
+_SEEN = ("first_seen_at", "last_seen_at")
+_NAMES = ("namespace_name", "service_name")  # appended in 0.3: the header only grows at its end
+COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
+HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
+_GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
+_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+#: The ids (``records.ID_FIELDS``): written as they are, unchecked, in the rows whose
+#: ``plain_ids`` says they can be (the store tests each record once), which saves a
+#: third of the export's SQL; in any other row they are quoted as needed, never
+#: altered.
+_IDS = frozenset(ID_FIELDS)
+_DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
+
+
+def guard(cell: str | None) -> str | None:
+    """Neutralise a cell a spreadsheet would evaluate as a formula."""
+    if cell and cell.startswith(_TRIGGERS):
+        return "'" + cell
+    return cell
+
+
+class csv_field(FunctionElement[str]):
+    """A text cell as it stands in the CSV line, in SQL: quoted with its quotes doubled
+    when it holds a quote, comma, CR or LF (RFC 4180, as Python's csv module writes
+    it); NULL stays NULL, which ``text_format`` writes as the empty cell.
+    ``csv_guarded_field`` also applies the formula guard (inside the quotes)."""
+
+    type = String()
+    name = "csv_field"
+    inherit_cache = True
+
+
+class csv_guarded_field(csv_field):
+    name = "csv_guarded_field"
+    inherit_cache = True
+
+
+def _field_sql(value: str, guarded: bool, dialect: str) -> str:
+    if dialect == "postgresql":
+        lf, cr, tab, find = "chr(10)", "chr(13)", "chr(9)", "strpos({}, {}) > 0"
+    else:
+        lf, cr, tab, find = "char(10)", "char(13)", "char(9)", "instr({}, {})"
+    special = " OR ".join(find.format(value, c) for c in ("'\"'", "','", lf, cr))
+    quoted = f"replace({value}, '\"', '\"\"') || '\"'"
+    # An empty cell is the commonest (no error on a success, no instance on a namespace's
+    # operation): one test of it spares four searches and a substr that would all give
+    # NULL anyway, a tenth of the statement's time on a million-row export.
+    empty = f"WHEN {value} IS NULL THEN NULL"
+    if not guarded:
+        return f"CASE {empty} WHEN {special} THEN '\"' || {quoted} ELSE {value} END"
+    sql_of = {"\t": tab, "\r": cr}  # the guard's own triggers (_TRIGGERS), as SQL
+    firsts = ", ".join(sql_of.get(t, f"'{t}'") for t in _TRIGGERS)
+    trigger = f"substr({value}, 1, 1) IN ({firsts})"
+    mark = "''''"  # SQL for the text ', the guard
+    return (  # the common cell, plain text, is returned as it is: no string is built
+        f"CASE {empty} WHEN {special} THEN '\"' || CASE WHEN {trigger} THEN {mark} ELSE '' END || "
+        f"{quoted} WHEN {trigger} THEN {mark} || {value} ELSE {value} END"
+    )
+
+
+@compiles(csv_field)
+def _csv_field(element: csv_field, compiler: Any, **kw: Any) -> str:
+    value = compiler.process(next(iter(element.clauses)), **kw)
+    guarded = isinstance(element, csv_guarded_field)
+    return _field_sql(value, guarded, compiler.dialect.name)
+
+
+def _csv_cell(text: str | None) -> str:
+    """One cell as Python's csv module writes it (for values known in Python)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
+          plain: Any) -> Any:  # fmt: skip
+    """One CSV line of ``cols`` (header name → column of ``table``; None for source)
+    as one text made in SQL: a million rows never become a million Python tuples for
+    the csv module to join. ``plain`` (the row's ``operations.plain_ids``) chooses
+    between the line with its ids as they are and the line with them quoted."""
+    # Sources are few and already read: their names, guarded and quoted here, go in as
+    # a CASE on source_id. A join steers SQLite's planner away from the filter's index.
+    shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
+    name: Any = case(shown, value=table.source_id, else_="") if shown else literal("")
+
+    def text(col: Any) -> Any:
+        return csv_field(col) if raw else csv_guarded_field(col)
+
+    def cell(column: str, col: Any, *, plain: bool) -> Any:  # NULL is the empty cell
+        if column == "source":
+            return name
+        if column in _DATES:
+            return iso_text(col)
+        if column in KNOWN_VALUES:  # a known value as it is; any other quoted as needed,
+            # never altered
+            return case((col.in_(KNOWN_VALUES[column]), col), else_=csv_field(col))
+        if column in _IDS:
+            return col if plain else csv_field(col)
+        if column in _GUARDED:
+            return text(col)
+        if col.type.python_type is int:
+            return col
+        return csv_field(col)
+
+    fmt = ",".join(["%s"] * len(cols))
+    checked = text_format(fmt, *(cell(c, v, plain=False) for c, v in cols.items()))
+    fast = text_format(fmt, *(cell(c, v, plain=True) for c, v in cols.items()))
+    return case((plain.is_(True), fast), else_=checked).label("line")
+
+
+def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
+                    source_id: int | None) -> Any:  # fmt: skip
+    """The status history as one SELECT of CSV lines, in the export's order."""
+    e, o = OperationEvent, Operation
+    cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
+                                      e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
+    base = select(_line(cols, e, names, raw=raw, plain=o.plain_ids)).select_from(e)
+    base = base.join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
+    if source_id is not None:
+        base = base.where(e.source_id == source_id)
+    return merged(base.where(*selection.bounds()), selection.filters, [e.update_date, e.id])
+
+
+def csv_rows(
+    archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
+) -> Iterator[list[str]]:
+    """The CSV's lines (without their line ends), in the export's order, streamed a
+    batch at a time. An unknown ``--source`` fails here, before any output."""
+    if history:
+        conn, names = reading(archive, selection)
+        return _history(conn, selection, names, raw=raw)
+    # the names, the line's last two cells, are put in by the reader (named_batches)
+    cols = {c: None if c == "source" else getattr(Operation, c)
+            for c in COLUMNS if c not in _NAMES}  # fmt: skip
+    _, found = named_batches(archive, selection,
+                             lambda names: [_line(cols, Operation, names, raw=raw,
+                                                  plain=Operation.plain_ids)],
+                             _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
+    return ([f"{r[3]},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
+            for batch, namespaces, services in found)  # fmt: skip
+
+
+def _history(conn: Any, selection: Selection, names: dict[int, str], *,
+             raw: bool) -> Iterator[list[str]]:  # fmt: skip
+    with conn:
+        stmt = _history_select(selection, names, raw=raw,
+                               source_id=chosen_source(selection, names))  # fmt: skip
+        for batch in tuples(conn, stmt):
+            yield [row[0] for row in batch]  # merged arms' sort keys ride after it
+
+
+def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:
+    """RFC 4180, UTF-8, CRLF line ends; None is an empty cell. The header comes from
+    the csv module; the lines come rendered from the database (``rows``)."""
+    csv.writer(out, lineterminator="\r\n").writerow(HISTORY_COLUMNS if history else COLUMNS)
+    return write_batches(batches, out, sep="\r\n", end="\r\n")
