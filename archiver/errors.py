@@ -4,11 +4,6 @@ The library raises these instead of calling ``sys.exit`` so that it stays import
 and testable; ``cli.main`` is the only place that maps them to exit codes.
 """
 
-from collections.abc import Callable
-from typing import TypeVar
-
-T = TypeVar("T")
-
 
 class ArchiverError(Exception):
     """Base of the tool's own errors; ``exit_code`` is what the CLI exits with."""
@@ -64,15 +59,3 @@ def first_line(exc: BaseException | None) -> str:
     """An exception's first line, or its type's name when it has no message."""
     text = str(exc).strip() if exc is not None else ""
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def parsed(option: str, value: str | None, parse: Callable[[str], T]) -> T | None:
-    """Parse one option's text; its errors name the option (exit 2). Here rather than
-    beside the sync's options, so that a command reading the archive (query, export)
-    does not import the sync to parse its --since."""
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except UsageError as exc:
-        raise UsageError(f"{option}: {exc}") from None

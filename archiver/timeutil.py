@@ -7,9 +7,13 @@ two observations of the same UpdateDate compare unequal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from archiver.errors import UsageError
+
+T = TypeVar("T")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SPAN = timedelta(days=36_500)
@@ -88,3 +92,13 @@ def parse_when(text: str, *, now_: datetime | None = None) -> datetime:
             f"{text!r} is not a time; use ISO-8601 (2026-01-31T00:00:00Z), "
             "epoch seconds, or a span ago such as 30d"
         ) from None
+
+
+def named(option: str, value: str | None, parse: Callable[[str], T]) -> T | None:
+    """Parse one option's text (None stays None); its errors name the option (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc}") from None

@@ -35,7 +35,7 @@ FIXED = (2, 4, 8, 16, 32)
 
 def one_run(n: int, *, workers: int, adaptive: bool, mode: str = "standard") -> dict[str, Any]:
     from archiver.emulator import Emulator
-    from archiver.sync.client import ClientSettings
+    from archiver.sync.options import ClientSettings
     from archiver.sync.run import SyncOptions, sync_source
 
     with Emulator(seed_operations=n, days=30, seed=17, latency_ms=LATENCY_MS, rate_limit=RATE,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.sync.client import ClientSettings, make_client
+from archiver.sync.client import make_client
+from archiver.sync.options import ClientSettings
 
 pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
 

@@ -9,7 +9,7 @@ import pytest
 
 from archiver.emulator import Emulator
 from archiver.records import OperationRecord
-from archiver.sync.client import ClientSettings
+from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from tests.clients import protocol_session
 from tests.conftest import invoke

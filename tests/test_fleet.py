@@ -80,9 +80,45 @@ max_attempts = 2
         ),
         ("[[source]]\nname = 'x'", "no AWS region"),
         ("[[source]]\nregion = 'us-east-1'", "has no name"),
-        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookback = 'soon'", "--lookback"),
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookback = 'soon'", "lookback: 'soon'"),
+        # values the command line would refuse are refused from a config by the same check
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nfull = 'no'", "full: 'no' is not true or"),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nworkers = 'four'",
+            "workers: 'four' is not a whole",
+        ),
+        (
+            "[defaults]\nworkers = 1000\n[[source]]\nname = 'x'\nregion = 'us-east-1'",
+            "workers: 1000 is not from 1 to 64",
+        ),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nmax_attempts = -1",
+            "max_attempts: -1 is not from 1",
+        ),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nworkers = 99999999999999999",
+            "is not from 1 to 64",
+        ),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookbak = '1h'",
+            "did you mean 'lookback'?",
+        ),
     ],
-    ids=["not toml", "top key", "source key", "duplicate", "no region", "no name", "bad span"],
+    ids=[
+        "not toml",
+        "top key",
+        "source key",
+        "duplicate",
+        "no region",
+        "no name",
+        "bad span",
+        "full no",
+        "workers four",
+        "workers 1000",
+        "attempts -1",
+        "workers huge",
+        "typo",
+    ],
 )
 def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_path, monkeypatch,
                                                              text, says) -> None:  # fmt: skip
@@ -94,7 +130,21 @@ def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_pat
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert says in result.stderr
     if "://" not in db:
-        assert not Path(db).exists()  # nothing was written
+        assert not Path(db).exists()  # nothing was written, and no call was made: the
+        # config names no endpoint that could answer, and the check runs before any
+
+
+@pytest.mark.parametrize("value", ["full = 'no'", "workers = 'four'", "workers = 1000"])
+def test_a_value_the_command_line_refuses_is_refused_from_a_config_before_any_call(
+    runner, db, tmp_path, value
+) -> None:
+    with Emulator(seed_operations=10, seed=3) as emu:
+        config = _config(tmp_path, f"[[source]]\nname = 'x'\nregion = 'us-east-1'\n"
+                                   f"endpoint_url = '{emu.url}'\n{value}\n")  # fmt: skip
+        result = invoke(runner, "--db", db, "--config", config, "sync", "--all")
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1 and value.split(" =")[0] in result.stderr
+        assert sum(emu.counters.calls.values()) == 0
 
 
 def test_fleet_usage_errors(runner, db, tmp_path) -> None:

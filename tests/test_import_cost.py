@@ -35,8 +35,9 @@ def test_help_loads_no_database_layer() -> None:
 
 
 def test_reading_the_archive_loads_no_sync_and_no_aws_client(tmp_path) -> None:
-    """`query` and `export` read the archive only: neither the sync nor botocore (a
-    fifth of a small query's start-up between them) is theirs to load. Nor pydantic,
+    """`query` and `export` read the archive only: neither the sync's run and client
+    nor botocore (a fifth of a small query's start-up between them) is theirs to load
+    (the sync's option table, which the command line's help shows, is). Nor pydantic,
     which typer 0.29 loads to parse any command's options (docs/design.md, "The
     command line")."""
     db = str(tmp_path / "a.db")
@@ -47,7 +48,7 @@ def test_reading_the_archive_loads_no_sync_and_no_aws_client(tmp_path) -> None:
             f"import sys; sys.argv = ['archiver', '--db', {db!r}, *{args!r}]\n"
             "from archiver.cli import app\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('archiver.sync', 'archiver.sync.client', 'botocore', 'boto3',"
+            "print([m for m in ('archiver.sync.run', 'archiver.sync.client', 'botocore', 'boto3',"
             " 'pydantic')"
             " if m in sys.modules])"
         )

@@ -52,3 +52,20 @@ def test_an_unwritable_metrics_directory_is_bad_input(runner, archive) -> None:
     result = cli_sync(runner, archive, "http://127.0.0.1:9", "--metrics-file",
                       "/no/such/dir/archiver.prom")  # fmt: skip
     assert result.exit_code == 2 and "--metrics-file" in result.stderr
+
+
+def test_two_sources_synced_in_turn_into_one_metrics_file_both_keep_their_series(
+    runner, archive, tmp_path
+) -> None:
+    """Cron runs each source on its own line with the same --metrics-file: the second
+    run must not erase the first one's series (the file describes the archive)."""
+    path = tmp_path / "archiver.prom"
+    with Emulator(seed_operations=40, seed=62) as a, Emulator(seed_operations=30, seed=63) as b:
+        for url, name in ((a.url, "a"), (b.url, "b")):
+            done = cli_sync(runner, archive, url, "--source", name, "--metrics-file", str(path))
+            assert done.exit_code == 0, done.output
+    m = _samples(path)
+    assert m[("archiver_sync_last_run_listed", (("source", "a"),))] == 40
+    assert m[("archiver_sync_last_run_listed", (("source", "b"),))] == 30
+    for name in ("a", "b"):
+        assert ("archiver_sync_last_success_timestamp_seconds", (("source", name),)) in m

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from archiver.cli import app
 from archiver.emulator import Emulator
 from archiver.store.archive import Archive
-from archiver.sync.client import ClientSettings, make_client
+from archiver.sync.client import make_client
+from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions, run_sync
 from tests.conftest import on_postgres
 

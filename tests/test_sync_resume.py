@@ -19,7 +19,7 @@ from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld, WorkFailed
 from archiver.store.archive import Archive
 from archiver.store.models import Operation, OperationEvent, SyncRun, SyncState
-from archiver.sync.client import ClientSettings
+from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from archiver.timeutil import utc_ms
 from tests.conftest import invoke

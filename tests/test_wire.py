@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from archiver.emulator import Emulator
 from archiver.store.models import Operation, SyncRun, SyncState
-from archiver.sync.client import ClientSettings
+from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from archiver.sync.wire import JunkAnswer
 from tests.clients import protocol_session

@@ -93,17 +93,17 @@ def selection_of(
     **choices: Any,
 ) -> Selection:
     """The options as a ``Selection``, checked before the archive is read (exit 2)."""
-    from archiver.errors import UsageError, parsed
+    from archiver.errors import UsageError
     from archiver.read.query import Selection
-    from archiver.timeutil import now, parse_when
+    from archiver.timeutil import named, now, parse_when
 
     started = now()
 
     def when(text: str) -> datetime:
         return parse_when(text, now_=started)
 
-    start = parsed("--since", since, when)
-    end = parsed("--until", until, when)
+    start = named("--since", since, when)
+    end = named("--until", until, when)
     if start is not None and end is not None and end < start:
         raise UsageError("--until is before --since; nothing can match")
     return Selection(_filters(ctx, filters, more), since=start, until=end, **choices)

@@ -28,6 +28,7 @@ from archiver.cli.app import (
     terminal_width,
 )
 from archiver.errors import UsageError
+from archiver.sync.options import SPECS
 
 
 class UnitChoice(StrEnum):
@@ -36,9 +37,7 @@ class UnitChoice(StrEnum):
 
 
 if TYPE_CHECKING:
-    from archiver.sync.client import ClientSettings
-    from archiver.sync.options import SyncOptions
-    from archiver.sync.run import Summary
+    pass
 
 
 @emulator_app.command("serve")
@@ -136,6 +135,11 @@ def emulator_serve(
           rate_limit=rate_limit, burst=burst)  # fmt: skip
 
 
+def _default(name: str) -> str:
+    """An option's default, from the one definition of the sync's options."""
+    return f" [default: {SPECS[name].describe()}]"
+
+
 @app.command()
 @guarded
 def sync(
@@ -197,55 +201,51 @@ def sync(
         ),
     ] = None,
     lookback: Annotated[
-        str,
+        str | None,
         typer.Option(
-            metavar="SPAN", help="Re-read this much before the watermark, for late updates."
-        ),
-    ] = "15m",
-    workers: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            min=1,
-            max=64,
-            help="The most GetOperation calls in flight. The run starts at 8 and adapts: "
-            "one more while the service answers without throttling, half as many when "
-            "it throttles.",
-        ),
-    ] = 32,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rps", metavar="RATE", min=0.1, max=10_000, help="Cap on API calls per second."
+            metavar="SPAN",
+            help="Re-read this much before the watermark, for late updates." + _default("lookback"),
         ),
     ] = None,
-    max_attempts: Annotated[
-        int,
+    workers: Annotated[
+        int | None,
         typer.Option(
-            metavar="N", min=1, max=50, help="Attempts per call (botocore standard retry mode)."
+            metavar="N",
+            help="The most GetOperation calls in flight, 1 to 64. The run starts at 8 and "
+            "adapts: one more while the service answers without throttling, half as many "
+            "when it throttles." + _default("workers"),
         ),
-    ] = 12,
+    ] = None,
+    max_rps: Annotated[
+        float | None,
+        typer.Option("--max-rps", metavar="RATE", help="Cap on API calls per second."),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Attempts per call, 1 to 50 (botocore standard retry mode)."
+            + _default("max_attempts"),
+        ),
+    ] = None,
     call_timeout: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--call-timeout",
             metavar="SECONDS",
-            min=1,
-            max=3600,
-            help="Seconds one attempt of a call may take in all (connect and whole answer).",
+            help="Seconds one attempt of a call may take in all (connect and whole answer)."
+            + _default("call_timeout"),
         ),
-    ] = 60,
+    ] = None,
     incomplete_retry_days: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--incomplete-retry-days",
             metavar="DAYS",
-            min=0,
-            max=3650,
             help="Days to keep retrying a listed operation GetOperation cannot find; "
-            "after that it stays stored, marked gone.",
+            "after that it stays stored, marked gone." + _default("incomplete_retry_days"),
         ),
-    ] = 7,
+    ] = None,
     full: Annotated[
         bool,
         typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
@@ -261,7 +261,8 @@ def sync(
         typer.Option(
             "--metrics-file",
             metavar="PATH",
-            help="After every run, write Prometheus metrics here (textfile collector).",
+            help="After every run, write Prometheus metrics of every source here "
+            "(textfile collector).",
         ),
     ] = None,
 ) -> None:
@@ -277,126 +278,88 @@ def sync(
     Example:
       archiver --db archive.db sync --profile prod --region eu-west-1 --json
     """
-    from archiver.sync import options
-
-    config = settings_of(ctx).config
-    if sync_all or (config is not None and source):
-        return _sync_fleet(ctx, source or [], sync_all, parallel, dry_run=dry_run,
-                           as_json=as_json, metrics_file=metrics_file)  # fmt: skip
-    if len(source or []) > 1:
-        raise UsageError("give one --source, or name several sources in a --config file")
-    words = options.SyncWords(region, profile, endpoint_url, source[0] if source else None, since,
-                              until, window,
-                              lookback, workers, max_rps, max_attempts, full,
-                              call_timeout=call_timeout,
-                              incomplete_retry_days=incomplete_retry_days)  # fmt: skip
-    opts, client_settings = options.build(words)
-    if dry_run:
-        from archiver.sync.run import dry_run as planned
-
-        typer.echo(json.dumps(planned(settings_of(ctx).db, opts), indent=2))
-        return
-    summary = _run_sync(ctx, opts, client_settings, metrics_file=metrics_file)
-    if as_json:
-        typer.echo(json.dumps(summary.to_json()))
-    log.info(
-        "source %s: done in %.1fs: listed %d, new %d, changed %d, GetOperation %d, "
-        "list pages %d; watermark %s",
-        summary.source,
-        summary.duration_s,
-        summary.stats.listed,
-        summary.stats.inserted,
-        summary.stats.updated,
-        summary.stats.get_calls,
-        summary.stats.list_calls,
-        summary.watermark,
-    )
-
-
-#: Options that, in fleet mode, belong in the config ([defaults] or a [[source]]).
-_PER_SOURCE = ("region", "profile", "endpoint_url", "since", "until", "window", "lookback",
-               "workers", "max_rps", "max_attempts", "call_timeout", "incomplete_retry_days",
-               "full")  # fmt: skip
-
-
-def _sync_fleet(ctx: typer.Context, names: list[str], sync_all: bool, parallel: int, *,
-                dry_run: bool, as_json: bool, metrics_file: Path | None) -> None:  # fmt: skip
-    """`sync --all` / `sync --source A --source B` over the sources of --config."""
-    from archiver import stopping
-    from archiver.sync import fleet
-    from archiver.sync import run as sync_mod
+    from archiver.sync import fleet, options
 
     settings = settings_of(ctx)
-    if settings.config is None:
-        raise UsageError("--all needs --config PATH (or ARCHIVER_CONFIG) naming the sources")
-    typed = [p for p in _PER_SOURCE if (src := ctx.get_parameter_source(p)) and
-             src.name == "COMMANDLINE"]  # fmt: skip
-    if typed:
-        option = "--" + typed[0].replace("_", "-")
-        raise UsageError(f"{option} applies to one source; for the sources of --config, "
-                         "set it in the config ([defaults] or [[source]])")  # fmt: skip
-    jobs = fleet.plan(settings.config, None if sync_all else names)
-    if metrics_file is not None:
-        from archiver.read import status as metrics
+    typed = {name: value for name, value in locals().items() if name in SPECS}
+    typed["source"] = source[0] if source else None
+    typed["full"] = full or None
+    from_config = sync_all or (settings.config is not None and bool(source))
+    if from_config:
+        given = [n for n, v in typed.items() if v is not None and n != "source"]
+        if given:
+            raise UsageError(f"{options.flag(given[0])} applies to one source; for the "
+                             "sources of --config, set it in the config ([defaults] or "
+                             "[[source]])")  # fmt: skip
+        if settings.config is None:
+            raise UsageError("--all needs --config PATH (or ARCHIVER_CONFIG) naming the sources")
+        jobs = fleet.plan(settings.config, None if sync_all else source)
+    elif len(source or []) > 1:
+        raise UsageError("give one --source, or name several sources in a --config file")
+    else:
+        jobs = [fleet.Job(*options.build(typed))]
+    _sync(ctx, jobs, parallel=parallel, dry_run=dry_run, as_json=as_json,
+          metrics_file=metrics_file, one=not from_config)  # fmt: skip
 
-        metrics.check_path(metrics_file)
+
+def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, as_json: bool,
+          metrics_file: Path | None, one: bool) -> None:  # fmt: skip
+    """Every job through ``fleet.run`` (one source is a fleet of one): the same runs,
+    locks and metrics, whichever way the sources were named."""
+    from archiver import stopping
+    from archiver.sync import fleet
+    from archiver.sync import run as sync_run
+
+    settings = settings_of(ctx)
+    if metrics_file is not None:
+        _check_metrics_path(metrics_file)
     if dry_run:
-        plans = [sync_mod.dry_run(settings.db, job.opts) for job in jobs]
-        typer.echo(json.dumps(plans, indent=2))
+        plans = [sync_run.dry_run(settings.db, job.opts) for job in jobs]
+        typer.echo(json.dumps(plans[0] if one else plans, indent=2))
         return
     stopping.install()
 
     def report(result: fleet.Result) -> None:
         if as_json:
             typer.echo(json.dumps(result.to_json()))
-        if result.error is not None:
+        if result.summary is not None:
+            s = result.summary
+            log.info("source %s: done in %.1fs: listed %d, new %d, changed %d, GetOperation "
+                     "%d, list pages %d; watermark %s", s.source, s.duration_s, s.stats.listed,
+                     s.stats.inserted, s.stats.updated, s.stats.get_calls, s.stats.list_calls,
+                     s.watermark)  # fmt: skip
+        elif result.error is not None and not one:
             say(f"source {result.source}: {result.error}", settings.log_format)
 
-    results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report)
-    if metrics_file is not None:
-        from archiver.read import status as metrics
-        from archiver.store.archive import Archive
-
-        with Archive.open(settings.db) as archive:
-            retries = {r.source: r.summary.stats.retries for r in results if r.summary}
-            metrics.write(str(metrics_file), archive, [j.opts.source for j in jobs],
-                          retries=retries)  # fmt: skip
-    raise typer.Exit(fleet.worst_exit(results))
-
-
-def _run_sync(
-    ctx: typer.Context,
-    opts: SyncOptions,
-    client_settings: ClientSettings,
-    *,
-    metrics_file: Path | None = None,
-) -> Summary:
-    """The run (``sync.sync_source``), with progress at a terminal; the metrics file
-    after it, whatever its outcome."""
-    from archiver import stopping
-    from archiver.sync.run import sync_source
-
-    settings = settings_of(ctx)
-    stopping.install()
-    if metrics_file is not None:
-        from archiver.read import status as metrics
-
-        metrics.check_path(metrics_file)
-    retries: dict[str, int] = {}
-    shown = for_terminal(quiet=settings.quiet, source=opts.source)
+    shown = for_terminal(quiet=settings.quiet, source=jobs[0].opts.source) if one else None
     try:
-        summary = sync_source(settings.db, opts, client_settings, on_page=shown)
-        retries[summary.source] = summary.stats.retries
-        return summary
+        results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report, on_page=shown)
     finally:
         if shown is not None:
             shown.close()  # the display ends as a finished line, not overwritten
-        if metrics_file is not None:
-            from archiver.read import status as metrics
-            from archiver.store.archive import Archive
+    if metrics_file is not None:
+        _write_metrics(settings.db, metrics_file, results)
+    if one and results[0].error is not None:
+        raise results[0].error
+    raise typer.Exit(fleet.worst_exit(results))
 
-            with Archive.open(settings.db) as archive:
-                metrics.write(str(metrics_file), archive, [opts.source], retries=retries)
+
+def _check_metrics_path(path: Path) -> None:
+    from archiver.read import status
+
+    status.check_metrics_path(path)
+
+
+def _write_metrics(db: str, path: Path, results: list[Any]) -> None:
+    """The metrics of every source the archive holds (those not run keep their series)."""
+    from archiver.read import status
+    from archiver.store.archive import Archive
+
+    if Archive(db).is_new:
+        return  # the runs failed before the archive was made: nothing to describe
+    with Archive.open(db) as archive:
+        retries = {r.source: r.summary.stats.retries for r in results if r.summary}
+        status.write_metrics(str(path), archive, retries=retries)
 
 
 @app.command()
@@ -457,9 +420,8 @@ def run_demo(
 
     _refuse_a_real_archive(target)
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
-        words = options.SyncWords(region="us-east-1", endpoint_url=emu.url, source=SOURCE,
-                                  access_key="demo", secret_key="demo")  # fmt: skip
-        opts, client_settings = options.build(words)
+        values = {"region": "us-east-1", "endpoint_url": emu.url, "source": SOURCE}
+        opts, client_settings = options.build(values, credentials=("demo", "demo"))
         summary = sync_source(target, opts, client_settings, on_page=on_page)
     out.write(f"synced {summary.stats.listed} operations from the emulator into {target}\n\n")
     with Archive.open(target) as archive:

@@ -189,15 +189,16 @@ if TYPE_CHECKING:  # the sync checks the path before SQLAlchemy loads (``head_st
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
 
 
-def check_path(path: Path) -> None:
+def check_metrics_path(path: Path) -> None:
     """Refuse a metrics file that could not be written, before any run (exit 2)."""
     if not os.access(path.parent or ".", os.W_OK):
         raise UsageError(f"--metrics-file {path}: its directory is not writable")
 
 
-def write(path: str, archive: Archive, sources: list[str], *, retries: dict[str, int]) -> None:
-    """Write the metrics of ``sources`` (their latest run, last success, watermark)."""
-    from archiver.store import write as store
+def write_metrics(path: str, archive: Archive, *, retries: dict[str, int]) -> None:
+    """Write the metrics of every source of the archive (its latest run, last success,
+    watermark): a file shared by runs of several sources keeps each one's series.
+    ``retries``: of the sources run now (the archive does not keep them)."""
 
     try:
         from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
@@ -218,10 +219,7 @@ def write(path: str, archive: Archive, sources: list[str], *, retries: dict[str,
     counts = {c: gauge(f"last_run_{c}", f"The last run's {c.replace('_', ' ')}.") for c in _COUNTS}
     retried = gauge("last_run_retries", "Calls botocore retried in the last run.")
     with archive.reader.connect() as conn:
-        for name in sources:
-            sid = store.find_source(conn, name)
-            if sid is None:
-                continue  # the run failed before the source existed
+        for sid, name in source_ids(conn, None).items():
             r = store.latest_run(conn, sid)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)

@@ -14,7 +14,6 @@ left to boto3's chain and never logged or stored.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,28 +26,10 @@ from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
 from archiver.sync import wire
+from archiver.sync.options import ClientSettings, resolve_region, session
 from archiver.timeutil import to_epoch_ms, utc_ms
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
-DEFAULT_ATTEMPTS = 12
-DEFAULT_CALL_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    max_attempts: int = DEFAULT_ATTEMPTS
-    call_timeout: float = DEFAULT_CALL_TIMEOUT  # connect + whole answer, per attempt
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    pool_size: int = 10
-    #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
-    #: against the sync's own AIMD by bench/throttled.py, and lost.
-    retry_mode: str = "standard"
-    access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
-    secret_key: str | None = None
 
 
 class CloudMapClient(Protocol):
@@ -93,43 +74,6 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         raise WorkFailed(redact(f"{call} failed: {first_line(exc)}")) from None
 
 
-def _session(settings: ClientSettings, botocore_session: Any = None) -> Any:
-    """A boto3 session for the profile; a missing or broken profile is bad input."""
-    import boto3
-    from botocore.exceptions import ConfigParseError, ProfileNotFound
-
-    try:
-        return boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
-    except ProfileNotFound:
-        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
-    except ConfigParseError as exc:
-        raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
-
-
-def profile_region(settings: ClientSettings) -> str | None:
-    """The region the profile (``~/.aws/config``) names, as the client itself would use.
-
-    A broken config is reported by ``_session``: creating the session parses it.
-    """
-    return _session(settings).region_name  # type: ignore[no-any-return]
-
-
-def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
-    """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
-    return (
-        settings.region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or profile_region
-    )
-
-
-def default_source_name(settings: ClientSettings, region: str | None) -> str:
-    """``<profile>@<region>``: one source per account and region (docs/design.md)."""
-    profile = settings.profile or os.environ.get("AWS_PROFILE") or "default"
-    return f"{profile}@{region or 'unknown-region'}"
-
-
 def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
     import botocore.session
@@ -139,8 +83,8 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     botocore_session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=wire.api_timestamp
     )
-    session = _session(settings, botocore_session)
-    region = resolve_region(settings, session.region_name)
+    boto3_session = session(settings, botocore_session)
+    region = resolve_region(settings, boto3_session.region_name)
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     config = Config(
@@ -165,7 +109,7 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     from botocore.exceptions import InvalidRegionError
 
     try:
-        client = session.client(
+        client = boto3_session.client(
             "servicediscovery",
             region_name=region,
             # Only --endpoint-url is ours to pass: botocore resolves the rest as the

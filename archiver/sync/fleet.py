@@ -20,30 +20,27 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import options
-from archiver.sync.client import ClientSettings
-from archiver.sync.options import SyncOptions
+from archiver.sync.options import ClientSettings, SyncOptions
 from archiver.sync.run import Summary, sync_source
-
-#: What a [[source]] or [defaults] may set: the sync's own words (options.SyncWords).
-SYNC_KEYS = frozenset(f.name for f in fields(options.SyncWords)) - {"access_key", "secret_key"}
 
 
 @dataclass(frozen=True)
 class Config:
     path: Path
     db: str | None
-    sources: list[options.SyncWords]
+    sources: list[dict[str, Any]]  # each [[source]] over [defaults], as options.build takes
 
 
 def load(path: Path) -> Config:
-    """Read and check the config; every problem is one UsageError naming the file."""
+    """Read and check the config; every problem is one UsageError naming the file. The
+    values are checked as the command line's are (``options.check``), before any call."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -58,14 +55,14 @@ def load(path: Path) -> Config:
     entries = data.get("source", [])
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"config {path}: no [[source]]; name at least one")
-    sources: list[options.SyncWords] = []
+    sources: list[dict[str, Any]] = []
     for i, entry in enumerate(entries, start=1):
         values = {**defaults, **_section(path, entry, f"[[source]] {i}", allow_name=True)}
         if not values.get("source"):
             raise UsageError(f"config {path}: [[source]] {i} has no name")
-        if any(s.source == values["source"] for s in sources):
+        if any(s["source"] == values["source"] for s in sources):
             raise UsageError(f"config {path}: source {values['source']!r} is named twice")
-        sources.append(options.SyncWords(**values))
+        sources.append(values)
     db = data.get("db")
     if db is not None and not isinstance(db, str):
         raise UsageError(f"config {path}: db must be a path or URL string")
@@ -73,17 +70,18 @@ def load(path: Path) -> Config:
 
 
 def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[str, Any]:
+    """A table's values by option name, each checked now (type, range, a known key)."""
     if not isinstance(table, dict):
         raise UsageError(f"config {path}: {where} must be a table")
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
         if name == "name" and allow_name:
-            out["source"] = value
-        elif name in SYNC_KEYS and name != "source":
-            out[name] = value
-        else:
-            raise UsageError(f"config {path}: {where}: unknown key {key!r}")
+            name = "source"
+        elif name == "source":
+            raise UsageError(f"config {path}: {where}: unknown key {key!r} (a [[source]] is "
+                             "named by name)")  # fmt: skip
+        out[name] = options.check(name, value, context=f"config {path}: {where}: ", key=True)
     return out
 
 
@@ -98,21 +96,18 @@ def plan(config: Config, names: list[str] | None) -> list[Job]:
     or a name the config does not have, stops everything before any API call."""
     chosen = config.sources
     if names:
-        known = {s.source for s in config.sources}
+        known = {s["source"] for s in config.sources}
         missing = [n for n in names if n not in known]
         if missing:
             raise UsageError(f"config {config.path} has no source {missing[0]!r} "
                              f"(sources: {', '.join(sorted(str(k) for k in known))})")  # fmt: skip
-        chosen = [s for s in config.sources if s.source in names]
+        chosen = [s for s in config.sources if s["source"] in names]
     jobs = []
-    for words in chosen:
-        try:
-            opts, client = options.build(words)
-        except UsageError as exc:
-            raise UsageError(f"config {config.path}: source {words.source!r}: {exc}") from None
+    for values in chosen:
+        where = f"config {config.path}: source {values['source']!r}"
+        opts, client = options.build(values, context=f"{where}: ", key=True)
         if not opts.region:
-            raise UsageError(f"config {config.path}: source {words.source!r}: no AWS region "
-                             "(set region, or one in its profile)")  # fmt: skip
+            raise UsageError(f"{where}: no AWS region (set region, or one in its profile)")
         jobs.append(Job(opts, client))
     return jobs
 
@@ -141,13 +136,15 @@ def run(
     *,
     parallel: int,
     on_done: Callable[[Result], None] | None = None,
+    on_page: Callable[[Any], None] | None = None,
 ) -> list[Result]:
     """Sync every job, at most ``parallel`` at once, each on its own archive handle
     (its own engines and lock); one source's failure never stops another."""
 
     def one(job: Job) -> Result:
         try:
-            return Result(job.opts.source, sync_source(location, job.opts, job.client), None)
+            summary = sync_source(location, job.opts, job.client, on_page=on_page)
+            return Result(job.opts.source, summary, None)
         except KeyboardInterrupt as exc:  # a stop request, taken in this run's waits
             return Result(job.opts.source, None, Interrupted(str(exc) or "interrupted"))
         except ArchiverError as exc:
@@ -156,9 +153,10 @@ def run(
             return Result(job.opts.source, None, ArchiverError(f"{type(exc).__name__}: "
                                                                f"{first_line(exc)}"))  # fmt: skip
 
-    # A new archive is created (migrated) once, here: runs racing to create one file
-    # would each run the migrations.
-    Archive.open(location, create_missing=True).close()
+    if len(jobs) > 1:
+        # A new archive is created (migrated) once, here: runs racing to create one
+        # file would each run the migrations.
+        Archive.open(location, create_missing=True).close()
     results: list[Result] = []
     with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="source") as pool:
         futures = [pool.submit(one, job) for job in jobs]

@@ -1,88 +1,191 @@
-"""From the sync's command-line words to ``SyncOptions`` and ``ClientSettings``.
+"""The sync's options: one definition, checked the same from the command line and a config.
 
-One place, so that `sync`, `demo` (and any caller of the library) resolve the region,
-the default source name and the time options the same way. The region is resolved as
-the client resolves it: ``--region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then the
-profile's own ``region`` in ``~/.aws/config``; the source is named after that region.
+``SPECS`` names every option a sync takes, with its type, default and range. The
+command line (``cli.sync``) and a config's ``[defaults]`` / ``[[source]]`` tables
+(``fleet``) both hand their values to ``build``, which checks each one here — the
+type (a config's ``full = "no"`` is refused, not read as true), the range, an
+unknown name with a "did you mean" — then parses times and spans and resolves the
+region as the client does: ``--region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``,
+then the profile's own ``region``. The source is named after that region.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from archiver.errors import UsageError, parsed
-from archiver.sync.client import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_CALL_TIMEOUT,
-    ClientSettings,
-    default_source_name,
-    profile_region,
-    resolve_region,
-)
-from archiver.timeutil import EPOCH, iso, now, parse_span, parse_when
+from archiver.errors import UsageError, first_line
+from archiver.timeutil import EPOCH, iso, named, now, parse_span, parse_when
 
 
 @dataclass(frozen=True)
-class SyncWords:
-    """The sync's options as the user typed them (times and spans still text)."""
+class Spec:
+    """One option: its type, its default, and the range a number must be in."""
 
+    kind: type
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+
+    def describe(self) -> str:
+        return f"{self.default}" if self.default is not None else "none"
+
+
+#: Every option of a sync. Times and spans stay text here; ``build`` parses them.
+SPECS: dict[str, Spec] = {
+    "region": Spec(str),
+    "profile": Spec(str),
+    "endpoint_url": Spec(str),
+    "source": Spec(str),
+    "since": Spec(str),
+    "until": Spec(str),
+    "window": Spec(str),
+    "lookback": Spec(str, "15m"),
+    "workers": Spec(int, 32, 1, 64),
+    "max_rps": Spec(float, None, 0.1, 10_000),
+    "max_attempts": Spec(int, 12, 1, 50),
+    "call_timeout": Spec(float, 60.0, 1, 3600),
+    "incomplete_retry_days": Spec(float, 7.0, 0, 3650),
+    "full": Spec(bool, False),
+}
+
+
+def flag(name: str) -> str:
+    """How the command line spells an option: ``--max-rps`` for ``max_rps``."""
+    return "--" + name.replace("_", "-")
+
+
+def check(name: str, value: Any, *, context: str = "", key: bool = False) -> Any:
+    """``value`` if it is of the option's type and in its range, else UsageError (exit
+    2). ``key``: the value comes from a config, whose keys are named as written there,
+    after ``context`` (the file and table); else from the command line (``--flag``)."""
+    shown = name if key else flag(name)
+    spec = SPECS.get(name)
+    if spec is None:
+        near = difflib.get_close_matches(name, SPECS, n=1)
+        hint = f"; did you mean {near[0] if key else flag(near[0])!r}?" if near else ""
+        raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")
+    if value is None:
+        return spec.default
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[spec.kind]
+    if not isinstance(value, kinds) or (spec.kind is not bool and isinstance(value, bool)):
+        words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+        raise UsageError(f"{context}{shown}: {value!r} is not {words[spec.kind]}")
+    number = float(cast(float, value)) if spec.kind in (int, float) else 0.0
+    if spec.low is not None and spec.high is not None and not spec.low <= number <= spec.high:
+        raise UsageError(f"{context}{shown}: {value!r} is not from {spec.low:g} to {spec.high:g}")
+    return number if spec.kind is float else value
+
+
+@dataclass(frozen=True)
+class ClientSettings:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
-    source: str | None = None
-    since: str | None = None
-    until: str | None = None
-    window: str | None = None
-    lookback: str = "15m"
-    workers: int = 32
-    max_rps: float | None = None
-    max_attempts: int = DEFAULT_ATTEMPTS
-    full: bool = False
-    call_timeout: float = DEFAULT_CALL_TIMEOUT
-    incomplete_retry_days: float = 7.0
+    max_attempts: int = SPECS["max_attempts"].default
+    call_timeout: float = SPECS["call_timeout"].default  # connect + whole answer, per attempt
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 10
+    #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
+    #: against the sync's own AIMD by bench/throttled.py, and lost.
+    retry_mode: str = "standard"
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
 
 
+def session(settings: ClientSettings, botocore_session: Any = None) -> Any:
+    """A boto3 session for the profile; a missing or broken profile is bad input."""
+    import boto3
+    from botocore.exceptions import ConfigParseError, ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
+    except ProfileNotFound:
+        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
+    except ConfigParseError as exc:
+        raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
+
+
+def profile_region(settings: ClientSettings) -> str | None:
+    """The region the profile (``~/.aws/config``) names, as the client itself would use.
+
+    A broken config is reported by ``session``: creating the session parses it.
+    """
+    return session(settings).region_name  # type: ignore[no-any-return]
+
+
+def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
+    """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
+    return (
+        settings.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or profile_region
+    )
+
+
+def default_source_name(settings: ClientSettings, region: str | None) -> str:
+    """``<profile>@<region>``: one source per account and region (docs/design.md)."""
+    profile = settings.profile or os.environ.get("AWS_PROFILE") or "default"
+    return f"{profile}@{region or 'unknown-region'}"
+
+
 def build(
-    words: SyncWords, *, started: datetime | None = None
+    values: Mapping[str, Any],
+    *,
+    started: datetime | None = None,
+    context: str = "",
+    key: bool = False,
+    credentials: tuple[str, str] | None = None,
 ) -> tuple[SyncOptions, ClientSettings]:
-    """The run's options and the client's settings; bad words are a UsageError."""
+    """The run's options and the client's settings from ``values`` (option → value;
+    a missing or None value takes the default). Every value is checked (``check``,
+    which names it as ``context`` and ``key`` say);
+    ``credentials`` are for the in-process emulator only (demo, benchmarks)."""
+    for name in values:
+        check(name, None, context=context, key=key)  # an unknown name is refused
+    v = {name: check(name, values.get(name), context=context, key=key) for name in SPECS}
+
+    def where(name: str) -> str:
+        return context + (name if key else flag(name))
+
     started = started or now()
 
     def when(text: str) -> datetime:
         return parse_when(text, now_=started)
 
     client = ClientSettings(
-        region=words.region,
-        profile=words.profile,
-        endpoint_url=words.endpoint_url,
-        max_attempts=words.max_attempts,
-        call_timeout=words.call_timeout,
-        pool_size=words.workers + 2,
-        access_key=words.access_key,
-        secret_key=words.secret_key,
+        region=v["region"],
+        profile=v["profile"],
+        endpoint_url=v["endpoint_url"],
+        max_attempts=v["max_attempts"],
+        call_timeout=v["call_timeout"],
+        pool_size=v["workers"] + 2,
+        access_key=credentials[0] if credentials else None,
+        secret_key=credentials[1] if credentials else None,
     )
     region = resolve_region(client, None) or profile_region(client)
-    lookback = parsed("--lookback", words.lookback, parse_span)
-    since = parsed("--since", words.since, when)
-    until = parsed("--until", words.until, when)
-    window = parsed("--window", words.window, parse_span)
+    since = named(where("since"), v["since"], when)
+    until = named(where("until"), v["until"], when)
+    window = named(where("window"), v["window"], parse_span)
     _check_range(since, until, window, started)
     opts = SyncOptions(
-        source=words.source or default_source_name(client, region),
+        source=v["source"] or default_source_name(client, region),
         region=region,
-        endpoint_url=words.endpoint_url,
+        endpoint_url=v["endpoint_url"],
         since=since,
         until=until,
         window=window,
-        lookback=lookback if lookback is not None else timedelta(minutes=15),
-        workers=words.workers,
-        max_rps=words.max_rps,
-        full=words.full,
-        incomplete_retry_days=words.incomplete_retry_days,
+        lookback=named(where("lookback"), v["lookback"], parse_span) or timedelta(minutes=15),
+        workers=v["workers"],
+        max_rps=v["max_rps"],
+        full=v["full"],
+        incomplete_retry_days=v["incomplete_retry_days"],
         started=started,
     )
     return opts, client

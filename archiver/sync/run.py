@@ -36,7 +36,7 @@ from archiver.store import write as store
 from archiver.store.archive import Archive, holder_name
 from archiver.sync import client as cloudmap
 from archiver.sync import wire
-from archiver.sync.options import Plan, plan
+from archiver.sync.options import ClientSettings, Plan, plan
 from archiver.sync.options import SyncOptions as SyncOptions  # the library's name for it
 from archiver.timeutil import iso, now
 
@@ -527,7 +527,7 @@ def _describe(exc: BaseException) -> str:
 def sync_source(
     location: str,
     opts: SyncOptions,
-    client_settings: cloudmap.ClientSettings,
+    client_settings: ClientSettings,
     *,
     on_page: Callable[[Stats], None] | None = None,
     botocore_session: Any = None,
