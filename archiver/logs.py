@@ -45,9 +45,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only."""
-    # JSON logs go to a log shipper, not to cron mail: they carry progress (INFO) too.
-    quietest = logging.INFO if log_format == "json" else logging.WARNING
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else quietest
+    # The same in JSON: cron mails whatever a run prints, so a good run prints nothing.
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())

@@ -120,3 +120,17 @@ def test_version_and_help(runner) -> None:
     result = invoke(runner, "--help")
     assert result.exit_code == 0
     assert "Exit codes" in result.stdout
+
+
+def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> None:
+    """As the AWS CLI takes its global options anywhere: the README's cron line puts
+    --log-format after `sync`."""
+    before = invoke(runner, "--db", archive, "status", "--json")
+    after = invoke(runner, "status", "--json", "--db", archive, "-q", "--log-format", "json")
+    assert (
+        (after.exit_code, after.stdout) == (before.exit_code, before.stdout) == (0, before.stdout)
+    )
+    assert invoke(runner, "db", "current", f"--db={archive}").exit_code == 0
+    # a value of the subcommand's own option is never taken for a global option
+    refused = invoke(runner, "status", "--source", "-v", "--db", archive)
+    assert refused.exit_code == 2 and "no source named '-v'" in refused.stderr

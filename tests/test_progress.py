@@ -35,11 +35,13 @@ def test_cron_gets_a_line_per_window_every_10_pages_and_the_duration(runner, arc
     assert re.search(r"source acct2: done in \d+\.\ds", logged.stderr)
 
 
-def test_json_logs_carry_the_progress_lines(archive) -> None:
+def test_json_logs_are_silent_on_success_and_carry_the_progress_lines_with_v(archive) -> None:
     with Emulator(seed_operations=300, seed=82) as emu:
         cmd = [sys.executable, "-m", "archiver", "--log-format", "json", "--db", archive, "sync",
                "--endpoint-url", emu.url, "--region", "us-east-1", "--source", "acct"]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*cmd, "--full", "-v"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and (quiet.stdout, quiet.stderr) == ("", "")  # cron mails nothing
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stderr.splitlines()]
     assert any("window 1/1" in e["message"] for e in entries)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from archiver.emulator import Emulator
 from archiver.store import db as archive_db
 from archiver.store.models import OperationEvent, SyncRun, SyncState
-from archiver.sync.client import ClientSettings
+from archiver.sync.options import ClientSettings
 from archiver.sync.run import PIPELINE, SyncOptions
 from archiver.timeutil import parse_when
 from tests.conftest import invoke, requires_sqlite
@@ -298,3 +298,13 @@ def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) 
         assert_archive_equals(db, emu.account)  # OwnerAccount included
         assert emu.counters.get_calls <= 1500 * (1 + len(owners))
         assert emu.counters.get_calls < 1500 + 2 * len(shared)  # the last owner asked first
+
+
+def test_sync_takes_the_global_options_after_it(runner, archive) -> None:
+    """`archiver sync --db X --log-format json`: the form of the README's cron line."""
+    with Emulator(seed_operations=120, seed=17) as emu:
+        result = invoke(runner, "sync", "--db", archive, "--log-format", "json",
+                        "--endpoint-url", emu.url, "--region", "us-east-1")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (result.stdout, result.stderr) == ("", "")
+        assert_archive_equals(archive, emu.account)

@@ -80,6 +80,47 @@ def say(message: str, log_format: str, *, trace: str | None = None) -> None:
     sys.stderr.flush()
 
 
+def hoisted(root: Any, words: list[str]) -> list[str]:
+    """``words`` with the root's own options moved before the subcommand, wherever they
+    were typed: ``archiver sync --db X -v`` reads as ``archiver --db X -v sync``, as the
+    AWS CLI takes its global options anywhere. The subcommand's own options are read
+    from its definition, so that a value of one (``--source -v``) is never taken for a
+    global option; nothing after ``--`` moves."""
+    takes_value = _options(root)
+    front: list[str] = []
+    i = 0
+    while i < len(words) and words[i].startswith("-"):  # the root's options, already first
+        i += 1 + (words[i] in takes_value and takes_value[words[i]] and "=" not in words[i])
+    command, rest = root, words[i:]
+    kept: list[str] = []
+    while rest and getattr(command, "commands", None) and rest[0] in command.commands:
+        command = command.commands[rest[0]]
+        kept.append(rest.pop(0))
+    local = _options(command)
+    j = 0
+    while j < len(rest):
+        word = rest[j]
+        name = word.split("=", 1)[0]
+        if word == "--":
+            kept.extend(rest[j:])
+            break
+        if name in takes_value and name not in local:
+            width = 2 if takes_value[name] and "=" not in word else 1
+            front.extend(rest[j : j + width])
+            j += width
+            continue
+        width = 2 if local.get(name) and "=" not in word else 1
+        kept.extend(rest[j : j + width])
+        j += width
+    return words[:i] + front + kept
+
+
+def _options(command: Any) -> dict[str, bool]:
+    """A command's option names, each with whether it takes a value."""
+    params = [p for p in getattr(command, "params", []) if p.param_type_name == "option"]
+    return {name: not p.is_flag for p in params for name in (*p.opts, *p.secondary_opts)}
+
+
 class OneLineUsageErrors(TyperGroup):
     """The root command: click's usage errors become the documented one line (or one
     JSON object under --log-format json), exit 2, instead of a boxed panel."""
@@ -93,7 +134,7 @@ class OneLineUsageErrors(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
-        words = list(sys.argv[1:] if args is None else args)
+        words = hoisted(self, list(sys.argv[1:] if args is None else args))
         try:
             rv = super().main(words, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.TyperException as exc:  # click's usage errors, as Typer carries them
