@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,13 @@ def test_every_command_shows_an_example_and_its_defaults(runner, path) -> None:
 
 def test_completion_can_be_installed(runner) -> None:
     assert "--install-completion" in invoke(runner, "--help").stdout
+
+
+def test_the_design_docs_module_map_names_every_module_and_no_other() -> None:
+    root = Path(__file__).parent.parent
+    design = (root / "docs" / "design.md").read_text()
+    section = design.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    mapped = set(re.findall(r"^(archiver/\S+\.py) ", section, flags=re.M))
+    present = {str(p.relative_to(root)) for p in (root / "archiver").rglob("*.py")}
+    assert sorted(present - mapped) == [], "modules the map does not name"
+    assert sorted(mapped - present) == [], "modules the map names that are gone"
