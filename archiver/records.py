@@ -11,7 +11,6 @@ from ``FIELDS``, so a new field is added here, in a migration and in a test.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as _fields
 from datetime import datetime
@@ -179,22 +178,9 @@ def _jsonable(value: Any) -> Any:
 
 
 #: The ids: those the service assigns, the instance id users choose, and the owner's
-#: account id. CSV and JSON write them as they are, unescaped and unguarded, where the
-#: row's ``plain_ids`` says they may be (revisions 9d4b6e2f8a13, c41e7b9a2f60).
+#: account id. CSV and JSON quote them as needed and never alter them: no formula
+#: guard, since they must match the service's to the character.
 ID_FIELDS = ("id", "namespace_id", "service_id", "instance_id", "owner_account")
-#: What an id must not hold to be written as it is: a character CSV quotes or JSON
-#: escapes. (Ids are never formula-guarded: they must match the service's to the
-#: character.)
-_NOT_PLAIN = re.compile(r'[",\\\x00-\x1f]')
-
-
-def plain_ids(record: OperationRecord) -> bool:
-    """Whether every id of the record can be written into CSV and JSON as it is. Ids
-    the service assigns always can, and instance ids nearly always; one that cannot is
-    kept as it came, and is escaped on the way out (``operations.plain_ids``)."""
-    return not any(
-        (value := getattr(record, name)) and _NOT_PLAIN.search(value) for name in ID_FIELDS
-    )
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def iso_ms(ms: int) -> str:
 #: The columns synthetic_rows fills, in order (operations.extra stays NULL).
 ROW_COLUMNS = ("source_id, id, type, status, error_code, error_message, create_date, "
                "update_date, namespace_id, service_id, instance_id, owner_account, "
-               "first_seen_at, last_seen_at, plain_ids")  # fmt: skip
+               "first_seen_at, last_seen_at")  # fmt: skip
 ROW_PLACEHOLDERS = ", ".join("?" * (ROW_COLUMNS.count(",") + 1))
 
 
@@ -206,8 +206,7 @@ def synthetic_rows(n: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
             "123456789012" if i % 3 == 0 else None,
             seen,
             seen,
-            True,
-        )  # fmt: skip  (plain_ids: every synthetic id is plain)
+        )  # fmt: skip
 
 
 def add_names_and_runs(conn: sqlite3.Connection) -> None:

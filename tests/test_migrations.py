@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from importlib.resources import files
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import column, inspect, select, table, text
 
 from archiver.store import db as archive_db
 from archiver.store.archive import Archive
@@ -114,8 +114,7 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
     assert revision(db) == archive_db.head()
     assert "incomplete_operations" in _tables(db)
     assert archived(db) == {r.id: r for r in records}
-    flags = dict(read_rows(db, select(Operation.id, Operation.plain_ids)))
-    assert flags == {r.id: r.id not in (records[3].id, records[4].id) for r in records}
+    assert "plain_ids" not in _columns(db, "operations")
     Archive(db).downgrade(FIRST)
     assert revision(db) == FIRST
     assert "incomplete_operations" not in _tables(db)
@@ -133,27 +132,45 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
         engine.dispose()
 
 
-def test_upgrade_marks_the_rows_whose_instance_id_alone_is_not_plain(db: str) -> None:
-    """Rows flagged plain before c41e7b9a2f60 were tested without their instance id;
-    the upgrade marks those whose instance id CSV or JSON must escape, and only those,
-    so that no export writes such an id unchecked."""
+def _columns(db: str, table: str) -> set[str]:
+    engine = archive_db.create(db, write=False)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _flags(db: str) -> dict[str, bool]:
+    ops = table("operations", column("id"), column("plain_ids"))
+    return dict(read_rows(db, select(ops.c.id, ops.c.plain_ids)))
+
+
+def test_plain_ids_marked_by_0_3_are_dropped_and_marked_again_on_downgrade(db: str) -> None:
+    """0.3.0 flagged each row whose ids CSV and JSON need not escape (9d4b6e2f8a13, with
+    the instance id from c41e7b9a2f60); e7a1c3b5d902 drops the flag and keeps every row,
+    and its downgrade marks the rows again as 0.3.0's code would."""
     from archiver.store import write as store
-    from archiver.store.models import Operation
-    from tests.helpers import T0, op
+    from tests.helpers import T0, archived, op
 
     Archive(db).upgrade("9d4b6e2f8a13")
     records = [op(1), op(2, instance='i-"2",\n'), op(3, instance=None), op(4, instance="i\\4"),
                op(5).evolve(id="op,5")]  # fmt: skip
+    rows = table("operations", *(column(c) for c in (
+        "source_id", *records[0].values(), "first_seen_at", "last_seen_at", "plain_ids")))  # fmt: skip
     with Archive(db) as handle, handle.writer.begin() as conn:  # flagged as 9d4b6e2f8a13 did
         sid = store.ensure_source(conn, "old@us-east-1")
-        conn.execute(Operation.__table__.insert(), [
+        conn.execute(rows.insert(), [
             {"source_id": sid, **r.values(), "first_seen_at": T0, "last_seen_at": T0,
              "plain_ids": r.id != "op,5"}
             for r in records
         ])  # fmt: skip
+    want = {"op-000001": True, "op-000002": False, "op-000003": True, "op-000004": False,
+            "op,5": False}  # fmt: skip
+    Archive(db).upgrade("c41e7b9a2f60")  # marks the rows whose instance id alone is not plain
+    assert _flags(db) == want
     Archive(db).upgrade()
-    flags = dict(read_rows(db, select(Operation.id, Operation.plain_ids)))
-    assert flags == {"op-000001": True, "op-000002": False, "op-000003": True,
-                     "op-000004": False, "op,5": False}  # fmt: skip
-    Archive(db).downgrade("9d4b6e2f8a13")  # the flags stay: right for that code too
-    assert dict(read_rows(db, select(Operation.id, Operation.plain_ids))) == flags
+    assert "plain_ids" not in _columns(db, "operations")
+    assert archived(db) == {r.id: r for r in records}
+    Archive(db).downgrade("c41e7b9a2f60")
+    assert _flags(db) == want
+    assert archived(db) == {r.id: r for r in records}

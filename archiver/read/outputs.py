@@ -28,7 +28,7 @@ from archiver.read.query import (
     reading,
     tuples,
 )
-from archiver.records import FIELDS, ID_FIELDS, KNOWN_VALUES, FieldSpec
+from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec
 from archiver.store.archive import Archive
 from archiver.store.models import Operation, OperationEvent, iso_text, templated, text_format
 from archiver.timeutil import iso
@@ -132,26 +132,19 @@ def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:
     return case((value.is_(None), ""), else_=literal(prefix) + text)
 
 
-def _as_is(f: FieldSpec, *, plain: bool) -> Any:
-    """The SQL text of a field that may stand between quotes as it is, or None. A date
-    is the database's own ``iso_text`` (digits and ``-:.TZ``) and, in a row whose
-    ``plain_ids`` says so, an id is plain too."""
-    column = getattr(Operation, f.name)
-    if f.is_date:
-        return iso_text(column)
-    if plain and f.name in ID_FIELDS:
-        return column
-    return None
+def _as_is(f: FieldSpec) -> Any:
+    """The SQL text of a field that may stand between quotes as it is, or None: a
+    date, the database's own ``iso_text`` (digits and ``-:.TZ``)."""
+    return iso_text(getattr(Operation, f.name)) if f.is_date else None
 
 
-def _json_value(f: FieldSpec, *, plain: bool) -> Any:
+def _json_value(f: FieldSpec) -> Any:
     """A field's column as a JSON value, quoting in SQL only what may need it: what
     ``_as_is`` allows goes between quotes as it is, and a value from a closed set (Type,
     Status) is matched against the set's literals, already quoted. Only the rest — free
-    text, an unknown value kept as the service sent it, the ids of a row that is not
-    plain — goes through ``json_quote``, a call a row each, which were most of the
-    statement's time."""
-    if (text := _as_is(f, plain=plain)) is not None:
+    text, an unknown value kept as the service sent it, the ids — goes through
+    ``json_quote``."""
+    if (text := _as_is(f)) is not None:
         return literal('"') + text + literal('"')
     column = getattr(Operation, f.name)
     known = KNOWN_VALUES.get(f.name)
@@ -162,35 +155,28 @@ def _json_value(f: FieldSpec, *, plain: bool) -> Any:
 
 
 def json_head(*, complete: bool = True) -> Any:
-    """One operation as the JSON text ``render.to_json_object`` would write, up to its
-    Targets and left open: the names, Source and the closing brace are the reader's
-    (``_closed``), and so are the members of ``extra``. The row's ``plain_ids`` chooses
-    between two forms of it, with its ids written as they are or quoted (``_head``)."""
-    return case((Operation.plain_ids.is_(True), _head(complete=complete, plain=True)),
-                else_=_head(complete=complete, plain=False))  # fmt: skip
-
-
-def _head(*, complete: bool, plain: bool) -> Any:
-    """One ``text_format``: the members every complete operation has stand in the
-    format itself; only those that may be absent are a CASE each. ``complete=False`` (a
-    read that includes incomplete operations, whose fields are NULL) makes every member
-    a CASE."""
+    """One operation as the JSON text ``to_json_object`` would write, up to its Targets
+    and left open: the names, Source and the closing brace are the reader's
+    (``_closed``), and so are the members of ``extra``. One ``text_format``: the
+    members every complete operation has stand in the format itself; only those that
+    may be absent are a CASE each. ``complete=False`` (a read that includes
+    incomplete operations, whose fields are NULL) makes every member a CASE."""
     fmt: list[str] = []
     args: list[Any] = []
     for f in FIELDS:
         if not f.api:
             continue
         if complete and not f.optional:
-            text = _as_is(f, plain=plain)  # if any, its quotes stand in the format
+            text = _as_is(f)  # if any, its quotes stand in the format
             value = '"%s"' if text is not None else "%s"
             fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": " + value)
-            args.append(text if text is not None else _json_value(f, plain=plain))
+            args.append(text if text is not None else _json_value(f))
         else:
             fmt.append("%s")
-            args.append(_member(f.api, getattr(Operation, f.name), _json_value(f, plain=plain),
+            args.append(_member(f.api, getattr(Operation, f.name), _json_value(f),
                                 first=not fmt[:-1]))  # fmt: skip
     targets = [f for f in FIELDS if f.target]
-    inner = [_member(f.target or "", getattr(Operation, f.name), _json_value(f, plain=plain))
+    inner = [_member(f.target or "", getattr(Operation, f.name), _json_value(f))
              for f in targets]  # fmt: skip
     present = or_(*(getattr(Operation, f.name).is_not(None) for f in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
@@ -282,11 +268,6 @@ COLUMNS = ("source", *(f.name for f in FIELDS if f.csv), *_SEEN, *_NAMES)
 HISTORY_COLUMNS = ("source", "id", "type", "status", "update_date", "observed_at", "sync_run_id")
 _GUARDED = frozenset({"source", *_NAMES, *(f.name for f in FIELDS if f.free_text)})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-#: The ids (``records.ID_FIELDS``): written as they are, unchecked, in the rows whose
-#: ``plain_ids`` says they can be (the store tests each record once), which saves a
-#: third of the export's SQL; in any other row they are quoted as needed, never
-#: altered.
-_IDS = frozenset(ID_FIELDS)
 _DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at"})
 
 
@@ -350,12 +331,10 @@ def _csv_cell(text: str | None) -> str:
     return buf.getvalue()
 
 
-def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
-          plain: Any) -> Any:  # fmt: skip
+def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool) -> Any:
     """One CSV line of ``cols`` (header name → column of ``table``; None for source)
     as one text made in SQL: a million rows never become a million Python tuples for
-    the csv module to join. ``plain`` (the row's ``operations.plain_ids``) chooses
-    between the line with its ids as they are and the line with them quoted."""
+    the csv module to join."""
     # Sources are few and already read: their names, guarded and quoted here, go in as
     # a CASE on source_id. A join steers SQLite's planner away from the filter's index.
     shown = {sid: _csv_cell(n if raw else guard(n)) for sid, n in names.items()}
@@ -364,7 +343,7 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
     def text(col: Any) -> Any:
         return csv_field(col) if raw else csv_guarded_field(col)
 
-    def cell(column: str, col: Any, *, plain: bool) -> Any:  # NULL is the empty cell
+    def cell(column: str, col: Any) -> Any:  # NULL is the empty cell
         if column == "source":
             return name
         if column in _DATES:
@@ -372,8 +351,6 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
         if column in KNOWN_VALUES:  # a known value as it is; any other quoted as needed,
             # never altered
             return case((col.in_(KNOWN_VALUES[column]), col), else_=csv_field(col))
-        if column in _IDS:
-            return col if plain else csv_field(col)
         if column in _GUARDED:
             return text(col)
         if col.type.python_type is int:
@@ -381,9 +358,7 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool,
         return csv_field(col)
 
     fmt = ",".join(["%s"] * len(cols))
-    checked = text_format(fmt, *(cell(c, v, plain=False) for c, v in cols.items()))
-    fast = text_format(fmt, *(cell(c, v, plain=True) for c, v in cols.items()))
-    return case((plain.is_(True), fast), else_=checked).label("line")
+    return text_format(fmt, *(cell(c, v) for c, v in cols.items())).label("line")
 
 
 def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
@@ -392,7 +367,7 @@ def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
                                       e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
-    base = select(_line(cols, e, names, raw=raw, plain=o.plain_ids)).select_from(e)
+    base = select(_line(cols, e, names, raw=raw)).select_from(e)
     base = base.join(o, (o.source_id == e.source_id) & (o.id == e.operation_id))
     if source_id is not None:
         base = base.where(e.source_id == source_id)
@@ -411,8 +386,7 @@ def csv_rows(
     cols = {c: None if c == "source" else getattr(Operation, c)
             for c in COLUMNS if c not in _NAMES}  # fmt: skip
     _, found = named_batches(archive, selection,
-                             lambda names: [_line(cols, Operation, names, raw=raw,
-                                                  plain=Operation.plain_ids)],
+                             lambda names: [_line(cols, Operation, names, raw=raw)],
                              _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
     return ([f"{r[3]},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
             for batch, namespaces, services in found)  # fmt: skip

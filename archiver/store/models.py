@@ -187,11 +187,6 @@ class Operation(Base):
     locals().update(_record_columns())  # the class body's namespace: declarative maps these
     first_seen_at: Mapped[datetime] = mapped_column(sort_order=1)  # after the record's
     last_seen_at: Mapped[datetime] = mapped_column(sort_order=1)
-    #: True when every id of the row (``records.ID_FIELDS``) can be written into CSV and
-    #: JSON as it is (``records.plain_ids``), so that a million-row export need not test
-    #: each one; False or NULL sends the row's ids through the escaping (revisions
-    #: 9d4b6e2f8a13, and c41e7b9a2f60 for the instance id).
-    plain_ids: Mapped[bool | None] = mapped_column(sort_order=1)
 
     if TYPE_CHECKING:  # for type checkers only: the columns the record declares
         id: Mapped[str]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from archiver.errors import UsageError
 from archiver.guards import mask_url
-from archiver.records import FIELDS, Listed, OperationRecord, plain_ids
+from archiver.records import FIELDS, Listed, OperationRecord
 from archiver.store.archive import Archive
 from archiver.store.db import insert, insert_for
 from archiver.store.db import insert as _insert
@@ -83,13 +83,13 @@ def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> d
 
 def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> dict[str, Any]:
     return {"source_id": source_id, **rec.values(), "first_seen_at": seen_at,
-            "last_seen_at": seen_at, "plain_ids": plain_ids(rec)}  # fmt: skip
+            "last_seen_at": seen_at}  # fmt: skip
 
 
 #: O5: what a re-archived operation may change (the record says which fields do).
 #: first_seen_at never changes; last_seen_at is set explicitly because ON CONFLICT DO
 #: UPDATE skips ``onupdate``.
-_UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at", "plain_ids")
+_UPDATABLE = (*(f.name for f in FIELDS if f.changes), "last_seen_at")
 
 
 @functools.cache
