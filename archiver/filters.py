@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, true
 
+from archiver import guards
 from archiver.errors import FilterError, UsageError
 from archiver.records import STATUSES, TYPES, OperationRecord
 from archiver.timeutil import from_epoch_ms, parse_iso, to_epoch_ms
@@ -337,33 +338,12 @@ def parse_raw(arg: str) -> list[dict[str, Any]]:
     return [_parse_shorthand(text)]
 
 
-#: A filters file is a few hundred bytes; a megabyte is a mistake (or /dev/zero).
-MAX_FILE_BYTES = 1 << 20
-
-
 def _read_filter_file(path: Path) -> str:
-    """A ``file://`` argument: a regular file of at most a megabyte of UTF-8 text.
-
-    A FIFO or a device would block or never end, so only regular files are opened,
-    without blocking, and only that much is read.
-    """
-    import os
-    import stat
-
+    """A ``file://`` argument, through the read guard (a regular file, at most 1 MB)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise FilterError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FilterError(f"{path} is not a regular file")
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise FilterError(f"{path} is larger than {MAX_FILE_BYTES:,} bytes; is it a filters file?")
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise FilterError(f"{path} is not UTF-8 text") from None
+        return guards.read_text(path, what="filters file").strip()
+    except UsageError as exc:
+        raise FilterError(str(exc)) from None
 
 
 _KEY = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=")

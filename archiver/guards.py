@@ -1,25 +1,187 @@
-"""Secrets never leave the process: passwords in URLs are masked wherever text goes out.
+"""The guards every surface passes through: one for each file the tool writes, one
+for each user file it reads, one masker for secrets, one escaper for server text.
 
-An endpoint such as ``http://user:PASSWORD@host`` or a database URL with a password
-would otherwise reach stderr, logs, ``status``, ``sources.endpoint_url`` and
-``sync_runs.error``. Every one of those goes through ``redact`` (or stores
-``mask_url``'s form), so the password is replaced by ``***`` and the rest stays
-readable.
+Why one place: each new surface of round 2 re-implemented or forgot a guard an older
+one had (``--metrics-file`` replaced the archive; ``--config`` hung on a FIFO;
+``?password=`` was printed). A surface that writes, reads, prints a secret or prints
+what a server sent calls these, and is safe by construction.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
-# scheme://user:password@ — the password is whatever stands between ':' and '@'.
+from archiver.errors import UsageError
+
+# --- secrets ------------------------------------------------------------------------------
+
+#: scheme://user:password@ — the password is whatever stands between ':' and '@'.
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<secret>[^\s/@]+)@")
+#: password=… in a URL's query (?password=, &password=) or a libpq DSN (password=… or
+#: password='…'), and the session tokens a presigned or proxied URL may carry.
+_KEYED = re.compile(
+    r"(?i)(?P<head>\b(?:password|passwd|x-amz-security-token|x-amz-signature|"
+    r"security[-_]?token|session[-_]?token)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;'\"]+)"
+)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _USERINFO.sub(lambda m: f"{m['head']}:***@", text)
+    """``text`` with every secret in it replaced by ``***``: a URL's password, a
+    ``password=`` in a query string or DSN, a session token."""
+    text = _USERINFO.sub(lambda m: f"{m['head']}:***@", text)
+    return _KEYED.sub(lambda m: f"{m['head']}***", text)
 
 
 def mask_url(url: str | None) -> str:
-    """One URL as it may be shown or stored: its password masked."""
+    """One URL as it may be shown or stored: its secrets masked."""
     return redact(url) if url else ""
+
+
+# --- server text --------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text a server sent, as it may meet a terminal: every control character (ESC, a
+    line break, …) escaped, so that it can neither move the cursor nor forge a line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+# --- files the tool writes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a write lands (a symlink followed to its file), the option that named it,
+    and the mode an existing file keeps."""
+
+    path: Path
+    flag: str
+    mode: int | None
+
+
+def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
+    """Refuse a path whose writing would destroy something, before any work (exit 2):
+    any of ``protected`` (the archive and its -wal/-shm/-journal, compared by device and
+    inode, or by name while not made yet), a directory, a device, a FIFO, a socket, a
+    symlink to nothing or to one of those, an unwritable file or directory."""
+    if not str(path) or str(path) in (".", ".."):
+        raise UsageError(f"{flag} needs a file name")
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if path.is_symlink() and not real.exists():
+        raise UsageError(f"{flag} {path} is a symlink to nothing ({real})")
+    if real.exists():
+        st = real.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{flag} {path} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{flag} {path} is not a regular file (a device, FIFO or socket)")
+        if any(_same_file(st, p) for p in protected):
+            raise UsageError(f"{flag} {path} is the archive itself; choose another file")
+        if not os.access(real, os.W_OK):
+            raise UsageError(f"{flag} {path} exists and is not writable")
+    if os.path.abspath(real) in {os.path.abspath(p) for p in protected}:
+        raise UsageError(f"{flag} {path} is one of the archive's own files; choose another")
+    parent = real.parent if str(real.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: directory {parent} is not writable")
+    return Target(real, flag, stat.S_IMODE(real.stat().st_mode) if real.exists() else None)
+
+
+@contextmanager
+def replacing(t: Target) -> Iterator[BinaryIO]:
+    """A file to write ``t`` through: a temporary file beside it, fsynced and renamed
+    into place when the block ends, removed if it raises (SIGTERM included). The target
+    appears complete or not at all, and an existing file keeps its mode."""
+    _remove_stale_partials(t.path)
+    tmp = t.path.with_name(f".{t.path.name}.partial-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            if t.mode is not None:
+                os.fchmod(fh.fileno(), t.mode)  # 0600 stays 0600
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, t.path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_file(t: Target, data: bytes) -> None:
+    """``data`` at ``t``, complete or not at all; gzipped when its name ends in .gz."""
+    with replacing(t) as fh:
+        if t.path.suffix.lower() == ".gz":
+            with gzip.GzipFile(filename=t.path.name[:-3], mode="wb", fileobj=fh, mtime=0) as gz:
+                gz.write(data)
+        else:
+            fh.write(data)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (one we may not signal still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _same_file(st: os.stat_result, path: Path) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Temporary files of earlier writes to the same path whose process is gone (a
+    SIGKILL leaves them): tens of megabytes that nothing else would remove."""
+    for tmp in target.parent.glob(f".{target.name}.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+# --- files the tool reads -----------------------------------------------------------------
+
+#: The most a user's file (a config, a filter file) may hold.
+READ_LIMIT = 1_000_000
+
+
+def read_text(path: Path, *, what: str) -> str:
+    """A user's file as text: a regular file only, opened without blocking (a FIFO or
+    a device is refused, never waited on), at most ``READ_LIMIT`` bytes, UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        )
+        raise UsageError(f"{what} {path} is {kind}")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(READ_LIMIT + 1)
+    if len(data) > READ_LIMIT:
+        raise UsageError(f"{what} {path} is larger than {READ_LIMIT:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None

@@ -255,7 +255,7 @@ def test_file_form_reads_json_and_shorthand(tmp_path) -> None:
         ('Name="STATUS,Values=FAIL', 'unbalanced "'),
         ('[{"Name": "STATUS"', "not valid JSON"),
         ('"STATUS"', "expected Key=Value"),
-        ("file:///no/such/filters.json", "cannot read /no/such/filters.json"),
+        ("file:///no/such/filters.json", "cannot read filters file /no/such/filters.json"),
         ("", "--filters is empty"),
     ],
 )

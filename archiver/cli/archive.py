@@ -251,19 +251,18 @@ def report(
     Example:
       archiver report --since 90d --out report.html
     """
-    from archiver import stopping
+    from archiver import guards, stopping
     from archiver.read import report as rep
-    from archiver.read.export import check_destination, replace_with
 
     rep.plotly()  # the extra is missing: say so before any work
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source)
     stopping.install(at_once=True)  # SIGTERM: exit 130, and no file half-written
     with open_archive(ctx) as archive:
-        dest = check_destination(out, archive)
+        dest = guards.target(out, flag="--out", protected=archive.files)
         figures = rep.gather(archive, selection)
         text = rep.render(figures, archive_name=archive.name,
                                   selection_text=describe(selection))  # fmt: skip
-    replace_with(dest, text.encode("utf-8"))
+    guards.write_file(dest, text.encode("utf-8"))  # gzipped when --out ends in .gz
     log.info("wrote %s: %d operations, %d sync runs", out, figures.total, len(figures.runs))
 
 

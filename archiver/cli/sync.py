@@ -311,8 +311,13 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     from archiver.sync import run as sync_run
 
     settings = settings_of(ctx)
+    metrics = None
     if metrics_file is not None:
-        _check_metrics_path(metrics_file)
+        from archiver import guards
+        from archiver.store.archive import Archive
+
+        metrics = guards.target(metrics_file, flag="--metrics-file",
+                                protected=Archive(settings.db).files)  # fmt: skip
     if dry_run:
         plans = [sync_run.dry_run(settings.db, job.opts) for job in jobs]
         typer.echo(json.dumps(plans[0] if one else plans, indent=2))
@@ -337,20 +342,14 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     finally:
         if shown is not None:
             shown.close()  # the display ends as a finished line, not overwritten
-    if metrics_file is not None:
-        _write_metrics(settings.db, metrics_file, results)
+    if metrics is not None:
+        _write_metrics(settings.db, metrics, results)
     if one and results[0].error is not None:
         raise results[0].error
     raise typer.Exit(fleet.worst_exit(results))
 
 
-def _check_metrics_path(path: Path) -> None:
-    from archiver.read import status
-
-    status.check_metrics_path(path)
-
-
-def _write_metrics(db: str, path: Path, results: list[Any]) -> None:
+def _write_metrics(db: str, target: Any, results: list[Any]) -> None:
     """The metrics of every source the archive holds (those not run keep their series)."""
     from archiver.read import status
     from archiver.store.archive import Archive
@@ -359,7 +358,7 @@ def _write_metrics(db: str, path: Path, results: list[Any]) -> None:
         return  # the runs failed before the archive was made: nothing to describe
     with Archive.open(db) as archive:
         retries = {r.source: r.summary.stats.retries for r in results if r.summary}
-        status.write_metrics(str(path), archive, retries=retries)
+        status.write_metrics(target, archive, retries=retries)
 
 
 @app.command()

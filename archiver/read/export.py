@@ -17,8 +17,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,10 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
-from archiver import __version__
-from archiver.errors import UsageError
+from archiver import __version__, guards
 from archiver.read.outputs import COLUMNS, HISTORY_COLUMNS, csv_rows, write_csv
 from archiver.read.query import Selection
-from archiver.store.archive import Archive, pid_alive
+from archiver.store.archive import Archive
 from archiver.store.models import SyncState
 from archiver.store.write import source_ids
 from archiver.timeutil import iso, now
@@ -64,97 +61,6 @@ class _CountingWriter(io.RawIOBase):
             self.sha256.update(view)
         self.size += view.nbytes
         return view.nbytes
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where ``--out`` really writes: a symlink followed to its file, and the mode an
-    existing file keeps."""
-
-    path: Path
-    mode: int | None
-
-
-def check_destination(out: Path, archive: Archive | None = None) -> Destination:
-    """Refuse an ``--out`` that would destroy something, before any query runs (exit 2).
-
-    The rename that puts the export in place replaces whatever the name points to, so
-    the archive itself (or its -wal/-shm/-journal), a device, a FIFO, a socket or a
-    directory must never be the target; they are compared by device and inode, not by
-    spelling. A symlink is followed to a regular file, or refused.
-    """
-    target = Path(os.path.realpath(out)) if out.is_symlink() else out
-    own = _archive_files(archive)
-    if out.is_symlink() and not target.exists():
-        raise UsageError(f"--out {out} is a symlink to nothing ({target})")
-    if target.exists():
-        st = target.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"--out {out} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"--out {out} is not a regular file (a device, FIFO or socket)")
-        if any(_same_file(st, f) for f in own):
-            raise UsageError(f"--out {out} is the archive itself; choose another file")
-        if not os.access(target, os.W_OK):
-            raise UsageError(f"--out {out} exists and is not writable")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"--out {out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: directory {parent} is not writable")
-    if os.path.abspath(target) in {os.path.abspath(f) for f in own}:  # ones not made yet
-        raise UsageError(f"--out {out} is one of the archive's own files; choose another")
-    return Destination(target, stat.S_IMODE(target.stat().st_mode) if target.exists() else None)
-
-
-_SIDECARS = ("", "-wal", "-shm", "-journal")
-
-
-def _archive_files(archive: Archive | None) -> list[Path]:
-    """The SQLite archive's file and its -wal/-shm/-journal, whether they exist or not."""
-    if archive is None or archive.sqlite_path is None:
-        return []
-    return [archive.sqlite_path.with_name(archive.sqlite_path.name + s) for s in _SIDECARS]
-
-
-def _same_file(st: os.stat_result, path: Path) -> bool:
-    try:
-        other = os.stat(path)
-    except OSError:
-        return False
-    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _remove_stale_partials(target: Path) -> None:
-    """Temporary files of earlier exports to the same path whose process is gone (a
-    SIGKILL leaves them): they are tens of megabytes that nothing else would remove."""
-    for tmp in target.parent.glob(f".{target.name}.partial-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _partial(target: Path) -> Path:
-    """The temporary name a file is written under before it is renamed into place."""
-    return target.with_name(f".{target.name}.partial-{os.getpid()}")
-
-
-def replace_with(dest: Destination, data: bytes) -> None:
-    """Put ``data`` at ``dest`` complete or not at all (a whole file made in memory,
-    such as the report): written under a temporary name, fsynced, renamed."""
-    _remove_stale_partials(dest.path)
-    tmp = _partial(dest.path)
-    try:
-        with open(tmp, "wb") as fh:
-            if dest.mode is not None:
-                os.fchmod(fh.fileno(), dest.mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest.path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
@@ -201,38 +107,28 @@ def export(
     raw: bool = False,
     compress: bool = False,
 ) -> ExportResult:
-    """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``."""
-    dest = check_destination(out, archive) if out is not None else None
-    records = csv_rows(archive, selection, history=history, raw=raw)
-    if out is None or dest is None:
+    """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``.
+    Both files pass the write guard before any row is read."""
+    if out is None:
         assert stdout is not None
+        records = csv_rows(archive, selection, history=history, raw=raw)
         done = write_stream(records, stdout, history=history, compress=compress, hashed=False)
         return ExportResult(rows=done.rows, sha256=None, path=None, manifest=None)
-    target = dest.path
-    _remove_stale_partials(target)
-    tmp = _partial(target)
-    manifest = out.with_name(out.name + ".manifest.json")
-    try:
-        with open(tmp, "wb") as fh:
-            if dest.mode is not None:
-                os.fchmod(fh.fileno(), dest.mode)  # the file keeps its mode (0600 stays 0600)
-            done = write_stream(records, fh, history=history, compress=compress, name=out.name)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if manifest.exists():
-            manifest.unlink()  # an old manifest must never describe the new file
-        os.replace(tmp, target)
-    except BaseException:  # SIGTERM arrives here too, as errors.Stopped
-        tmp.unlink(missing_ok=True)
-        raise
+    dest = guards.target(out, flag="--out", protected=archive.files)
+    manifest = guards.target(out.with_name(out.name + ".manifest.json"),
+                             flag="--out's manifest", protected=archive.files)  # fmt: skip
+    records = csv_rows(archive, selection, history=history, raw=raw)
+    with guards.replacing(dest) as fh:
+        done = write_stream(records, fh, history=history, compress=compress, name=out.name)
+        manifest.path.unlink(missing_ok=True)  # an old manifest never describes the new file
     _write_manifest(archive, manifest, out=out, done=done, selection=selection,
                     history=history, raw=raw, compress=compress)  # fmt: skip
-    return ExportResult(rows=done.rows, sha256=done.sha256, path=out, manifest=manifest)
+    return ExportResult(rows=done.rows, sha256=done.sha256, path=out, manifest=manifest.path)
 
 
 def _write_manifest(
     archive: Archive,
-    manifest: Path,
+    manifest: guards.Target,
     *,
     out: Path,
     done: Written,
@@ -264,6 +160,5 @@ def _write_manifest(
         "generated_at": iso(now()),
         "archiver_version": __version__,
     }
-    tmp = manifest.with_name(f".{manifest.name}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
+    text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+    guards.write_file(manifest, text.encode("utf-8"))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from archiver import guards
 from archiver.errors import UsageError
 from archiver.store import write as store
 from archiver.store.archive import Archive
@@ -83,7 +82,7 @@ def _live_holder(holder: str | None) -> str | None:
         return None
     import socket
 
-    from archiver.store.archive import pid_alive
+    from archiver.guards import pid_alive
 
     host, _, pid = holder.rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
@@ -189,19 +188,13 @@ if TYPE_CHECKING:  # the sync checks the path before SQLAlchemy loads (``head_st
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
 
 
-def check_metrics_path(path: Path) -> None:
-    """Refuse a metrics file that could not be written, before any run (exit 2)."""
-    if not os.access(path.parent or ".", os.W_OK):
-        raise UsageError(f"--metrics-file {path}: its directory is not writable")
-
-
-def write_metrics(path: str, archive: Archive, *, retries: dict[str, int]) -> None:
+def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:
     """Write the metrics of every source of the archive (its latest run, last success,
     watermark): a file shared by runs of several sources keeps each one's series.
     ``retries``: of the sources run now (the archive does not keep them)."""
 
     try:
-        from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+        from prometheus_client import CollectorRegistry, Gauge, generate_latest
     except ModuleNotFoundError:
         raise UsageError(
             "--metrics-file needs the Prometheus client: pip install 'cloudmap-archiver[metrics]'"
@@ -237,7 +230,7 @@ def write_metrics(path: str, archive: Archive, *, retries: dict[str, int]) -> No
                 metric.labels(name).set(getattr(r, column) or 0)
             if name in retries:
                 retried.labels(name).set(retries[name])
-    write_to_textfile(path, registry)
+    guards.write_file(target, generate_latest(registry))  # atomic: node_exporter never reads half
 
 
 def list_sources(archive: Archive) -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from archiver.errors import LockHeld, UsageError
 from archiver.store import db
 
+_SIDECARS = ("", "-wal", "-shm", "-journal")
+
 
 class Archive:
     """An archive location and its engines, created on first use and closed together."""
@@ -35,6 +37,14 @@ class Archive:
         self.sqlite_path: Path | None = db.sqlite_path(location)
         self._writer: Engine | None = None
         self._reader: Engine | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """The SQLite archive's file and its -wal/-shm/-journal, made or not (none for a
+        URL): what no file the tool writes may replace (``guards.target``)."""
+        if self.sqlite_path is None:
+            return []
+        return [self.sqlite_path.with_name(self.sqlite_path.name + s) for s in _SIDECARS]
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -144,17 +154,6 @@ class Archive:
 
 def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (one we may not signal still runs)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _key(source: str) -> int:

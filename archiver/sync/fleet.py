@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archiver import guards
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import options
@@ -42,10 +43,8 @@ def load(path: Path) -> Config:
     """Read and check the config; every problem is one UsageError naming the file. The
     values are checked as the command line's are (``options.check``), before any call."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(guards.read_text(path, what="config"))
+    except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path} is not TOML: {first_line(exc)}") from None
     unknown = set(data) - {"db", "defaults", "source"}
     if unknown:

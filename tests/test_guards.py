@@ -1,0 +1,128 @@
+"""The guards every surface passes through: files written, user files read, secrets,
+server text (archiver/guards.py). Each case is an input that once destroyed data,
+hung a command or leaked a secret."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archiver import guards
+from archiver.emulator import Emulator
+from tests.conftest import invoke, requires_sqlite
+from tests.helpers import cli_sync
+
+pytestmark = requires_sqlite  # about files beside a SQLite archive
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["absolute", "relative", "wal", "fifo", "directory", "dot"])
+def test_metrics_file_never_replaces_the_archive_or_a_special_file(
+    runner, tmp_path, monkeypatch, how
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    archive = tmp_path / "a.db"
+    with Emulator(seed_operations=30, seed=5) as emu:
+        assert cli_sync(runner, str(archive), emu.url, "--source", "s").exit_code == 0
+        before = _digest(archive)
+        fifo = tmp_path / "metrics.fifo"
+        os.mkfifo(fifo)
+        (tmp_path / "d").mkdir()
+        path = {"absolute": str(archive), "relative": "a.db", "wal": "a.db-wal",
+                "fifo": str(fifo), "directory": "d", "dot": "."}[how]  # fmt: skip
+        calls = sum(emu.counters.calls.values())
+        result = cli_sync(runner, str(archive), emu.url, "--source", "s", "--metrics-file", path)
+        assert sum(emu.counters.calls.values()) == calls  # refused before any call
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --metrics-file ") and result.stderr.count("\n") == 1
+    assert _digest(archive) == before
+    assert fifo.is_fifo() and (tmp_path / "d").is_dir()
+
+
+def test_an_export_never_replaces_an_archive_named_as_its_manifest(runner, tmp_path) -> None:
+    archive = tmp_path / "q4.csv.manifest.json"
+    assert invoke(runner, "--db", str(archive), "db", "upgrade").exit_code == 0
+    before = _digest(archive)
+    result = invoke(runner, "--db", str(archive), "export", "--out", str(tmp_path / "q4.csv"))
+    assert result.exit_code == 2, result.output
+    assert "manifest" in result.stderr and result.stderr.count("\n") == 1
+    assert _digest(archive) == before and not (tmp_path / "q4.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory"])
+def test_a_config_that_is_no_regular_file_is_refused_at_once(tmp_path, kind) -> None:
+    path = {"fifo": tmp_path / "c.toml", "zero": Path("/dev/zero"), "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    for env_or_flag in ("flag", "env"):
+        args = ["--config", str(path)] if env_or_flag == "flag" else []
+        env = {**os.environ, "ARCHIVER_CONFIG": str(path)} if env_or_flag == "env" else None
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "archiver", *args, "--db",
+                               str(tmp_path / "a.db"), "status"], capture_output=True,
+                              text=True, timeout=5, env=env)  # fmt: skip
+        assert time.monotonic() - started < 5
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: config ") and done.stderr.count("\n") == 1
+
+
+def test_a_filters_file_that_is_a_directory_is_bad_input(runner, archive, tmp_path) -> None:
+    result = invoke(runner, "--db", archive, "query", "--filters", f"file://{tmp_path}")
+    assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_the_write_guard_keeps_a_files_mode_and_leaves_nothing_on_failure(tmp_path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_text("old")
+    path.chmod(0o600)
+    target = guards.target(path, flag="--out")
+    with pytest.raises(RuntimeError), guards.replacing(target) as fh:
+        fh.write(b"half")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    guards.write_file(target, b"new")
+    assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o600
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(Exception, match="symlink to nothing"):
+        guards.target(link, flag="--out")
+
+
+def test_a_report_named_gz_is_gzipped(tmp_path) -> None:
+    target = guards.target(tmp_path / "r.html.gz", flag="--out")
+    guards.write_file(target, b"<html></html>")
+    assert gzip.decompress((tmp_path / "r.html.gz").read_bytes()) == b"<html></html>"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql+psycopg://u:S3cret@host:1/db",
+        "postgresql+psycopg://u@host:1/db?password=S3cret",
+        "postgresql+psycopg://u@host:1/db?sslmode=require&password=S3cret&x=1",
+        "host=db user=u password=S3cret dbname=a",
+        "host=db user=u password='S3 cret' dbname=a",
+        "https://proxy/?X-Amz-Security-Token=S3cret&a=b",
+    ],
+)
+def test_every_secret_form_is_masked(text) -> None:
+    shown = guards.redact(f"error: cannot connect to {text}")
+    assert "S3cret" not in shown and "S3 cret" not in shown and "***" in shown
+
+
+def test_server_text_reaches_a_terminal_escaped() -> None:
+    shown = guards.printable("svc\x1b[31m\nstale: source x\r")
+    assert "\x1b" not in shown and "\n" not in shown and "\r" not in shown
+    assert shown == "svc\\x1b[31m\\nstale: source x\\r"
