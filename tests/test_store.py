@@ -53,11 +53,15 @@ def test_a_status_change_updates_the_row_keeps_its_origin_and_adds_an_event(arch
     assert [e.status for e in events] == ["PENDING", "FAIL"]
 
 
-def test_the_watermark_only_moves_forward(archive) -> None:
-    _write(archive, store.advance_watermark, T0)
-    _write(archive, store.advance_watermark, T0 - timedelta(days=1))
+def test_the_watermark_only_moves_forward_and_never_over_a_gap(archive) -> None:
+    day = timedelta(days=1)
+    _write(archive, store.advance_watermark, (T0 - 9 * day, T0))  # the first pass
+    _write(archive, store.advance_watermark, (T0 - 2 * day, T0 - day))
     assert _write(archive, store.watermark) == T0
-    _write(archive, store.advance_watermark, T0 + timedelta(seconds=1))
+    _write(archive, store.advance_watermark, (T0 - day, T0 + timedelta(seconds=1)))
+    assert _write(archive, store.watermark) == T0 + timedelta(seconds=1)
+    # a pass that begins after the watermark leaves a gap unread: nothing moves
+    _write(archive, store.advance_watermark, (T0 + 2 * day, T0 + 3 * day))
     assert _write(archive, store.watermark) == T0 + timedelta(seconds=1)
 
 

@@ -308,3 +308,26 @@ def test_sync_takes_the_global_options_after_it(runner, archive) -> None:
         assert result.exit_code == 0, result.output
         assert (result.stdout, result.stderr) == ("", "")
         assert_archive_equals(archive, emu.account)
+
+
+def test_a_future_until_is_refused_and_the_next_plain_sync_finds_everything(runner, archive):
+    """A watermark at a future --until made every later sync list nothing, exit 0."""
+    with Emulator(seed_operations=200, days=60, seed=29) as emu:
+        ahead = cli_sync(runner, archive, emu.url, "--until", "2099-01-01T00:00:00Z")
+        assert ahead.exit_code == 2 and "--until is in the future" in ahead.stderr
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        emu.account.add_operations(40)
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        assert_archive_equals(archive, emu.account)
+
+
+def test_a_full_pass_over_a_late_slice_never_moves_the_watermark_over_a_gap(runner, archive):
+    """--full --since 2d over an archive complete to 40 days ago moved the watermark
+    over five weeks never read: the next plain sync found 340 of 1,000."""
+    with Emulator(seed_operations=1000, days=90, seed=30) as emu:
+        assert cli_sync(runner, archive, emu.url, "--until", "40d").exit_code == 0
+        mark = read_rows(archive, select(SyncState.watermark))[0].watermark
+        assert cli_sync(runner, archive, emu.url, "--full", "--since", "2d").exit_code == 0
+        assert read_rows(archive, select(SyncState.watermark))[0].watermark == mark
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        assert_archive_equals(archive, emu.account)

@@ -271,15 +271,21 @@ def watermark(conn: Connection, source_id: int) -> datetime | None:
     ).scalar_one_or_none()
 
 
-def advance_watermark(conn: Connection, source_id: int, value: datetime) -> None:
-    """Move the watermark forward only, never back (a late window cannot undo progress)."""
+def advance_watermark(conn: Connection, source_id: int, window: tuple[datetime, datetime]) -> None:
+    """Move the watermark to the end of a window stored whole: forward only (a late
+    window cannot undo progress), and only from a window that begins at or before it.
+    A window that begins after the watermark (``--full --since 2d`` over an archive
+    complete to 40 days ago) leaves a gap no run has read, so it moves nothing, and a
+    plain sync still reads the gap."""
+    start, end = window
     conn.execute(
         update(SyncState)
         .where(
             SyncState.source_id == source_id,
-            (SyncState.watermark.is_(None)) | (SyncState.watermark < value),
+            SyncState.watermark.is_(None)
+            | ((SyncState.watermark < end) & (SyncState.watermark >= start)),
         )
-        .values(watermark=value)
+        .values(watermark=end)
     )
 
 

@@ -197,6 +197,9 @@ def _check_range(
     """Refuse a range that can only read nothing, or that would plan without end."""
     if since is not None and since > started:
         raise UsageError(f"--since is in the future ({since:%Y-%m-%dT%H:%M:%SZ}); nothing to read")
+    if until is not None and until > started:
+        raise UsageError(f"--until is in the future ({until:%Y-%m-%dT%H:%M:%SZ}); a watermark "
+                         "there would skip what happens until then: leave --until out")  # fmt: skip
     if since is not None and until is not None and until < since:
         raise UsageError("--until is before --since; nothing to read")
     if window is not None:

@@ -474,7 +474,7 @@ class Syncer:
                 store.save_resume(conn, sid, window, last.next_token)
             else:
                 store.save_resume(conn, sid, None, None)
-                store.advance_watermark(conn, sid, window[1])
+                store.advance_watermark(conn, sid, window)
             store.record_run(conn, run_id, **s.columns())
         stored, batch[:] = len(batch), []
         for _ in range(stored):
