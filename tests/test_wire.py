@@ -235,3 +235,58 @@ def test_an_update_date_filter_that_matches_nothing_in_either_unit_fails(runner,
     assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 0
     assert _watermark(archive) is None
     assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+
+
+def test_a_getoperation_answer_naming_another_operation_fails_the_run(runner, archive) -> None:
+    """A proxy or cache answering every GetOperation with one other Id stored that one
+    operation and dropped the listed ones, exit 0 (2 of 600 stored)."""
+    with Emulator(seed_operations=60, seed=52) as emu:
+        ids = [op.id for op in emu.account.all()]
+        other = ids[0]
+
+        def answer(call: str, request: dict) -> bytes:
+            if call == "GetOperation":  # always the same one, whichever was asked for
+                request = {"OperationId": other}
+            return json.dumps(emu.service.call(call, request),
+                              default=lambda d: d.timestamp()).encode()  # fmt: skip
+
+        with Misbehaving(answer) as odd:
+            result = cli_sync(runner, archive, odd.url, "--source", "acct")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.count("\n") == 1 and "GetOperation" in result.stderr
+        assert "when asked for" in result.stderr and odd.url in result.stderr
+        assert _watermark(archive) is None
+        healthy = cli_sync(runner, archive, emu.url, "--source", "acct")
+        assert healthy.exit_code == 0, healthy.output
+        assert_archive_equals(archive, emu.account)
+
+
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        (
+            "GetOperation",
+            {
+                "Operation": {
+                    "Id": "op-1",
+                    "Status": "SUCCESS",
+                    "CreateDate": 1767225600.0,
+                    "UpdateDate": 1767225660.0,
+                }
+            },
+        ),
+        ("ListOperations", {"Operations": [{"Id": "op-1"}]}),
+    ],
+    ids=["no Type", "summary without Status"],
+)
+def test_an_answer_without_type_or_status_is_junk_naming_the_endpoint(runner, archive, call, body):
+    def answer(asked: str, _request: dict) -> bytes:
+        if asked == call:
+            return json.dumps(body).encode()
+        return json.dumps({"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]}).encode()
+
+    with Misbehaving(answer) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and junk.url in result.stderr, result.stderr
+    assert _watermark(archive) is None

@@ -286,6 +286,10 @@ def get_operation(
             return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
     raw = answer.get(wire.RAW_OPERATION)  # as sent, members botocore dropped included
+    if (got := answer["Operation"]["Id"]) != op_id:  # a proxy's or a cache's mix-up
+        endpoint = redact(str(getattr(getattr(client, "meta", None), "endpoint_url", "?")))
+        raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation {got!r} when "
+                              f"asked for {op_id!r}; nothing of it was stored")  # fmt: skip
     return OperationRecord.from_api(answer["Operation"], raw), retries
 
 

@@ -42,7 +42,7 @@ from archiver.guards import mask_url
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"
 #: What each call's answer must carry to be a record at all.
-_REQUIRED = {"GetOperation": ("Operation", ("Id", "Status"))}
+_REQUIRED = {"GetOperation": ("Operation", ("Id", "Status", "Type"))}
 #: The dates it must carry too: the archive's date columns are never NULL.
 _DATES = {"GetOperation": ("CreateDate", "UpdateDate")}
 _POLL = 0.1  # how often a waiting call looks for a stop request
@@ -160,10 +160,11 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
                 return None, f"{member} {inner['Id']!r} whose {key} is {problem}"
     if call == "ListOperations":
         ops = data.get("Operations", [])  # absent: an empty page, as JSON protocols allow
+        summary = ("Id", "Status")
         if not isinstance(ops, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("Id"), str) for o in ops
+            isinstance(o, dict) and all(isinstance(o.get(k), str) for k in summary) for o in ops
         ):
-            return None, f"Operations that are not a list of summaries ({_preview(body)})"
+            return None, f"Operations that are not summaries with Id and Status ({_preview(body)})"
     return data, None
 
 
