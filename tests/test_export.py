@@ -430,3 +430,32 @@ def test_names_are_right_past_the_first_batch_of_a_stream(runner, archive) -> No
                                            newline="")))  # fmt: skip
     assert len(rows) == n
     assert all(r["service_name"] == "svc " + r["service_id"][4:] for r in rows)
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["operations", "history"])
+def test_a_line_break_in_any_cell_keeps_one_record_per_operation(runner, archive, tmp_path,
+                                                               history):  # fmt: skip
+    """CR/LF in a source's, a namespace's or a service's name (text we render in
+    Python) split the row: 1,042 CSV rows for 1,000 operations."""
+    from archiver.records import Listed
+    from archiver.store import write as store
+    from tests.helpers import T0
+
+    broken = "a\r\nb\nc\rd"
+    records = [op(i, minutes=i, error_code="E", error_message=broken) for i in range(5)]
+    fill(archive, records, source=f"prod{broken}")
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, f"prod{broken}", region="us-east-1")
+        store.record_catalog(conn, sid, "namespaces", [Listed("ns-1", broken, None, None, None, None)],
+                             seen_at=T0, complete=False)  # fmt: skip
+        store.record_catalog(conn, sid, "services", [Listed("srv-1", broken, None, None, None, None)],
+                             seen_at=T0, complete=False)  # fmt: skip
+    mode = ["--history"] if history else []
+    for raw in ([], ["--raw"]):
+        path = tmp_path / f"x{len(raw)}.csv"
+        out = invoke(runner, "--db", archive, "export", *mode, *raw, "--out", str(path))
+        assert out.exit_code == 0, out.output
+        rows = read(path)
+        assert len(rows) == 5 and {r["source"] for r in rows} == {f"prod{broken}"}
+        if not history:
+            assert {(r["namespace_name"], r["service_name"]) for r in rows} == {(broken, broken)}

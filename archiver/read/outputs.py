@@ -325,10 +325,13 @@ def _csv_field(element: csv_field, compiler: Any, **kw: Any) -> str:
 
 
 def _csv_cell(text: str | None) -> str:
-    """One cell as Python's csv module writes it (for values known in Python)."""
+    """One cell as Python's csv module writes it in a line (for values known in Python).
+    The line's own terminator is what makes the module quote a CR or LF, so the cell is
+    written with it and cut from it: with no terminator, a name holding a line break
+    stood unquoted and split its row."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([text])
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow([text])
+    return buf.getvalue()[:-2]
 
 
 def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool) -> Any:
