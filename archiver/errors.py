@@ -37,7 +37,8 @@ class LockHeld(ArchiverError):
 
 
 class Interrupted(ArchiverError):
-    """SIGINT/SIGTERM stopped a run; pages still in flight were not stored (exit 130)."""
+    """SIGINT/SIGTERM stopped a run; pages still in flight were not stored (exit 130 or
+    143: 128 + the signal's number, as ``stopping.exit_code`` says)."""
 
     exit_code = 130
 

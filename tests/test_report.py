@@ -185,7 +185,7 @@ def test_a_report_appears_whole_or_not_at_all(runner, reported, tmp_path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.engine_free  # about the process and the file, on a SQLite archive
-def test_sigterm_mid_report_exits_130_and_leaves_no_file(tmp_path) -> None:
+def test_sigterm_mid_report_exits_143_and_leaves_no_file(tmp_path) -> None:
     import signal
     import subprocess
     import time
@@ -212,6 +212,6 @@ def test_sigterm_mid_report_exits_130_and_leaves_no_file(tmp_path) -> None:
     assert reading, "the report never opened the archive"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     assert err.count("\n") == 1 and "SIGTERM" in err
     assert list(out.parent.iterdir()) == []  # no report, no temporary file

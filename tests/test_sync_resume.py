@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld, WorkFailed
 from archiver.store.archive import Archive
-from archiver.store.models import Operation, OperationEvent, SyncRun, SyncState
+from archiver.store.models import Operation, OperationEvent, Source, SyncRun, SyncState
 from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from archiver.timeutil import utc_ms
@@ -124,7 +124,7 @@ def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
         proc.send_signal(signal.SIGTERM)
         gate.release()
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130
+        assert proc.returncode == 143  # 128 + SIGTERM
         assert err.strip().splitlines()[-1].startswith("error: stopped by signal SIGTERM")
         run = read_rows(archive, select(SyncRun.outcome, SyncRun.error))[-1]
         assert run.outcome == "interrupted"
@@ -257,3 +257,58 @@ def test_a_killed_run_is_shown_abandoned_and_closed_by_the_next(runner, archive)
         assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
         outcomes = [r.outcome for r in read_rows(archive, select(SyncRun.outcome))]
         assert outcomes == ["abandoned", "succeeded"]
+
+
+def _signal_a_worker_thread(pid: int, sig: int) -> None:
+    """Send ``sig`` to one of ``pid``'s threads other than its main one (tgkill): the
+    kernel hands a process's signal to any of its threads, and a main thread waiting
+    without a timeout never saw one handed to another."""
+    import ctypes
+    import platform
+
+    number = {"x86_64": 234, "aarch64": 131}[platform.machine()]  # SYS_tgkill
+    others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    assert others, "the process has no other thread"
+    assert ctypes.CDLL(None, use_errno=True).syscall(number, pid, others[-1], sig) == 0
+
+
+def test_sigterm_to_a_worker_thread_stops_a_single_sync(archive) -> None:
+    with Emulator(seed_operations=2000, seed=16) as emu:
+        gate = emu.hold("ListOperations", after=5)
+        proc = start_sync(archive, emu.url)
+        assert gate.reached.wait(60), proc.communicate()
+        sent = time.monotonic()
+        _signal_a_worker_thread(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        gate.release()
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 143, err
+    assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "interrupted"
+
+
+def test_sigterm_to_a_worker_thread_stops_a_fleet_and_reports_each_source(archive, tmp_path):
+    config = tmp_path / "fleet.toml"
+    with Emulator(seed_operations=2000, seed=17) as emu:
+        config.write_text("[defaults]\nregion = 'us-east-1'\n"
+                          f"endpoint_url = '{emu.url}'\n"
+                          + "".join(f"[[source]]\nname = 's{i}'\n" for i in range(4)))  # fmt: skip
+        gate = emu.hold("ListOperations", after=8)  # three sources mid-run, one queued
+        metrics = tmp_path / "archiver.prom"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--db", archive, "--config", str(config), "sync",
+             "--all", "--parallel", "3", "--json", "--metrics-file", str(metrics)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        )  # fmt: skip
+        assert gate.reached.wait(60), proc.communicate()
+        sent = time.monotonic()
+        _signal_a_worker_thread(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        gate.release()
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 143, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["source"] for r in lines) == ["s0", "s1", "s2", "s3"]  # every source said
+    assert {r["outcome"] for r in lines} == {"interrupted"}
+    assert metrics.exists()  # written after the stop, as after any run
+    started = {r.name for r in read_rows(archive, select(SyncRun.id, Source.name).join(Source))}
+    assert len(started) == 3  # the queued source was never started

@@ -167,7 +167,7 @@ def test_sigterm_stops_within_10s_while_a_call_hangs(archive) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert time.monotonic() - sent < 10
-        assert proc.returncode == 130, err
+        assert proc.returncode == 143, err
         run = read_rows(archive, select(SyncRun.outcome))[-1]
         assert run.outcome == "interrupted"
         gate.release()
@@ -185,7 +185,7 @@ def test_sigterm_stops_a_trickled_call_with_default_settings(archive) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert time.monotonic() - sent < 10
-        assert proc.returncode == 130, err
+        assert proc.returncode == 143, err
 
 
 def test_a_nexttoken_that_comes_back_stops_the_run(runner, archive) -> None:

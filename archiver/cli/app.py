@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from archiver import DISTRIBUTION, __version__
-from archiver.errors import ArchiverError, first_line
+from archiver import DISTRIBUTION, __version__, stopping
+from archiver.errors import ArchiverError, Interrupted, first_line
 from archiver.guards import redact
 from archiver.logs import error_line
 
@@ -48,7 +48,10 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
     trace = "".join(traceback.format_exception(exc)) if verbose else None
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as errors.Stopped
         say(str(exc) or "interrupted", log_format)
-        return 130
+        return stopping.exit_code()
+    if isinstance(exc, Interrupted):
+        say(str(exc), log_format, trace=trace)
+        return stopping.exit_code()  # 130 for SIGINT, 143 for SIGTERM
     if isinstance(exc, ArchiverError):
         say(str(exc), log_format, trace=trace)
         return exc.exit_code
@@ -144,7 +147,7 @@ class OneLineUsageErrors(TyperGroup):
             else:
                 rv = usage(exc, words)
         except typer.Abort:
-            rv = 130
+            rv = stopping.exit_code()
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -266,7 +269,7 @@ def root(
     """Keep a permanent, queryable history of AWS Cloud Map operations.
 
     Exit codes: 0 success; 1 the work failed; 2 bad input; 3 another sync holds the
-    source's lock; 130 interrupted.
+    source's lock; 130 interrupted by SIGINT, 143 by SIGTERM.
     """
     from archiver.logs import configure
 
@@ -311,5 +314,8 @@ def db_given(ctx: typer.Context) -> bool:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. The stop handler is installed first, so that a
+    signal in the command's first moments is taken as it is later (one line, 130 or
+    143), never as a traceback or a silent exit."""
+    stopping.install()
     app()

@@ -256,7 +256,7 @@ def report(
 
     rep.plotly()  # the extra is missing: say so before any work
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source)
-    stopping.install(at_once=True)  # SIGTERM: exit 130, and no file half-written
+    stopping.install(at_once=True)  # SIGTERM: exit 143, and no file half-written
     with open_archive(ctx) as archive:
         dest = guards.target(out, flag="--out", protected=archive.files)
         figures = rep.gather(archive, selection)

@@ -272,7 +272,7 @@ def sync(
     fetches only new or changed operations, and stores each page in one transaction:
     safe to kill at any moment and to rerun. Prints nothing on success unless -v or
     --json. Exit codes: 0 done, 1 API or database failure (after retries), 2 bad
-    input, 3 another sync of this source is running, 130 interrupted.
+    input, 3 another sync of this source is running, 130 interrupted (143 by SIGTERM).
 
     \b
     Example:

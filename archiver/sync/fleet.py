@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver import guards
+from archiver import guards, stopping
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import options
@@ -125,7 +125,8 @@ class Result:
         if self.summary is not None:
             return self.summary.to_json()
         assert self.error is not None
-        return {"source": self.source, "outcome": "failed", "error": str(self.error),
+        outcome = "interrupted" if isinstance(self.error, Interrupted) else "failed"
+        return {"source": self.source, "outcome": outcome, "error": str(self.error),
                 "exit_code": self.exit_code}  # fmt: skip
 
 
@@ -138,7 +139,9 @@ def run(
     on_page: Callable[[Any], None] | None = None,
 ) -> list[Result]:
     """Sync every job, at most ``parallel`` at once, each on its own archive handle
-    (its own engines and lock); one source's failure never stops another."""
+    (its own engines and lock); one source's failure never stops another. A stop
+    request starts no queued source (each is reported interrupted), lets the runs
+    under way record themselves interrupted, and returns every result."""
 
     def one(job: Job) -> Result:
         try:
@@ -157,24 +160,36 @@ def run(
         # file would each run the migrations.
         Archive.open(location, create_missing=True).close()
     results: list[Result] = []
+
+    def done(result: Result) -> None:
+        results.append(result)
+        if on_done:
+            on_done(result)
+
     with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="source") as pool:
-        futures = [pool.submit(one, job) for job in jobs]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            if on_done:
-                on_done(result)
+        futures = {pool.submit(one, job): job for job in jobs}
+        pending = set(futures)
+        while pending:  # polls: a signal handed to a worker thread is seen here too
+            finished, pending = wait(pending, timeout=stopping.POLL, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done(future.result())
+            if stopping.requested():
+                for future in [f for f in pending if f.cancel()]:
+                    pending.discard(future)
+                    why = f"{stopping.reason()}; not started"
+                    done(Result(futures[future].opts.source, None, Interrupted(why)))
     return sorted(results, key=lambda r: [j.opts.source for j in jobs].index(r.source))
 
 
 def worst_exit(results: list[Result]) -> int:
-    """0 when all succeeded; 130 if any was interrupted; 3 only when every failure was
-    a held lock (another run is at work, nothing is wrong); else the worst other code."""
+    """0 when all succeeded; 130 or 143 if any was interrupted (by SIGINT or SIGTERM);
+    3 only when every failure was a held lock (another run is at work, nothing is
+    wrong); else the worst other code."""
     failures = [r.error for r in results if r.error is not None]
     if not failures:
         return 0
     if any(isinstance(e, Interrupted) for e in failures):
-        return 130
+        return stopping.exit_code()
     if all(isinstance(e, LockHeld) for e in failures):
         return 3
     return max(e.exit_code for e in failures if not isinstance(e, LockHeld))

@@ -498,9 +498,14 @@ _WITHOUT = {
 
 
 def _wait_for(future: Future[Any]) -> Any:
-    """The future's result; a stop request is taken here, never inside a database call."""
+    """The future's result; a stop request is taken here, never inside a database call.
+    The wait polls, so that a signal the kernel handed to another thread is seen."""
     with stopping.waiting():
-        return future.result()
+        while True:
+            try:
+                return future.result(timeout=stopping.POLL)
+            except TimeoutError:
+                stopping.check()
 
 
 def _done(value: Any) -> Future[Any]:
