@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from archiver.store.models import Operation, Source, SyncRun
-from tests.conftest import invoke, requires_sqlite
+from tests.conftest import PG_URL, invoke, requires_sqlite
 from tests.helpers import fill, op, read_rows
 
 
@@ -249,11 +249,43 @@ def test_an_endpoint_password_never_leaves_the_process(runner, archive) -> None:
     assert "PASSWORD" not in verbose.output
 
 
-def test_a_database_password_is_masked(runner) -> None:
-    url = "postgresql+psycopg://user:PASSWORD@127.0.0.1:1/archive"
-    result = invoke(runner, "--db", url, "status")
-    assert result.exit_code in (1, 2)
-    assert "PASSWORD" not in result.output and "***" in result.stderr
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://user:PASSWORD@127.0.0.1:1/archive",
+    "postgresql+psycopg://user@127.0.0.1:1/archive?password=PASSWORD",
+    "postgresql+psycopg://user@127.0.0.1:1/archive?sslmode=disable&password=PASSWORD",
+])  # fmt: skip
+@pytest.mark.parametrize("command", [["status"], ["status", "--check"], ["query"], ["export"],
+                                     ["db", "current"], ["sources", "list"]])  # fmt: skip
+def test_a_database_password_is_masked(runner, url, command) -> None:
+    for extra in ([], ["-v"], ["--log-format", "json"]):
+        result = invoke(runner, "--db", url, *extra, *command)
+        assert result.exit_code in (1, 2)
+        assert "PASSWORD" not in result.output and "***" in result.stderr
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs a PostgreSQL server (ARCHIVER_TEST_DB_URL)")
+def test_a_reachable_databases_password_is_masked_everywhere(runner, db, tmp_path) -> None:
+    """With the server answering, the archive's name reaches `db current`, `status`, the
+    logs and the HTML report's header: none of them shows the query's password."""
+    from archiver.emulator import Emulator
+
+    url = db + ("&" if "?" in db else "?") + "password=PASSWORD"
+    with Emulator(seed_operations=20, seed=4) as emu:
+        synced = invoke(runner, "--db", url, "-v", "sync", "--endpoint-url", emu.url,
+                        "--region", "us-east-1")  # fmt: skip
+    assert synced.exit_code == 0, synced.output
+    report = tmp_path / "r.html"
+    for command in (
+        ["db", "current"],
+        ["status"],
+        ["status", "--json"],
+        ["-v", "--log-format", "json", "status"],
+        ["report", "--out", str(report)],
+    ):
+        result = invoke(runner, "--db", url, *command)
+        assert result.exit_code == 0, (command, result.output)
+        assert "PASSWORD" not in result.output, command
+    assert "PASSWORD" not in synced.output and "PASSWORD" not in report.read_text()
 
 
 # --- sources --------------------------------------------------------------------------------

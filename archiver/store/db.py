@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
+from archiver.guards import mask_url
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -61,13 +62,9 @@ def url_for(db: str) -> str:
 
 
 def describe(db: str) -> str:
-    """The archive's name for messages, without a password."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
-        return db
+    """The archive's name for messages, its secrets masked (``guards.redact``: a
+    password in the URL's user part or its query)."""
+    return mask_url(db)
 
 
 def sqlite_path(db: str) -> Path | None:
