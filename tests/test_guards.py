@@ -126,3 +126,24 @@ def test_server_text_reaches_a_terminal_escaped() -> None:
     shown = guards.printable("svc\x1b[31m\nstale: source x\r")
     assert "\x1b" not in shown and "\n" not in shown and "\r" not in shown
     assert shown == "svc\\x1b[31m\\nstale: source x\\r"
+
+
+def test_server_text_in_the_query_table_and_status_never_reaches_a_terminal_raw(
+    runner, archive
+) -> None:
+    from archiver.records import Listed
+    from archiver.store import write as store
+    from archiver.store.archive import Archive
+    from tests.helpers import T0, fill, op
+
+    hostile = "svc\x1b[2J\nstale: source forged"
+    fill(archive, [op(1, type="NEW\x1b[31m\n", status="SUCCESS")], source="s")
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, "s", region="us-east-1")
+        store.record_catalog(conn, sid, "services", [Listed("srv-1", hostile, None, None, None,
+                             None)], seen_at=T0, complete=False)  # fmt: skip
+    table = invoke(runner, "--db", archive, "query")
+    status = invoke(runner, "--db", archive, "status")
+    for shown in (table.stdout, status.stdout):
+        assert "\x1b" not in shown and "stale: source forged" not in shown.splitlines()
+    assert len(table.stdout.splitlines()) == 3  # header, one operation, the count

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from archiver import DISTRIBUTION, __version__, stopping
 from archiver.errors import ArchiverError, Interrupted, first_line
-from archiver.guards import redact
+from archiver.guards import printable, redact
 from archiver.logs import error_line
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def usage(exc: Any, args: list[str]) -> int:
 def say(message: str, log_format: str, *, trace: str | None = None) -> None:
     if trace and log_format != "json":
         sys.stderr.write(redact(trace))
-    line = error_line(redact(message), log_format, trace=redact(trace) if trace else None)
+    message = redact(message) if log_format == "json" else printable(redact(message))
+    line = error_line(message, log_format, trace=redact(trace) if trace else None)
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 

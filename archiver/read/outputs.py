@@ -18,6 +18,7 @@ from sqlalchemy import String, case, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from archiver.guards import printable
 from archiver.read import Output
 from archiver.read.query import (
     ArchivedOperation,
@@ -78,7 +79,8 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
         when = iso(r.update_date) if r.update_date else "(incomplete)"
         name = op.service_name or op.namespace_name or ""
         name = name if len(name) <= 14 else name[:13] + "…"
-        out.write(f"{when:<24} {r.status:<9} {r.type or '?':<19} {name:<14} {rid}\n")
+        line = f"{when:<24} {r.status:<9} {r.type or '?':<19} {name:<14} {rid}"
+        out.write(printable(line) + "\n")  # server text never moves a cursor
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
     return n

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from archiver import guards
 from archiver.errors import UsageError
+from archiver.guards import printable
 from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.store.models import Operation, Source, SyncRun, SyncState
@@ -145,7 +146,7 @@ def to_text(summary: dict[str, Any]) -> str:
             lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
             if r["error"]:
                 lines.append(f"              error: {r['error']}")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # server text never moves a cursor
 
 
 def check_freshness(
@@ -173,7 +174,7 @@ def check_freshness(
         elif now - parse_iso(ok) > max_age:
             problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
                             f"older than {_span(max_age)}")  # fmt: skip
-    return problems
+    return [printable(p) for p in problems]  # one line each, whatever a server said
 
 
 def _span(delta: timedelta) -> str:
