@@ -21,6 +21,8 @@ from tests.conftest import invoke
 from tests.helpers import T0, fill, op
 
 HOSTILE = "</script><img src=x onerror=alert(1)>=cmd"
+#: plotly reads a subset of HTML in labels: this became a live link, and <b> bold
+LINK = '<a href="https://evil.example/phish">pay</a><b>now</b>'
 
 
 def _content() -> list:
@@ -38,7 +40,8 @@ def _content() -> list:
 def reported(archive: str) -> str:
     fill(archive, _content())
     with Archive(archive) as handle, handle.writer.begin() as conn:
-        names = [Listed(f"srv-{i}", HOSTILE if i == 1 else f"svc-{i}", "HTTP", None, None, None)
+        shown = {1: HOSTILE, 2: LINK}
+        names = [Listed(f"srv-{i}", shown.get(i, f"svc-{i}"), "HTTP", None, None, None)
                  for i in range(3)]  # srv-3 never listed: shown by its id  # fmt: skip
         catalog.record_catalog(conn, 1, "services", names, seen_at=T0, complete=True)
     return archive
@@ -57,7 +60,7 @@ def test_the_figures_are_the_archives_own(reported) -> None:
                                                        for o in ops)) for t in {o.type for o in ops}}  # fmt: skip
     assert {t: (n, f) for t, n, f in figures.by_type} == by_type
     fails = Counter(o.service_id for o in ops if o.status == "FAIL")
-    names = {"srv-0": "svc-0", "srv-1": HOSTILE, "srv-2": "svc-2", "srv-3": "srv-3"}
+    names = {"srv-0": "svc-0", "srv-1": HOSTILE, "srv-2": LINK, "srv-3": "srv-3"}
     assert {(name, n) for name, _, n in figures.top_failing} == {
         (names[s], n) for s, n in fails.items()}  # fmt: skip
     assert [n for *_, n in figures.top_failing] == sorted(fails.values(), reverse=True)
@@ -158,6 +161,7 @@ def test_the_report_renders_offline_in_a_real_browser(runner, shown_archive, tmp
                 "Array.from(document.querySelectorAll('.js-plotly-plot'))"
                 ".map(d => [d.id, d._fullData.length, d.querySelectorAll('.point').length])"
             )
+            links = page.evaluate("document.querySelectorAll('.js-plotly-plot a').length")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -166,6 +170,7 @@ def test_the_report_renders_offline_in_a_real_browser(runner, shown_archive, tmp
     assert all(traces > 0 for _, traces, _ in drawn), drawn
     assert sum(points for *_, points in drawn) > 20  # bars and markers were drawn
     assert problems == [], problems  # no console error, no script error, no alert
+    assert links == 0  # no name became a live link in a chart
     assert fetched == [out.as_uri()]  # offline: nothing but the file itself
     assert shot.stat().st_size > 50_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

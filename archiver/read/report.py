@@ -279,6 +279,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _plain(text: str) -> str:
+    """Server text as a chart label: plotly reads a subset of HTML in labels (a
+    service named ``<a href=…>`` became a live link), and shows entities as the
+    characters they stand for, so the label is escaped and reads as it was sent."""
+    return html.escape(text, quote=False)
+
+
 def _per_day(go: Any, f: Figures) -> str:
     days = sorted({d for d, _, _ in f.per_day})
     statuses = sorted({s for _, s, _ in f.per_day}, key=_status_order)
@@ -286,7 +293,7 @@ def _per_day(go: Any, f: Figures) -> str:
     fig = go.Figure(
         [
             go.Bar(
-                name=s,
+                name=_plain(s),
                 x=days,
                 y=[counts.get((d, s), 0) for d in days],
                 marker_color=STATUS_COLOURS.get(s),
@@ -316,7 +323,7 @@ def _failure_rate(go: Any, f: Figures) -> str:
     rates = [(t, n, failed, 100.0 * failed / n if n else 0.0) for t, n, failed in f.by_type]
     fig = go.Figure(
         go.Bar(
-            x=[t for t, *_ in rates],
+            x=[_plain(t) for t, *_ in rates],
             y=[r for *_, r in rates],
             marker_color="#c62828",
             text=[f"{r:.1f}%" for *_, r in rates],
@@ -337,7 +344,7 @@ def _top_failing_chart(go: Any, f: Figures) -> str:
     fig = go.Figure(
         go.Bar(
             x=[n for *_, n in top],
-            y=[name for name, *_ in top],
+            y=[_plain(name) for name, *_ in top],
             orientation="h",
             marker_color="#c62828",
         )
@@ -358,7 +365,7 @@ def _durations(go: Any, f: Figures) -> str:
     types = sorted({t for t, _, _ in f.durations})
     counts = {(t, b): n for t, b, n in f.durations}
     fig = go.Figure(
-        [go.Bar(name=t, x=labels, y=[counts.get((t, b), 0) for b in labels]) for t in types]
+        [go.Bar(name=_plain(t), x=labels, y=[counts.get((t, b), 0) for b in labels]) for t in types]
     )
     fig.update_layout(
         barmode="group", yaxis_title="operations", xaxis_title="create to last update"
