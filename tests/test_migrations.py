@@ -174,3 +174,21 @@ def test_plain_ids_marked_by_0_3_are_dropped_and_marked_again_on_downgrade(db: s
     Archive(db).downgrade("c41e7b9a2f60")
     assert _flags(db) == want
     assert archived(db) == {r.id: r for r in records}
+
+
+def test_an_archive_a_newer_archiver_wrote_says_so(runner, db: str) -> None:
+    """It said "run `archiver db upgrade`", which then failed: "Can't locate revision"."""
+    from tests.conftest import invoke
+
+    Archive(db).upgrade()
+    engine = archive_db.create(db, write=True)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed1234'"))
+    finally:
+        engine.dispose()
+    for command in (["status"], ["db", "upgrade"], ["query"]):
+        result = invoke(runner, "--db", db, *command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "f00dfeed1234" in result.stderr and "newer archiver" in result.stderr
+        assert result.stderr.count("\n") == 1

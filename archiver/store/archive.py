@@ -74,6 +74,8 @@ class Archive:
         if rev is None and create_missing and not db.has_tables(self.reader):
             self.upgrade()
             return
+        if newer := db.newer_than_us(rev, self.name):
+            raise newer
         if rev is None:
             raise UsageError(
                 f"{self.name} is not an archiver archive (no schema version); "

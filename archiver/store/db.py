@@ -26,14 +26,9 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 @functools.cache
-def head() -> str:
-    """The migration head this code expects: the packaged revision nobody revises.
-
-    Read from the revision files' ``revision``/``down_revision`` lines, so that every
-    command checks the archive's version without loading Alembic (about half a
-    second), and a new migration needs no constant bumped here. A test ties this to
-    Alembic's own answer.
-    """
+def known_revisions() -> dict[str, str | None]:
+    """Every packaged revision and the one it revises, read from the revision files'
+    ``revision``/``down_revision`` lines (no Alembic loaded)."""
     from importlib.resources import files
 
     revisions: dict[str, str | None] = {}
@@ -44,6 +39,31 @@ def head() -> str:
             down = _DOWN_REVISION.search(text_)
             if rev:
                 revisions[rev.group(1)] = down.group(1) if down else None
+    return revisions
+
+
+def newer_than_us(rev: str | None, name: str) -> UsageError | None:
+    """The error for an archive that a newer archiver migrated, or None: its revision
+    is none this archiver knows, so neither `db upgrade` nor any command can use it."""
+    if rev is None or rev in known_revisions():
+        return None
+    from archiver import __version__
+
+    ours = f"archiver {__version__}"
+    return UsageError(f"archive {name} is at revision {rev}, which {ours} does not know: "
+                      "a newer archiver wrote it; use that version or newer")  # fmt: skip
+
+
+@functools.cache
+def head() -> str:
+    """The migration head this code expects: the packaged revision nobody revises.
+
+    Read from the revision files' ``revision``/``down_revision`` lines, so that every
+    command checks the archive's version without loading Alembic (about half a
+    second), and a new migration needs no constant bumped here. A test ties this to
+    Alembic's own answer.
+    """
+    revisions = known_revisions()
     heads = set(revisions) - set(revisions.values())
     if len(heads) != 1:
         raise RuntimeError(f"the packaged migrations have {len(heads)} heads: {sorted(heads)}")
@@ -274,6 +294,10 @@ def migrate(db: str, action: str, target: str) -> None:
         raise UsageError(problem)
     engine = create(db, write=True)
     try:
+        with engine.connect() as probe:  # its own connection: a failed read aborts a
+            newer = newer_than_us(revision(probe), describe(db))  # PostgreSQL transaction
+        if newer:
+            raise newer
         with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # Batch migrations copy a table and drop the old one; with foreign keys
