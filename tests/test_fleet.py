@@ -172,3 +172,30 @@ def test_the_exit_code_is_the_worst_and_3_only_when_every_failure_was_a_lock() -
     assert worst_exit([held, failed]) == 1
     assert worst_exit([failed, bad, held]) == 2
     assert worst_exit([failed, stopped]) == 130
+
+
+def test_a_config_without_all_or_source_names_its_sources(runner, db, tmp_path) -> None:
+    """`--config F sync` alone synced the default profile into the fleet's archive,
+    creating a stray source."""
+    config = _config(tmp_path, "[[source]]\nname = 'x'\nregion = 'us-east-1'\n")
+    result = invoke(runner, "--db", db, "--config", config, "sync", "--region", "us-east-1")
+    assert result.exit_code == 2 and "--all" in result.stderr and result.stderr.count("\n") == 1
+    if "://" not in db:
+        assert not Path(db).exists()
+
+
+@pytest.mark.slow
+def test_a_relative_db_in_a_config_is_the_configs_own(runner, tmp_path, monkeypatch) -> None:
+    """cron runs in $HOME: `db = "archive.db"` in /etc/archiver/fleet.toml meant
+    ~/archive.db. It means the file beside the config."""
+    home, etc = tmp_path / "home", tmp_path / "etc"
+    home.mkdir()
+    etc.mkdir()
+    monkeypatch.chdir(home)
+    with Emulator(seed_operations=10, seed=74) as emu:
+        config = etc / "fleet.toml"
+        config.write_text(f"db = 'archive.db'\n[[source]]\nname = 'x'\nregion = 'us-east-1'\n"
+                          f"endpoint_url = '{emu.url}'\n")  # fmt: skip
+        result = invoke(runner, "--config", str(config), "sync", "--all")
+    assert result.exit_code == 0, result.output
+    assert (etc / "archive.db").exists() and not (home / "archive.db").exists()

@@ -59,3 +59,10 @@ def test_a_source_that_never_succeeded_and_an_empty_archive_are_stale(runner, ar
     assert result.stdout == "stale: source new@eu-west-1: no successful sync yet\n"
     bad = invoke(runner, "--db", archive, "status", "--check", "--max-age", "soon")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ")
+
+
+def test_max_age_is_checked_and_named_and_goes_with_check(runner, archive) -> None:
+    junk = invoke(runner, "--db", archive, "status", "--check", "--max-age", "junk")
+    assert junk.exit_code == 2 and junk.stderr.startswith("error: --max-age: ")
+    alone = invoke(runner, "--db", archive, "status", "--max-age", "1h")
+    assert alone.exit_code == 2 and "--check" in alone.stderr and alone.stderr.count("\n") == 1

@@ -290,3 +290,48 @@ def test_an_answer_without_type_or_status_is_junk_naming_the_endpoint(runner, ar
     assert result.exit_code == 1, result.output
     assert result.stderr.count("\n") == 1 and junk.url in result.stderr, result.stderr
     assert _watermark(archive) is None
+
+
+def test_a_service_that_pages_for_ever_is_stopped_with_one_line(runner, archive) -> None:
+    """A new NextToken on every page would be paged for ever: a pass of a source that
+    holds nothing may read 1,000 pages, then the run stops (exit 1, watermark unmoved)."""
+    counter = iter(range(10**9))
+
+    def answer(call: str, request: dict) -> bytes:
+        if call == "ListOperations" and request.get("Filters") and request.get("NextToken"):
+            return json.dumps({"Operations": [], "NextToken": f"t{next(counter)}"}).encode()
+        if call == "ListOperations" and request.get("Filters"):
+            return json.dumps({"Operations": [], "NextToken": "t-first"}).encode()
+        return json.dumps({"Operations": []}).encode()
+
+    with Misbehaving(answer) as endless:
+        result = cli_sync(runner, archive, endless.url, "--source", "acct")
+        pages = endless.calls.count("ListOperations")
+    assert result.exit_code == 1, result.output
+    assert "would page for ever" in result.stderr and result.stderr.count("\n") == 1
+    assert 1000 < pages < 1100
+    assert _watermark(archive) is None
+
+
+def test_an_operation_listed_on_two_pages_is_fetched_and_counted_once(runner, archive) -> None:
+    """Pages shift while operations change: one id on two pages inflated `inserted`
+    (650 reported for 350 rows)."""
+    with Emulator(seed_operations=3, seed=53) as emu:
+        (first, *_) = emu.account.all()
+        summaries = [{"Id": o.id, "Status": o.status} for o in emu.account.all()]
+
+        def answer(call: str, request: dict) -> bytes:
+            if call == "ListOperations" and request.get("Filters"):
+                if request.get("NextToken"):
+                    return json.dumps({"Operations": summaries}).encode()
+                return json.dumps({"Operations": summaries[:1], "NextToken": "2"}).encode()
+            return json.dumps(emu.service.call(call, request),
+                              default=lambda d: d.timestamp()).encode()  # fmt: skip
+
+        with Misbehaving(answer) as shifting:
+            result = cli_sync(runner, archive, shifting.url, "--source", "acct", "--json")
+            gets = shifting.calls.count("GetOperation")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["inserted"] == 3 and gets == 3
+    assert first.id in {r.id for r in read_rows(archive, select(Operation.id))}

@@ -437,10 +437,14 @@ def status(
     Example:
       archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
     """
+    from archiver.errors import UsageError
     from archiver.read.status import check_freshness, summarize, to_text
-    from archiver.timeutil import parse_span
+    from archiver.timeutil import named, parse_span
 
-    age = parse_span(max_age) if check else None
+    typed = ctx.get_parameter_source("max_age")
+    if not check and typed is not None and typed.name == "COMMANDLINE":
+        raise UsageError("--max-age goes with --check (the verdict it sets the limit of)")
+    age = named("--max-age", max_age, parse_span) if check else None
     with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)
     if age is not None:

@@ -196,6 +196,12 @@ def retried_incomplete(
         )
 
 
+def operation_count(conn: Connection, source_id: int) -> int:
+    """How many operations the source holds."""
+    stmt = select(func.count()).select_from(Operation).where(Operation.source_id == source_id)
+    return int(conn.execute(stmt).scalar_one())
+
+
 def incomplete_counts(conn: Connection, source_id: int) -> tuple[int, int]:
     """(incomplete and still retried, given up on as gone) for the source."""
     rows = conn.execute(

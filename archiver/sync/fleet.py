@@ -65,6 +65,8 @@ def load(path: Path) -> Config:
     db = data.get("db")
     if db is not None and not isinstance(db, str):
         raise UsageError(f"config {path}: db must be a path or URL string")
+    if db is not None and "://" not in db:  # a path is the config's own, wherever cron runs
+        db = str(path.parent / Path(db).expanduser())
     return Config(path, db, sources)
 
 

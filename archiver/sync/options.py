@@ -195,6 +195,11 @@ def _check_range(
     since: datetime | None, until: datetime | None, window: timedelta | None, started: datetime
 ) -> None:
     """Refuse a range that can only read nothing, or that would plan without end."""
+    for name, when in (("--since", since), ("--until", until)):
+        if when is not None and when < EPOCH:
+            raise UsageError(
+                f"{name} {when:%Y-%m-%d} is before 1970: the service's dates start there"
+            )
     if since is not None and since > started:
         raise UsageError(f"--since is in the future ({since:%Y-%m-%dT%H:%M:%SZ}); nothing to read")
     if until is not None and until > started:

@@ -186,6 +186,9 @@ class Syncer:
         self.on_page = on_page
         self.stats = Stats()
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
+        self._asked: set[tuple[str, str]] = set()  # (id, listed status) fetched this run
+        self._held = 0  # operations the source held when the run began
+        self._pass_pages: dict[tuple[datetime, datetime], int] = {}
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
         self.limit = cloudmap.RateLimit(opts.max_rps)  # one pace for all the run's calls
@@ -227,7 +230,10 @@ class Syncer:
         ids = [op_id for op_id, _ in page.operations]
         with self.reader.connect() as conn:
             archived = store.archived_statuses(conn, sid, ids)
-        wanted = [i for i, status in page.operations if archived.get(i) != status]
+        # an operation a pass lists twice (pages shift as it changes) is fetched once
+        wanted = [i for i, status in dict.fromkeys(page.operations)
+                  if archived.get(i) != status and (i, status) not in self._asked]  # fmt: skip
+        self._asked.update((i, listed_as) for i, listed_as in page.operations)
         unchanged = [i for i, status in page.operations if archived.get(i) == status]
         futures = [pool.submit(self._get, i) for i in wanted]
         listed = dict(page.operations)
@@ -244,6 +250,7 @@ class Syncer:
                                       endpoint_url=self.opts.endpoint_url)  # fmt: skip
         with self.archive.lock(self.opts.source):
             with self.writer.begin() as conn:
+                self._held = store.operation_count(conn, sid)
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
                 if closed := store.close_abandoned_runs(conn, sid):
@@ -409,6 +416,7 @@ class Syncer:
                     upcoming = lister.submit(next, pages, None) if page.next_token else _done(None)
                     self.stats.list_calls += 1 + page.retries
                     self.stats.retries += page.retries
+                    self._check_paging(window)
                     inflight.append(self._start_fetch(pool, sid, page))
                     while len(inflight) >= PIPELINE:
                         self._collect(sid, run_id, window, batch, inflight.popleft())
@@ -418,6 +426,17 @@ class Syncer:
             self._store_after_error(sid, run_id, window, batch)
             raise
         self._store(sid, run_id, window, batch)
+
+    def _check_paging(self, window: tuple[datetime, datetime]) -> None:
+        """A service that hands out a new NextToken for ever would be paged for ever:
+        a pass may read at most ten pages per operation the source holds, and 1,000."""
+        pages = self._pass_pages[window] = self._pass_pages.get(window, 0) + 1
+        if pages > 10 * self._held + 1000:
+            raise WorkFailed(
+                f"ListOperations: the service answered {pages - 1:,} pages for one pass over "
+                f"{iso(window[0])}–{iso(window[1])}, more than ten per operation archived and "
+                "1,000; stopping, as it would page for ever. The watermark did not move."
+            )
 
     def _next_page(self, upcoming: Future[cloudmap.Page | None], sid: int, run_id: int,
                    window: tuple[datetime, datetime],
