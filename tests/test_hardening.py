@@ -163,6 +163,24 @@ def test_a_truncated_archive_is_reported_damaged_and_left_alone(runner, filled, 
     assert _digest(cut) == before
 
 
+@requires_sqlite
+def test_an_archive_corrupted_mid_file_is_reported_damaged(runner, tmp_path) -> None:
+    """Its header reads well, so the archive opens; a query then meets a damaged page:
+    "unexpected DatabaseError … malformed", exit 1. Damaged is exit 2, as a cut file is."""
+    from tests.helpers import fill, op
+
+    damaged = tmp_path / "mid.db"
+    assert invoke(runner, "--db", str(damaged), "db", "upgrade").exit_code == 0
+    fill(str(damaged), [op(i, minutes=i) for i in range(3000)])
+    data = bytearray(damaged.read_bytes())
+    page = 4096
+    for start in range(len(data) // 2, len(data) - page, page * 3):  # every third page
+        data[start : start + page] = b"\xa5" * page
+    damaged.write_bytes(bytes(data))
+    result = invoke(runner, "--db", str(damaged), "query", "-o", "json")
+    assert "damaged" in _one_error_line(result, 2)
+
+
 def test_a_broken_aws_config_is_bad_input(runner, archive, tmp_path, monkeypatch) -> None:
     config = tmp_path / "config"
     config.write_text("[profile x\nregion = eu-west-1\n")

@@ -191,7 +191,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(fn: F) -> F:
-    """Map the tool's errors to one line on stderr and their exit code (``exits``)."""
+    """Map the tool's errors to one line on stderr and their exit code (``report``). A
+    driver error met mid-command (a page found damaged during a query) is translated
+    as one met while opening the archive is."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -201,6 +203,10 @@ def guarded(fn: F) -> F:
             raise
         except (Exception, KeyboardInterrupt) as exc:
             settings = settings_of(kwargs["ctx"])
+            if type(exc).__module__ == "sqlalchemy.exc" and hasattr(exc, "orig"):
+                from archiver.store import db
+
+                exc = db.translate(exc, settings.db)  # type: ignore[arg-type]
             code = report(exc, verbose=settings.verbose, log_format=settings.log_format)
             raise typer.Exit(code) from None
 
