@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -398,8 +399,9 @@ def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive
 
         with handle.reader.connect() as conn:
             names = TargetNames(conn, {sid: "a@us-east-1"}, shown)
-            rows = [(sid, None, "srv-1", "x"), (sid, None, "srv-3", "y"),
-                    (sid, "ns-404", "srv-1", "z"), (sid, None, "srv-404", "w")]  # fmt: skip
+            row = namedtuple("row", "source_id namespace_id service_id line")  # as read
+            rows = [row(sid, None, "srv-1", "x"), row(sid, None, "srv-3", "y"),
+                    row(sid, "ns-404", "srv-1", "z"), row(sid, None, "srv-404", "w")]  # fmt: skip
             got = list(zip(*names.of(rows), strict=True))
             names.of(rows[:2])  # all known already: nothing read again
     assert got == [("", "<svc1>"), ("", "<svc3>"), ("", "<svc1>"), ("", "")]

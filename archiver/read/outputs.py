@@ -27,7 +27,7 @@ from archiver.read.query import (
     merged,
     named_batches,
     reading,
-    tuples,
+    row_batches,
 )
 from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec
 from archiver.store.archive import Archive
@@ -213,11 +213,12 @@ def _closed(batch: Sequence[Any], namespaces: Iterable[str], services: Iterable[
     """A batch's JSON texts, each closed with its names and Source. A row is
     ``TARGET_KEYS``, the head, extra, then the incomplete flag when the read includes
     them (``named_batches``)."""
-    texts = [f"{r[3]}{ns}{srv}{tails[r[0]]}"
+    texts = [f"{r.json}{ns}{srv}{tails[r.source_id]}"
              for r, ns, srv in zip(batch, namespaces, services, strict=True)]  # fmt: skip
     for i, row in enumerate(batch):
-        if row[4] is not None or (flagged and row[5]):
-            texts[i] = _finished(texts[i], row[4], flagged and row[5])
+        incomplete = flagged and row.incomplete
+        if row.extra is not None or incomplete:
+            texts[i] = _finished(texts[i], row.extra, incomplete)
     return texts
 
 
@@ -393,7 +394,7 @@ def csv_rows(
     _, found = named_batches(archive, selection,
                              lambda names: [_line(cols, Operation, names, raw=raw)],
                              _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
-    return ([f"{r[3]},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
+    return ([f"{r.line},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
             for batch, namespaces, services in found)  # fmt: skip
 
 
@@ -402,8 +403,8 @@ def _history(conn: Any, selection: Selection, names: dict[int, str], *,
     with conn:
         stmt = _history_select(selection, names, raw=raw,
                                source_id=chosen_source(selection, names))  # fmt: skip
-        for batch in tuples(conn, stmt):
-            yield [row[0] for row in batch]  # merged arms' sort keys ride after it
+        for batch in row_batches(conn, stmt):
+            yield [row.line for row in batch]  # merged arms' sort keys ride after it
 
 
 def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Select, cast, column, func, literal, null, select, union_all
@@ -204,7 +204,7 @@ def ids(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Only the ids of the selected operations, in the query's order (``-o ids``), a
     batch at a time."""
     _, found = batches(archive, selection, lambda _: select(Operation.id))
-    return ([row[0] for row in rows] for rows in found)
+    return ([row.id for row in rows] for rows in found)
 
 
 def streamed(
@@ -221,14 +221,9 @@ def streamed(
 def batches(
     archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
 ) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
-    """As ``streamed``, but the driver's own row tuples, a batch at a time.
-
-    For the outputs rendered in SQL (ids here; csv and json through
-    ``named_batches``), which take a text or two per row by position: building
-    SQLAlchemy's Row for each and handing rows on one by one were a tenth of a
-    million-row export. ``build``'s columns come first in each tuple; with
-    ``include_incomplete`` the incomplete flag follows them.
-    """
+    """As ``streamed``, but a batch of rows at a time, for the outputs rendered in
+    SQL (ids here; csv and json through ``named_batches``), which write a batch at a
+    time. With ``include_incomplete`` a row also has the ``incomplete`` flag."""
     conn, names, stmt = _opened(archive, selection, build)
     return names, _batches(conn, stmt)
 
@@ -259,7 +254,7 @@ def named_batches(
 def _named(conn: Connection, stmt: Any, names: TargetNames
            ) -> Iterator[tuple[Sequence[Any], Iterable[str], Iterable[str]]]:  # fmt: skip
     with conn:
-        for batch in tuples(conn, stmt):
+        for batch in row_batches(conn, stmt):
             yield (batch, *names.of(batch))
 
 
@@ -284,13 +279,16 @@ def _rows(conn: Connection, stmt: Any) -> Iterator[Any]:
 
 def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
     with conn:
-        yield from tuples(conn, stmt)
+        yield from row_batches(conn, stmt)
 
 
 #: A catalog table, how its names are shown, and those known: source → id → shown name.
 _Kind = tuple[
     type[Namespace] | type[Service], Callable[[str], str], dict[int, dict[str | None, str]]
 ]
+
+
+_NAMESPACE, _SERVICE = attrgetter("namespace_id"), attrgetter("service_id")
 
 
 class TargetNames:
@@ -324,21 +322,21 @@ class TargetNames:
         self._cover(rows)
         if len(self.namespaces) == 1:  # one source: looked up by id alone, in C
             (ns,), (srv,) = self.namespaces.values(), self.services.values()
-            return (map(ns.__getitem__, map(itemgetter(1), rows)),
-                    map(srv.__getitem__, map(itemgetter(2), rows)))  # fmt: skip
-        return ([self.namespaces[r[0]][r[1]] for r in rows],
-                [self.services[r[0]][r[2]] for r in rows])  # fmt: skip
+            return (map(ns.__getitem__, map(_NAMESPACE, rows)),
+                    map(srv.__getitem__, map(_SERVICE, rows)))  # fmt: skip
+        return ([self.namespaces[r.source_id][r.namespace_id] for r in rows],
+                [self.services[r.source_id][r.service_id] for r in rows])  # fmt: skip
 
     def _cover(self, rows: Sequence[Any]) -> None:
         """Read the names the rows point at that are not known yet."""
-        for (model, render, known), at in zip(self._kinds, (1, 2), strict=True):
+        for (model, render, known), target in zip(self._kinds, (_NAMESPACE, _SERVICE), strict=True):
             todo: dict[int, list[str]] = {}
             if len(known) == 1:  # one source: the set difference runs in C
                 ((only, names),) = known.items()
-                if missing := set(map(itemgetter(at), rows)).difference(names):
+                if missing := set(map(target, rows)).difference(names):
                     todo[only] = list(missing)
             else:
-                for sid, item in set(map(itemgetter(0, at), rows)):
+                for sid, item in {(r.source_id, target(r)) for r in rows}:
                     if item not in known[sid]:
                         todo.setdefault(sid, []).append(item)
             for sid, items in todo.items():
@@ -359,17 +357,10 @@ def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
     return next(iter(names)) if selection.source is not None else None
 
 
-def tuples(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
-    """``stmt``'s rows a batch at a time, for columns that need no conversion, such as
-    texts made in SQL. SQLite's cursor streams by itself, so its tuples are read as the
-    driver gives them; PostgreSQL streams only from a server-side cursor, which is read
-    through the result that opened it (that result holds the cursor's first rows)."""
-    if conn.dialect.name == "sqlite":
-        result = conn.execute(stmt)
-        while rows := result.cursor.fetchmany(STREAM_BATCH):
-            yield rows
-    else:
-        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt).partitions()
+def row_batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
+    """``stmt``'s rows a batch at a time, streamed (on PostgreSQL from a server-side
+    cursor); each row's columns are read by name."""
+    yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt).partitions()
 
 
 def is_incomplete(row: Any) -> bool:
