@@ -8,7 +8,7 @@ cannot restore autocommit, and recording the run as interrupted fails with exit 
 So a signal only records the request. It is raised at once while the main thread
 waits for other threads (``waiting``), and every wait, on any thread, polls for it
 (``check``): a wait without a timeout would never see a signal the kernel handed to
-another thread, which once let a fleet run on for 29 s after SIGTERM and exit 0. A
+another thread (a fleet once ran on after SIGTERM and exited 0). A
 second request stops at once, for a user who will not wait for calls under way.
 
 The exit code is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.

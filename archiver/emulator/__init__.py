@@ -234,7 +234,7 @@ def _cbor_timestamps(value: Any) -> Any:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
     # Headers and body go out in two writes; with Nagle on, the body waits for the
-    # client's delayed ACK (~40 ms a call on keep-alive connections).
+    # client's delayed ACK on keep-alive connections.
     disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 

@@ -43,8 +43,7 @@ class ExportResult:
 
 class _CountingWriter(io.RawIOBase):
     """Counts the bytes as they reach the file, and hashes them when asked: the
-    manifest's checksum. A stream to stdout has no manifest, and hashing it was 3% of
-    a million-row export."""
+    manifest's checksum. A stream to stdout has no manifest, so it is not hashed."""
 
     def __init__(self, raw: BinaryIO, *, hashed: bool) -> None:
         self._raw = raw

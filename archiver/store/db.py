@@ -187,8 +187,7 @@ def _configure_sqlite(engine: Engine, *, write: bool) -> None:
             cur.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             # A batch of 1,000 operations (sync.COMMIT_ROWS) dirties more index pages
             # than SQLite's 2 MB cache holds, which then spills them into the WAL before
-            # the commit writes them again; 32 MB holds a batch (measured beside the
-            # default in bench/ingest_large.py: 8-19% more rows/s, 34 MB more RSS).
+            # the commit writes them again; 32 MB holds a batch (bench/ingest_large.py).
             cur.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         cur.close()
 
@@ -245,8 +244,8 @@ def insert(conn: Connection, table: Any) -> Any:
 
 
 def insert_for(dialect: str, table: Any) -> Any:
-    """The dialect's INSERT; only that dialect's module is imported (PostgreSQL's takes
-    40 ms that a sync into SQLite need not pay)."""
+    """The dialect's INSERT; only that dialect's module is imported (a sync into
+    SQLite need not load PostgreSQL's)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 

@@ -7,7 +7,7 @@ naming the call. Nothing past this module knows botocore's exception classes.
 
 Retries are pinned to botocore's ``standard`` mode with a generous budget: older
 botocore defaults to ``legacy``, which does not retry a 400 ``RequestLimitExceeded``,
-and three attempts lose about 4% of calls when 30% are throttled. Credentials are
+and three attempts lose calls when many are throttled. Credentials are
 left to boto3's chain and never logged or stored.
 """
 
@@ -96,8 +96,8 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         read_timeout=min(settings.read_timeout, settings.call_timeout),
         max_pool_connections=settings.pool_size,
         user_agent_appid=f"archiver-{__version__}",
-        # Our requests are built here, not by users; validating them costs a fifth of
-        # botocore's CPU per call, and the sync is CPU-bound on that at 8 workers.
+        # Our requests are built here, not by users; validating them is a large share
+        # of botocore's CPU per call (bench/README.md).
         parameter_validation=False,
     )
     kwargs: dict[str, Any] = {}

@@ -173,8 +173,8 @@ def api_timestamp(value: Any) -> datetime:
     are read with); what is not a date is a junk answer.
 
     The JSON and CBOR protocols send epoch seconds. botocore's own parser turns each
-    into a datetime in the *local* zone through dateutil, which costs 3.5% of an initial
-    sync's CPU (two dates per GetOperation); the instant is the same, and everything
+    into a datetime in the *local* zone through dateutil, at a cost on every
+    GetOperation (two dates each); the instant is the same, and everything
     here works in UTC anyway (``utc_ms``). A text is left to botocore (ISO-8601, as
     other protocols send); a boolean, which botocore would take for 0 or 1 second
     past 1970, is refused.
@@ -249,8 +249,8 @@ class _Call:
 class _Runners:
     """Daemon threads that run the sends, each reused from call to call.
 
-    A thread started for every call cost about 0.2 ms of CPU per call, a tenth of the
-    sync's CPU on a 2-core machine where the sync is CPU-bound (bench/sync.py).
+    A thread started for every call was a measurable share of the sync's CPU on a
+    2-core machine where the sync is CPU-bound (bench/sync.py).
     Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's
     threads at exit, so a call abandoned at a stop would hold the exit up until its
     socket timed out. A new runner starts only when none is idle, so there are as
