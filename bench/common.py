@@ -109,6 +109,16 @@ def sqlite3_shell() -> str:
     return found
 
 
+def sqlite_utils_cmd(*args: str) -> list[str]:
+    """The sqlite-utils command line (the `bench` extra), the peer a user would reach for."""
+    import shutil
+
+    found = shutil.which("sqlite-utils")
+    if not found:
+        raise SystemExit("sqlite-utils is needed: pip install -e '.[bench]'")
+    return [found, *args]
+
+
 def archiver_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "archiver", *args]
 
