@@ -82,3 +82,14 @@ def invoke(runner: CliRunner, *args: str, input: str | None = None):
 requires_sqlite = pytest.mark.skipif(
     bool(PG_URL), reason="about SQLite files; the SQLite pass of the suite runs it"
 )
+
+
+def prerequisite_missing(name: str, how: str) -> None:
+    """A test's prerequisite (``browser``, ``root``) is absent: skip, saying how to run
+    it, on a developer's machine; fail where ``ARCHIVER_REQUIRE`` names it, as CI does
+    (`.ci/run`), so that CI never loses the test."""
+    required = {w.strip() for w in os.environ.get("ARCHIVER_REQUIRE", "").split(",")}
+    message = f"needs {how} (ARCHIVER_REQUIRE={name} makes its absence an error)"
+    if name in required:
+        pytest.fail(message)
+    pytest.skip(message)

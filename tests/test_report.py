@@ -17,7 +17,7 @@ from archiver.read.report import BUCKETS, CHARTS, gather
 from archiver.records import Listed
 from archiver.store import write as catalog
 from archiver.store.archive import Archive
-from tests.conftest import invoke
+from tests.conftest import invoke, prerequisite_missing
 from tests.helpers import T0, fill, op
 
 HOSTILE = "</script><img src=x onerror=alert(1)>=cmd"
@@ -118,8 +118,9 @@ def chromium() -> str:
     found = os.environ.get("ARCHIVER_TEST_CHROMIUM") or shutil.which("chromium") \
         or shutil.which("chromium-browser")  # fmt: skip
     if not found:
-        pytest.fail("headless Chromium is needed: apt-get install chromium "
-                    "(or set ARCHIVER_TEST_CHROMIUM)")  # fmt: skip
+        prerequisite_missing("browser", "headless Chromium: apt-get install chromium, or set "
+                             "ARCHIVER_TEST_CHROMIUM")  # fmt: skip
+    assert found is not None
     return found
 
 
