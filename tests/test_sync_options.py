@@ -62,3 +62,27 @@ def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) 
     assert result.exit_code == 2 and "no AWS region" in result.stderr
     result = invoke(runner, "--db", archive, "sync", "--profile", "nope", "--region", "us-east-1")
     assert result.exit_code == 2 and "profile 'nope' not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_aws_max_attempts_applies_when_the_option_is_not_given(runner, archive, monkeypatch):
+    """Every AWS SDK reads AWS_MAX_ATTEMPTS (and the profile's max_attempts); the sync
+    pinned 12 attempts whatever they said."""
+    from archiver.emulator import Emulator
+
+    calls = {}
+    for attempts in ("1", "3"):
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", attempts)
+        # one operation, whose every GetOperation is answered HTTP 500: its calls are
+        # the attempts, with no call beside them that a failed run would abandon
+        with Emulator(seed_operations=1, seed=9) as emu:
+            emu.set_faults("GetOperation", error_rate=1.0)
+            result = invoke(runner, "--db", archive, "sync", "--endpoint-url", emu.url,
+                            "--region", "us-east-1", "--source", f"s{attempts}")  # fmt: skip
+            assert result.exit_code == 1, result.output
+            calls[attempts] = emu.counters.calls["GetOperation"]
+    assert calls == {"1": 1, "3": 3}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "lots")
+    bad = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", "--source", "s",
+                 "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+    assert bad.exit_code == 2 and "AWS_MAX_ATTEMPTS" in bad.stderr

@@ -224,8 +224,10 @@ def sync(
         int | None,
         typer.Option(
             metavar="N",
-            help="Attempts per call, 1 to 50 (botocore standard retry mode)."
-            + _default("max_attempts"),
+            help="Attempts per call, 1 to 50 (botocore's standard retry mode) [default: "
+            "AWS_MAX_ATTEMPTS, else the profile's max_attempts, else 12]. AWS_RETRY_MODE "
+            "and the profile's retry_mode choose the mode, as in every AWS SDK. "
+            "Example: --max-attempts 5",
         ),
     ] = None,
     call_timeout: Annotated[

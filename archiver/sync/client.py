@@ -14,6 +14,7 @@ left to boto3's chain and never logged or stored.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +75,30 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         raise WorkFailed(redact(f"{call} failed: {first_line(exc)}")) from None
 
 
+#: Attempts per call when neither --max-attempts, AWS_MAX_ATTEMPTS nor the profile
+#: says: more than botocore's 3, which lose calls when many are throttled.
+DEFAULT_ATTEMPTS = 12
+_MODES = ("standard", "adaptive", "legacy")
+
+
+def retry_settings(settings: ClientSettings, profile: dict[str, Any]) -> tuple[int, str]:
+    """Attempts and retry mode as every AWS SDK resolves them: the option, then
+    AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, then the profile's max_attempts / retry_mode;
+    our defaults last (12 attempts, standard mode). A bad value is bad input."""
+    raw = settings.max_attempts or os.environ.get("AWS_MAX_ATTEMPTS") or profile.get("max_attempts")
+    try:
+        attempts = int(raw) if raw is not None else DEFAULT_ATTEMPTS
+    except ValueError:
+        raise UsageError(f"max_attempts {raw!r} (AWS_MAX_ATTEMPTS or the profile's) is not "
+                         "a whole number") from None  # fmt: skip
+    if not 1 <= attempts <= 50:
+        raise UsageError(f"max_attempts {attempts} is not from 1 to 50")
+    mode = settings.retry_mode or os.environ.get("AWS_RETRY_MODE") or profile.get("retry_mode")
+    if mode is not None and mode not in _MODES:
+        raise UsageError(f"retry_mode {mode!r} is not one of {', '.join(_MODES)}")
+    return attempts, mode or "standard"
+
+
 def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
     import botocore.session
@@ -87,11 +112,9 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     region = resolve_region(settings, boto3_session.region_name)
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
+    attempts, mode = retry_settings(settings, botocore_session.get_scoped_config())
     config = Config(
-        retries={  # N attempts in all
-            "mode": settings.retry_mode,
-            "total_max_attempts": settings.max_attempts,
-        },
+        retries={"mode": mode, "total_max_attempts": attempts},  # N attempts in all
         connect_timeout=settings.connect_timeout,
         read_timeout=min(settings.read_timeout, settings.call_timeout),
         max_pool_connections=settings.pool_size,

@@ -47,7 +47,8 @@ SPECS: dict[str, Spec] = {
     "lookback": Spec(str, "15m"),
     "workers": Spec(int, 32, 1, 64),
     "max_rps": Spec(float, None, 0.1, 10_000),
-    "max_attempts": Spec(int, 12, 1, 50),
+    # None: AWS_MAX_ATTEMPTS, then the profile's max_attempts, then DEFAULT_ATTEMPTS
+    "max_attempts": Spec(int, None, 1, 50),
     "call_timeout": Spec(float, 60.0, 1, 3600),
     "incomplete_retry_days": Spec(float, 7.0, 0, 3650),
     "full": Spec(bool, False),
@@ -86,14 +87,14 @@ class ClientSettings:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
-    max_attempts: int = SPECS["max_attempts"].default
+    max_attempts: int | None = None  # None: as every AWS SDK resolves it (``client``)
     call_timeout: float = SPECS["call_timeout"].default  # connect + whole answer, per attempt
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 10
     #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
     #: against the sync's own AIMD by bench/throttled.py, and lost.
-    retry_mode: str = "standard"
+    retry_mode: str | None = None  # None: AWS_RETRY_MODE, the profile's, or "standard"
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
 
