@@ -66,3 +66,12 @@ def test_max_age_is_checked_and_named_and_goes_with_check(runner, archive) -> No
     assert junk.exit_code == 2 and junk.stderr.startswith("error: --max-age: ")
     alone = invoke(runner, "--db", archive, "status", "--max-age", "1h")
     assert alone.exit_code == 2 and "--check" in alone.stderr and alone.stderr.count("\n") == 1
+
+
+def test_ages_are_said_in_the_units_people_write(runner, archive) -> None:
+    """`--max-age 1s` said "older than 0.000277778h"."""
+    _run(archive, "old@us-east-1", "succeeded", ago=timedelta(hours=3))
+    for given in ("1s", "90m", "2h", "1500ms"):
+        result = invoke(runner, "--db", archive, "status", "--check", "--max-age", given)
+        said = "1.5s" if given == "1500ms" else given
+        assert result.stdout.rstrip().endswith(f"older than {said}"), result.stdout

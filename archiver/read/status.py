@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -178,12 +178,14 @@ def check_freshness(
 
 
 def _span(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:g}h" if hours < 48 else f"{hours / 24:g}d"
+    """A span as people write it, in the largest unit that keeps it whole: 26h, 90s,
+    2d, 1500ms ("0.000277778h" said 1s)."""
+    ms = round(delta.total_seconds() * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0 and not (unit == "d" and ms < 2 * size):
+            return f"{ms // size}{unit}"
+    return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
 
-
-if TYPE_CHECKING:  # the sync checks the path before SQLAlchemy loads (``head_start``)
-    from archiver.store.archive import Archive
 
 #: sync_runs columns exported as counters of the source's latest run.
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
