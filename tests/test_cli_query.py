@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from archiver.store.archive import Archive
 from archiver.timeutil import now, to_epoch_ms
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import T0, fill, op
@@ -225,12 +226,37 @@ def test_json_output_has_getoperation_fields_and_omits_absent_ones(runner, fille
 
 
 def test_table_fits_80_columns(runner, filled) -> None:
+    from archiver.read import query
+    from archiver.read.outputs import write_table
+
     result = invoke(runner, "--db", filled, "query")
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["UpdateDate", "Status", "Type", "Name", "Id"]
-    assert all(len(line) <= 80 for line in lines)
     assert lines[-1] == "(4 operations)"
     assert "op-000004" in lines[1]
+    with Archive(filled) as handle:  # an 80-column terminal
+        shown = io.StringIO()
+        write_table(query.run(handle, query.Selection()), shown, width=80)
+    assert all(len(line) <= 80 for line in shown.getvalue().splitlines())
+
+
+def test_the_table_names_sources_when_it_shows_several_and_long_names_whole(runner, archive):
+    from archiver.records import Listed
+    from archiver.store import write as store
+
+    name = "payments-settlement-reconciler-eu"  # 33 characters: cut at 32
+    fill(archive, [op(1, minutes=1)], source="prod@eu-west-1")
+    fill(archive, [op(1, minutes=2)], source="staging@eu-west-1")
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, "prod@eu-west-1", region="eu-west-1")
+        store.record_catalog(conn, sid, "services", [Listed("srv-1", name, None, None, None,
+                             None)], seen_at=T0, complete=False)  # fmt: skip
+    lines = invoke(runner, "--db", archive, "query").stdout.splitlines()
+    assert lines[0].split()[0] == "Source"
+    assert {ln.split()[0] for ln in lines[1:-1]} == {"prod@eu-west-1", "staging@eu-west-1"}
+    assert name[:31] + "…" in "\n".join(lines)
+    one = invoke(runner, "--db", archive, "query", "--source", "prod@eu-west-1").stdout
+    assert one.splitlines()[0].split()[0] == "UpdateDate"
 
 
 def test_count_and_csv_outputs(runner, filled) -> None:

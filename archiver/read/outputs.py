@@ -64,22 +64,39 @@ def write_ids(batches: Iterable[list[str]], out: TextIO) -> int:
 
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;
 # Name is the service's name, or the namespace's for a namespace operation.
-_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Name", 14), ("Id", 0))
+_TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Name", 32), ("Id", 0))
+_SOURCE_WIDTH = 32  # the most a Source column takes
 
 
-def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | None = 80) -> int:
-    """Ids are shortened only to fit a terminal of ``width``; ``None`` never shortens."""
-    fixed = sum(w + 1 for _, w in _TABLE[:-1])
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | None = 80,
+                sources: Sequence[str] = ()) -> int:  # fmt: skip
+    """Ids are shortened only to fit a terminal of ``width``; ``None`` never shortens.
+    When the read covers several ``sources``, a Source column tells their rows apart."""
+    columns = list(_TABLE)
+    if len(sources) > 1:
+        columns.insert(0, ("Source", min(_SOURCE_WIDTH, max(len(s) for s in sources))))
+    if width:  # a terminal: Name gives way first, to 14, so that a whole id (42) fits
+        others = sum(w + 1 for c, w in columns[:-1] if c != "Name")
+        columns[-2] = ("Name", max(14, min(32, width - others - 43)))
+    fixed = sum(w + 1 for _, w in columns[:-1])
     id_width = max(10, width - fixed) if width else None
-    out.write(" ".join(name.ljust(w) if w else name for name, w in _TABLE).rstrip() + "\n")
+    out.write(" ".join(name.ljust(w) if w else name for name, w in columns).rstrip() + "\n")
     n = 0
     for op in rows:
         r = op.record
-        rid = r.id if id_width is None or len(r.id) <= id_width else r.id[: id_width - 1] + "…"
-        when = iso(r.update_date) if r.update_date else "(incomplete)"
-        name = op.service_name or op.namespace_name or ""
-        name = name if len(name) <= 14 else name[:13] + "…"
-        line = f"{when:<24} {r.status:<9} {r.type or '?':<19} {name:<14} {rid}"
+        cells = {
+            "Source": op.source,
+            "UpdateDate": iso(r.update_date) if r.update_date else "(incomplete)",
+            "Status": r.status,
+            "Type": r.type or "?",
+            "Name": op.service_name or op.namespace_name or "",
+        }
+        line = " ".join(_cut(cells[c], w).ljust(w) for c, w in columns[:-1])
+        line += " " + (r.id if id_width is None else _cut(r.id, id_width))
         out.write(printable(line) + "\n")  # server text never moves a cursor
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
@@ -101,8 +118,10 @@ def fetch(output: Output, archive: Archive, selection: Selection) -> Iterable[An
     return query.run(archive, selection)
 
 
-def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None = None) -> int:
-    """Print ``rows`` (from ``fetch``) in ``output``'s form; returns how many."""
+def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None = None,
+          sources: Sequence[str] = ()) -> int:  # fmt: skip
+    """Print ``rows`` (from ``fetch``) in ``output``'s form; returns how many.
+    ``sources``: the sources the read covers (the table names them when several)."""
     if output is Output.count:
         (n,) = rows
         out.write(f"{n}\n")
@@ -113,7 +132,7 @@ def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None
         return write_json(rows, out)
     if output is Output.ids:
         return write_ids(rows, out)
-    return write_table(rows, out, width=width)
+    return write_table(rows, out, width=width, sources=sources)
 
 
 class json_text(FunctionElement[str]):
