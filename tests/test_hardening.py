@@ -341,3 +341,22 @@ def test_demo_refuses_an_archive_with_other_sources_and_ignores_archiver_db(
     assert invoke(runner, "demo", "--operations", "10").exit_code == 0
     assert (tmp_path / "demo.db").exists()
     assert read_rows(filled, select(Source.name)) == [("test@us-east-1",)]
+
+
+@requires_sqlite
+def test_sources_remove_says_what_it_deletes_before_asking_and_leaves_no_lock_file(
+    runner, archive
+) -> None:
+    from archiver.emulator import Emulator
+    from tests.helpers import cli_sync
+
+    with Emulator(seed_operations=25, seed=44) as emu:
+        assert cli_sync(runner, archive, emu.url, "--source", "typo@eu-west-9").exit_code == 0
+    locks = lambda: list(Path(archive).parent.glob(f"{Path(archive).name}.*.lock"))  # noqa: E731
+    assert len(locks()) == 1  # the sync's
+    declined = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9")
+    assert "It holds 25 operations, 25 status events and 1 runs" in declined.stderr
+    assert declined.exit_code == 2 and len(locks()) == 1  # nothing changed
+    done = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9", "--yes")
+    assert done.exit_code == 0, done.output
+    assert locks() == []

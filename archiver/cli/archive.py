@@ -294,7 +294,8 @@ def _confirm(yes: bool, action: str, consequence: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"not going to {action} without --yes (stdin is not a terminal)")
+        raise UsageError(f"not going to {action} without --yes (stdin is not a terminal). "
+                         f"{consequence}")  # fmt: skip
     if not typer.confirm(f"{action[0].upper()}{action[1:]}? {consequence}"):
         raise UsageError("nothing changed")
 
@@ -406,10 +407,13 @@ def sources_remove(
     Example:
       archiver --db archive.db sources remove typo@eu-west-9 --yes
     """
-    from archiver.store.write import drop_source
+    from archiver.store.write import drop_source, source_holdings
 
     with open_archive(ctx) as archive:
-        _confirm(yes, f"remove source {name!r}", "Everything it holds is deleted.")
+        held = source_holdings(archive, name)
+        holds = (f"It holds {held['operations']} operations, {held['operation_events']} "
+                 f"status events and {held['sync_runs']} runs; all are deleted.")  # fmt: skip
+        _confirm(yes, f"remove source {name!r}", holds)
         removed = drop_source(archive, name)
     if not settings_of(ctx).quiet:
         counts = (removed["operations"], removed["operation_events"], removed["sync_runs"])

@@ -147,10 +147,11 @@ class Archive:
     # --- locking -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, source: str) -> Iterator[None]:
-        """One sync per source at a time (``lock``): LockHeld (exit 3) when taken."""
+    def lock(self, source: str, *, last: bool = False) -> Iterator[None]:
+        """One sync per source at a time (``lock``): LockHeld (exit 3) when taken.
+        ``last``: the source is being removed, so its lock file goes too."""
 
-        with source_lock(self.writer, self.sqlite_path, source):
+        with source_lock(self.writer, self.sqlite_path, source, last=last):
             yield
 
 
@@ -169,14 +170,16 @@ def _busy(source: str) -> LockHeld:
 
 
 @contextlib.contextmanager
-def source_lock(engine: Engine, sqlite_path: Path | None, source: str) -> Iterator[None]:
+def source_lock(
+    engine: Engine, sqlite_path: Path | None, source: str, *, last: bool = False
+) -> Iterator[None]:
     """Hold the source's lock for the block, or raise LockHeld (exit 3) at once.
 
     ``sqlite_path`` is the archive's file, beside which the lock file lives; None for a
     server database, which holds the lock itself.
     """
     if sqlite_path is not None:
-        with _file_lock(sqlite_path, source):
+        with _file_lock(sqlite_path, source, last=last):
             yield
         return
     with _advisory_lock(engine, source):
@@ -184,7 +187,7 @@ def source_lock(engine: Engine, sqlite_path: Path | None, source: str) -> Iterat
 
 
 @contextlib.contextmanager
-def _file_lock(archive: Path, source: str) -> Iterator[None]:
+def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[None]:
     import fcntl
 
     slug = re.sub(r"[^A-Za-z0-9_.@-]", "_", source)[:80]
@@ -199,6 +202,8 @@ def _file_lock(archive: Path, source: str) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.write(fd, holder_name().encode())
         yield
+        if last:  # the source is gone: its lock file goes, still held, after the delete
+            os.unlink(path)
     finally:
         os.close(fd)  # closing releases the flock
 

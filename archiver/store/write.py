@@ -451,9 +451,23 @@ def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
     return chosen
 
 
-def drop_source(archive: Archive, name: str) -> dict[str, int]:
-    """Delete the source ``name`` and all it holds; an unknown name is bad input."""
+def source_holdings(archive: Archive, name: str) -> dict[str, int]:
+    """What removing the source ``name`` would delete, by table; an unknown name is bad
+    input."""
     with archive.reader.connect() as conn:
         (source_id,) = source_ids(conn, name)
-    with archive.lock(name), archive.writer.begin() as conn:
+        return {
+            t: int(conn.execute(select(func.count()).select_from(Base.metadata.tables[t])
+                                .where(Base.metadata.tables[t].c.source_id == source_id))
+                   .scalar_one())
+            for t in ("operations", "operation_events", "sync_runs")
+        }  # fmt: skip
+
+
+def drop_source(archive: Archive, name: str) -> dict[str, int]:
+    """Delete the source ``name`` and all it holds, and its lock file; an unknown name
+    is bad input."""
+    with archive.reader.connect() as conn:
+        (source_id,) = source_ids(conn, name)
+    with archive.lock(name, last=True), archive.writer.begin() as conn:
         return remove_source(conn, source_id)

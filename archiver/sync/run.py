@@ -245,10 +245,12 @@ class Syncer:
     def run(self) -> Summary:
         started = self.opts.started or self.clock()
         began = time.monotonic()
-        with self.writer.begin() as conn:
-            sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
-                                      endpoint_url=self.opts.endpoint_url)  # fmt: skip
+        # the source is made under its lock: `sources remove` (which takes the lock)
+        # can never delete it between its making and the run's first write
         with self.archive.lock(self.opts.source):
+            with self.writer.begin() as conn:
+                sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
+                                          endpoint_url=self.opts.endpoint_url)  # fmt: skip
             with self.writer.begin() as conn:
                 self._held = store.operation_count(conn, sid)
                 the_plan = plan(self.opts, store.watermark(conn, sid),
