@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from archiver.guards import redact
 from archiver.timeutil import iso, utc_ms
+
+#: Fields a log record may carry (``extra=``) that JSON lines show as their own members.
+FIELDS = ("source", "run_id")
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         from datetime import UTC, datetime
 
-        entry = {
+        entry: dict[str, Any] = {
             "time": iso(utc_ms(datetime.fromtimestamp(record.created, UTC))),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
+        for field in FIELDS:  # what the line is about, where the logger knows it
+            if (value := getattr(record, field, None)) is not None:
+                entry[field] = value
         if record.exc_info:
             entry["traceback"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
@@ -61,11 +67,17 @@ def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def error_line(message: str, log_format: str, *, trace: str | None = None) -> str:
+def error_line(message: str, log_format: str, *, trace: str | None = None,
+               source: str | None = None) -> str:  # fmt: skip
     """The one line an error prints: ``error: …`` or a JSON object under --log-format json
-    (with the traceback inside it when there is one)."""
+    (with its time, its source where known, and the traceback when there is one)."""
     if log_format == "json":
-        entry = {"level": "error", "message": message}
+        from datetime import UTC, datetime
+
+        entry: dict[str, Any] = {"time": iso(utc_ms(datetime.now(UTC))), "level": "error",
+                                 "message": message}  # fmt: skip
+        if source is not None:
+            entry["source"] = source
         if trace:
             entry["traceback"] = trace
         return json.dumps(entry, ensure_ascii=False)

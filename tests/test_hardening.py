@@ -235,6 +235,7 @@ def test_usage_errors_are_one_line_or_one_json_object(runner, filled) -> None:
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
     assert json.loads(line)["level"] == "error"
+    assert {"time", "level", "message"} <= set(json.loads(line))  # a log shipper's fields
     unknown = invoke(runner, "--log-format=json", "--bogus")
     assert unknown.exit_code == 2 and json.loads(unknown.stderr)["level"] == "error"
 

@@ -44,6 +44,9 @@ def test_json_logs_are_silent_on_success_and_carry_the_progress_lines_with_v(arc
     assert quiet.returncode == 0 and (quiet.stdout, quiet.stderr) == ("", "")  # cron mails nothing
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stderr.splitlines()]
+    assert all({"time", "level", "message"} <= set(e) for e in entries)
+    assert {e.get("source") for e in entries} == {"acct"}  # each line names its source
+    assert any(isinstance(e.get("run_id"), int) for e in entries)
     assert any("window 1/1" in e["message"] for e in entries)
     assert any("done in" in e["message"] for e in entries)
 

@@ -75,11 +75,12 @@ def usage(exc: Any, args: list[str]) -> int:
     return int(exc.exit_code)
 
 
-def say(message: str, log_format: str, *, trace: str | None = None) -> None:
+def say(message: str, log_format: str, *, trace: str | None = None,
+        source: str | None = None) -> None:  # fmt: skip
     if trace and log_format != "json":
         sys.stderr.write(redact(trace))
     message = redact(message) if log_format == "json" else printable(redact(message))
-    line = error_line(message, log_format, trace=redact(trace) if trace else None)
+    line = error_line(message, log_format, trace=redact(trace) if trace else None, source=source)
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 

@@ -337,9 +337,11 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
             log.info("source %s: done in %.1fs: listed %d, new %d, changed %d, GetOperation "
                      "%d, list pages %d; watermark %s", s.source, s.duration_s, s.stats.listed,
                      s.stats.inserted, s.stats.updated, s.stats.get_calls, s.stats.list_calls,
-                     s.watermark)  # fmt: skip
+                     s.watermark, extra={"source": s.source, "run_id": s.run_id})  # fmt: skip
         elif result.error is not None and not one:
-            say(f"source {result.source}: {result.error}", settings.log_format)
+            say(
+                f"source {result.source}: {result.error}", settings.log_format, source=result.source
+            )
 
     shown = for_terminal(quiet=settings.quiet, source=jobs[0].opts.source) if one else None
     try:

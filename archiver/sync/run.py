@@ -185,6 +185,8 @@ class Syncer:
         self.clock = clock
         self.on_page = on_page
         self.stats = Stats()
+        # its lines name the source (and the run, once it has one) as JSON members too
+        self.log = logging.LoggerAdapter(log, {"source": opts.source})
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self._asked: set[tuple[str, str]] = set()  # (id, listed status) fetched this run
         self._held = 0  # operations the source held when the run began
@@ -222,7 +224,7 @@ class Syncer:
                     return record
             if attempt < brief_retries:
                 time.sleep(NOT_FOUND_DELAY * (attempt + 1))
-        log.debug("operation %s was listed but is not found; kept incomplete", op_id)
+        self.log.debug("operation %s was listed but is not found; kept incomplete", op_id)
         return None
 
     def _start_fetch(self, pool: ThreadPoolExecutor, sid: int, page: cloudmap.Page) -> _InFlight:
@@ -256,8 +258,9 @@ class Syncer:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
                 if closed := store.close_abandoned_runs(conn, sid):
-                    log.info("recorded %d run(s) of a killed sync as abandoned", closed)
+                    self.log.info("recorded %d run(s) of a killed sync as abandoned", closed)
                 run_id = store.start_run(conn, sid, since=_first(the_plan), until=_last(the_plan))
+                self.log.extra = {"source": self.opts.source, "run_id": run_id}
                 self.stats.planned_windows = len(the_plan.windows)
                 store.set_lock_holder(conn, sid, holder_name())
             outcome, error = "succeeded", None
@@ -329,7 +332,7 @@ class Syncer:
         for (kind, owner), result in zip(_PASSES, results, strict=True):
             items, complete = listings.get(kind, ([], True))
             if isinstance(result, str):
-                log.warning("%s", result)
+                self.log.warning("%s", result)
                 listings[kind] = (items, False)
                 continue
             found, pages = result
@@ -367,7 +370,7 @@ class Syncer:
         with self.reader.connect() as conn:
             self.stats.incomplete = store.incomplete_counts(conn, sid)[0]
         if self.stats.incomplete:
-            log.warning(
+            self.log.warning(
                 "source %s: %d listed operation(s) could not be fetched with GetOperation; "
                 "they are stored incomplete and retried on every run",
                 self.opts.source,
@@ -385,13 +388,15 @@ class Syncer:
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
         if token:
-            log.info("resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1]))
+            self.log.info(
+                "resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1])
+            )
             pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit,
                                              unit=self.unit)  # fmt: skip
             try:
                 first = next(pages)
             except TokenRefused:
-                log.warning("the service refused the saved NextToken; starting the pass over")
+                self.log.warning("the service refused the saved NextToken; starting the pass over")
                 self.stats.list_calls += 1
             else:
                 yield first
@@ -406,7 +411,7 @@ class Syncer:
         time. Pages already fetched when the pass fails or is stopped are stored before
         the error goes on: they are complete, and the next run need not fetch them again."""
         self.stats.windows += 1
-        log.info("source %s: window %d/%d, %s to %s", self.opts.source, self.stats.windows,
+        self.log.info("source %s: window %d/%d, %s to %s", self.opts.source, self.stats.windows,
                  self.stats.planned_windows, iso(window[0]), iso(window[1]))  # fmt: skip
         pages = self._pages(window, resume)
         inflight: deque[_InFlight] = deque()
@@ -469,7 +474,7 @@ class Syncer:
         try:
             self._store(sid, run_id, window, batch)
         except Exception:  # the archive itself failed: the first error is the one to tell
-            log.debug("the pages fetched before the error could not be stored", exc_info=True)
+            self.log.debug("the pages fetched before the error could not be stored", exc_info=True)
 
     def _store(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                batch: list[_Fetched]) -> None:  # fmt: skip
@@ -501,7 +506,7 @@ class Syncer:
         for _ in range(stored):
             s.pages += 1
             if s.pages % 10 == 0:  # cron's -v log: a line every 10 pages, not every page
-                log.info("source %s: window %d/%d, %d pages, listed %d, fetched %d",
+                self.log.info("source %s: window %d/%d, %d pages, listed %d, fetched %d",
                          self.opts.source, s.windows, s.planned_windows, s.pages, s.listed,
                          s.inserted + s.updated)  # fmt: skip
             if self.on_page:
