@@ -173,7 +173,8 @@ def test_cli_is_silent_on_success_and_json_on_request(runner, db) -> None:
 
 
 @requires_sqlite
-def test_dry_run_makes_no_call_and_no_write(runner, tmp_path) -> None:
+def test_dry_run_makes_no_call_and_no_write(runner, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "Sh0uldNeverShow")
     path = tmp_path / "a.db"
     with Emulator(seed_operations=50, seed=1) as emu:
         result = invoke(
@@ -194,6 +195,12 @@ def test_dry_run_makes_no_call_and_no_write(runner, tmp_path) -> None:
         assert result.exit_code == 0, result.output
         plan = json.loads(result.stdout)
         assert len(plan["windows"]) == 3, plan
+        # where it would go, as whom: never a secret
+        assert (plan["region"], plan["endpoint"]) == ("us-east-1", emu.url)
+        assert (
+            plan["credentials"] == "env"
+            and os.environ["AWS_SECRET_ACCESS_KEY"] not in result.stdout
+        )
         assert sum(emu.counters.calls.values()) == 0
     assert not path.exists()
 

@@ -324,7 +324,7 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
         metrics = guards.target(metrics_file, flag="--metrics-file",
                                 protected=Archive(settings.db).files)  # fmt: skip
     if dry_run:
-        plans = [sync_run.dry_run(settings.db, job.opts) for job in jobs]
+        plans = [sync_run.dry_run(settings.db, job.opts, job.client) for job in jobs]
         typer.echo(json.dumps(plans[0] if one else plans, indent=2))
         return
     stopping.install()

@@ -39,6 +39,9 @@ class CloudMapClient(Protocol):
     @property
     def exceptions(self) -> Any: ...
 
+    @property
+    def meta(self) -> Any: ...
+
     def list_operations(self, **kwargs: Any) -> dict[str, Any]: ...
 
     def get_operation(self, **kwargs: Any) -> dict[str, Any]: ...
@@ -146,6 +149,19 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         raise UsageError(f"{region!r} is not a valid AWS region name") from None
     wire.install(client, call_timeout=settings.call_timeout)
     return client  # type: ignore[no-any-return]
+
+
+def describe_access(settings: ClientSettings) -> dict[str, Any]:
+    """Where a run would go and as whom, without a call: the resolved region, the
+    endpoint botocore chose, and where the credentials come from (their provider's
+    name, never a secret). For ``--dry-run``."""
+    client = make_client(settings)
+    credentials = session(settings).get_credentials()
+    return {
+        "region": client.meta.region_name,
+        "endpoint": redact(client.meta.endpoint_url),
+        "credentials": credentials.method if credentials is not None else "none found",
+    }
 
 
 @dataclass(frozen=True)

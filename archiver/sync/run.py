@@ -125,14 +125,18 @@ def read_plan(archive: Archive, opts: SyncOptions, *, started: datetime | None =
     return plan(opts, mark, resume, started=started or opts.started or now())
 
 
-def dry_run(location: str, opts: SyncOptions) -> dict[str, Any]:
-    """The plan a run would follow, without an API call or a write (``--dry-run``)."""
+def dry_run(
+    location: str, opts: SyncOptions, client_settings: ClientSettings | None = None
+) -> dict[str, Any]:
+    """The plan a run would follow, and where it would go as whom (``client_settings``),
+    without an API call or a write (``--dry-run``)."""
+    access = cloudmap.describe_access(client_settings) if client_settings else {}
     probe = Archive(location)
     if probe.is_new:
         p = plan(opts, None, None, started=opts.started or now())
-        return {**p.describe(), "archive": "would be created"}
+        return {**p.describe(), **access, "archive": "would be created"}
     with Archive.open(location) as archive:
-        return read_plan(archive, opts).describe()
+        return {**read_plan(archive, opts).describe(), **access}
 
 
 @dataclass
