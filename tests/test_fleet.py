@@ -199,3 +199,41 @@ def test_a_relative_db_in_a_config_is_the_configs_own(runner, tmp_path, monkeypa
         result = invoke(runner, "--config", str(config), "sync", "--all")
     assert result.exit_code == 0, result.output
     assert (etc / "archive.db").exists() and not (home / "archive.db").exists()
+
+
+@pytest.mark.slow
+def test_a_source_with_regions_is_one_source_per_region(runner, db, tmp_path) -> None:
+    with Emulator(seed_operations=30, seed=75) as emu:
+        config = _config(tmp_path, f"[defaults]\nendpoint_url = '{emu.url}'\n[[source]]\n"
+                                   "name = 'prod'\nregions = ['us-east-1', 'eu-west-1']\n")  # fmt: skip
+        plan = invoke(runner, "--db", db, "--config", config, "sources", "plan", "--json")
+        assert plan.exit_code == 0, plan.output
+        assert [(s["name"], s["region"]) for s in json.loads(plan.stdout)] == [
+            ("prod@us-east-1", "us-east-1"), ("prod@eu-west-1", "eu-west-1")]  # fmt: skip
+        assert sum(emu.counters.calls.values()) == 0  # planned without a call
+        done = invoke(runner, "--db", db, "--config", config, "sync", "--all")
+        assert done.exit_code == 0, done.output
+    listed = json.loads(invoke(runner, "--db", db, "sources", "list", "--json").stdout)
+    assert sorted(s["name"] for s in listed) == ["prod@eu-west-1", "prod@us-east-1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[[source]]\nname = 'x'\nregions = 'us-east-1'", "regions must be a list"),
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nregions = ['eu-west-1']", "both region"),
+    ],
+)
+def test_bad_regions_are_refused(runner, db, tmp_path, text, says) -> None:
+    result = invoke(runner, "--db", db, "--config", _config(tmp_path, text), "sources", "plan")
+    assert result.exit_code == 2 and says in result.stderr
+
+
+def test_the_config_is_found_where_xdg_says(runner, db, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("ARCHIVER_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "archiver").mkdir()
+    (tmp_path / "archiver" / "config.toml").write_text("[[source]]\nname = 'found'\n"
+                                                       "region = 'us-east-1'\n")  # fmt: skip
+    result = invoke(runner, "--db", db, "sources", "plan")
+    assert result.exit_code == 0 and result.stdout.startswith("found  region us-east-1")

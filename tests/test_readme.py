@@ -74,12 +74,12 @@ def test_every_readme_command_line_runs_as_written(tmp_path: Path) -> None:
     (work / "filters.json").write_text('[{"Name": "STATUS", "Values": ["FAIL"]}]')
     (tmp_path / "config").write_text(
         "[default]\nregion = us-east-1\n[profile prod]\nregion = eu-west-1\n"
-        "[profile staging]\nregion = eu-west-1\n"
+        "[profile staging]\nregion = eu-west-1\n[profile shared]\n"
     )
     (tmp_path / "credentials").write_text(
         "".join(
             f"[{p}]\naws_access_key_id = k\naws_secret_access_key = s\n"
-            for p in ("default", "prod", "staging")
+            for p in ("default", "prod", "staging", "shared")
         )
     )
     (fleet,) = [b for b in blocks("toml") if "fleet.toml" in b]

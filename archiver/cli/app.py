@@ -270,7 +270,9 @@ def root(
             "--config",
             envvar="ARCHIVER_CONFIG",
             metavar="PATH",
-            help="A TOML file of sources (and the archive) for `sync --all`.",
+            help="A TOML file of sources (and the archive) for `sync --all` [default: "
+            "ARCHIVER_CONFIG, else $XDG_CONFIG_HOME/archiver/config.toml when it exists]. "
+            "Example: --config /etc/archiver/fleet.toml",
         ),
     ] = None,
 ) -> None:
@@ -283,6 +285,7 @@ def root(
 
     ctx.obj = settings = Settings(db, verbose, quiet, log_format.value)
     configure(verbose=verbose, quiet=quiet, log_format=log_format.value)
+    config = config or _discovered_config()
     if config is not None:
         from archiver.errors import ArchiverError
         from archiver.sync import fleet
@@ -294,6 +297,14 @@ def root(
         source = ctx.get_parameter_source("db")
         if settings.config.db and (source is None or source.name == "DEFAULT"):
             settings.db = settings.config.db  # --db and ARCHIVER_DB win over the config
+
+
+def _discovered_config() -> Path | None:
+    """$XDG_CONFIG_HOME/archiver/config.toml (~/.config/… by default), when it exists:
+    the convention after --config and ARCHIVER_CONFIG."""
+    home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    path = Path(home) / "archiver" / "config.toml"
+    return path if path.is_file() else None
 
 
 # --- db ---------------------------------------------------------------------------------

@@ -389,6 +389,37 @@ def sources_list(
                    f"watermark {r['watermark'] or 'none'}")  # fmt: skip
 
 
+@sources_app.command("plan")
+@guarded
+def sources_plan(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """The sources a --config expands to (regions, names), resolved, without a call.
+
+    \b
+    Example:
+      archiver --config /etc/archiver/fleet.toml sources plan
+    """
+    from archiver.errors import UsageError
+    from archiver.sync import fleet
+
+    config = settings_of(ctx).config
+    if config is None:
+        raise UsageError("sources plan needs --config PATH (or ARCHIVER_CONFIG)")
+    rows = [
+        {"name": job.opts.source, "region": job.opts.region, "profile": job.client.profile,
+         "endpoint_url": job.client.endpoint_url}
+        for job in fleet.plan(config, None)
+    ]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']}  region {r['region']}  profile {r['profile'] or 'default'}"
+                   + (f"  endpoint {r['endpoint_url']}" if r["endpoint_url"] else ""))  # fmt: skip
+
+
 @sources_app.command("remove")
 @guarded
 def sources_remove(

@@ -56,18 +56,31 @@ def load(path: Path) -> Config:
         raise UsageError(f"config {path}: no [[source]]; name at least one")
     sources: list[dict[str, Any]] = []
     for i, entry in enumerate(entries, start=1):
-        values = {**defaults, **_section(path, entry, f"[[source]] {i}", allow_name=True)}
+        own = _section(path, entry, f"[[source]] {i}", allow_name=True)
+        if "region" in own and "regions" in own:
+            raise UsageError(f"config {path}: [[source]] {i} sets both region and regions")
+        values = {**defaults, **own}
         if not values.get("source"):
             raise UsageError(f"config {path}: [[source]] {i} has no name")
-        if any(s["source"] == values["source"] for s in sources):
-            raise UsageError(f"config {path}: source {values['source']!r} is named twice")
-        sources.append(values)
+        regions = values.pop("regions", None)
+        if "region" in own:  # the source's own region wins over [defaults]' regions
+            regions = None
+        for one in _by_region(values, regions):  # NAME@REGION, one source per region
+            if any(s["source"] == one["source"] for s in sources):
+                raise UsageError(f"config {path}: source {one['source']!r} is named twice")
+            sources.append(one)
     db = data.get("db")
     if db is not None and not isinstance(db, str):
         raise UsageError(f"config {path}: db must be a path or URL string")
     if db is not None and "://" not in db:  # a path is the config's own, wherever cron runs
         db = str(path.parent / Path(db).expanduser())
     return Config(path, db, sources)
+
+
+def _by_region(values: dict[str, Any], regions: list[str] | None) -> list[dict[str, Any]]:
+    if regions is None:
+        return [values]
+    return [{**values, "region": r, "source": f"{values['source']}@{r}"} for r in regions]
 
 
 def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[str, Any]:
@@ -82,6 +95,13 @@ def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[st
         elif name == "source":
             raise UsageError(f"config {path}: {where}: unknown key {key!r} (a [[source]] is "
                              "named by name)")  # fmt: skip
+        elif name == "regions":
+            if not (isinstance(value, list) and value
+                    and all(isinstance(r, str) and r for r in value)):  # fmt: skip
+                raise UsageError(f"config {path}: {where}: regions must be a list of region "
+                                 'names, such as ["us-east-1", "eu-west-1"]')  # fmt: skip
+            out["regions"] = value
+            continue
         out[name] = options.check(name, value, context=f"config {path}: {where}: ", key=True)
     return out
 
