@@ -69,3 +69,26 @@ def test_two_sources_synced_in_turn_into_one_metrics_file_both_keep_their_series
     assert m[("archiver_sync_last_run_listed", (("source", "b"),))] == 30
     for name in ("a", "b"):
         assert ("archiver_sync_last_success_timestamp_seconds", (("source", name),)) in m
+
+
+def test_the_readmes_alert_rules_name_metrics_the_file_holds(runner, archive, tmp_path):
+    """The rules are checked against a file written by a real run, read with the same
+    client library that writes it: a renamed metric cannot leave an alert silent."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "archiver" in b]
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    exprs = [r["expr"] for r in rules]
+    assert any(e.startswith("absent(") for e in exprs)  # a vanished series alerts too
+    assert any("unless archiver_sync_last_success" in e for e in exprs)  # never succeeded
+    path = tmp_path / "archiver.prom"
+    with Emulator(seed_operations=20, seed=64) as emu:
+        assert cli_sync(runner, archive, emu.url, "--metrics-file", str(path)).exit_code == 0
+    written = {family.name for family in text_string_to_metric_families(path.read_text())}
+    for expr in exprs:
+        for name in re.findall(r"archiver_[a-z_]+", expr):
+            assert name in written, (name, expr)

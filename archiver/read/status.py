@@ -205,20 +205,35 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, *labels: str) -> Any:
-        return Gauge(f"archiver_sync_{name}", doc, ["source", *labels], registry=registry)
+        return Gauge(f"archiver_{name}", doc, ["source", *labels], registry=registry)
 
-    success = gauge("last_success_timestamp_seconds", "End of the last successful sync.")
-    last = gauge("last_run_timestamp_seconds", "End (or start, if unfinished) of the last run.")
-    outcome = gauge("last_run_outcome", "1 for the last run's outcome.", "outcome")
-    duration = gauge("last_run_duration_seconds", "How long the last run took.")
-    watermark = gauge("watermark_timestamp_seconds", "The archive is complete up to here.")
-    counts = {c: gauge(f"last_run_{c}", f"The last run's {c.replace('_', ' ')}.") for c in _COUNTS}
-    retried = gauge("last_run_retries", "Calls botocore retried in the last run.")
+    success = gauge("sync_last_success_timestamp_seconds",
+                    "Unix time of the end of the source's last successful sync.")  # fmt: skip
+    last = gauge("sync_last_run_timestamp_seconds", "Unix time of the end (or the start, "
+                 "if unfinished) of the source's last run.")  # fmt: skip
+    outcome = gauge("sync_last_run_outcome",
+                    "1 for the outcome of the source's last run.", "outcome")  # fmt: skip
+    duration = gauge("sync_last_run_duration_seconds", "Duration of the source's last run.")
+    watermark = gauge("sync_watermark_timestamp_seconds",
+                      "Unix time up to which the archive holds the source completely.")  # fmt: skip
+    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c.replace('_', ' ')} operations or "
+                       "calls in the source's last run.") for c in _COUNTS}  # fmt: skip
+    retried = gauge("sync_last_run_retries", "Number of calls botocore retried in the last run.")
+    incomplete = gauge("operations_incomplete", "Number of the source's listed operations "
+                       "GetOperation has not found yet (retried every run).")  # fmt: skip
+    gone = gauge("operations_gone", "Number of the source's listed operations given up on "
+                 "as gone after the retry period (kept, incomplete).")  # fmt: skip
+    size = Gauge("archiver_archive_size_bytes", "Size of the archive in bytes (SQLite: its "
+                 "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip
+    size.set(archive.size_bytes())
     with archive.reader.connect() as conn:
         for sid, name in source_ids(conn, None).items():
             r = store.latest_run(conn, sid)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)
+            retrying, given_up = store.incomplete_counts(conn, sid)
+            incomplete.labels(name).set(retrying)
+            gone.labels(name).set(given_up)
             if ok is not None:
                 success.labels(name).set(ok.timestamp())
             if mark is not None:

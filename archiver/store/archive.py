@@ -38,6 +38,14 @@ class Archive:
         self._writer: Engine | None = None
         self._reader: Engine | None = None
 
+    def size_bytes(self) -> int:
+        """The archive's size: its SQLite files, or its PostgreSQL database."""
+        if self.sqlite_path is None:
+            with self.reader.connect() as conn:
+                size = conn.execute(text("SELECT pg_database_size(current_database())"))
+                return int(size.scalar_one())
+        return sum(p.stat().st_size for p in self.files if p.exists())
+
     @property
     def files(self) -> list[Path]:
         """The SQLite archive's file and its -wal/-shm/-journal, made or not (none for a
