@@ -259,9 +259,15 @@ def test_demo_runs_offline(runner, tmp_path, monkeypatch) -> None:
         monkeypatch.delenv(var, raising=False)
     result = invoke(runner, "demo", "--operations", "300")
     assert result.exit_code == 0, result.output
-    assert "synced 300 operations" in result.stdout
-    assert "source demo@emulator" in result.stdout
+    # two passes: the second stores what finished in between, a status history
+    assert "pass 1: stored 315 new or changed operations of 315 listed" in result.stdout
+    assert "pass 2: stored 15 new or changed operations" in result.stdout
+    assert "source demo@emulator" in result.stdout and "Next, try:" in result.stdout
     assert (tmp_path / "demo.db").exists()
+    # a second demo says what it stored: only the unfinished work it made again (the
+    # first demo's were archived), not every operation the emulator holds
+    again = invoke(runner, "demo", "--operations", "300")
+    assert "pass 1: stored 15 new or changed operations of 15 listed" in again.stdout
 
 
 def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -> None:

@@ -427,15 +427,36 @@ def run_demo(
     _refuse_a_real_archive(target)
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
         values = {"region": "us-east-1", "endpoint_url": emu.url, "source": SOURCE}
-        opts, client_settings = options.build(values, credentials=("demo", "demo"))
-        summary = sync_source(target, opts, client_settings, on_page=on_page)
-    out.write(f"synced {summary.stats.listed} operations from the emulator into {target}\n\n")
+
+        def one_pass() -> Any:  # each pass plans from its own start, as each night does
+            opts, client_settings = options.build(values, credentials=("demo", "demo"))
+            return sync_source(target, opts, client_settings, on_page=on_page)
+
+        # a night's work still under way, then finished by the next night: the second
+        # pass stores the status changes the archive keeps after the service forgets
+        unfinished = len(emu.account.add_operations(max(1, operations // 20), pending_share=1))
+        first = one_pass()
+        finished = len(emu.account.finish_pending())
+        second = one_pass()
+    for n, s in enumerate((first, second), start=1):
+        stored = s.stats.inserted + s.stats.updated
+        out.write(f"pass {n}: stored {stored} new or changed operations of {s.stats.listed} "
+                  f"listed, into {target}\n")  # fmt: skip
+    out.write(f"({unfinished} were still running at pass 1; {finished} finished before pass 2)"
+              "\n\n")  # fmt: skip
     with Archive.open(target) as archive:
         out.write(status_mod.to_text(status_mod.summarize(archive, source=SOURCE)) + "\n")
         out.write(f"\n$ archiver --db {target} query --filters Name=STATUS,Values=FAIL "
                   "--max-items 5\n")  # fmt: skip
         selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
         render.write(Output.table, query.run(archive, selection), out, width=width)
+    out.write(
+        "\nNext, try:\n"
+        f"  archiver --db {target} report --out report.html       # charts, offline\n"
+        f"  archiver --db {target} export --since 7d --out week.csv  # CSV and its manifest\n"
+        f"  sqlite3 {target} 'SELECT previous_status, status, count(*) FROM status_changes "
+        "GROUP BY 1, 2'\n"
+    )
 
 
 def _refuse_a_real_archive(target: str) -> None:
