@@ -86,3 +86,23 @@ def test_aws_max_attempts_applies_when_the_option_is_not_given(runner, archive, 
     bad = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", "--source", "s",
                  "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
     assert bad.exit_code == 2 and "AWS_MAX_ATTEMPTS" in bad.stderr
+
+
+def test_an_sso_profile_without_a_token_says_aws_sso_login(runner, archive, tmp_path,
+                                                          monkeypatch) -> None:  # fmt: skip
+    """It gave exit 1, "Error loading SSO Token", with no hint of `aws sso login`."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no SSO token cache
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile corp]\nsso_session = corp\nsso_account_id = 111122223333\n"
+        "sso_role_name = Reader\nregion = us-east-1\n"
+        "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n"
+        "sso_region = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    result = invoke(runner, "--db", archive, "sync", "--profile", "corp",
+                    "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "aws sso login --profile corp" in result.stderr and result.stderr.count("\n") == 1

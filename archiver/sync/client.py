@@ -102,6 +102,24 @@ def retry_settings(settings: ClientSettings, profile: dict[str, Any]) -> tuple[i
     return attempts, mode or "standard"
 
 
+def _check_sso(boto3_session: Any, profile: str | None) -> None:
+    """An SSO profile whose token is missing or expired fails at its first call with
+    "Error loading SSO Token" (exit 1); resolve the credentials now instead, and say
+    what fixes it (exit 2). Other credentials resolve as they would at the first call."""
+    from botocore.exceptions import SSOError, SSOTokenLoadError, TokenRetrievalError
+
+    try:
+        credentials = boto3_session.get_credentials()
+        if credentials is not None:
+            credentials.get_frozen_credentials()
+    except (SSOTokenLoadError, SSOError, TokenRetrievalError) as exc:
+        name = profile or os.environ.get("AWS_PROFILE") or "default"
+        raise UsageError(
+            f"the AWS SSO session of profile {name!r} is missing or expired "
+            f"({first_line(exc)}): run `aws sso login --profile {name}`"
+        ) from None
+
+
 def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
     import botocore.session
@@ -132,6 +150,8 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
             "aws_access_key_id": settings.access_key,
             "aws_secret_access_key": settings.secret_key,
         }
+    else:
+        _check_sso(boto3_session, settings.profile)
     from botocore.exceptions import InvalidRegionError
 
     try:
