@@ -304,7 +304,10 @@ def _discovered_config() -> Path | None:
     the convention after --config and ARCHIVER_CONFIG."""
     home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     path = Path(home) / "archiver" / "config.toml"
-    return path if path.is_file() else None
+    try:
+        return path if path.is_file() else None
+    except OSError:  # a home this user may not read (another user's, under sudo -u)
+        return None
 
 
 # --- db ---------------------------------------------------------------------------------
