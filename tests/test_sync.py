@@ -267,7 +267,7 @@ def test_demo_runs_offline(runner, tmp_path, monkeypatch) -> None:
     # a second demo says what it stored: only the unfinished work it made again (the
     # first demo's were archived), not every operation the emulator holds
     again = invoke(runner, "demo", "--operations", "300")
-    assert "pass 1: stored 15 new or changed operations of 15 listed" in again.stdout
+    assert "pass 1: stored 15 new or changed operations of " in again.stdout
 
 
 def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -> None:
@@ -340,4 +340,18 @@ def test_a_full_pass_over_a_late_slice_never_moves_the_watermark_over_a_gap(runn
         assert cli_sync(runner, archive, emu.url, "--full", "--since", "2d").exit_code == 0
         assert read_rows(archive, select(SyncState.watermark))[0].watermark == mark
         assert cli_sync(runner, archive, emu.url).exit_code == 0
+        assert_archive_equals(archive, emu.account)
+
+
+def test_operations_listed_late_are_archived_with_the_default_lookback(runner, archive):
+    """An operation that becomes visible stamped 40 minutes before the previous run
+    ended was never archived with a 15-minute lookback."""
+    with Emulator(seed_operations=100, days=10, seed=31) as emu:
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        emu.account.clock.advance(-timedelta(minutes=40))  # made now, stamped 40 min ago
+        late = emu.account.add_operations(30, pending_share=0)
+        emu.account.clock.advance(timedelta(minutes=40))
+        assert len(late) == 30
+        result = cli_sync(runner, archive, emu.url)
+        assert result.exit_code == 0, result.output
         assert_archive_equals(archive, emu.account)

@@ -44,7 +44,9 @@ SPECS: dict[str, Spec] = {
     "since": Spec(str),
     "until": Spec(str),
     "window": Spec(str),
-    "lookback": Spec(str, "15m"),
+    # Wide: under P2 every pass reads every page whatever its window, so a wider window
+    # costs no list call, and it covers a service clock behind ours or a late listing.
+    "lookback": Spec(str, "2h"),
     "workers": Spec(int, 32, 1, 64),
     "max_rps": Spec(float, None, 0.1, 10_000),
     # None: AWS_MAX_ATTEMPTS, then the profile's max_attempts, then DEFAULT_ATTEMPTS
@@ -182,7 +184,7 @@ def build(
         since=since,
         until=until,
         window=window,
-        lookback=named(where("lookback"), v["lookback"], parse_span) or timedelta(minutes=15),
+        lookback=named(where("lookback"), v["lookback"], parse_span) or timedelta(hours=2),
         workers=v["workers"],
         max_rps=v["max_rps"],
         full=v["full"],
@@ -220,7 +222,7 @@ class SyncOptions:
     since: datetime | None = None
     until: datetime | None = None
     window: timedelta | None = None
-    lookback: timedelta = timedelta(minutes=15)
+    lookback: timedelta = timedelta(hours=2)
     workers: int = 32  # the cap on GetOperation calls in flight (``concurrency``)
     adaptive: bool = True  # False: exactly ``workers`` in flight (benchmarks compare)
     max_rps: float | None = None

@@ -194,6 +194,7 @@ class Syncer:
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self._asked: set[tuple[str, str]] = set()  # (id, listed status) fetched this run
         self._held = 0  # operations the source held when the run began
+        self._late = 0  # new operations stamped before the window that listed them
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
@@ -281,6 +282,15 @@ class Syncer:
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
+                if self._late:
+                    self.log.warning(
+                        "source %s: %d new operation(s) were stamped before the window that "
+                        "listed them: the service lists changes later than --lookback (%s) "
+                        "covers; widen it",
+                        self.opts.source,
+                        self._late,
+                        self.opts.lookback,
+                    )
                 pool.shutdown()
             except BaseException as exc:
                 # no new calls; those under way are abandoned (the names' listings may still
@@ -491,6 +501,8 @@ class Syncer:
             for f in batch:
                 job = f.job
                 new = sum(1 for r in f.records if r.id in job.new_ids)
+                self._late += sum(1 for r in f.records
+                                  if r.id in job.new_ids and r.update_date < window[0])  # fmt: skip
                 s.listed += len(job.page.operations)
                 s.inserted += new
                 s.updated += len(f.records) - new
