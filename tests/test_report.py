@@ -163,12 +163,25 @@ def test_the_report_renders_offline_in_a_real_browser(runner, shown_archive, tmp
                 ".map(d => [d.id, d._fullData.length, d.querySelectorAll('.point').length])"
             )
             links = page.evaluate("document.querySelectorAll('.js-plotly-plot a').length")
+            headline = page.inner_text("#headline")
+            named = page.evaluate(
+                "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".map(d => [d.closest('figure[role=img]')?.getAttribute('aria-label') || '',"
+                " d.layout.yaxis2 === undefined])"
+            )
+            captions = page.evaluate("Array.from(document.querySelectorAll('table'))"
+                                     ".map(t => t.caption ? t.caption.textContent : '')")  # fmt: skip
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
     assert [d[0] for d in drawn] == [f"chart-{c}" for c in CHARTS]  # every chart, in order
-    assert all(traces > 0 for _, traces, _ in drawn), drawn
+    runs = shown_archive.endswith("demo.db")  # the hostile archive has no sync runs
+    assert all(traces > 0 for chart, traces, _ in drawn if runs or chart != "chart-sync-runs")
+    for said in ("Operations", "Failure rate", "Last successful sync", "Freshness"):
+        assert said in headline  # the headline figures come first
+    assert all(label.startswith("Chart: ") and one_axis for label, one_axis in named), named
+    assert len(captions) == len(CHARTS) and all(captions), captions  # a caption per table
     assert sum(points for *_, points in drawn) > 20  # bars and markers were drawn
     assert problems == [], problems  # no console error, no script error, no alert
     assert links == 0  # no name became a live link in a chart

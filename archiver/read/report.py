@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
@@ -169,11 +169,14 @@ def _runs(conn: Connection, names: dict[int, str]) -> list[Run]:
 
 #: The chart ids, in page order; the browser test checks each is drawn.
 CHARTS = ("per-day", "failure-rate", "top-failing", "durations", "sync-runs")
+#: Okabe and Ito's palette, told apart by readers with any common colour blindness
+#: (red and green are not): blue for success, vermillion for failure.
+SUCCESS_COLOUR, FAIL_COLOUR = "#0072B2", "#D55E00"
 STATUS_COLOURS = {
-    "SUCCESS": "#2e7d32",
-    "FAIL": "#c62828",
-    "PENDING": "#f9a825",
-    "SUBMITTED": "#1565c0",
+    "SUCCESS": SUCCESS_COLOUR,
+    "FAIL": FAIL_COLOUR,
+    "PENDING": "#E69F00",
+    "SUBMITTED": "#56B4E9",
 }
 _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
@@ -188,7 +191,12 @@ h2 { font-size: 1.2em; margin-top: 2.2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: 12px; }
 th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-details summary { cursor: pointer; color: #1565c0; }
+details summary { cursor: pointer; color: #0072B2; }
+caption { text-align: left; color: #555; padding: 2px 0; }
+figure { margin: 0; }
+.headline { display: flex; gap: 2em; margin: 1em 0; }
+.headline dt { color: #555; font-size: .9em; }
+.headline dd { margin: 0; font-size: 1.5em; font-weight: 600; }
 """
 
 
@@ -231,10 +239,35 @@ def render(figures: Figures, *, archive_name: str, selection_text: str) -> str:
 <p class="meta">Archive <b>{html.escape(archive_name)}</b> · sources: {html.escape(sources)}
 · {figures.total:,} operations selected ({html.escape(selection_text)})
 · made {iso(now())} by archiver {__version__}</p>
+{_headline(figures)}
 {"".join(sections)}
 </body>
 </html>
 """
+
+
+def _headline(f: Figures) -> str:
+    """The figures a reader wants first: operations, failure rate, the last successful
+    sync and how fresh the archive is."""
+    failed = sum(n_failed for _, _, n_failed in f.by_type)
+    rate = f"{100 * failed / f.total:.1f}%" if f.total else "–"
+    good = [r.started_at + timedelta(seconds=r.duration_s or 0) for r in f.runs
+            if r.outcome == "succeeded"]  # fmt: skip
+    last = max(good) if good else None
+    age = _ago(now() - last) if last else "never"
+    cells = (("Operations", f"{f.total:,}"), ("Failure rate", rate),
+             ("Last successful sync", iso(last) if last else "never"),
+             ("Freshness", age))  # fmt: skip
+    items = "".join(f'<div class="figure"><dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>'
+                    "</div>" for k, v in cells)  # fmt: skip
+    return f'<dl id="headline" class="headline">{items}</dl>'
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    if minutes < 60:
+        return f"{minutes:.0f} min ago"
+    return f"{minutes / 60:.0f} h ago" if minutes < 48 * 60 else f"{minutes / 1440:.0f} days ago"
 
 
 def _section(go: Any, chart_id: str, title: str, figure: Any, table: str, note: str = "") -> str:
@@ -252,8 +285,12 @@ def _section(go: Any, chart_id: str, title: str, figure: Any, table: str, note: 
         config={"displaylogo": False, "responsive": True},
     )
     note_html = f'<p class="meta">{html.escape(note)}</p>' if note else ""
+    name = html.escape(f"Chart: {title}; its figures are in the table below it", quote=True)
+    table = table.replace("<table>", f"<table><caption>{html.escape(title)}: the figures"
+                          "</caption>", 1)  # fmt: skip
     return (
-        f'<section id="{chart_id}"><h2>{html.escape(title)}</h2>{note_html}{chart}'
+        f'<section id="{chart_id}"><h2>{html.escape(title)}</h2>{note_html}'
+        f'<figure role="img" aria-label="{name}">{chart}</figure>'
         f"<details{' open' if table.count('<tr>') <= 13 else ''}><summary>The figures"
         f"</summary>{table}</details></section>\n"
     )
@@ -325,7 +362,7 @@ def _failure_rate(go: Any, f: Figures) -> str:
         go.Bar(
             x=[_plain(t) for t, *_ in rates],
             y=[r for *_, r in rates],
-            marker_color="#c62828",
+            marker_color=FAIL_COLOUR,
             text=[f"{r:.1f}%" for *_, r in rates],
         )
     )
@@ -386,23 +423,13 @@ def _sync_runs(go: Any, f: Figures) -> str:
                 mode="markers",
                 x=[iso(r.started_at) for r in runs],
                 y=[r.duration_s for r in runs],
-                marker={"color": "#2e7d32" if outcome == "succeeded" else "#c62828", "size": 8},
+                marker={
+                    "color": SUCCESS_COLOUR if outcome == "succeeded" else FAIL_COLOUR,
+                    "size": 8,
+                },
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            name="watermark lag",
-            mode="lines",
-            x=[iso(r.started_at) for r in f.runs],
-            y=[r.lag_s for r in f.runs],
-            yaxis="y2",
-            line={"color": "#777", "dash": "dot"},
-        )
-    )
-    fig.update_layout(
-        yaxis_title="run duration, s",
-        yaxis2={"title": "watermark lag, s", "overlaying": "y", "side": "right"},
-    )
+    fig.update_layout(yaxis_title="run duration, s")  # one axis: the lag is in the table
     rows = [[r.source, r.started_at, r.outcome, r.duration_s, r.lag_s] for r in f.runs]
     return _section(
         go,
