@@ -38,7 +38,7 @@ from archiver.timeutil import iso
 def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
     """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source.
 
-    The definition of ``-o json``'s objects, in Python; ``as_json`` writes the same in
+    The definition of ``-o json``'s objects, in Python; ``json_head`` writes the same in
     SQL for speed, and the tests hold the two equal.
     """
     api = op.record.to_api()

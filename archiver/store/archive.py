@@ -156,7 +156,7 @@ class Archive:
 
     @contextlib.contextmanager
     def lock(self, source: str, *, last: bool = False) -> Iterator[None]:
-        """One sync per source at a time (``lock``): LockHeld (exit 3) when taken.
+        """One sync per source at a time (``source_lock``): LockHeld (exit 3) when taken.
         ``last``: the source is being removed, so its lock file goes too."""
 
         with source_lock(self.writer, self.sqlite_path, source, last=last):

@@ -223,7 +223,7 @@ class SyncOptions:
     until: datetime | None = None
     window: timedelta | None = None
     lookback: timedelta = timedelta(hours=2)
-    workers: int = 32  # the cap on GetOperation calls in flight (``concurrency``)
+    workers: int = 32  # the cap on GetOperation calls in flight (``client.AdaptiveLimit``)
     adaptive: bool = True  # False: exactly ``workers`` in flight (benchmarks compare)
     max_rps: float | None = None
     full: bool = False

@@ -1,9 +1,9 @@
 """The sync: plan windows from the watermark, list, fetch what changed, store by page.
 
-Policy only — no SQL (``store``) and no HTTP details (``cloudmap``). The steps are
+Policy only — no SQL (``store.write``) and no HTTP details (``client``, ``wire``). The steps are
 those of docs/design.md, "The sync, step by step":
 
-1. resolve the source and take its lock (``lock``);
+1. take the source's lock and make the source under it (``store.archive``);
 2. plan windows: from ``watermark − lookback`` (or ``--since``) to ``--until`` or now;
 3. per window, page through ListOperations, compare each page's (Id, Status) with the
    archive in one query, and GetOperation only what is new or changed, concurrently,
@@ -317,7 +317,7 @@ class Syncer:
                        duration_s=time.monotonic() - began)  # fmt: skip
 
     def _check_unit(self, pool: ThreadPoolExecutor, sid: int, started: datetime) -> None:
-        """Find how the service reads UPDATE_DATE before trusting a window (``units``)."""
+        """Find how the service reads UPDATE_DATE before trusting a window (``check_unit``)."""
         with self.reader.connect() as conn:
             known = store.update_date_unit(conn, sid)
         checked = check_unit(self.client, started, known=known, limit=self.limit, pool=pool)
@@ -338,7 +338,7 @@ class Syncer:
 
     def _store_names(self, sid: int, seen: datetime,
                      results: list[tuple[list[Listed], int] | str]) -> None:  # fmt: skip
-        """Once a run: the source's namespaces and services, for their names (``catalog``),
+        """Once a run: the source's namespaces and services, for their names (``record_catalog``),
         and who owns the namespaces shared with us, so that their operations are found
         (GetOperation answers OperationNotFound without OwnerAccount). A listing that
         fails is a warning: the operations are the archive, the names help read it."""
