@@ -119,10 +119,15 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
         raise
 
 
+def named_gz(path: Path) -> bool:
+    """Whether a file's name asks for gzip (``.gz``, any case)."""
+    return path.suffix.lower() == ".gz"
+
+
 def write_file(t: Target, data: bytes) -> None:
     """``data`` at ``t``, complete or not at all; gzipped when its name ends in .gz."""
     with replacing(t) as fh:
-        if t.path.suffix.lower() == ".gz":
+        if named_gz(t.path):
             with gzip.GzipFile(filename=t.path.name[:-3], mode="wb", fileobj=fh, mtime=0) as gz:
                 gz.write(data)
         else:

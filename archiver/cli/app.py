@@ -204,10 +204,11 @@ def guarded(fn: F) -> F:
             raise
         except (Exception, KeyboardInterrupt) as exc:
             settings = settings_of(kwargs["ctx"])
-            if type(exc).__module__ == "sqlalchemy.exc" and hasattr(exc, "orig"):
+            driver = sys.modules.get("sqlalchemy.exc")  # loaded if it raised; never loaded here
+            if driver is not None and isinstance(exc, driver.DBAPIError):
                 from archiver.store import db
 
-                exc = db.translate(exc, settings.db)  # type: ignore[arg-type]
+                exc = db.translate(exc, settings.db)
             code = report(exc, verbose=settings.verbose, log_format=settings.log_format)
             raise typer.Exit(code) from None
 

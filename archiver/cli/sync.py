@@ -37,7 +37,7 @@ class UnitChoice(StrEnum):
 
 
 if TYPE_CHECKING:
-    pass
+    from archiver import guards
 
 
 @emulator_app.command("serve")
@@ -283,6 +283,7 @@ def sync(
     from archiver.sync import fleet, options
 
     settings = settings_of(ctx)
+    # the parameters are named as SPECS names the options: the typed values, by name
     typed = {name: value for name, value in locals().items() if name in SPECS}
     typed["source"] = source[0] if source else None
     typed["full"] = full or None
@@ -356,7 +357,7 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     raise typer.Exit(fleet.worst_exit(results))
 
 
-def _write_metrics(db: str, target: Any, results: list[Any]) -> None:
+def _write_metrics(db: str, target: guards.Target, results: list[Any]) -> None:
     """The metrics of every source the archive holds (those not run keep their series)."""
     from archiver.read import status
     from archiver.store.archive import Archive

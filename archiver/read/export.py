@@ -64,7 +64,7 @@ class _CountingWriter(io.RawIOBase):
 
 def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
     """``--gzip``, or an ``--out`` that ends in ``.gz`` (any case)."""
-    return gzip_flag or (out is not None and out.suffix.lower() == ".gz")
+    return gzip_flag or (out is not None and guards.named_gz(out))
 
 
 @dataclass(frozen=True)
