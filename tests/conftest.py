@@ -29,6 +29,8 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+# Nor the instance metadata address: without credentials botocore would ask it.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def on_postgres() -> bool:

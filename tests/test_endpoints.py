@@ -47,8 +47,10 @@ def test_a_profiles_endpoint_url_is_used(monkeypatch, tmp_path) -> None:
     config = tmp_path / "config"
     config.write_text(
         "[profile local]\nregion = us-east-1\nservices = emu\n"
+        "aws_access_key_id = k\naws_secret_access_key = s\n"  # a client needs credentials
         "[services emu]\nservicediscovery =\n  endpoint_url = http://127.0.0.1:4444\n"
         "[profile everywhere]\nregion = us-east-1\nendpoint_url = http://127.0.0.1:5555\n"
+        "aws_access_key_id = k\naws_secret_access_key = s\n"
     )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     assert _endpoint(profile="local") == "http://127.0.0.1:4444"

@@ -6,7 +6,7 @@ import pytest
 
 from archiver.sync.options import plan_windows
 from archiver.timeutil import parse_when
-from tests.conftest import invoke
+from tests.conftest import invoke, requires_sqlite
 
 
 def test_plan_windows() -> None:
@@ -106,3 +106,15 @@ def test_an_sso_profile_without_a_token_says_aws_sso_login(runner, archive, tmp_
                     "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "aws sso login --profile corp" in result.stderr and result.stderr.count("\n") == 1
+
+
+@requires_sqlite
+def test_missing_credentials_are_bad_input_before_any_file(runner, tmp_path, monkeypatch):
+    """The archive file was made, then the run said "no AWS credentials"."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    db = tmp_path / "a.db"
+    result = invoke(runner, "--db", str(db), "sync", "--region", "us-east-1",
+                    "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+    assert result.exit_code == 2 and "no AWS credentials" in result.stderr
+    assert result.stderr.count("\n") == 1 and not db.exists()

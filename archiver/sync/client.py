@@ -102,16 +102,18 @@ def retry_settings(settings: ClientSettings, profile: dict[str, Any]) -> tuple[i
     return attempts, mode or "standard"
 
 
-def _check_sso(boto3_session: Any, profile: str | None) -> None:
-    """An SSO profile whose token is missing or expired fails at its first call with
-    "Error loading SSO Token" (exit 1); resolve the credentials now instead, and say
-    what fixes it (exit 2). Other credentials resolve as they would at the first call."""
+def _check_credentials(boto3_session: Any, profile: str | None) -> None:
+    """Resolve the credentials when the client is made, not at its first call, so that
+    missing ones are bad input before the archive is touched (a new archive file was
+    made, then the run said "no AWS credentials"), and an SSO profile whose token is
+    missing or expired says what fixes it (it said "Error loading SSO Token", exit 1)."""
     from botocore.exceptions import SSOError, SSOTokenLoadError, TokenRetrievalError
 
     try:
         credentials = boto3_session.get_credentials()
-        if credentials is not None:
-            credentials.get_frozen_credentials()
+        if credentials is None:
+            raise UsageError(_CREDENTIALS)
+        credentials.get_frozen_credentials()
     except (SSOTokenLoadError, SSOError, TokenRetrievalError) as exc:
         name = profile or os.environ.get("AWS_PROFILE") or "default"
         raise UsageError(
@@ -151,7 +153,7 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
             "aws_secret_access_key": settings.secret_key,
         }
     else:
-        _check_sso(boto3_session, settings.profile)
+        _check_credentials(boto3_session, settings.profile)
     from botocore.exceptions import InvalidRegionError
 
     try:
