@@ -193,3 +193,30 @@ class Listed:
     arn: str | None
     resource_owner: str | None
     create_date: datetime | None
+    description: str | None = None
+    namespace_id: str | None = None  # a service's, when listed by namespace
+    extra: str | None = None  # every other member of the summary, as sorted JSON
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any], *, namespace_id: str | None = None) -> Listed:
+        """A NamespaceSummary or ServiceSummary as botocore parses it."""
+        created = item.get("CreateDate")
+        more = {k: v for k, v in item.items() if k not in _SUMMARY_MEMBERS}
+        return cls(
+            id=item["Id"],
+            name=item["Name"],
+            type=item.get("Type"),
+            arn=item.get("Arn"),
+            resource_owner=item.get("ResourceOwner"),
+            create_date=utc_ms(created) if isinstance(created, datetime) else None,
+            description=item.get("Description"),
+            namespace_id=namespace_id,
+            extra=json.dumps(more, sort_keys=True, ensure_ascii=False, default=_jsonable)
+            if more
+            else None,
+        )
+
+
+#: The summary members that have a column of their own.
+_SUMMARY_MEMBERS = frozenset({"Id", "Name", "Type", "Arn", "ResourceOwner", "CreateDate",
+                              "Description"})  # fmt: skip

@@ -4,6 +4,7 @@ incomplete, retried on every run whatever its window, completed when found."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -75,3 +76,100 @@ def test_an_operation_never_found_is_given_up_on_but_stays_stored(runner, archiv
         assert (row.id, row.gone_at is not None) == (lost.id, True)
         status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert (status["sources"][0]["incomplete"], status["sources"][0]["gone"]) == (0, 1)
+
+
+def test_gone_operations_are_found_by_retry_gone(runner, archive) -> None:
+    with Emulator(seed_operations=50, days=5, seed=33) as emu:
+        (lost,) = sorted(emu.account.all(), key=lambda o: o.update_date)[:1]
+        emu.service.hide_briefly(lost.id, times=10**6)
+        retry_none = ("--source", "acct", "--incomplete-retry-days", "0", "--json")
+        assert cli_sync(runner, archive, emu.url, *retry_none).exit_code == 0
+        assert json.loads(cli_sync(runner, archive, emu.url, *retry_none).stdout)["gone"] == 1
+        emu.service.reveal()
+        assert cli_sync(runner, archive, emu.url, *retry_none).exit_code == 0
+        assert lost.id not in archived(archive)  # a plain run lets gone be
+        found = cli_sync(runner, archive, emu.url, *retry_none, "--retry-gone")
+        assert found.exit_code == 0 and found.stderr == "", found.output
+        assert json.loads(found.stdout)["completed"] == 1
+        assert_archive_equals(archive, emu.account)
+        assert read_rows(archive, select(IncompleteOperation.id)) == []
+
+
+def test_gone_operations_come_back_when_a_run_learns_their_owner(runner, archive) -> None:
+    """ListNamespaces denied: the shared namespaces' operations cannot be found and are
+    given up on; once it is allowed again, one plain sync learns the owners and finds
+    every one of them."""
+    with Emulator(seed_operations=600, days=10, seed=34, shared=0.2) as emu:
+        shared = {o.id for o in emu.account.all() if o.owner_account}
+        assert 60 < len(shared) < 200
+        emu.set_faults("ListNamespaces", denied=True)
+        retry_none = ("--source", "acct", "--incomplete-retry-days", "0", "--json")
+        for _ in range(2):
+            run = cli_sync(runner, archive, emu.url, *retry_none)
+            assert run.exit_code in (0, 1) and "WARNING" in run.stderr, run.output
+            assert shared.isdisjoint(archived(archive))
+        assert json.loads(run.stdout)["gone"] == len(shared)
+        emu.set_faults("ListNamespaces", denied=False)
+        back = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
+        assert back.exit_code == 0 and back.stderr == "", back.output
+        assert json.loads(back.stdout)["completed"] == len(shared)
+        assert_archive_equals(archive, emu.account)
+
+
+def test_access_denied_without_owner_account_is_a_reason_to_try_the_owners(runner, archive) -> None:
+    with Emulator(seed_operations=600, days=10, seed=35, shared=0.2) as emu:
+        emu.service.deny_without_owner = True
+        result = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        assert emu.counters.rejected["GetOperation"] > 0  # the service did refuse them
+        assert_archive_equals(archive, emu.account)
+
+
+def test_an_operation_no_owner_can_read_is_kept_incomplete_not_a_failed_run(
+    runner, archive
+) -> None:
+    with Emulator(seed_operations=300, days=10, seed=36, shared=0.2) as emu:
+        emu.service.deny_without_owner = True
+        emu.set_faults("ListNamespaces", denied=True)  # no owner to try
+        shared = {o.id for o in emu.account.all() if o.owner_account}
+        result = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["incomplete"] == len(shared) > 0
+        assert f"{len(shared)} listed operation(s) could not be fetched" in result.stderr
+
+
+def _stale(op, status: str = "PENDING"):  # type: ignore[no-untyped-def]
+    """The operation as a lagging replica still has it: earlier, not yet final."""
+    return replace(op, status=status, update_date=op.create_date, error_code=None,
+                   error_message=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("lags", [1, 4])
+def test_a_lagging_get_operation_is_settled(runner, archive, lags: int) -> None:
+    """GetOperation answers 10 final operations as older PENDING snapshots, ``lags``
+    times each: once is settled in the same run (asked again after a short wait); four
+    times outlasts the run's brief retries, so the listed Status is stored, the
+    operations are counted unsettled, and the next run settles them."""
+    with Emulator(seed_operations=400, days=5, seed=37) as emu:
+        final = [o for o in emu.account.all() if o.status in ("SUCCESS", "FAIL")][:10]
+        for o in final:
+            emu.service.lag(_stale(o), times=lags)
+        first = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
+        assert first.exit_code == 0, first.output
+        if lags > 1:
+            assert json.loads(first.stdout)["unsettled"] == 10
+            assert "behind their listed Status" in first.stderr
+            held = archived(archive)
+            assert all(held[o.id].status == o.status for o in final)  # the listed truth
+            status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
+            assert status["sources"][0]["unsettled"] == 10
+            second = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
+            assert second.exit_code == 0 and second.stderr == "", second.output
+            assert json.loads(second.stdout)["unsettled"] == 0
+        else:
+            assert first.stderr == ""
+        assert_archive_equals(archive, emu.account)  # every field, the truth
+        events = read_rows(archive, select(OperationEvent.operation_id, OperationEvent.status,
+                                           OperationEvent.update_date))  # fmt: skip
+        mine = sorted(e for e in events if e.operation_id in {o.id for o in final})
+        assert mine == sorted((o.id, o.status, o.update_date) for o in final)  # no stale event

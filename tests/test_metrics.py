@@ -32,7 +32,11 @@ def test_metrics_describe_each_run_and_keep_the_last_success(runner, archive, tm
     assert m[("archiver_sync_last_run_outcome", (("outcome", "succeeded"), *src))] == 1
     assert m[("archiver_sync_last_run_listed", src)] == 300
     assert m[("archiver_sync_last_run_inserted", src)] == 300
-    assert m[("archiver_sync_last_run_get_calls", src)] == 300
+    calls = {
+        op: m[("archiver_sync_api_calls", (("operation", op), *src))]
+        for op in ("ListOperations", "GetOperation", "ListNamespaces", "ListServices")
+    }
+    assert calls == dict(emu.counters.calls) and calls["GetOperation"] == 300
     assert m[("archiver_sync_last_run_retries", src)] == 0
     success = m[("archiver_sync_last_success_timestamp_seconds", src)]
     assert before - 1 <= success <= time.time() + 1

@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from archiver.emulator import Emulator
 from archiver.store.models import Namespace, Service
@@ -32,7 +32,9 @@ def test_names_equal_the_emulators_and_outlive_a_deletion(runner, db) -> None:
         first = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert first.exit_code == 0 and first.stderr == "", first.output
         summary = json.loads(first.stdout)
-        assert (summary["namespace_calls"], summary["service_calls"]) == (2, 1)
+        # one ListNamespaces (shared ones too), one ListServices per namespace
+        assert summary["api_calls"]["ListNamespaces"] == 1
+        assert summary["api_calls"]["ListServices"] == len(account.namespaces)
         namespaces, services = listed(db, Namespace), listed(db, Service)
         want_ns = {n.id: (n.name, n.type, n.owner, n.create_date) for n in account.namespaces}
         want_srv = {s.id: (s.name, s.type, s.owner, s.create_date) for s in account.services}
@@ -73,16 +75,17 @@ def test_a_failed_listing_warns_keeps_the_names_and_marks_nothing_gone(runner, d
     assert listed(db, Service) == before  # nothing marked gone on a partial answer
 
 
-def test_each_failed_namespace_listing_says_which_it_was(runner, db) -> None:
-    """Namespaces are listed twice (those the account owns, those shared with it): two
-    failures are two different lines, each saying what its run goes without."""
+def test_a_failed_namespace_listing_says_what_the_run_goes_without(runner, db) -> None:
+    """Without the namespaces, the services are listed unfiltered (names, no links),
+    and the one warning says that operations of shared namespaces stay incomplete."""
     with Emulator(seed_operations=50, days=5, seed=6) as emu:
         emu.set_faults("ListNamespaces", error_rate=1.0)
         result = cli_sync(runner, db, emu.url, "--source", "acct", "--max-attempts", "1")
+        assert emu.counters.calls["ListServices"] == 1
     assert result.exit_code == 0, result.output
-    owned, shared = result.stderr.splitlines()
-    assert "namespaces source acct owns" in owned and "incomplete" not in owned
-    assert "namespaces shared with source acct" in shared and "incomplete" in shared
+    (line,) = result.stderr.splitlines()
+    assert "cannot list the namespaces" in line and "shared namespaces are kept incomplete" in line
+    assert len(listed(db, Service)) == len(emu.account.services)
 
 
 def _names_by_id(rows) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -97,10 +100,13 @@ def test_every_output_shows_the_names_and_guards_them(runner, db) -> None:
         assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
         ns_names = {n.id: n.name for n in account.namespaces}
         srv_names = {s.id: s.name for s in account.services}
+        home = {s.id: s.namespace_id for s in account.services}
         ops = account.all()
-    want = {o.id: (ns_names.get(o.namespace_id, ""), srv_names.get(o.service_id, ""))
-            for o in ops}  # fmt: skip
+    # an operation of a service (no NAMESPACE target) is named after its service's namespace
+    want = {o.id: (ns_names.get(o.namespace_id or home.get(o.service_id), ""),
+                   srv_names.get(o.service_id, "")) for o in ops}  # fmt: skip
     assert any(n == HOSTILE for n, _ in want.values())
+    assert all(want[o.id][0] for o in ops if o.service_id and not o.namespace_id)
 
     def guarded(pair: tuple[str, str]) -> tuple[str, str]:
         return tuple("'" + v if v.startswith("=") else v for v in pair)  # type: ignore[return-value]
@@ -133,6 +139,41 @@ def test_every_output_shows_the_names_and_guards_them(runner, db) -> None:
 
     table = invoke(runner, "--db", db, "query", "--max-items", "50").stdout
     assert "svc" in table and "Name" in table.splitlines()[0]
+
+    view = read_rows(db, text("SELECT id, namespace_name FROM operations_named"))
+    assert {r.id: r.namespace_name or "" for r in view} == {i: n for i, (n, _) in want.items()}
+
+
+def test_every_member_of_a_namespace_or_service_summary_is_kept(runner, db) -> None:
+    """Each summary as a boto3 client reads it equals the archived row: its columns,
+    ``description``, and ``extra`` for every other member of the service model's shape."""
+    import boto3
+
+    model = botocore_model()
+    with Emulator(seed_operations=50, days=5, seed=9) as emu:
+        assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
+        client = boto3.client("servicediscovery", endpoint_url=emu.url, region_name="us-east-1",
+                              aws_access_key_id="x", aws_secret_access_key="y")  # fmt: skip
+        answers = {"namespaces": client.list_namespaces()["Namespaces"],
+                   "services": client.list_services()["Services"]}  # fmt: skip
+    for kind, shape in (("namespaces", "NamespaceSummary"), ("services", "ServiceSummary")):
+        assert {k for a in answers[kind] for k in a} == set(model.shape_for(shape).members)
+        rows = read_rows(db, text(f"SELECT id, name, type, arn, resource_owner, description, "
+                                  f"create_date, extra FROM {kind}"))  # fmt: skip
+        kept = {
+            r.id: {"Id": r.id, "Name": r.name, "Type": r.type, "Arn": r.arn,
+                   "ResourceOwner": r.resource_owner, "Description": r.description,
+                   **json.loads(r.extra)}
+            for r in rows
+        }  # fmt: skip
+        assert kept == {a["Id"]: {k: v for k, v in a.items() if k != "CreateDate"}
+                        for a in answers[kind]}  # fmt: skip
+
+
+def botocore_model():  # type: ignore[no-untyped-def]
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("servicediscovery")
 
 
 def test_removing_a_source_removes_its_names(runner, db) -> None:

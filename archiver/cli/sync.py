@@ -252,6 +252,14 @@ def sync(
         bool,
         typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
     ] = False,
+    retry_gone: Annotated[
+        bool,
+        typer.Option(
+            "--retry-gone",
+            help="Ask again for operations given up on as gone "
+            "(a run does so by itself when it learns a new namespace owner).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; no API call, no write.")
     ] = False,
@@ -287,6 +295,7 @@ def sync(
     typed = {name: value for name, value in locals().items() if name in SPECS}
     typed["source"] = source[0] if source else None
     typed["full"] = full or None
+    typed["retry_gone"] = retry_gone or None
     from_config = sync_all or (settings.config is not None and bool(source))
     if from_config:
         given = [n for n, v in typed.items() if v is not None and n != "source"]

@@ -76,7 +76,7 @@ class Emulator:
         return f"http://{host!s}:{port}"
 
     def set_faults(self, operation: str | None = None, **values: float) -> None:
-        """Change latency_ms / throttle_rate / error_rate for one operation or all."""
+        """Change latency_ms / throttle_rate / error_rate / denied for one operation or all."""
         for op in [operation] if operation else list(OPERATIONS):
             for name, value in values.items():
                 setattr(self.faults[op], name, value)
@@ -157,6 +157,7 @@ class Faults:
     latency_ms: float = 0.0
     throttle_rate: float = 0.0
     error_rate: float = 0.0
+    denied: bool = False  # every call answered AccessDeniedException, as IAM would
 
 
 class TokenBucket:
@@ -262,6 +263,10 @@ class Handler(BaseHTTPRequestHandler):
         if gate is not None:
             gate.wait_turn()
         faults = emu.faults.get(operation, Faults())
+        if faults.denied:
+            emu.counters.add(emu.counters.rejected, operation)
+            denied = ApiError("AccessDeniedException", f"not authorized to perform {operation}")
+            return self._error(cbor, denied)
         bucket = emu.buckets.get(operation)
         if bucket is not None and not bucket.take():
             emu.counters.add(emu.counters.throttled, operation)

@@ -105,6 +105,10 @@ class CloudMapApi:
         self.account = account
         self._secret = secret or os.urandom(16)
         self._hidden: dict[str, int] = {}
+        self._stale: dict[str, tuple[int, OperationRecord]] = {}
+        #: Answer AccessDeniedException, not OperationNotFound, for an operation of a
+        #: shared namespace asked for without OwnerAccount (AWS does not document which).
+        self.deny_without_owner = False
         #: How this service reads UPDATE_DATE values: "ms" (F7) or "s", to prove that the
         #: sync finds out which rather than assuming it.
         self.update_date_unit = update_date_unit
@@ -112,6 +116,11 @@ class CloudMapApi:
     def hide_briefly(self, op_id: str, times: int = 1) -> None:
         """G3: the next ``times`` GetOperation calls for ``op_id`` answer not found."""
         self._hidden[op_id] = times
+
+    def lag(self, snapshot: OperationRecord, times: int = 1) -> None:
+        """A replica that lags: the next ``times`` GetOperation calls for the snapshot's
+        id answer it (an older state) instead of the operation as it is."""
+        self._stale[snapshot.id] = (times, snapshot)
 
     def reveal(self) -> None:
         """Every hidden operation is found again from now on."""
@@ -184,8 +193,15 @@ class CloudMapApi:
         # request names the namespace's owner (as AWS documents for OwnerAccount).
         asked = params.get("OwnerAccount") or self.account.caller
         if asked != self.account.owner_of(op):
+            if self.deny_without_owner and "OwnerAccount" not in params:
+                raise ApiError("AccessDeniedException", f"not authorized for {op_id}")
             raise ApiError("OperationNotFound", f"Operation {op_id} not found")
-        return {"Operation": op.to_api()}  # G4: to_api omits what is absent
+        times, snapshot = self._stale.get(op_id, (0, op))
+        if times:
+            self._stale[op_id] = (times - 1, snapshot)
+        return {
+            "Operation": (snapshot if times else op).to_api()
+        }  # G4: to_api omits what is absent
 
     def _max_results(self, params: dict[str, Any]) -> int:
         max_results = params.get("MaxResults", 100)
@@ -221,6 +237,10 @@ class CloudMapApi:
             "ResourceOwner": n.owner,
             "Name": n.name,
             "Type": n.type,
+            "Description": f"namespace {n.name}",
+            "ServiceCount": sum(1 for s in self.account.services if s.namespace_id == n.id),
+            "Properties": {"DnsProperties": {"SOA": {"TTL": 60}},
+                           "HttpProperties": {"HttpName": n.name}},
             "CreateDate": n.create_date,
         })  # fmt: skip
         return {"Namespaces": page, **({"NextToken": token} if token else {})}
@@ -234,6 +254,11 @@ class CloudMapApi:
             "ResourceOwner": s.owner,
             "Name": s.name,
             "Type": s.type,
+            "Description": f"service {s.name}",
+            "InstanceCount": 0,
+            "DnsConfig": {"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": 60}]},
+            "HealthCheckConfig": {"Type": "HTTP", "ResourcePath": "/health", "FailureThreshold": 3},
+            "HealthCheckCustomConfig": {"FailureThreshold": 1},
             "CreateDate": s.create_date,
             "CreatedByAccount": s.owner,
         })  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Select, cast, column, func, literal, null, select, union_all
@@ -76,17 +75,19 @@ def with_names(*columns: Any) -> Select[Any]:
     """``SELECT columns…`` over operations joined to its targets' names (``Namespace.name``
     and ``Service.name`` may be among the columns; ``name_columns`` are the two labelled).
 
-    The names of the operation's own NAMESPACE and SERVICE targets, NULL where it has
-    none or the name is unknown. LEFT JOINs on the catalog's primary keys: SQLite keeps
+    The names of the operation's NAMESPACE and SERVICE targets, NULL where it has
+    none or the name is unknown; an operation with a SERVICE target only is named after
+    that service's namespace. LEFT JOINs on the catalog's primary keys: SQLite keeps
     operations as the outer loop of a LEFT JOIN, so the filter's index stays in charge,
     and the joins adapt onto the union with incomplete operations like operations does.
     """
     ns, srv = Namespace, Service
+    home = func.coalesce(Operation.namespace_id, srv.namespace_id)
     return (
         select(*columns)
         .select_from(Operation)
-        .outerjoin(ns, (ns.source_id == Operation.source_id) & (ns.id == Operation.namespace_id))
         .outerjoin(srv, (srv.source_id == Operation.source_id) & (srv.id == Operation.service_id))
+        .outerjoin(ns, (ns.source_id == Operation.source_id) & (ns.id == home))
     )
 
 
@@ -288,19 +289,10 @@ def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
         yield from row_batches(conn, stmt)
 
 
-#: A catalog table, how its names are shown, and those known: source → id → shown name.
-_Kind = tuple[
-    type[Namespace] | type[Service], Callable[[str], str], dict[int, dict[str | None, str]]
-]
-
-
-_NAMESPACE, _SERVICE = attrgetter("namespace_id"), attrgetter("service_id")
-
-
 class TargetNames:
-    """The names of the targets a stream's rows point at, as an output shows them:
-    ``namespaces[source_id][namespace_id]`` and ``services[source_id][service_id]``
-    (the empty text for no target, or one the catalog does not know).
+    """The names of the targets a stream's rows point at, as an output shows them (the
+    empty text for no target, or one the catalog does not know); a row with a SERVICE
+    target only is named after that service's namespace, as ``with_names`` does.
 
     For the outputs that render rows in SQL (csv, json) the reader puts each row's
     names in, instead of two joins per row (bench/README.md has the figures). Only
@@ -314,46 +306,46 @@ class TargetNames:
     def __init__(self, conn: Connection, sources: dict[int, str], shown: Callable[[str], str],
                  shown_service: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self._conn = conn
-        self.namespaces: dict[int, dict[str | None, str]] = {s: {None: ""} for s in sources}
-        self.services: dict[int, dict[str | None, str]] = {s: {None: ""} for s in sources}
-        self._kinds: tuple[_Kind, _Kind] = (
-            (Namespace, shown, self.namespaces),
-            (Service, shown_service or shown, self.services),
-        )
+        self._shown = {Namespace: shown, Service: shown_service or shown}
+        #: per catalog table: (source id, id) → the name shown, and a service's namespace
+        self._known: dict[Any, dict[tuple[int, str | None], str]] = {Namespace: {}, Service: {}}
+        self._home: dict[tuple[int, str | None], str | None] = {}
 
     def of(self, rows: Sequence[Any]) -> tuple[Iterable[str], Iterable[str]]:
         """Each row's namespace name and service name, in the rows' order. A row starts
         with ``TARGET_KEYS``: its source id, namespace id and service id."""
-        self._cover(rows)
-        if len(self.namespaces) == 1:  # one source: looked up by id alone, in C
-            (ns,), (srv,) = self.namespaces.values(), self.services.values()
-            return (map(ns.__getitem__, map(_NAMESPACE, rows)),
-                    map(srv.__getitem__, map(_SERVICE, rows)))  # fmt: skip
-        return ([self.namespaces[r.source_id][r.namespace_id] for r in rows],
-                [self.services[r.source_id][r.service_id] for r in rows])  # fmt: skip
+        services = [(r.source_id, r.service_id) for r in rows]
+        self._read(Service, services)
+        home = self._home.get
+        spaces = [
+            (key[0], r.namespace_id or home(key)) for r, key in zip(rows, services, strict=True)
+        ]
+        self._read(Namespace, spaces)
+        ns, srv = self._known[Namespace], self._known[Service]
+        return [ns[k] for k in spaces], [srv[k] for k in services]
 
-    def _cover(self, rows: Sequence[Any]) -> None:
-        """Read the names the rows point at that are not known yet."""
-        for (model, render, known), target in zip(self._kinds, (_NAMESPACE, _SERVICE), strict=True):
-            todo: dict[int, list[str]] = {}
-            if len(known) == 1:  # one source: the set difference runs in C
-                ((only, names),) = known.items()
-                if missing := set(map(target, rows)).difference(names):
-                    todo[only] = list(missing)
+    def _read(self, model: Any, keys: list[tuple[int, str | None]]) -> None:
+        """Read the names ``keys`` point at that are not known yet."""
+        known = self._known[model]
+        todo: dict[int, list[str]] = {}
+        for sid, item in set(keys).difference(known):
+            if item is None:
+                known[sid, None] = ""
             else:
-                for sid, item in {(r.source_id, target(r)) for r in rows}:
-                    if item not in known[sid]:
-                        todo.setdefault(sid, []).append(item)
-            for sid, items in todo.items():
-                for i in range(0, len(items), self._CHUNK):
-                    chunk = items[i : i + self._CHUNK]
-                    found = dict(self._conn.execute(
-                        select(model.id, model.name)
-                        .where(model.source_id == sid, model.id.in_(chunk))
-                    ).all())  # fmt: skip
-                    for item in chunk:
-                        name = found.get(item)
-                        known[sid][item] = "" if name is None else render(name)
+                todo.setdefault(sid, []).append(item)
+        linked = [model.namespace_id] if model is Service else []
+        for sid, items in todo.items():
+            for i in range(0, len(items), self._CHUNK):
+                chunk = items[i : i + self._CHUNK]
+                for item in chunk:
+                    known[sid, item] = ""
+                stmt = select(model.id, model.name, *linked)
+                for row in self._conn.execute(
+                    stmt.where(model.source_id == sid, model.id.in_(chunk))
+                ):
+                    known[sid, row.id] = self._shown[model](row.name)
+                    if linked:
+                        self._home[sid, row.id] = row.namespace_id
 
 
 def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:

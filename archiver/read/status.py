@@ -53,7 +53,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
             )
             holder = _live_holder(state.lock_holder if state else None)
             last_success = store.last_success(conn, src.id)
-            incomplete, gone = store.incomplete_counts(conn, src.id)
+            held = store.incomplete_counts(conn, src.id)
             out.append(
                 {
                     "source": src.name,
@@ -64,8 +64,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "last_success": _iso(last_success),
                     "lock_holder": holder,
                     "operations": sum(by_status.values()),
-                    "incomplete": incomplete,
-                    "gone": gone,
+                    **held,
                     "by_status": by_status,
                     "by_type": by_type,
                     "last_runs": [_run(r, holder_alive=holder is not None) for r in runs],
@@ -131,8 +130,11 @@ def to_text(summary: dict[str, Any]) -> str:
         if s["incomplete"] or s["gone"]:
             lines.append(
                 f"  incomplete  {s['incomplete']} listed but not yet found by GetOperation"
-                + (f"; {s['gone']} given up on as gone" if s["gone"] else "")
+                + (f"; {s['gone']} given up on as gone (sync --retry-gone)" if s["gone"] else "")
             )
+        if s["unsettled"]:
+            lines.append(f"  unsettled   {s['unsettled']} fetched behind their listed Status; "
+                         "asked again every run")  # fmt: skip
         for name in ("by_status", "by_type"):
             if s[name]:
                 lines.append(
@@ -188,7 +190,10 @@ def _span(delta: timedelta) -> str:
 
 
 #: sync_runs columns exported as counters of the source's latest run.
-_COUNTS = ("listed", "inserted", "updated", "unchanged", "list_calls", "get_calls", "vanished")
+_COUNTS = ("listed", "inserted", "updated", "unchanged", "vanished")
+#: sync_runs columns counting the latest run's calls, by API operation.
+_CALLS = {"ListOperations": "list_calls", "GetOperation": "get_calls",
+          "ListNamespaces": "namespace_calls", "ListServices": "service_calls"}  # fmt: skip
 
 
 def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:
@@ -216,13 +221,17 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     duration = gauge("sync_last_run_duration_seconds", "Duration of the source's last run.")
     watermark = gauge("sync_watermark_timestamp_seconds",
                       "Unix time up to which the archive holds the source completely.")  # fmt: skip
-    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c.replace('_', ' ')} operations or "
-                       "calls in the source's last run.") for c in _COUNTS}  # fmt: skip
+    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c.replace('_', ' ')} operations in "
+                       "the source's last run.") for c in _COUNTS}  # fmt: skip
+    calls = gauge("sync_api_calls", "Number of requests the source's last run sent, by API "
+                  "operation (retries included).", "operation")  # fmt: skip
     retried = gauge("sync_last_run_retries", "Number of calls botocore retried in the last run.")
     incomplete = gauge("operations_incomplete", "Number of the source's listed operations "
                        "GetOperation has not found yet (retried every run).")  # fmt: skip
     gone = gauge("operations_gone", "Number of the source's listed operations given up on "
                  "as gone after the retry period (kept, incomplete).")  # fmt: skip
+    unsettled = gauge("operations_unsettled", "Number of the source's operations GetOperation "
+                      "answered behind their listed Status (asked again every run).")  # fmt: skip
     size = Gauge("archiver_archive_size_bytes", "Size of the archive in bytes (SQLite: its "
                  "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip
     size.set(archive.size_bytes())
@@ -231,9 +240,10 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
             r = store.latest_run(conn, sid)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)
-            retrying, given_up = store.incomplete_counts(conn, sid)
-            incomplete.labels(name).set(retrying)
-            gone.labels(name).set(given_up)
+            held = store.incomplete_counts(conn, sid)
+            incomplete.labels(name).set(held["incomplete"])
+            gone.labels(name).set(held["gone"])
+            unsettled.labels(name).set(held["unsettled"])
             if ok is not None:
                 success.labels(name).set(ok.timestamp())
             if mark is not None:
@@ -246,6 +256,8 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
             duration.labels(name).set((ended - r.started_at).total_seconds())
             for column, metric in counts.items():
                 metric.labels(name).set(getattr(r, column) or 0)
+            for call, column in _CALLS.items():
+                calls.labels(name, call).set(getattr(r, column) or 0)
             if name in retries:
                 retried.labels(name).set(retries[name])
     guards.write_file(target, generate_latest(registry))  # atomic: node_exporter never reads half

@@ -248,6 +248,8 @@ class _Named:
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     gone_at: Mapped[datetime | None]
+    description: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[str | None] = mapped_column(Text)  # the summary's other members, as JSON
 
 
 class Namespace(_Named, Base):
@@ -260,6 +262,8 @@ class Service(_Named, Base):
     """A service of the source's namespaces, shared ones included (ListServices)."""
 
     __tablename__ = "services"
+
+    namespace_id: Mapped[str | None] = mapped_column(String(64))  # from ListServices by namespace
 
 
 class OperationEvent(Base):
@@ -303,6 +307,8 @@ class SyncRun(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     vanished: Mapped[int] = mapped_column(Integer, default=0)
+    namespace_calls: Mapped[int] = mapped_column(Integer, default=0)
+    service_calls: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
 
 from archiver.errors import UsageError
 from archiver.guards import mask_url
@@ -116,13 +116,16 @@ def upsert_operations(
     *,
     seen_at: datetime,
     run_id: int | None,
+    events: bool = True,
 ) -> int:
-    """Insert or update operations and append one event per newly observed status."""
+    """Insert or update operations and append one event per newly observed status
+    (``events``: False for a Status that was listed, not observed with its date)."""
     rows = [_operation_row(source_id, rec, seen_at) for rec in records]
     if not rows:
         return 0
     conn.execute(_upsert_operation(conn.dialect.name), rows)
-    append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
+    if events:
+        append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
     # An operation found at last is complete: it leaves incomplete_operations in the
     # same transaction, so it is never in both, nor in neither.
     ids = [r["id"] for r in rows]
@@ -165,14 +168,18 @@ def keep_incomplete(
     )
 
 
-def incomplete_to_retry(conn: Connection, source_id: int) -> list[tuple[str, str, datetime]]:
-    """(id, listed status, first seen) of the source's incomplete operations not gone."""
-    rows = conn.execute(
+def incomplete_to_retry(
+    conn: Connection, source_id: int, *, gone: bool = False
+) -> list[tuple[str, str, datetime]]:
+    """(id, listed status, first seen) of the source's incomplete operations not gone
+    (``gone``: those given up on too)."""
+    stmt = (
         select(IncompleteOperation.id, IncompleteOperation.status,
                IncompleteOperation.first_seen_at)
-        .where(IncompleteOperation.source_id == source_id, IncompleteOperation.gone_at.is_(None))
+        .where(IncompleteOperation.source_id == source_id)
         .order_by(IncompleteOperation.first_seen_at, IncompleteOperation.id)
-    ).all()  # fmt: skip
+    )  # fmt: skip
+    rows = conn.execute(stmt if gone else stmt.where(IncompleteOperation.gone_at.is_(None))).all()
     return [(r.id, r.status, r.first_seen_at) for r in rows]
 
 
@@ -201,15 +208,27 @@ def operation_count(conn: Connection, source_id: int) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def incomplete_counts(conn: Connection, source_id: int) -> tuple[int, int]:
-    """(incomplete and still retried, given up on as gone) for the source."""
+def incomplete_counts(conn: Connection, source_id: int) -> dict[str, int]:
+    """The source's incomplete operations: ``incomplete`` (never found, still retried),
+    ``gone`` (given up on) and ``unsettled`` (found behind their listed Status: stored,
+    and retried)."""
+    i = IncompleteOperation
+    found = (
+        select(Operation.id).where(Operation.source_id == source_id, Operation.id == i.id).exists()
+    )
+    kind = case((i.gone_at.is_not(None), "gone"), (found, "unsettled"), else_="incomplete")
     rows = conn.execute(
-        select(IncompleteOperation.gone_at.is_(None), func.count())
-        .where(IncompleteOperation.source_id == source_id)
-        .group_by(IncompleteOperation.gone_at.is_(None))
+        select(kind, func.count()).where(i.source_id == source_id).group_by(kind)
     ).all()
-    counts = {bool(retried): int(n) for retried, n in rows}
-    return counts.get(True, 0), counts.get(False, 0)
+    return {"incomplete": 0, "gone": 0, "unsettled": 0, **{k: int(n) for k, n in rows}}
+
+
+def known_owners(conn: Connection, source_id: int) -> set[str]:
+    """The accounts that owned a namespace the source has listed (ever)."""
+    stmt = select(Namespace.resource_owner).where(
+        Namespace.source_id == source_id, Namespace.resource_owner.is_not(None)
+    )
+    return {str(owner) for owner in conn.execute(stmt.distinct()).scalars()}
 
 
 def append_events(
@@ -384,7 +403,8 @@ def record_run(conn: Connection, run_id: int, **values: Any) -> None:
 
 
 CATALOG_TABLES: dict[str, Any] = {"namespaces": Namespace, "services": Service}
-_REFRESHED = ("name", "type", "arn", "resource_owner", "create_date", "last_seen_at", "gone_at")
+_REFRESHED = ("name", "type", "arn", "resource_owner", "create_date", "last_seen_at", "gone_at",
+              "description", "extra")  # fmt: skip
 
 
 def record_catalog(
@@ -414,16 +434,20 @@ def record_catalog(
             "first_seen_at": seen_at,
             "last_seen_at": seen_at,
             "gone_at": None,
+            "description": item.description,
+            "extra": item.extra,
+            **({"namespace_id": item.namespace_id} if model is Service else {}),
         }
         for item in listed
     ]
     if rows:
         stmt = insert(conn, model.__table__)
+        refreshed = {name: stmt.excluded[name] for name in _REFRESHED}
+        if model is Service:  # a listing not by namespace does not unlearn the link
+            refreshed["namespace_id"] = func.coalesce(stmt.excluded.namespace_id,
+                                                      Service.namespace_id)  # fmt: skip
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["source_id", "id"],
-                set_={name: stmt.excluded[name] for name in _REFRESHED},
-            ),
+            stmt.on_conflict_do_update(index_elements=["source_id", "id"], set_=refreshed),
             rows,
         )
     if complete:

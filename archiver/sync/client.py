@@ -28,7 +28,7 @@ from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
 from archiver.sync import wire
 from archiver.sync.options import ClientSettings, resolve_region, session
-from archiver.timeutil import to_epoch_ms, utc_ms
+from archiver.timeutil import to_epoch_ms
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
 
@@ -292,11 +292,18 @@ def list_operations(
 
 
 def list_catalog(
-    client: CloudMapClient, kind: str, *, owner: str | None = None, limit: RateLimit | None = None
-) -> tuple[list[Listed], int]:
-    """Every namespace (``kind`` "namespaces") or service ("services"), and the pages read.
+    client: CloudMapClient,
+    kind: str,
+    *,
+    owner: str | None = None,
+    namespace: Listed | None = None,
+    limit: RateLimit | None = None,
+) -> list[Listed]:
+    """Every namespace (``kind`` "namespaces") or service ("services").
 
-    ``owner``: SELF or OTHER_ACCOUNTS (the RESOURCE_OWNER filter), or None for all.
+    ``owner``: SELF or OTHER_ACCOUNTS (the RESOURCE_OWNER filter), or None for all;
+    ``namespace``: only the services of that namespace (NAMESPACE_ID: its ARN, which
+    names a shared one too), which ServiceSummary does not otherwise tell.
     Both calls page as ListOperations does (P2): a page may be empty with more to come.
     """
     call, send, key = (
@@ -307,22 +314,16 @@ def list_catalog(
     params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
     if owner:
         params["Filters"] = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": [owner]}]
+    if namespace:
+        params["Filters"] = [{"Name": "NAMESPACE_ID", "Condition": "EQ",
+                              "Values": [namespace.arn or namespace.id]}]  # fmt: skip
     found: dict[str, Listed] = {}
-    pages = 0
     for answer in _paged(call, send, params, limit=limit):
-        pages += 1
         for item in answer.get(key, []):
             if item.get("Id") and item.get("Name") is not None:
-                created = item.get("CreateDate")
-                found[item["Id"]] = Listed(
-                    id=item["Id"],
-                    name=item["Name"],
-                    type=item.get("Type"),
-                    arn=item.get("Arn"),
-                    resource_owner=item.get("ResourceOwner"),
-                    create_date=utc_ms(created) if isinstance(created, datetime) else None,
-                )
-    return list(found.values()), pages
+                home = namespace.id if namespace else None
+                found[item["Id"]] = Listed.from_api(item, namespace_id=home)
+    return list(found.values())
 
 
 def get_operation(
@@ -345,6 +346,10 @@ def get_operation(
             answer = client.get_operation(**params)
         except client.exceptions.OperationNotFound:
             return None, 0
+        except client.exceptions.ClientError as exc:
+            if not _unreadable(exc.response):
+                raise
+            return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
     raw = answer.get(wire.RAW_OPERATION)  # as sent, members botocore dropped included
     if (got := answer["Operation"]["Id"]) != op_id:  # a proxy's or a cache's mix-up
@@ -352,6 +357,19 @@ def get_operation(
         raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation {got!r} when "
                               f"asked for {op_id!r}; nothing of it was stored")  # fmt: skip
     return OperationRecord.from_api(answer["Operation"], raw), retries
+
+
+def _unreadable(response: dict[str, Any]) -> bool:
+    """An answer that says this caller may not read the operation as asked: any 4xx
+    but throttling and a malformed request. AWS does not document which code an
+    operation of a shared namespace gets without OwnerAccount; AccessDeniedException
+    is as likely as OperationNotFound, and either means: try the owners."""
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return 400 <= status < 500 and code not in wire.THROTTLING and code not in _MALFORMED
+
+
+_MALFORMED = frozenset({"InvalidInput", "ValidationException", "SerializationException"})
 
 
 START = 8

@@ -54,6 +54,7 @@ SPECS: dict[str, Spec] = {
     "call_timeout": Spec(float, 60.0, 1, 3600),
     "incomplete_retry_days": Spec(float, 7.0, 0, 3650),
     "full": Spec(bool, False),
+    "retry_gone": Spec(bool, False),
 }
 
 
@@ -188,6 +189,7 @@ def build(
         workers=v["workers"],
         max_rps=v["max_rps"],
         full=v["full"],
+        retry_gone=v["retry_gone"],
         incomplete_retry_days=v["incomplete_retry_days"],
         started=started,
     )
@@ -227,6 +229,7 @@ class SyncOptions:
     adaptive: bool = True  # False: exactly ``workers`` in flight (benchmarks compare)
     max_rps: float | None = None
     full: bool = False
+    retry_gone: bool = False  # ask again for operations given up on as gone
     incomplete_retry_days: float = 7.0  # how long a listed, unfindable operation is retried
     started: datetime | None = None  # "now" for this run: the default end, and spans' origin
 

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,9 +56,20 @@ COMMIT_SECONDS = 1.0
 
 
 #: Stats a run reports (``--json``) but sync_runs has no column for.
-_REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unit_check_calls",
-                  "namespace_calls", "service_calls", "planned_windows", "pages", "throttled",
-                  "concurrency_peak", "concurrency_final")  # fmt: skip
+_REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unsettled", "unit_check_calls",
+                  "api_calls", "planned_windows", "pages", "throttled", "concurrency_peak",
+                  "concurrency_final")  # fmt: skip
+#: The API operations a run calls, and the sync_runs column that counts each.
+_CALL_COLUMNS = {"ListOperations": "list_calls", "GetOperation": "get_calls",
+                 "ListNamespaces": "namespace_calls", "ListServices": "service_calls"}  # fmt: skip
+#: How far an operation's Status has come: a GetOperation answer behind what the
+#: listing shows came from a replica that lags, and is not the truth (docs/design.md).
+_PROGRESS = {"SUBMITTED": 0, "PENDING": 1, "SUCCESS": 2, "FAIL": 2}
+
+
+def behind(got: str, listed: str) -> bool:
+    """GetOperation's Status is older than the listed one."""
+    return _PROGRESS.get(got, 2) < _PROGRESS.get(listed, 0)
 
 
 @dataclass
@@ -71,13 +82,15 @@ class Stats:
     updated: int = 0
     unchanged: int = 0
     vanished: int = 0  # listed, not found by GetOperation this run: kept incomplete
+    namespace_calls: int = 0  # ListNamespaces calls (names, and who shares with us)
+    service_calls: int = 0  # ListServices calls (names, and each service's namespace)
     retries: int = 0
-    completed: int = 0  # incomplete operations that GetOperation found at last
+    completed: int = 0  # incomplete (or gone) operations that GetOperation found at last
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
-    unit_check_calls: int = 0  # extra ListOperations calls of the UPDATE_DATE unit check
-    namespace_calls: int = 0  # ListNamespaces pages read (names, and who shares with us)
-    service_calls: int = 0  # ListServices pages read (names)
+    unsettled: int = 0  # found, but behind their listed Status: fetched again next run
+    unit_check_calls: int = 0  # of list_calls, those of the UPDATE_DATE unit check
+    api_calls: dict[str, int] = field(default_factory=dict)  # sent, by API operation
     planned_windows: int = 0  # of this run's plan, for progress (window i of N)
     pages: int = 0  # list pages stored in this run
     throttled: int = 0  # GetOperation answers that were throttling (botocore retried them)
@@ -86,6 +99,8 @@ class Stats:
 
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
+        for call, column in _CALL_COLUMNS.items():
+            setattr(self, column, self.api_calls.get(call, 0))
         out = asdict(self)
         for name in _REPORTED_ONLY:
             out.pop(name)
@@ -158,15 +173,11 @@ class _Fetched:
     records: list[OperationRecord]
     missing: list[tuple[str, str]]  # listed, but GetOperation did not find them
     seen: datetime
+    unsettled: list[tuple[OperationRecord, str]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return len(self.records) + len(self.missing) + len(self.job.unchanged_ids)
-
-
-#: The names' listings of a run: ListNamespaces for the account's own and for those
-#: shared with it (which names their owners), and ListServices.
-_PASSES = (("namespaces", "SELF"), ("namespaces", "OTHER_ACCOUNTS"), ("services", None))
 
 
 class Syncer:
@@ -201,10 +212,16 @@ class Syncer:
         self.limit = cloudmap.RateLimit(opts.max_rps)  # one pace for all the run's calls
         self.in_flight = cloudmap.AdaptiveLimit(opts.workers, fixed=not opts.adaptive)
         self._stats_lock = threading.Lock()
+        self._retry_gone = opts.retry_gone
+        self._calls_before = wire.calls(client)  # a client may serve several runs
 
     # --- fetching ---------------------------------------------------------------------------
 
-    def _get(self, op_id: str, *, brief_retries: int = NOT_FOUND_RETRIES) -> OperationRecord | None:
+    def _get(self, op_id: str, listed: str, *,
+             brief_retries: int = NOT_FOUND_RETRIES) -> OperationRecord | None:  # fmt: skip
+        """The record, asked again after a short wait while it is not found or is
+        behind the ``listed`` Status (then the last, stale answer is returned)."""
+        stale = None
         for attempt in range(brief_retries + 1):
             with self._stats_lock:
                 order = [None, *self.owners]  # ours first, then each sharing account
@@ -220,17 +237,20 @@ class Syncer:
                     self.in_flight.release(ticket, throttled=throttled > 0)
                 with self._stats_lock:  # workers count concurrently
                     self.stats.throttled += throttled
-                    self.stats.get_calls += 1 + retries
                     self.stats.retries += retries
                     if record is not None and owner and self.owners[0] != owner:
                         self.owners.remove(owner)
                         self.owners.insert(0, owner)  # likely the next one's owner too
-                if record is not None:
+                if record is not None and not behind(record.status, listed):
                     return record
+                if record is not None:
+                    stale = record
+                    break
             if attempt < brief_retries:
                 time.sleep(NOT_FOUND_DELAY * (attempt + 1))
-        self.log.debug("operation %s was listed but is not found; kept incomplete", op_id)
-        return None
+        self.log.debug("operation %s: listed %s, fetched %s; kept incomplete", op_id, listed,
+                       stale.status if stale else "not found")  # fmt: skip
+        return stale
 
     def _start_fetch(self, pool: ThreadPoolExecutor, sid: int, page: cloudmap.Page) -> _InFlight:
         """Compare the page with the archive in one query; fetch only new or changed."""
@@ -242,8 +262,8 @@ class Syncer:
                   if archived.get(i) != status and (i, status) not in self._asked]  # fmt: skip
         self._asked.update((i, listed_as) for i, listed_as in page.operations)
         unchanged = [i for i, status in page.operations if archived.get(i) == status]
-        futures = [pool.submit(self._get, i) for i in wanted]
         listed = dict(page.operations)
+        futures = [pool.submit(self._get, i, listed[i]) for i in wanted]
         return _InFlight(page, {i for i in wanted if i not in archived}, futures, unchanged,
                          [(i, listed[i]) for i in wanted])  # fmt: skip
 
@@ -271,14 +291,13 @@ class Syncer:
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
-                # The names' three listings go out at once, beside the unit check: all
-                # only wait on the service, and the windows need them all. A run that
-                # fails its unit check says only that: the listings' own warnings are
-                # told after it passes (``_store_names``).
+                # The namespaces are listed beside the unit check: both only wait on the
+                # service, and the windows need them. A run that fails its unit check
+                # says only that: the listings' warnings are told after it passes.
                 seen = self.clock()
-                listings = [pool.submit(self._list_pass, kind, owner) for kind, owner in _PASSES]
+                namespaces = pool.submit(self._list, "namespaces")
                 self._check_unit(pool, sid, started)
-                self._store_names(sid, seen, [_wait_for(f) for f in listings])
+                self._store_names(pool, sid, seen, _wait_for(namespaces))
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -327,62 +346,77 @@ class Syncer:
             with self.writer.begin() as conn:
                 store.set_update_date_unit(conn, sid, checked.unit)
 
-    def _list_pass(self, kind: str, owner: str | None) -> tuple[list[Listed], int] | str:
-        """One of the names' listings (``_PASSES``): what it found and in how many pages,
-        or, when it failed, the warning to tell. Calls only, on a pool thread."""
+    def _list(self, kind: str, namespace: Listed | None = None) -> list[Listed] | str:
+        """A listing of namespaces, or of one namespace's services; when it fails, the
+        warning to tell. Calls only, on a pool thread."""
         try:
-            return cloudmap.list_catalog(self.client, kind, owner=owner, limit=self.limit)
+            return cloudmap.list_catalog(self.client, kind, namespace=namespace,
+                                         limit=self.limit)  # fmt: skip
         except WorkFailed as exc:  # e.g. no permission for ListNamespaces
-            what, without = _WITHOUT[owner or kind]
-            return f"cannot list the {what.format(self.opts.source)} ({exc}); {without}"
+            what = f"services of namespace {namespace.id}" if namespace else kind
+            return f"source {self.opts.source}: cannot list the {what} ({exc}); " + (
+                "their names are not refreshed" if namespace or kind == "services" else
+                "names are not refreshed, and operations of shared namespaces are kept "
+                "incomplete")  # fmt: skip
 
-    def _store_names(self, sid: int, seen: datetime,
-                     results: list[tuple[list[Listed], int] | str]) -> None:  # fmt: skip
-        """Once a run: the source's namespaces and services, for their names (``record_catalog``),
-        and who owns the namespaces shared with us, so that their operations are found
-        (GetOperation answers OperationNotFound without OwnerAccount). A listing that
-        fails is a warning: the operations are the archive, the names help read it."""
+    def _store_names(self, pool: ThreadPoolExecutor, sid: int, seen: datetime,
+                     namespaces: list[Listed] | str) -> None:  # fmt: skip
+        """Once a run: the source's namespaces and services, for their names, each
+        service with its namespace (ListServices by namespace: ServiceSummary does not
+        name it), and who owns the namespaces shared with us, so that their operations
+        are found (GetOperation needs OwnerAccount for them). One ListNamespaces lists
+        shared namespaces too (docs/design.md, "Names"). A listing that fails is a
+        warning: the operations are the archive, the names help read it."""
         listings: dict[str, tuple[list[Listed], bool]] = {}
-        for (kind, owner), result in zip(_PASSES, results, strict=True):
-            items, complete = listings.get(kind, ([], True))
-            if isinstance(result, str):
-                self.log.warning("%s", result)
-                listings[kind] = (items, False)
-                continue
-            found, pages = result
-            if kind == "namespaces":
-                self.stats.namespace_calls += pages
-            else:
-                self.stats.service_calls += pages
-            if owner == "OTHER_ACCOUNTS":
-                self.owners = sorted({i.resource_owner for i in found if i.resource_owner})
-            listings[kind] = (items + found, complete)
+        if isinstance(namespaces, str):  # no namespaces: the services unfiltered
+            self.log.warning("%s", namespaces)
+            answers = [self._list("services")]
+        else:
+            listings["namespaces"] = (namespaces, True)
+            self.owners = sorted({n.resource_owner for n in namespaces if n.resource_owner})
+            futures = [pool.submit(self._list, "services", n) for n in namespaces]
+            answers = [_wait_for(f) for f in futures]
+        if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
+            more = f" (and {len(failed) - 1} more namespaces' services)" if len(failed) > 1 else ""
+            self.log.warning("%s%s", failed[0], more)
+        services = [s for a in answers if not isinstance(a, str) for s in a]
+        listings["services"] = (services, not isinstance(namespaces, str)
+                                and not any(isinstance(a, str) for a in answers))  # fmt: skip
         with self.writer.begin() as conn:
+            if set(self.owners) - store.known_owners(conn, sid):
+                # operations given up as gone may belong to an owner learned only now
+                self._retry_gone = True
             for kind, (items, complete) in listings.items():
                 catalog.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
-        so one the service could not find on the day it was listed is completed once it
-        can; after the retry period it stays stored, marked gone, and is let be."""
+        so one the service could not find (or answered behind its listing) on the day it
+        was listed is completed once it can; after the retry period one never found stays
+        stored, marked gone, and is let be — until a run learns an owner account it did
+        not know (``_store_names``) or is asked to (``--retry-gone``)."""
         with self.reader.connect() as conn:
-            todo = [t for t in store.incomplete_to_retry(conn, sid) if t[0] not in self._missed]
+            todo = [t for t in store.incomplete_to_retry(conn, sid, gone=self._retry_gone)
+                    if t[0] not in self._missed]  # fmt: skip
         seen = self.clock()
         give_up = seen - timedelta(days=self.opts.incomplete_retry_days)
         for i in range(0, len(todo), cloudmap.PAGE_SIZE):
             chunk = todo[i : i + cloudmap.PAGE_SIZE]
-            futures = [pool.submit(self._get, op_id, brief_retries=0) for op_id, _, _ in chunk]
+            futures = [pool.submit(self._get, op_id, listed, brief_retries=0)
+                       for op_id, listed, _ in chunk]  # fmt: skip
             results = [_wait_for(f) for f in futures]
-            found = [r for r in results if r is not None]
-            missed = [c for c, r in zip(chunk, results, strict=True) if r is None]
-            gone = [op_id for op_id, _, first in missed if first <= give_up]
+            found, missed, unsettled = _sorted_out([c[:2] for c in chunk], results)
+            first = {op_id: at for op_id, _, at in chunk}
+            gone = [op_id for op_id, _ in missed if first[op_id] <= give_up]
             with self.writer.begin() as conn:
                 store.upsert_operations(conn, sid, found, seen_at=seen, run_id=run_id)
+                _keep_unsettled(conn, sid, unsettled, seen, run_id)
                 store.retried_incomplete(conn, sid, [m[0] for m in missed], gone=gone, at=seen)
             self.stats.completed += len(found)
             self.stats.gone += len(gone)
         with self.reader.connect() as conn:
-            self.stats.incomplete = store.incomplete_counts(conn, sid)[0]
+            counts = store.incomplete_counts(conn, sid)
+        self.stats.incomplete, self.stats.unsettled = counts["incomplete"], counts["unsettled"]
         if self.stats.incomplete:
             self.log.warning(
                 "source %s: %d listed operation(s) could not be fetched with GetOperation; "
@@ -390,14 +424,26 @@ class Syncer:
                 self.opts.source,
                 self.stats.incomplete,
             )
+        if self.stats.unsettled:
+            self.log.warning(
+                "source %s: GetOperation answered %d operation(s) behind their listed "
+                "Status; the listed Status is stored, and every run asks again",
+                self.opts.source,
+                self.stats.unsettled,
+            )
 
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
         self.stats.concurrency_peak = self.in_flight.peak
         self.stats.concurrency_final = int(self.in_flight.limit)
+        self._count_calls()
         with self.writer.begin() as conn:
             store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now(),
                              **self.stats.columns())  # fmt: skip
             store.set_lock_holder(conn, sid, None)
+
+    def _count_calls(self) -> None:
+        sent = wire.calls(self.client) - self._calls_before
+        self.stats.api_calls = {call: sent[call] for call in _CALL_COLUMNS}
 
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
@@ -411,7 +457,6 @@ class Syncer:
                 first = next(pages)
             except TokenRefused:
                 self.log.warning("the service refused the saved NextToken; starting the pass over")
-                self.stats.list_calls += 1
             else:
                 yield first
                 yield from pages
@@ -435,7 +480,6 @@ class Syncer:
                 upcoming: Future[cloudmap.Page | None] = lister.submit(next, pages, None)
                 while (page := self._next_page(upcoming, sid, run_id, window, batch)) is not None:
                     upcoming = lister.submit(next, pages, None) if page.next_token else _done(None)
-                    self.stats.list_calls += 1 + page.retries
                     self.stats.retries += page.retries
                     self._check_paging(window)
                     inflight.append(self._start_fetch(pool, sid, page))
@@ -475,10 +519,9 @@ class Syncer:
                  batch: list[_Fetched], job: _InFlight) -> None:  # fmt: skip
         """Wait for a page's calls; store the batch once it is big or old enough."""
         results = [_wait_for(f) for f in job.futures]
-        records = [r for r in results if r is not None]
-        missing = [w for w, r in zip(job.wanted, results, strict=True) if r is None]
-        self._missed.update(op_id for op_id, _ in missing)
-        batch.append(_Fetched(job, records, missing, self.clock()))
+        records, missing, unsettled = _sorted_out(job.wanted, results)
+        self._missed.update(op_id for op_id, _ in job.wanted)  # asked enough for today
+        batch.append(_Fetched(job, records, missing, self.clock(), unsettled))
         if (sum(f.rows for f in batch) >= COMMIT_ROWS
                 or (self.clock() - batch[0].seen).total_seconds() >= COMMIT_SECONDS):  # fmt: skip
             self._store(sid, run_id, window, batch)
@@ -500,15 +543,17 @@ class Syncer:
         with self.writer.begin() as conn:
             for f in batch:
                 job = f.job
-                new = sum(1 for r in f.records if r.id in job.new_ids)
-                self._late += sum(1 for r in f.records
+                kept = [*f.records, *(r for r, _ in f.unsettled)]
+                new = sum(1 for r in kept if r.id in job.new_ids)
+                self._late += sum(1 for r in kept
                                   if r.id in job.new_ids and r.update_date < window[0])  # fmt: skip
                 s.listed += len(job.page.operations)
                 s.inserted += new
-                s.updated += len(f.records) - new
+                s.updated += len(kept) - new
                 s.unchanged += len(job.unchanged_ids)
-                s.vanished += len(job.futures) - len(f.records)
+                s.vanished += len(f.missing)
                 store.upsert_operations(conn, sid, f.records, seen_at=f.seen, run_id=run_id)
+                _keep_unsettled(conn, sid, f.unsettled, f.seen, run_id)
                 store.keep_incomplete(conn, sid, f.missing, seen_at=f.seen)  # never dropped
                 store.touch_seen(conn, sid, job.unchanged_ids, f.seen)
             last = batch[-1].job.page
@@ -517,6 +562,7 @@ class Syncer:
             else:
                 store.save_resume(conn, sid, None, None)
                 store.advance_watermark(conn, sid, window)
+            self._count_calls()
             store.record_run(conn, run_id, **s.columns())
         stored, batch[:] = len(batch), []
         for _ in range(stored):
@@ -529,14 +575,30 @@ class Syncer:
                 self.on_page(s)
 
 
-#: Per listing pass (the owner filter, or the kind): what a failed one did not list,
-#: and what the run does without it. The two namespace passes say which they are.
-_WITHOUT = {
-    "SELF": ("namespaces source {} owns", "their names are not refreshed"),
-    "OTHER_ACCOUNTS": ("namespaces shared with source {}", "their names are not refreshed, "
-                       "and their operations are kept incomplete"),
-    "services": ("services of source {}", "their names are not refreshed"),
-}  # fmt: skip
+def _sorted_out(
+    wanted: list[tuple[str, str]], results: list[OperationRecord | None]
+) -> tuple[list[OperationRecord], list[tuple[str, str]], list[tuple[OperationRecord, str]]]:
+    """GetOperation's answers to ``wanted`` (id, listed Status) as: records to store,
+    (id, Status) not found, and (record, listed Status) behind the listing."""
+    records, missing, unsettled = [], [], []
+    for (op_id, listed), record in zip(wanted, results, strict=True):
+        if record is None:
+            missing.append((op_id, listed))
+        elif behind(record.status, listed):
+            unsettled.append((record, listed))
+        else:
+            records.append(record)
+    return records, missing, unsettled
+
+
+def _keep_unsettled(conn: Any, sid: int, unsettled: list[tuple[OperationRecord, str]],
+                    seen: datetime, run_id: int) -> None:  # fmt: skip
+    """A stale answer is stored with the Status the listing showed (the newest truth
+    seen), as no observed event, and stays incomplete so that every run asks again
+    until GetOperation agrees."""
+    store.upsert_operations(conn, sid, [replace(r, status=listed) for r, listed in unsettled],
+                            seen_at=seen, run_id=run_id, events=False)  # fmt: skip
+    store.keep_incomplete(conn, sid, [(r.id, listed) for r, listed in unsettled], seen_at=seen)
 
 
 def _wait_for(future: Future[Any]) -> Any:

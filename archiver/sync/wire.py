@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -70,6 +71,16 @@ def throttled_since_last_asked() -> int:
     return count
 
 
+#: Per client: the requests sent, by API operation, attempts and retries included.
+_CALLS: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+def calls(client: Any) -> Counter[str]:
+    """What ``client`` has sent so far (``install``): every call is counted where it
+    leaves, so a run's figures are the service's, whichever step made the call."""
+    return Counter(_CALLS.get(client, ()))
+
+
 def _count_throttling(response: Any = None, **_: Any) -> None:
     """``needs-retry``: botocore asks whether to retry; we only take note."""
     if not response:
@@ -89,6 +100,14 @@ def install(client: Any, *, call_timeout: float) -> None:
     events.register("before-parse.servicediscovery.*", _check_body(endpoint))
     session = client._endpoint.http_session  # the client's own pool, proxies and TLS
     abandon = _ABANDON.setdefault(client, threading.Event())
+    sent = _CALLS.setdefault(client, Counter())
+    lock = threading.Lock()
+
+    def count(event_name: str, **_: Any) -> None:
+        with lock:
+            sent[event_name.rsplit(".", 1)[-1]] += 1
+
+    events.register("before-send.servicediscovery.*", count)
     events.register("before-send.servicediscovery.*", _send_by(session, call_timeout, abandon))
 
 
