@@ -10,9 +10,8 @@ of them being otherwise:
   existing namespace: those of deleted namespaces, and every service and instance
   operation (moto targets REGISTER_INSTANCE at INSTANCE alone, where AWS names the
   SERVICE too). GetOperation then answers OperationNotFound for them.
-- Every operation is SUCCESS at once; ListNamespaces ignores Filters and carries no
-  ResourceOwner, so no namespace looks shared (the sync's SELF and OTHER_ACCOUNTS
-  passes both see every namespace; the names are kept once, by id).
+- Every operation is SUCCESS at once; ListNamespaces carries no ResourceOwner, so
+  no namespace looks shared; ListServices ignores its NAMESPACE_ID filter.
 
 What a client can know of moto is what it lists, so the archive must hold exactly
 that, each operation equal to moto's GetOperation field by field, and keep what moto
@@ -27,9 +26,11 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from sqlalchemy import select
 
 from archiver.records import OperationRecord
-from tests.helpers import archived, cli_sync
+from archiver.store.models import Service
+from tests.helpers import archived, cli_sync, read_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
 
@@ -81,6 +82,10 @@ def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> Non
     got = archived(archive)
     assert set(got) == truth
     assert got == _as_moto_answers(sd, truth)  # every field, dates to the millisecond
+    # the service's namespace: moto's ListServices ignores NAMESPACE_ID, so it lists
+    # the service under every namespace, and the sync asks GetService instead
+    links = read_rows(archive, select(Service.id, Service.namespace_id))
+    assert [tuple(r) for r in links] == [(service, namespaces["orders"])]
 
     sd.create_http_namespace(Name="billing")
     sd.delete_namespace(Id=namespaces["orders"])  # moto forgets its operations

@@ -189,6 +189,38 @@ def test_a_pass_that_fails_keeps_the_pages_it_fetched(archive) -> None:
         assert_archive_equals(archive, emu.account)
 
 
+def test_a_listing_that_fails_keeps_the_operations_already_fetched(archive) -> None:
+    """ListOperations fails for good while five listed pages' GetOperation calls have
+    all answered: those 500 operations are stored (none fetched again by the next
+    run), the watermark does not move, and the next run completes the archive."""
+    with Emulator(seed_operations=1000, days=10, seed=9) as emu:
+        now = emu.account.clock.now()
+        opts = SyncOptions(source="acct", since=now - timedelta(days=20), until=now)
+        cs = ClientSettings(region="us-east-1", endpoint_url=emu.url, max_attempts=1)
+        gate = emu.hold("ListOperations", after=2 + 5)  # the unit check, then five pages
+
+        def fail_the_sixth_page() -> None:
+            gate.reached.wait(60)
+            deadline = time.monotonic() + 60
+            while emu.counters.answered["GetOperation"] < 500 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            emu.set_faults("ListOperations", error_rate=1.0)
+            gate.release()
+
+        failing = threading.Thread(target=fail_the_sixth_page)
+        failing.start()
+        with pytest.raises(WorkFailed):
+            run_library_sync(archive, opts, cs)
+        failing.join()
+        assert len(archived(archive)) == 500
+        check_watermark_not_ahead(archive, emu)
+        emu.set_faults("ListOperations", error_rate=0.0)
+        emu.counters.reset()
+        run_library_sync(archive, opts, cs)
+        assert emu.counters.get_calls == 500  # what was kept is not fetched again
+        assert_archive_equals(archive, emu.account)
+
+
 def test_a_refused_token_starts_the_pass_over(archive) -> None:
     now = utc_ms(datetime.now(UTC)) - timedelta(minutes=1)
     # three batches' worth (sync.COMMIT_ROWS): the stop after the first one stored comes

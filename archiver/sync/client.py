@@ -50,6 +50,8 @@ class CloudMapClient(Protocol):
 
     def list_services(self, **kwargs: Any) -> dict[str, Any]: ...
 
+    def get_service(self, **kwargs: Any) -> dict[str, Any]: ...
+
 
 _CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
 
@@ -324,6 +326,17 @@ def list_catalog(
                 home = namespace.id if namespace else None
                 found[item["Id"]] = Listed.from_api(item, namespace_id=home)
     return list(found.values())
+
+
+def service_namespace(client: CloudMapClient, service_id: str, *,
+                      limit: RateLimit | None = None) -> str | None:  # fmt: skip
+    """The namespace of a service, by GetService: only for a service that ListServices
+    by NAMESPACE_ID put in several namespaces (a server that ignores the filter)."""
+    if limit:
+        limit.wait()
+    with translated("GetService"):
+        found = client.get_service(Id=service_id).get("Service", {}).get("NamespaceId")
+    return found if isinstance(found, str) else None
 
 
 def get_operation(

@@ -379,7 +379,7 @@ class Syncer:
         if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
             more = f" (and {len(failed) - 1} more namespaces' services)" if len(failed) > 1 else ""
             self.log.warning("%s%s", failed[0], more)
-        services = [s for a in answers if not isinstance(a, str) for s in a]
+        services = self._linked([s for a in answers if not isinstance(a, str) for s in a])
         listings["services"] = (services, not isinstance(namespaces, str)
                                 and not any(isinstance(a, str) for a in answers))  # fmt: skip
         with self.writer.begin() as conn:
@@ -388,6 +388,25 @@ class Syncer:
                 self._retry_gone = True
             for kind, (items, complete) in listings.items():
                 catalog.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
+
+    def _linked(self, services: list[Listed]) -> list[Listed]:
+        """Each service once, with its namespace. A service listed under several
+        namespaces came from a server that ignores ListServices' NAMESPACE_ID filter
+        (moto does): its namespace is asked of GetService, or left unknown."""
+        by_id: dict[str, list[Listed]] = {}
+        for item in services:
+            by_id.setdefault(item.id, []).append(item)
+        out = []
+        for sid, items in by_id.items():
+            home = items[0].namespace_id
+            if len(items) > 1:
+                try:
+                    home = cloudmap.service_namespace(self.client, sid, limit=self.limit)
+                except WorkFailed as exc:
+                    self.log.debug("the namespace of service %s is unknown: %s", sid, exc)
+                    home = None
+            out.append(replace(items[0], namespace_id=home))
+        return out
 
     def _retry_incomplete(self, pool: ThreadPoolExecutor, sid: int, run_id: int) -> None:
         """Every run tries the source's incomplete operations again, whatever its window,
@@ -443,7 +462,7 @@ class Syncer:
 
     def _count_calls(self) -> None:
         sent = wire.calls(self.client) - self._calls_before
-        self.stats.api_calls = {call: sent[call] for call in _CALL_COLUMNS}
+        self.stats.api_calls = {**dict.fromkeys(_CALL_COLUMNS, 0), **sent}
 
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
@@ -487,7 +506,20 @@ class Syncer:
                         self._collect(sid, run_id, window, batch, inflight.popleft())
                 while inflight:
                     self._collect(sid, run_id, window, batch, inflight.popleft())
-        except BaseException:
+        except BaseException as exc:
+            # after a failure (not a stop: that ends at once), pages whose calls have all
+            # answered are kept, in order, up to the first that has not (the watermark
+            # stays; the NextToken resumes after them)
+            while (
+                not isinstance(exc, (Interrupted, KeyboardInterrupt))
+                and inflight
+                and all(f.done() and not f.exception() for f in inflight[0].futures)
+            ):
+                job = inflight.popleft()
+                records, missing, unsettled = _sorted_out(
+                    job.wanted, [f.result() for f in job.futures]
+                )
+                batch.append(_Fetched(job, records, missing, self.clock(), unsettled))
             self._store_after_error(sid, run_id, window, batch)
             raise
         self._store(sid, run_id, window, batch)
