@@ -382,9 +382,9 @@ def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive
     them all, and a large one must not render the same name a million times."""
     from archiver.read.query import TargetNames
     from archiver.records import Listed
-    from archiver.store.models import Service
     from archiver.store import write as catalog
     from archiver.store import write as store
+    from archiver.store.models import Service
     from tests.helpers import T0
 
     with Archive(archive) as handle:

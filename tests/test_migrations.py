@@ -14,7 +14,7 @@ from tests.helpers import read_rows, revision
 
 TABLES = {"sources", "operations", "operation_events", "sync_runs", "sync_state",
           "incomplete_operations", "namespaces", "services"}  # fmt: skip
-VIEWS = {"operations_named", "status_changes"}
+VIEWS = {"operations_named", "status_changes", "instance_states"}
 FIRST = "8c2f1d3a9b10"
 OPERATION_INDEXES = {
     "ix_operations__update_date_source_id_id",

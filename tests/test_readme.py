@@ -9,6 +9,7 @@ AWS (as the endpoint of the AWS config's profiles, and for the example's URL).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -85,6 +86,8 @@ def test_every_readme_command_line_runs_as_written(tmp_path: Path) -> None:
     (fleet,) = [b for b in blocks("toml") if "fleet.toml" in b]
     (work / "fleet.toml").write_text(re.sub(r"(?m)^db = .*$", 'db = "archive.db"', fleet))
     with Emulator(seed_operations=300, seed=91) as emu:
+        # the README's examples ask about a service named checkout
+        emu.account.services[0] = dataclasses.replace(emu.account.services[0], name="checkout")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AWS_", "ARCHIVER_"))}  # fmt: skip
         env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",

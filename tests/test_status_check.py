@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from archiver.store import write as store
@@ -75,3 +76,37 @@ def test_ages_are_said_in_the_units_people_write(runner, archive) -> None:
         result = invoke(runner, "--db", archive, "status", "--check", "--max-age", given)
         said = "1.5s" if given == "1500ms" else given
         assert result.stdout.rstrip().endswith(f"older than {said}"), result.stdout
+
+
+@pytest.mark.slow  # over HTTP: the emulator's operations, synced as cron would
+def test_a_jump_in_failures_fails_the_check_with_one_line(runner, archive) -> None:
+    from archiver.emulator import Emulator
+    from archiver.records import OperationRecord
+    from tests.helpers import cli_sync
+
+    rate = ("--db", archive, "status", "--check", "--max-fail-rate")
+    with Emulator(seed_operations=300, days=30, seed=81) as emu:
+        assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
+        ordinary = invoke(runner, *rate, "0.5", "--fail-window", "1h")
+        assert (ordinary.exit_code, ordinary.stdout) == (0, ""), ordinary.output
+        t = emu.account.clock.now()
+        for i in range(50):
+            status = "FAIL" if i < 40 else "SUCCESS"
+            emu.account.put(OperationRecord(
+                id=f"jump-{i:02d}", type="REGISTER_INSTANCE", status=status,
+                create_date=t - timedelta(minutes=5, seconds=i),
+                update_date=t - timedelta(minutes=4, seconds=i),
+                error_code="INTERNAL_FAILURE" if status == "FAIL" else None,
+                service_id="srv-x", instance_id="i-1"))  # fmt: skip
+        assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
+    failing = invoke(runner, *rate, "0.5", "--fail-window", "1h")
+    assert failing.exit_code == 1, failing.output
+    (line,) = failing.stdout.splitlines()
+    assert line.startswith("failing operations: source acct: ")
+    assert "of 50 operations updated in the last 1h failed (FAIL 40, SUCCESS 10)" in line
+    as_json = json.loads(invoke(runner, *rate, "0.5", "--fail-window", "1h", "--json").stdout)
+    figures = as_json["check"]["fail_rates"]["acct"]
+    assert (figures["operations"], figures["by_status"]["FAIL"]) == (50, 40)
+    assert invoke(runner, *rate, "0.95", "--fail-window", "1h").exit_code == 0
+    few = invoke(runner, *rate, "0.5", "--fail-window", "1h", "--min-operations", "51")
+    assert few.exit_code == 0  # too few operations in the window to say

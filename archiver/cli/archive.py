@@ -177,6 +177,65 @@ def query(
 
 @app.command()
 @guarded
+def instances(
+    ctx: typer.Context,
+    service: Annotated[
+        str | None, typer.Option("--service", metavar="ID|NAME", help="This service's instances.")
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", metavar="ID|NAME", help="The instances of this namespace's services."
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="WHEN",
+            help="The moment: ISO-8601, epoch seconds or a span ago like 2d [default: now].",
+        ),
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="Every registration change instead, in order.")
+    ] = False,
+    source: SourceOption = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
+) -> None:
+    """Which instances were registered at a moment, rebuilt from the archived
+    REGISTER_INSTANCE and DEREGISTER_INSTANCE operations.
+
+    An operation takes effect when it succeeds, at its UpdateDate; FAIL, SUBMITTED and
+    PENDING change nothing; the last change at or before --at decides (ties by
+    UpdateDate, CreateDate, Id). The archive knows nothing before its first operation
+    of a service: instances registered before it are named on stderr (json:
+    "uncertain" and "coverage_start").
+
+    \b
+    Example:
+      archiver instances --service checkout --at 2026-11-30T12:00:00Z
+    """
+    from archiver.errors import UsageError
+    from archiver.read import instances as answers
+    from archiver.timeutil import named, now, parse_when
+
+    if history and not service:
+        raise UsageError("--history needs --service")
+    started = now()
+    when = None if history else named("--at", at, lambda t: parse_when(t, now_=started))
+    with open_archive(ctx) as archive:
+        result = answers.answer(archive, service=service, namespace=namespace,
+                                at=when or started, history=history, source=source)  # fmt: skip
+    if output is Output.count:
+        sys.stdout.write(f"{len(result.rows)}\n")
+    else:
+        answers.write(result, output.value, sys.stdout)
+    if (line := answers.note(result)) and output is not Output.json:
+        log.warning("%s", line)
+
+
+@app.command()
+@guarded
 def export(
     ctx: typer.Context,
     filters: FiltersOption = None,
@@ -464,30 +523,74 @@ def status(
     max_age: Annotated[
         str, typer.Option("--max-age", metavar="SPAN", help="With --check: the stalest allowed.")
     ] = "26h",
+    max_fail_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-fail-rate",
+            metavar="RATE",
+            min=0,
+            max=1,
+            help="With --check: also "
+            "fail when more than this share of a source's operations updated within "
+            "--fail-window failed (0.5 is half).",
+        ),
+    ] = None,
+    fail_window: Annotated[
+        str,
+        typer.Option(
+            "--fail-window", metavar="SPAN", help="With --max-fail-rate: how far back to look."
+        ),
+    ] = "24h",
+    min_operations: Annotated[
+        int,
+        typer.Option(
+            "--min-operations",
+            metavar="N",
+            min=1,
+            help="With --max-fail-rate: "
+            "say nothing of a source with fewer operations in the window.",
+        ),
+    ] = 10,
 ) -> None:
     """Per source: watermark, last runs and their counts, archive totals by status and type.
 
     With --check, a verdict for cron and alerting instead: silent and exit 0 when
-    every source's last successful sync is younger than --max-age and its latest run
-    did not fail; otherwise one line per stale or failing source, exit 1.
+    every source's last successful sync is younger than --max-age, its latest run
+    did not fail and (with --max-fail-rate) its operations do not fail more than
+    that; otherwise one line per problem, exit 1.
 
     \b
     Example:
       archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
     """
     from archiver.errors import UsageError
-    from archiver.read.status import check_freshness, summarize, to_text
+    from archiver.read.status import (
+        check_failures,
+        check_freshness,
+        fail_rates,
+        summarize,
+        to_text,
+    )
     from archiver.timeutil import named, parse_span
 
-    typed = ctx.get_parameter_source("max_age")
-    if not check and typed is not None and typed.name == "COMMANDLINE":
-        raise UsageError("--max-age goes with --check (the verdict it sets the limit of)")
+    for name in ("max_age", "max_fail_rate", "fail_window", "min_operations"):
+        typed = ctx.get_parameter_source(name)
+        if not check and typed is not None and typed.name == "COMMANDLINE":
+            raise UsageError(f"--{name.replace('_', '-')} goes with --check (the verdict it "
+                             "sets a limit of)")  # fmt: skip
     age = named("--max-age", max_age, parse_span) if check else None
+    window = named("--fail-window", fail_window, parse_span) or parse_span("24h")
     with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)
+        rates = fail_rates(archive, window=window, source=source) if max_fail_rate else None
     if age is not None:
         problems = check_freshness(summary, max_age=age)
-        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems}
+        if rates is not None and max_fail_rate is not None:
+            problems += check_failures(rates, max_rate=max_fail_rate, window=window,
+                                       min_operations=min_operations)  # fmt: skip
+        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems,
+                            **({"fail_window": fail_window, "max_fail_rate": max_fail_rate,
+                                "fail_rates": rates} if rates is not None else {})}  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     elif age is None:

@@ -548,7 +548,8 @@ class Account:
             fields["service_id"] = rng.choice(self._services)
         else:
             fields["service_id"] = rng.choice(self._services)
-            fields["instance_id"] = self._rid("i-", 12)
+            # a few ids per service, so that instances come and go and come back
+            fields["instance_id"] = self._rid("i-", 12)[:3]
 
         if status == "FAIL":
             fields.update(self._error())

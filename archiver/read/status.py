@@ -14,7 +14,7 @@ from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.store.models import Operation, Source, SyncRun, SyncState
 from archiver.store.write import source_ids
-from archiver.timeutil import iso, parse_iso
+from archiver.timeutil import iso, parse_iso, parse_span
 from archiver.timeutil import now as utc_now
 
 
@@ -179,6 +179,45 @@ def check_freshness(
     return [printable(p) for p in problems]  # one line each, whatever a server said
 
 
+def fail_rates(archive: Archive, *, window: timedelta, source: str | None = None,
+               now: datetime | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per source: its operations last updated within ``window`` by Status, and the
+    share that failed (None when there are none)."""
+    since = (now or utc_now()) - window
+    stmt = (
+        select(Operation.source_id, Operation.status, func.count())
+        .where(Operation.update_date >= since)
+        .group_by(Operation.source_id, Operation.status)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with archive.reader.connect() as conn:
+        names = source_ids(conn, source)
+        for name in names.values():
+            out[name] = {"operations": 0, "by_status": {}, "failed_ratio": None}
+        for sid, status, n in conn.execute(stmt.where(Operation.source_id.in_(names))):
+            figures = out[names[sid]]
+            figures["by_status"][status] = int(n)
+            figures["operations"] += int(n)
+    for figures in out.values():
+        if figures["operations"]:
+            figures["failed_ratio"] = figures["by_status"].get("FAIL", 0) / figures["operations"]
+    return out
+
+
+def check_failures(rates: dict[str, dict[str, Any]], *, max_rate: float, window: timedelta,
+                   min_operations: int) -> list[str]:  # fmt: skip
+    """One line per source whose operations of the window fail at more than ``max_rate``
+    (a source with fewer than ``min_operations`` in the window says nothing)."""
+    lines = []
+    for name, f in rates.items():
+        if f["operations"] >= min_operations and f["failed_ratio"] > max_rate:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(f["by_status"].items()))
+            lines.append(f"failing operations: source {name}: {f['failed_ratio']:.0%} of "
+                         f"{f['operations']} operations updated in the last {_span(window)} "
+                         f"failed ({counts})")  # fmt: skip
+    return [printable(line) for line in lines]
+
+
 def _span(delta: timedelta) -> str:
     """A span as people write it, in the largest unit that keeps it whole: 26h, 90s,
     2d, 1500ms ("0.000277778h" said 1s)."""
@@ -232,6 +271,11 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
                  "as gone after the retry period (kept, incomplete).")  # fmt: skip
     unsettled = gauge("operations_unsettled", "Number of the source's operations GetOperation "
                       "answered behind their listed Status (asked again every run).")  # fmt: skip
+    failed = gauge("operations_failed_ratio", "Share of the source's operations updated "
+                   "within the window that failed (0 when none was).", "window")  # fmt: skip
+    for span in ("1h", "24h"):
+        for name, figures in fail_rates(archive, window=parse_span(span)).items():
+            failed.labels(name, span).set(figures["failed_ratio"] or 0)  # none updated: 0
     size = Gauge("archiver_archive_size_bytes", "Size of the archive in bytes (SQLite: its "
                  "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip
     size.set(archive.size_bytes())

@@ -1,0 +1,139 @@
+"""`archiver instances`: who was registered when, rebuilt from the archived
+(de)registrations, equal to a reference that applies the same rule to the emulator's
+own records; names resolved, coverage told, and only index searches."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import event
+
+from archiver.emulator import Emulator
+from archiver.read import instances
+from archiver.store.archive import Archive
+from tests.conftest import invoke, requires_sqlite
+from tests.helpers import T0 as T
+from tests.helpers import cli_sync, fill, op
+
+INSTANCE_TYPES = ("REGISTER_INSTANCE", "DEREGISTER_INSTANCE")
+
+
+def reference(ops, service: str, at: datetime) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """instance → deciding operation id: the rule, written out plainly."""
+    last: dict[str, object] = {}
+    decisive = sorted(
+        (o for o in ops if o.service_id == service and o.type in INSTANCE_TYPES
+         and o.status == "SUCCESS" and o.instance_id and o.update_date <= at),
+        key=lambda o: (o.update_date, o.create_date, o.id),
+    )  # fmt: skip
+    for o in decisive:
+        last[o.instance_id] = o
+    return {i: o.id for i, o in last.items() if o.type == "REGISTER_INSTANCE"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_instances_equal_a_reference_rebuilt_from_the_emulators_records(runner, db) -> None:
+    with Emulator(seed_operations=1000, days=30, seed=71) as emu:
+        assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
+        ops = emu.account.all()
+        names = {s.id: s.name for s in emu.account.services}
+    counts: dict[str, int] = {}
+    for o in ops:
+        if o.type in INSTANCE_TYPES and o.service_id:
+            counts[o.service_id] = counts.get(o.service_id, 0) + 1
+    busiest = sorted(counts, key=lambda s: (-counts[s], s))[:3]
+    first = min(o.update_date for o in ops)
+    last = max(o.update_date for o in ops)
+    moments = [first + (last - first) / 3, first + 2 * (last - first) / 3, last]
+    checked = 0
+    for service in busiest:
+        for at in moments:
+            args = ("--db", db, "instances", "--at", at.isoformat(), "-o", "json")
+            got = json.loads(invoke(runner, *args, "--service", service).stdout)
+            want = reference(ops, service, at)
+            assert {r["InstanceId"]: r["OperationId"] for r in got["instances"]} == want
+            checked += len(want)
+            by_name = json.loads(invoke(runner, *args, "--service", names[service]).stdout)
+            assert by_name == got  # a name answers as its id does
+    assert checked > 10  # the comparison was about something
+
+
+def test_the_rule_failures_pending_and_ties(archive) -> None:
+    """FAIL and PENDING change nothing; of two changes at one instant the later
+    CreateDate, then the larger Id, decides; the answer is as of --at."""
+
+    def at(minutes: int) -> datetime:
+        return T + timedelta(minutes=minutes)
+
+    fill(archive, [
+        op(1, minutes=0, instance="i-a"),
+        op(2, minutes=10, type="DEREGISTER_INSTANCE", status="FAIL", instance="i-a"),
+        op(3, minutes=20, type="DEREGISTER_INSTANCE", status="PENDING", instance="i-a"),
+        op(4, minutes=5, instance="i-b"),
+        op("op-x", minutes=30, type="DEREGISTER_INSTANCE", instance="i-b"),
+        op("op-y", minutes=30, instance="i-b"),  # same instant, larger id: it decides
+        op(7, minutes=40, type="DEREGISTER_INSTANCE", instance="i-c"),  # known only leaving
+    ])  # fmt: skip
+    with Archive(archive) as archive:
+
+        def registered(minutes: int) -> dict[str, str]:
+            got = instances.answer(archive, service="srv-1", at=at(minutes))
+            return {r["InstanceId"]: r["OperationId"] for r in got.rows}
+
+        assert registered(-1) == {}
+        assert registered(1) == {"i-a": "op-000001"}
+        assert registered(25) == {"i-a": "op-000001", "i-b": "op-000004"}
+        assert registered(30) == {"i-a": "op-000001", "i-b": "op-y"}
+        before = instances.answer(archive, service="srv-1", at=at(35))
+        assert before.uncertain == ["i-c"] and instances.note(before)
+        assert instances.answer(archive, service="srv-1", at=at(45)).uncertain == []
+        history = instances.answer(archive, service="srv-1", history=True)
+        assert [r["OperationId"] for r in history.rows] == [
+            "op-000001", "op-000004", "op-x", "op-y", "op-000007"]  # fmt: skip
+
+
+def test_names_that_match_several_or_none_are_exit_2(runner, archive) -> None:
+    from archiver.records import Listed
+    from archiver.store import write as store
+
+    fill(archive, [op(1, service="srv-1"), op(2, service="srv-2")])
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        services = [Listed("srv-1", "api", None, None, None, None),
+                    Listed("srv-2", "api", None, None, None, None)]  # fmt: skip
+        store.record_catalog(conn, 1, "services", services, seen_at=T, complete=True)
+    for given, says in (("api", "names 2 services: srv-1, srv-2"), ("nope", "no service")):
+        result = invoke(runner, "--db", archive, "instances", "--service", given)
+        assert result.exit_code == 2 and says in result.stderr, result.output
+        assert result.stderr.count("\n") == 1
+    table = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--at", "2026-03-02")
+    assert table.exit_code == 0 and "(1 instance)" in table.stdout, table.output
+
+
+@requires_sqlite
+def test_an_answer_reads_the_service_index_only(archive) -> None:
+    """On a 1M-operation archive the answer must be index searches (bench/README.md
+    measures it): every statement it runs is checked here with SQLite's planner."""
+    fill(archive, [op(i, minutes=i, service=f"srv-{i % 7}", instance=f"i-{i % 5}")
+              for i in range(200)])  # fmt: skip
+    statements: list[tuple[str, object]] = []
+    with Archive(archive) as archive:
+        engine = archive.reader
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def keep(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            statements.append((statement, parameters))
+
+        instances.answer(archive, service="srv-3", at=T + timedelta(minutes=100))
+        event.remove(engine, "before_cursor_execute", keep)
+        with engine.connect() as conn:
+            plans = [
+                row[3]
+                for sql, params in statements
+                if "operations" in sql or "instance_states" in sql
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+            ]
+    scans = [p for p in plans if p.startswith("SCAN") and ("operations" in p or " o" in p)]
+    assert not scans, plans
+    assert any("ix_operations__service_id_update_date" in p for p in plans), plans
