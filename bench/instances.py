@@ -31,7 +31,9 @@ def baseline(path: str, service: str, at: datetime) -> tuple[set[str], float]:
         rows = conn.execute(
             "SELECT instance_id, type, update_date, create_date, id FROM operations "
             "WHERE service_id = ? AND status = 'SUCCESS' AND instance_id IS NOT NULL AND "
-            "type IN ('REGISTER_INSTANCE', 'DEREGISTER_INSTANCE')", (service,)).fetchall()
+            "type IN ('REGISTER_INSTANCE', 'DEREGISTER_INSTANCE')",
+            (service,),
+        ).fetchall()
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     last: dict[str, str] = {}
     for instance, kind, *_ in sorted((r for r in rows if r[2] <= stamp), key=lambda r: r[2:]):
