@@ -55,17 +55,20 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
 
 
 def json_statement() -> str:
-    """The SQL `query -o json` runs over the whole archive, as SQLite text (the names
-    and Source are put in by the reader)."""
-    from sqlalchemy import select
+    """The SQL `query -o json` runs over the whole archive, as SQLite text (names and
+    Source joined in SQL, as the command does)."""
     from sqlalchemy.dialects import sqlite
 
     from archiver.read.outputs import json_head
-    from archiver.read.query import TARGET_KEYS, Selection, ordered
+    from archiver.read.query import Selection, ordered, with_names
+    from archiver.store.archive import Archive
     from archiver.store.models import Operation
+    from archiver.store.write import source_ids
 
-    columns = (*TARGET_KEYS, json_head().label("json"), Operation.__table__.c.extra)
-    stmt = ordered(select(*columns), Selection(), source_id=None)
+    with Archive(sys.argv[-1]) as archive, archive.reader.connect() as conn:
+        names = source_ids(conn, None)
+    columns = (json_head(names).label("json"), Operation.__table__.c.extra)
+    stmt = ordered(with_names(*columns), Selection(), source_id=None)
     sql = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     return f"{sql};"
 
@@ -111,7 +114,7 @@ def main() -> None:
         peer = best_of_two(sqlite_utils_cmd("query", path, whole_sql), out)  # JSON by default
         import subprocess
 
-        sql = subprocess.run([sys.executable, __file__, "--side", "statement"], check=True,
+        sql = subprocess.run([sys.executable, __file__, "--side", "statement", path], check=True,
                              capture_output=True, text=True).stdout  # fmt: skip
         ours_in_shell = best_of_two([sqlite3_cli, path, sql], out)
         ours_in_shell["rows_per_second"] = round(n / ours_in_shell["seconds"])

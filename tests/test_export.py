@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -375,40 +374,6 @@ def test_each_row_shows_its_own_sources_names(runner, archive) -> None:
             assert got == want(obj["Source"], obj["Targets"]["SERVICE"])
     guarded = invoke(runner, "--db", archive, "export", "--source", "a@us-east-1").stdout
     assert guarded.rstrip().endswith(',\'=orders,"pay, ""ments"""')  # guarded, quoted
-
-
-def test_only_the_names_rows_point_at_are_read_and_each_is_rendered_once(archive) -> None:
-    """A fleet's catalog can hold 100,000 names: a small read must not read or render
-    them all, and a large one must not render the same name a million times."""
-    from archiver.read.query import TargetNames
-    from archiver.records import Listed
-    from archiver.store import write as catalog
-    from archiver.store import write as store
-    from archiver.store.models import Service
-    from tests.helpers import T0
-
-    with Archive(archive) as handle:
-        with handle.writer.begin() as conn:
-            sid = store.ensure_source(conn, "a@us-east-1", region="us-east-1")
-            services = [Listed(f"srv-{i}", f"svc{i}", None, None, None, None) for i in range(5)]
-            catalog.record_catalog(conn, sid, "services", services, seen_at=T0, complete=False)
-        rendered: list[str] = []
-
-        def shown(name: str) -> str:
-            rendered.append(name)
-            return f"<{name}>"
-
-        with handle.reader.connect() as conn:
-            names = TargetNames(conn, {sid: "a@us-east-1"}, shown)
-            row = namedtuple("row", "source_id namespace_id service_id line")  # as read
-            rows = [row(sid, None, "srv-1", "x"), row(sid, None, "srv-3", "y"),
-                    row(sid, "ns-404", "srv-1", "z"), row(sid, None, "srv-404", "w")]  # fmt: skip
-            got = list(zip(*names.of(rows), strict=True))
-            names.of(rows[:2])  # all known already: nothing read again
-    assert got == [("", "<svc1>"), ("", "<svc3>"), ("", "<svc1>"), ("", "")]
-    assert sorted(rendered) == ["svc1", "svc3"]  # srv-0, 2, 4 never read or rendered
-    read = {k for k in names._known[Service] if k[0] == sid}  # what was looked up
-    assert read == {(sid, "srv-1"), (sid, "srv-3"), (sid, "srv-404")}
 
 
 def test_names_are_right_past_the_first_batch_of_a_stream(runner, archive) -> None:

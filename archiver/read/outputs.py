@@ -23,15 +23,24 @@ from archiver.read import Output
 from archiver.read.query import (
     ArchivedOperation,
     Selection,
+    batches,
     chosen_source,
     merged,
-    named_batches,
     reading,
     row_batches,
+    with_names,
 )
 from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec
 from archiver.store.archive import Archive
-from archiver.store.models import Operation, OperationEvent, iso_text, templated, text_format
+from archiver.store.models import (
+    Namespace,
+    Operation,
+    OperationEvent,
+    Service,
+    iso_text,
+    templated,
+    text_format,
+)
 from archiver.timeutil import iso
 
 
@@ -175,13 +184,13 @@ def _json_value(f: FieldSpec) -> Any:
     return json_text(column)
 
 
-def json_head(*, complete: bool = True) -> Any:
-    """One operation as the JSON text ``to_json_object`` would write, up to its Targets
-    and left open: the names, Source and the closing brace are the reader's
-    (``_closed``), and so are the members of ``extra``. One ``text_format``: the
-    members every complete operation has stand in the format itself; only those that
-    may be absent are a CASE each. ``complete=False`` (a read that includes
-    incomplete operations, whose fields are NULL) makes every member a CASE."""
+def json_head(names: dict[int, str], *, complete: bool = True) -> Any:
+    """One operation as the JSON text ``to_json_object`` would write, with its targets'
+    names (``with_names``' joins) and Source; the members of ``extra`` are the reader's
+    (``_finished``). One ``text_format``: the members every complete operation has
+    stand in the format itself; only those that may be absent are a CASE each.
+    ``complete=False`` (a read that includes incomplete operations, whose fields are
+    NULL) makes every member a CASE."""
     fmt: list[str] = []
     args: list[Any] = []
     for f in FIELDS:
@@ -201,8 +210,13 @@ def json_head(*, complete: bool = True) -> Any:
              for f in targets]  # fmt: skip
     present = or_(*(getattr(Operation, f.name).is_not(None) for f in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
-    fmt.append("%s")
+    fmt.append("%s%s%s%s")
     args.append(case((present, body), else_=""))
+    args.append(_member("NamespaceName", Namespace.name, json_text(Namespace.name)))
+    args.append(_member("ServiceName", Service.name, json_text(Service.name)))
+    # Sources are few and already read: their names go in as a CASE on source_id
+    tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in names.items()}
+    args.append(case(tails, value=Operation.source_id, else_="}") if tails else literal("}"))
     return text_format("{" + "".join(fmt), *args)
 
 
@@ -214,36 +228,26 @@ def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
     complete = not selection.include_incomplete
-    sources, found = named_batches(
-        archive, selection,
-        lambda _: [json_head(complete=complete).label("json"), Operation.__table__.c.extra],
-        lambda n: ', "NamespaceName": ' + _text(n), lambda n: ', "ServiceName": ' + _text(n),
-    )  # fmt: skip
-    tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in sources.items()}
-    return (_closed(*named, tails, flagged=not complete) for named in found)
+
+    def build(names: dict[int, str]) -> Any:
+        return with_names(
+            json_head(names, complete=complete).label("json"), Operation.__table__.c.extra
+        )
+
+    _, found = batches(archive, selection, build)
+    return ([_finished(r.json, r.extra, not complete and r.incomplete) for r in batch]
+            for batch in found)  # fmt: skip
 
 
 def _text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _closed(batch: Sequence[Any], namespaces: Iterable[str], services: Iterable[str],
-            tails: dict[int, str], *, flagged: bool) -> list[str]:  # fmt: skip
-    """A batch's JSON texts, each closed with its names and Source. A row is
-    ``TARGET_KEYS``, the head, extra, then the incomplete flag when the read includes
-    them (``named_batches``)."""
-    texts = [f"{r.json}{ns}{srv}{tails[r.source_id]}"
-             for r, ns, srv in zip(batch, namespaces, services, strict=True)]  # fmt: skip
-    for i, row in enumerate(batch):
-        incomplete = flagged and row.incomplete
-        if row.extra is not None or incomplete:
-            texts[i] = _finished(texts[i], row.extra, incomplete)
-    return texts
-
-
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
     """A closed text with the members of ``extra`` merged, and marked when the
-    operation is incomplete."""
+    operation is incomplete (the rare row: the others are as SQL made them)."""
+    if extra is None and not incomplete:
+        return text
     text = text if extra is None else _with_extra(text, extra)
     return text[:-1] + ', "Incomplete": true}' if incomplete else text
 
@@ -407,14 +411,11 @@ def csv_rows(
     if history:
         conn, names = reading(archive, selection)
         return _history(conn, selection, names, raw=raw)
-    # the names, the line's last two cells, are put in by the reader (named_batches)
-    cols = {c: None if c == "source" else getattr(Operation, c)
-            for c in COLUMNS if c not in _NAMES}  # fmt: skip
-    _, found = named_batches(archive, selection,
-                             lambda names: [_line(cols, Operation, names, raw=raw)],
-                             _csv_cell if raw else lambda n: _csv_cell(guard(n)))  # fmt: skip
-    return ([f"{r.line},{ns},{srv}" for r, ns, srv in zip(batch, namespaces, services, strict=True)]
-            for batch, namespaces, services in found)  # fmt: skip
+    named = {"namespace_name": Namespace.name, "service_name": Service.name}
+    cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
+            for c in COLUMNS}  # fmt: skip
+    _, found = batches(archive, selection, lambda n: with_names(_line(cols, Operation, n, raw=raw)))
+    return ([r.line for r in batch] for batch in found)
 
 
 def _history(conn: Any, selection: Selection, names: dict[int, str], *,

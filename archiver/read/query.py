@@ -6,7 +6,7 @@ the order and the limit, so that `query` and `export` give the API's answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -228,41 +228,10 @@ def streamed(
 def batches(
     archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
 ) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
-    """As ``streamed``, but a batch of rows at a time, for the outputs rendered in
-    SQL (ids here; csv and json through ``named_batches``), which write a batch at a
-    time. With ``include_incomplete`` a row also has the ``incomplete`` flag."""
+    """As ``streamed``, but a batch of rows at a time, for the outputs rendered in SQL
+    (csv, json, ids). With ``include_incomplete`` a row also has the ``incomplete`` flag."""
     conn, names, stmt = _opened(archive, selection, build)
     return names, _batches(conn, stmt)
-
-
-#: What ``named_batches`` puts first in each row: whose it is, and its two targets.
-TARGET_KEYS = (Operation.source_id, Operation.namespace_id, Operation.service_id)
-
-
-def named_batches(
-    archive: Archive,
-    selection: Selection,
-    columns: Callable[[dict[int, str]], list[Any]],
-    shown: Callable[[str], str],
-    shown_service: Callable[[str], str] | None = None,
-) -> tuple[dict[int, str], Iterator[tuple[Sequence[Any], Iterable[str], Iterable[str]]]]:
-    """As ``batches``, each batch with its rows' namespace and service names as
-    ``shown`` (``shown_service``) renders them, in the rows' order (``TargetNames``).
-
-    For the outputs rendered in SQL (csv, json), which put the names in themselves. A
-    row is ``TARGET_KEYS``, then ``columns(names)``, then the incomplete flag when
-    the read includes incomplete operations, then an IN list's sort keys.
-    """
-    conn, sources, stmt = _opened(archive, selection,
-                                  lambda names: select(*TARGET_KEYS, *columns(names)))  # fmt: skip
-    return sources, _named(conn, stmt, TargetNames(conn, sources, shown, shown_service))
-
-
-def _named(conn: Connection, stmt: Any, names: TargetNames
-           ) -> Iterator[tuple[Sequence[Any], Iterable[str], Iterable[str]]]:  # fmt: skip
-    with conn:
-        for batch in row_batches(conn, stmt):
-            yield (batch, *names.of(batch))
 
 
 def _opened(
@@ -287,65 +256,6 @@ def _rows(conn: Connection, stmt: Any) -> Iterator[Any]:
 def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
     with conn:
         yield from row_batches(conn, stmt)
-
-
-class TargetNames:
-    """The names of the targets a stream's rows point at, as an output shows them (the
-    empty text for no target, or one the catalog does not know); a row with a SERVICE
-    target only is named after that service's namespace, as ``with_names`` does.
-
-    For the outputs that render rows in SQL (csv, json) the reader puts each row's
-    names in, instead of two joins per row (bench/README.md has the figures). Only
-    the names the rows point at are read, a batch of rows at a time, on the stream's
-    own connection, so in the same snapshot as its rows: a small read touches a few,
-    a large one each name once, and a fleet's large catalog is never read whole.
-    """
-
-    _CHUNK = 500  # ids per IN list
-
-    def __init__(self, conn: Connection, sources: dict[int, str], shown: Callable[[str], str],
-                 shown_service: Callable[[str], str] | None = None) -> None:  # fmt: skip
-        self._conn = conn
-        self._shown = {Namespace: shown, Service: shown_service or shown}
-        #: per catalog table: (source id, id) → the name shown, and a service's namespace
-        self._known: dict[Any, dict[tuple[int, str | None], str]] = {Namespace: {}, Service: {}}
-        self._home: dict[tuple[int, str | None], str | None] = {}
-
-    def of(self, rows: Sequence[Any]) -> tuple[Iterable[str], Iterable[str]]:
-        """Each row's namespace name and service name, in the rows' order. A row starts
-        with ``TARGET_KEYS``: its source id, namespace id and service id."""
-        services = [(r.source_id, r.service_id) for r in rows]
-        self._read(Service, services)
-        home = self._home.get
-        spaces = [
-            (key[0], r.namespace_id or home(key)) for r, key in zip(rows, services, strict=True)
-        ]
-        self._read(Namespace, spaces)
-        ns, srv = self._known[Namespace], self._known[Service]
-        return [ns[k] for k in spaces], [srv[k] for k in services]
-
-    def _read(self, model: Any, keys: list[tuple[int, str | None]]) -> None:
-        """Read the names ``keys`` point at that are not known yet."""
-        known = self._known[model]
-        todo: dict[int, list[str]] = {}
-        for sid, item in set(keys).difference(known):
-            if item is None:
-                known[sid, None] = ""
-            else:
-                todo.setdefault(sid, []).append(item)
-        linked = [model.namespace_id] if model is Service else []
-        for sid, items in todo.items():
-            for i in range(0, len(items), self._CHUNK):
-                chunk = items[i : i + self._CHUNK]
-                for item in chunk:
-                    known[sid, item] = ""
-                stmt = select(model.id, model.name, *linked)
-                for row in self._conn.execute(
-                    stmt.where(model.source_id == sid, model.id.in_(chunk))
-                ):
-                    known[sid, row.id] = self._shown[model](row.name)
-                    if linked:
-                        self._home[sid, row.id] = row.namespace_id
 
 
 def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
