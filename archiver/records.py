@@ -59,8 +59,8 @@ class OperationRecord:
     """GetOperation's ``Operation`` (O1), in the archive's column order."""
 
     id: str = field(metadata=meta(api="Id", size=255, changes=False))
-    type: str = field(metadata=meta(api="Type", size=32))
-    status: str = field(metadata=meta(api="Status", size=16))
+    type: str = field(metadata=meta(api="Type"))  # the service's text: unbounded
+    status: str = field(metadata=meta(api="Status"))
     error_code: str | None = field(default=None, metadata=meta(api="ErrorCode", free_text=True))
     error_message: str | None = field(
         default=None, metadata=meta(api="ErrorMessage", free_text=True)
@@ -69,8 +69,8 @@ class OperationRecord:
     update_date: datetime = field(metadata=meta(api="UpdateDate"))
     namespace_id: str | None = field(default=None, metadata=meta(target="NAMESPACE", size=64))
     service_id: str | None = field(default=None, metadata=meta(target="SERVICE", size=64))
-    instance_id: str | None = field(default=None, metadata=meta(target="INSTANCE", size=64))
-    owner_account: str | None = field(default=None, metadata=meta(api="OwnerAccount", size=12))
+    instance_id: str | None = field(default=None, metadata=meta(target="INSTANCE"))
+    owner_account: str | None = field(default=None, metadata=meta(api="OwnerAccount"))
     #: What the fields above do not hold, as JSON: members AWS added to Operation since
     #: this code, and Targets keys beyond the three known (under "Targets"). None when
     #: there is nothing more, so that the record rebuilds as it was received.

@@ -1,17 +1,6 @@
-"""Stop requests (SIGTERM from cron or systemd, Ctrl-C), taken only where taking them
-is safe, whichever thread the kernel hands the signal to.
-
-Why: an exception raised from a signal handler lands wherever the main thread is.
-Inside a database call it leaves the connection mid-command: psycopg then refuses
-the rollback ("another command is already in progress") or SQLAlchemy's pre-ping
-cannot restore autocommit, and recording the run as interrupted fails with exit 1.
-So a signal only records the request. It is raised at once while the main thread
-waits for other threads (``waiting``), and every wait, on any thread, polls for it
-(``check``): a wait without a timeout would never see a signal the kernel handed to
-another thread (a fleet once ran on after SIGTERM and exited 0). A
-second request stops at once, for a user who will not wait for calls under way.
-
-The exit code is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
+"""Stop requests (SIGTERM from cron or systemd, Ctrl-C), taken only at a wait, never
+inside a database call, whichever thread the kernel hands the signal to; exit 128 +
+the signal's number. Why: docs/design.md, "The sync, step by step", step 5.
 """
 
 from __future__ import annotations

@@ -361,3 +361,54 @@ def test_sources_remove_says_what_it_deletes_before_asking_and_leaves_no_lock_fi
     done = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9", "--yes")
     assert done.exit_code == 0, done.output
     assert locks() == []
+
+
+@pytest.mark.slow  # over HTTP
+def test_server_text_longer_than_any_old_column_is_kept(runner, db) -> None:
+    """U9: on PostgreSQL a Type over 32 characters or a name over 1,024 failed every
+    run; the service's text is unbounded now, on both engines, and kept exactly."""
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from archiver.emulator import Emulator
+    from archiver.store.models import Service
+    from tests.helpers import assert_archive_equals, cli_sync, read_rows
+
+    with Emulator(seed_operations=50, days=5, seed=97) as emu:
+        account = emu.account
+        first = account.all()[0]
+        account.put(replace(first, type="REGISTER_INSTANCE_" + "X" * 40, status="S" * 20,
+                            instance_id="i-" + "9" * 100))  # fmt: skip
+        long_name = "svc-" + "n" * 1500
+        account.services[0] = replace(account.services[0], name=long_name, type="T" * 40)
+        result = cli_sync(runner, db, emu.url, "--source", "acct")
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        assert_archive_equals(db, account)
+    names = {r.id: (r.name, r.type) for r in read_rows(db, select(Service.id, Service.name,
+                                                                 Service.type))}  # fmt: skip
+    assert names[account.services[0].id] == (long_name, "T" * 40)
+
+
+@requires_sqlite
+@pytest.mark.slow  # over HTTP
+def test_a_batch_that_rolls_back_leaves_the_runs_counts_as_they_were(runner, archive) -> None:
+    """U9: the counts of a batch whose transaction failed stayed in sync_runs. Here the
+    archive itself refuses one operation (a trigger), so the batch holding it rolls
+    back: the run fails, and its recorded counts are those of what was stored."""
+    import sqlite3
+
+    from archiver.emulator import Emulator
+    from tests.helpers import cli_sync
+
+    with Emulator(seed_operations=3000, days=5, seed=98) as emu:
+        doomed = emu.account.all()[-1].id  # listed on the last page: earlier batches commit
+        with sqlite3.connect(archive) as conn:
+            conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON operations WHEN NEW.id = "
+                         f"'{doomed}' BEGIN SELECT RAISE(ABORT, 'refused'); END")  # fmt: skip
+        result = cli_sync(runner, archive, emu.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    (run,) = read_rows(archive, select(SyncRun.outcome, SyncRun.inserted, SyncRun.listed))
+    stored = read_rows(archive, select(func.count()).select_from(Operation))[0][0]
+    assert run.outcome == "failed" and 0 < stored < 3000
+    assert (run.inserted, run.listed) == (stored, stored)

@@ -112,3 +112,33 @@ def test_same_operation_id_in_two_sources_is_two_rows(runner, archive) -> None:
         o["Source"] for o in json.loads(only_b.stdout) if o.get("ErrorMessage") == "only in b"
     }
     assert sources == {"b"}
+
+
+@pytest.mark.slow  # over HTTP
+def test_removing_a_source_while_its_first_sync_runs_waits_its_turn(runner, db) -> None:
+    """U7: `sources remove` between a new source's making and its sync's lock gave
+    "unexpected IntegrityError". The source is made under the lock now: a remove that
+    lands while the first sync runs is refused as "running" (exit 3), and the sync
+    completes its archive."""
+    import threading
+    from datetime import timedelta
+
+    from archiver.sync.options import ClientSettings, SyncOptions
+    from tests.helpers import assert_archive_equals, run_library_sync
+
+    with Emulator(seed_operations=200, days=5, seed=99) as emu:
+        gate = emu.hold("ListOperations", after=0)  # the source exists, its lock is held
+        now = emu.account.clock.now()
+        opts = SyncOptions(source="acct", since=now - timedelta(days=10), until=now)
+        cs = ClientSettings(region="us-east-1", endpoint_url=emu.url)
+        done: list[object] = []
+        syncing = threading.Thread(target=lambda: done.append(run_library_sync(db, opts, cs)))
+        syncing.start()
+        assert gate.reached.wait(60)
+        removed = invoke(runner, "--db", db, "sources", "remove", "acct", "--yes")
+        gate.release()
+        syncing.join(60)
+        assert removed.exit_code == 3 and "Traceback" not in removed.output, removed.output
+        assert removed.stderr.count("\n") == 1
+        assert done and done[0].outcome == "succeeded"  # type: ignore[attr-defined]
+        assert_archive_equals(db, emu.account)

@@ -65,3 +65,34 @@ def test_install_forgets_an_earlier_request(installed) -> None:
     stopping.install()
     with stopping.waiting():
         pass
+
+
+@pytest.mark.parametrize(("signame", "code", "line"), [
+    ("SIGINT", 130, "error: interrupted"),
+    ("SIGTERM", 143, "error: stopped by signal SIGTERM"),
+])  # fmt: skip
+def test_a_signal_while_the_command_line_is_imported_is_one_line(
+    signame: str, code: int, line: str
+) -> None:
+    """The entry point installs the stop handler before it imports the command line
+    (a tenth of a second): a signal that lands in that import, delivered here exactly
+    then by an import hook, is one line and 130 or 143, never a traceback or a silent
+    exit."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys
+class Signal:
+    def find_spec(self, name, path, target=None):
+        if name == "archiver.cli":
+            os.kill(os.getpid(), signal.{signame})
+        return None
+sys.meta_path.insert(0, Signal())
+sys.argv = ["archiver", "--help"]
+from archiver.__main__ import run
+run()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr, done.stdout) == (code, line + "\n", "")

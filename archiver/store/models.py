@@ -222,7 +222,7 @@ class IncompleteOperation(Base):
 
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # as ListOperations listed it
+    status: Mapped[str] = mapped_column(Text)  # as ListOperations listed it
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -240,10 +240,10 @@ class _Named:
 
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(1024))
-    type: Mapped[str | None] = mapped_column(String(32))
-    arn: Mapped[str | None] = mapped_column(String(2048))
-    resource_owner: Mapped[str | None] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(Text)  # the service's text: unbounded
+    type: Mapped[str | None] = mapped_column(Text)
+    arn: Mapped[str | None] = mapped_column(Text)
+    resource_owner: Mapped[str | None] = mapped_column(Text)
     create_date: Mapped[datetime | None]
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
@@ -274,7 +274,7 @@ class OperationEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source_id: Mapped[int] = mapped_column(Integer)
     operation_id: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(Text)
     update_date: Mapped[datetime]
     observed_at: Mapped[datetime]
     sync_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id"))

@@ -1,18 +1,7 @@
-"""The sync: plan windows from the watermark, list, fetch what changed, store by page.
+"""The sync: plan windows from the watermark, list, fetch what changed, store by batch.
 
-Policy only — no SQL (``store.write``) and no HTTP details (``client``, ``wire``). The steps are
-those of docs/design.md, "The sync, step by step":
-
-1. take the source's lock and make the source under it (``store.archive``);
-2. plan windows: from ``watermark − lookback`` (or ``--since``) to ``--until`` or now;
-3. per window, page through ListOperations, compare each page's (Id, Status) with the
-   archive in one query, and GetOperation only what is new or changed, concurrently,
-   while the next page is already being listed;
-4. store the fetched pages, in order, a batch of them per transaction (``COMMIT_ROWS``
-   operations or ``COMMIT_SECONDS`` of pages, whichever comes first) with the NextToken
-   after the last; the transaction of a window's last page also moves the watermark,
-   so the watermark is never ahead of stored data;
-5. record the run's counts and outcome.
+Policy only — no SQL (``store.write``) and no HTTP details (``client``, ``wire``). The
+steps, and why each is so, are docs/design.md's "The sync, step by step".
 """
 
 from __future__ import annotations
@@ -45,12 +34,8 @@ log = logging.getLogger("archiver.sync")
 NOT_FOUND_RETRIES = 3  # G3: a brand-new operation may briefly be not found
 NOT_FOUND_DELAY = 0.2
 PIPELINE = 3  # pages whose GetOperation calls may be under way at once
-#: Fetched pages wait in memory and are stored together: a transaction of one page of
-#: 100 spent most of its time writing the same index pages to the WAL again (on a
-#: 1M-operation archive, bench/ingest_large.py). A batch closes at this many operations
-#: (stored, kept incomplete or seen unchanged), after this many seconds of pages, when
-#: the run would otherwise wait for the next list page, or at the window's end; a crash
-#: loses at most one batch, which the next run repeats.
+#: A batch of fetched pages is stored in one transaction (docs/design.md, step 4); it
+#: closes at this many operations or seconds, when the listing lags, or at the window's end.
 COMMIT_ROWS = 1000
 COMMIT_SECONDS = 1.0
 
@@ -454,15 +439,15 @@ class Syncer:
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
         self.stats.concurrency_peak = self.in_flight.peak
         self.stats.concurrency_final = int(self.in_flight.limit)
-        self._count_calls()
+        self.stats.api_calls = self._calls_now()
         with self.writer.begin() as conn:
             store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now(),
                              **self.stats.columns())  # fmt: skip
             store.set_lock_holder(conn, sid, None)
 
-    def _count_calls(self) -> None:
+    def _calls_now(self) -> dict[str, int]:
         sent = wire.calls(self.client) - self._calls_before
-        self.stats.api_calls = {**dict.fromkeys(_CALL_COLUMNS, 0), **sent}
+        return {**dict.fromkeys(_CALL_COLUMNS, 0), **sent}
 
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
@@ -572,6 +557,29 @@ class Syncer:
         if not batch:
             return
         s = self.stats
+        # a transaction that rolls back leaves the run's counts as they were (sync_runs
+        # once kept a rolled-back batch's); the workers count other fields
+        saved = {k: getattr(s, k) for k in ("listed", "inserted", "updated", "unchanged",
+                                            "vanished")}  # fmt: skip
+        try:
+            self._write_batch(sid, run_id, window, batch)
+        except BaseException:
+            for k, v in saved.items():
+                setattr(s, k, v)
+            raise
+        stored, batch[:] = len(batch), []
+        for _ in range(stored):
+            s.pages += 1
+            if s.pages % 10 == 0:  # cron's -v log: a line every 10 pages, not every page
+                self.log.info("source %s: window %d/%d, %d pages, listed %d, fetched %d",
+                         self.opts.source, s.windows, s.planned_windows, s.pages, s.listed,
+                         s.inserted + s.updated)  # fmt: skip
+            if self.on_page:
+                self.on_page(s)
+
+    def _write_batch(self, sid: int, run_id: int, window: tuple[datetime, datetime],
+                     batch: list[_Fetched]) -> None:  # fmt: skip
+        s = self.stats
         with self.writer.begin() as conn:
             for f in batch:
                 job = f.job
@@ -594,17 +602,8 @@ class Syncer:
             else:
                 store.save_resume(conn, sid, None, None)
                 store.advance_watermark(conn, sid, window)
-            self._count_calls()
+            s.api_calls = self._calls_now()
             store.record_run(conn, run_id, **s.columns())
-        stored, batch[:] = len(batch), []
-        for _ in range(stored):
-            s.pages += 1
-            if s.pages % 10 == 0:  # cron's -v log: a line every 10 pages, not every page
-                self.log.info("source %s: window %d/%d, %d pages, listed %d, fetched %d",
-                         self.opts.source, s.windows, s.planned_windows, s.pages, s.listed,
-                         s.inserted + s.updated)  # fmt: skip
-            if self.on_page:
-                self.on_page(s)
 
 
 def _sorted_out(
@@ -690,8 +689,6 @@ def run_sync(
     """One sync of one source into ``archive`` (opened with ``create_missing``)."""
     return Syncer(archive, client, opts, on_page=on_page).run()
 
-
-log = logging.getLogger("archiver.sync")
 
 #: The units a check can find, in the order it tries them: the documented one first.
 UNITS = ("ms", "s")

@@ -1,25 +1,6 @@
-"""What botocore does not check for us on the wire: a well-formed answer, and an
-overall deadline for each call.
-
-Why (docs/design.md, "Trusting the service"):
-
-- botocore parses an HTTP 200 whose body is not JSON (or CBOR) at all, truncated,
-  or not an object as an *empty* result. For ListOperations that is an empty last
-  page: the run "succeeds", the watermark moves to now with nothing stored, and the
-  gap is never read again. So every 2xx body is checked before botocore parses it
-  (``before-parse``), and a junk answer fails the call, unretried: exit 1, the
-  watermark stays.
-- botocore reads a date it cannot make sense of as whatever its parser makes of it:
-  JSON's ``true`` becomes 1970-01-01T00:00:01Z, stored as if the service had said so,
-  and a number out of range (a date sent in milliseconds is one) raises an
-  OverflowError that names neither the call nor the member. So every answer date goes
-  through ``api_timestamp``, which refuses what is not one, and GetOperation's two
-  dates, which every record must have, are checked with the rest of its answer.
-- botocore's timeouts are per socket operation: a server that trickles one byte
-  every few seconds holds a call for ever. So each attempt is sent under an overall
-  deadline (``before-send``), on a daemon thread that is abandoned when the deadline
-  passes (botocore then retries, as for a read timeout) or when the run is asked to
-  stop (not retried: the run ends within moments, whatever the server does).
+"""What botocore does not check for us on the wire: a well-formed answer, dates that
+are dates, an overall deadline for each call, and every call counted. Why each one:
+docs/design.md, "Trusting the service".
 """
 
 from __future__ import annotations
@@ -188,16 +169,9 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
 
 
 def api_timestamp(value: Any) -> datetime:
-    """A date of an answer as an aware UTC datetime (the parser the client's answers
-    are read with); what is not a date is a junk answer.
-
-    The JSON and CBOR protocols send epoch seconds. botocore's own parser turns each
-    into a datetime in the *local* zone through dateutil, at a cost on every
-    GetOperation (two dates each); the instant is the same, and everything
-    here works in UTC anyway (``utc_ms``). A text is left to botocore (ISO-8601, as
-    other protocols send); a boolean, which botocore would take for 0 or 1 second
-    past 1970, is refused.
-    """
+    """A date of an answer as an aware UTC datetime (the client's timestamp parser):
+    epoch seconds straight to UTC, a text left to botocore, and what is not a date (a
+    boolean botocore would read as 1970) a junk answer."""
     try:
         if isinstance(value, bool):
             raise ValueError(value)
@@ -266,15 +240,8 @@ class _Call:
 
 
 class _Runners:
-    """Daemon threads that run the sends, each reused from call to call.
-
-    A thread started for every call was a measurable share of the sync's CPU on a
-    2-core machine where the sync is CPU-bound (bench/sync.py).
-    Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's
-    threads at exit, so a call abandoned at a stop would hold the exit up until its
-    socket timed out. A new runner starts only when none is idle, so there are as
-    many as calls have been in flight at once (an abandoned one included).
-    """
+    """Daemon threads that run the sends, each reused from call to call, a new one only
+    when none is idle (docs/design.md, "Every call has a deadline")."""
 
     def __init__(self) -> None:
         self.forget()
