@@ -21,7 +21,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode copies the table.
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=archive_db.same_type,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

@@ -87,7 +87,7 @@ def test_models_and_migrations_agree(db: str) -> None:
     engine = archive_db.create(db, write=False)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(conn, opts={"compare_type": archive_db.same_type})
             diff = compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()

@@ -26,6 +26,20 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 @functools.cache
+def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared: Any) -> Any:
+    """Alembic's type comparison, but SQLite's VARCHAR(n) is its TEXT: it enforces no
+    length, so a widened column needs no change there (migration d3f8b2a6c471)."""
+    from sqlalchemy import String
+
+    if (
+        context.dialect.name == "sqlite"
+        and isinstance(found, String)
+        and isinstance(declared, String)
+    ):
+        return False
+    return None  # alembic's own comparison
+
+
 def known_revisions() -> dict[str, str | None]:
     """Every packaged revision and the one it revises, read from the revision files'
     ``revision``/``down_revision`` lines (no Alembic loaded)."""
