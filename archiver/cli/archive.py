@@ -236,6 +236,47 @@ def instances(
 
 @app.command()
 @guarded
+def web(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", min=0, max=65535, help="Port.")] = 8001,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
+) -> None:
+    """Browse the archive in Datasette, read-only, until Ctrl-C (needs the web extra).
+
+    Tables, views and columns are described; the README's cookbook and the instances
+    answer are canned queries; a sync beside it is never blocked, and its operations
+    show up at once. A SQLite archive only.
+
+    \b
+    Example:
+      archiver --db archive.db web --open
+    """
+    from archiver.errors import UsageError
+    from archiver.read.web import app as web_app
+    from archiver.store.db import sqlite_path
+
+    db = settings_of(ctx).db
+    path = sqlite_path(db)
+    if path is None:
+        raise UsageError("archiver web serves a SQLite archive; for PostgreSQL, point "
+                         "Datasette's PostgreSQL peers or psql at the database")  # fmt: skip
+    with open_archive(ctx):  # exists, and is at our revision
+        pass
+    ds = web_app(path)
+    import uvicorn
+
+    url = f"http://{host}:{port}/"
+    typer.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
+
+
+@app.command()
+@guarded
 def export(
     ctx: typer.Context,
     filters: FiltersOption = None,

@@ -1,0 +1,95 @@
+"""`archiver web`: the archive in Datasette, read-only, described from its own models.
+
+Datasette opens a file it is not told is immutable read-only (``mode=ro``) and runs
+only SELECTs, so the archive is never written and a sync beside it is never blocked
+(WAL: readers do not block the writer), and new operations show up as they land. The
+metadata is made here from what defines the archive: each table's model docstring,
+each column's ``doc`` or the record field it holds, the README's cookbook (shipped as
+``cookbook.md``) as canned queries, and the ``instances`` answer as one with
+parameters ``service`` and ``at``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from archiver.errors import UsageError
+from archiver.records import FIELDS
+from archiver.store.models import Base
+
+VIEWS = {
+    "operations_named": "Every operation with its source's, namespace's and service's names, "
+    "final (1 unless SUBMITTED or PENDING), duration_s, pending_s and update_day.",
+    "status_changes": "Each observed status change of an operation, with the status before it "
+    "and the seconds since.",
+    "instance_states": "Each successful (de)registration of an instance and the span it decides, "
+    "from valid_from to valid_until: what `archiver instances` answers from.",
+}
+INSTANCES = """SELECT source, service_id, service_name, namespace_name, instance_id,
+       valid_from AS registered_at, operation_id
+FROM instance_states
+WHERE (service_id = :service OR service_name = :service) AND registered = 1
+  AND valid_from <= :at AND (valid_until IS NULL OR valid_until > :at)
+ORDER BY source, instance_id"""
+_FIELD_DOCS = {f.name: "GetOperation's " + (f"Targets.{f.target}" if f.target else f.api or "")
+               + (" (every other member, as JSON)" if f.name == "extra" else "")
+               for f in FIELDS}  # fmt: skip
+
+
+def cookbook() -> dict[str, dict[str, str]]:
+    """The README's "Ask the archive in SQL" questions, as Datasette canned queries."""
+    text = files("archiver.read").joinpath("cookbook.md").read_text(encoding="utf-8")
+    found = re.findall(r"^\*\*(.+?)\*\*.*?```sql\n(.*?)```", text, flags=re.M | re.S)
+    return {re.sub(r"\W+", "_", title.lower()).strip("_"): {
+        "title": title, "sql": sql.strip().rstrip(";")} for title, sql in found}  # fmt: skip
+
+
+def metadata(name: str, report: Path | None) -> dict[str, Any]:
+    """Datasette's metadata for the archive ``name`` (its file's stem)."""
+    tables: dict[str, Any] = {}
+    for mapper in Base.registry.mappers:
+        table: Any = mapper.local_table
+        doc = (mapper.class_.__doc__ or "").strip().split("\n\n")[0]
+        fields = _FIELD_DOCS if table.name == "operations" else {}
+        tables[table.name] = {"description": " ".join(doc.split()), "columns": {
+            c.name: c.doc or fields.get(c.name) or c.name.replace("_", " ").capitalize()
+            for c in table.columns}}  # fmt: skip
+    tables.update({view: {"description": text} for view, text in VIEWS.items()})
+    tables["operations_named"]["facets"] = ["type", "status", "namespace_name", "service_name"]
+    queries: dict[str, Any] = {**cookbook(), "instances": {
+        "title": "Instances registered at a moment",
+        "description": "service: an id or name; at: an instant, 2026-07-01T00:00:00.000Z",
+        "sql": INSTANCES}}  # fmt: skip
+    link = f'<a href="/report/{report.name}">The HTML report</a>. ' if report else ""
+    return {
+        "title": f"Cloud Map operations: {name}",
+        "description_html": link + "Read-only. `archiver instances`, `query` and `export` "
+        "answer the same questions on the command line.",
+        "databases": {name: {"tables": tables, "queries": queries}},
+    }
+
+
+def app(path: Path) -> Any:
+    """The Datasette instance serving the SQLite archive at ``path``, read-only."""
+    try:
+        from datasette.app import Datasette
+    except ModuleNotFoundError:
+        raise UsageError(
+            "archiver web needs Datasette: pip install 'cloudmap-archiver[web]'"
+        ) from None
+    report = next((p for p in (path.with_suffix(".html"), path.parent / "report.html")
+                   if p.is_file()), None)  # fmt: skip
+    mounts = []
+    if report:  # a copy, alone in its folder: the archive beside it is never served
+        shown = tempfile.TemporaryDirectory(prefix="archiver-web-")
+        shutil.copyfile(report, Path(shown.name) / report.name)
+        mounts = [("report", shown.name)]
+    ds = Datasette([str(path)], metadata=metadata(path.stem, report), static_mounts=mounts,
+                   settings={"allow_download": False})  # fmt: skip
+    ds.archiver_report = shown if report else None  # lives as long as the server
+    return ds

@@ -1,0 +1,147 @@
+"""`archiver web`: the archive in Datasette, read-only, described, with the cookbook
+and the instances answer as canned queries; a sync beside it is never blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from archiver.emulator import Emulator
+from tests.conftest import invoke
+from tests.helpers import cli_sync
+
+pytestmark = pytest.mark.engine_free  # Datasette serves SQLite files only
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_shipped_cookbook_is_the_readmes() -> None:
+    from importlib.resources import files
+
+    shipped = files("archiver.read").joinpath("cookbook.md").read_text(encoding="utf-8")
+    section = README.split("## Ask the archive in SQL", 1)[1].split("\n## ", 1)[0]
+    assert section[section.index("**") :].strip() in shipped
+
+
+@pytest.fixture
+def synced(runner, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    db = str(tmp_path / "archive.db")
+    with Emulator(seed_operations=300, days=10, seed=93) as emu:
+        assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
+    return db
+
+
+def _get(ds, path: str):  # type: ignore[no-untyped-def]
+    return asyncio.run(ds.client.get(path))
+
+
+@pytest.mark.slow  # over HTTP
+def test_the_views_and_every_canned_query_answer(synced) -> None:
+    from archiver.read.web import app
+
+    ds = app(Path(synced))
+    home = _get(ds, "/archive.json").json()
+    assert {"operations_named", "status_changes", "instance_states"} <= {
+        v["name"] for v in home["views"]}  # fmt: skip
+    queries = {q["name"] for q in home["queries"]}
+    assert len(queries) >= 9 and "instances" in queries
+    for name in queries:
+        args = "?service=svc1&at=2030-01-01T00:00:00.000Z" if name == "instances" else ""
+        answer = _get(ds, f"/archive/{name}.json{args}")
+        assert answer.status_code == 200, (name, answer.text[:300])
+    registered = _get(ds, "/archive/instances.json?service=svc1&at=2030-01-01T00:00:00.000Z"
+                      "&_shape=array").json()  # fmt: skip
+    assert registered and {r["service_name"] for r in registered} == {"svc1"}
+    table = _get(ds, "/archive/operations.json").json()
+    described = _get(ds, "/-/metadata.json").json()["databases"]["archive"]["tables"]
+    assert set(described) >= {"operations", "namespaces", "sync_runs", "instance_states"}
+    assert all(t["description"] for t in described.values())
+    assert all(all(c.values()) for t in described.values() for c in [t.get("columns", {})])
+    assert described["operations"]["columns"]["status"] == "GetOperation's Status"
+    assert table["rows"]
+    refused = _get(ds, "/archive.json?sql=" + "delete from operations")
+    assert refused.status_code == 400  # SQL writes are refused
+    facets = _get(ds, "/archive/operations_named.json").json()["facet_results"]
+    assert {"type", "status", "namespace_name", "service_name"} <= set(facets)
+
+
+def test_a_postgresql_archive_is_exit_2_one_line(runner) -> None:
+    result = invoke(runner, "--db", "postgresql+psycopg://u@127.0.0.1:1/x", "web")
+    assert result.exit_code == 2 and "SQLite archive" in result.stderr, result.output
+    assert result.stderr.count("\n") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _json(url: str):  # type: ignore[no-untyped-def]
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.slow  # a server in a subprocess, a sync beside it, a browser
+def test_a_sync_beside_the_web_view_is_never_blocked_and_shows_up(runner, tmp_path) -> None:
+    db = str(tmp_path / "archive.db")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with Emulator(seed_operations=300, days=10, seed=94) as emu:
+        assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
+        server = subprocess.Popen([sys.executable, "-m", "archiver", "--db", db, "web",
+                                   "--port", str(port)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    first = _json(f"{base}/archive/operations_named.json?_shape=array&_size=5")
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None
+                    time.sleep(0.2)
+            assert len(first) == 5
+            t = emu.account.clock.now()
+            newest = None
+            for i in range(20):  # 20 new operations, the last the newest
+                op = replace(emu.account.all()[i], id=f"new-{i:02d}",
+                             create_date=t - timedelta(seconds=40 - i),
+                             update_date=t - timedelta(seconds=20 - i))  # fmt: skip
+                emu.account.put(op)
+                newest = op
+            synced = cli_sync(runner, db, emu.url, "--source", "acct")
+            assert synced.exit_code == 0, synced.output
+            rows = _json(f"{base}/archive/operations.json?_sort_desc=update_date&_shape=array")
+            assert newest is not None and rows[0]["id"] == newest.id
+            _in_a_browser(base)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def _in_a_browser(base: str) -> None:
+    """The home page and a canned query render in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_report import chromium
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(base + "/")
+            assert "Cloud Map operations" in page.inner_text("body")
+            page.goto(base + "/archive/daily_counts_by_status")
+            assert page.locator("table.rows-and-columns tbody tr").count() > 0
+        finally:
+            browser.close()
