@@ -462,8 +462,8 @@ def run_demo(
         render.write(Output.table, query.run(archive, selection), out, width=width)
     out.write(
         "\nNext, try:\n"
-        f"  archiver --db {target} report --out report.html       # charts, offline\n"
-        f"  archiver --db {target} export --since 7d --out week.csv  # CSV and its manifest\n"
+        f"  archiver --db {target} report --out report.html   # charts, offline\n"
+        f"  archiver --db {target} web --open                   # browse it (the web extra)\n"
         f"  sqlite3 {target} 'SELECT previous_status, status, count(*) FROM status_changes "
         "GROUP BY 1, 2'\n"
     )
