@@ -177,12 +177,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-#: The ids: those the service assigns, the instance id users choose, and the owner's
-#: account id. CSV and JSON quote them as needed and never alter them: no formula
-#: guard, since they must match the service's to the character.
-ID_FIELDS = ("id", "namespace_id", "service_id", "instance_id", "owner_account")
-
-
 @dataclass(frozen=True)
 class Listed:
     """A namespace or service as ListNamespaces or ListServices summarises it."""

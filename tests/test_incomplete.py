@@ -99,9 +99,9 @@ def test_gone_operations_come_back_when_a_run_learns_their_owner(runner, archive
     """ListNamespaces denied: the shared namespaces' operations cannot be found and are
     given up on; once it is allowed again, one plain sync learns the owners and finds
     every one of them."""
-    with Emulator(seed_operations=600, days=10, seed=34, shared=0.2) as emu:
+    with Emulator(seed_operations=300, days=10, seed=34, shared=0.2) as emu:
         shared = {o.id for o in emu.account.all() if o.owner_account}
-        assert 60 < len(shared) < 200
+        assert 30 < len(shared) < 100
         emu.set_faults("ListNamespaces", denied=True)
         retry_none = ("--source", "acct", "--incomplete-retry-days", "0", "--json")
         for _ in range(2):
@@ -117,7 +117,7 @@ def test_gone_operations_come_back_when_a_run_learns_their_owner(runner, archive
 
 
 def test_access_denied_without_owner_account_is_a_reason_to_try_the_owners(runner, archive) -> None:
-    with Emulator(seed_operations=600, days=10, seed=35, shared=0.2) as emu:
+    with Emulator(seed_operations=300, days=10, seed=35, shared=0.2) as emu:
         emu.service.deny_without_owner = True
         result = cli_sync(runner, archive, emu.url, "--source", "acct", "--json")
         assert result.exit_code == 0 and result.stderr == "", result.output
@@ -150,7 +150,7 @@ def test_a_lagging_get_operation_is_settled(runner, archive, lags: int) -> None:
     times each: once is settled in the same run (asked again after a short wait); four
     times outlasts the run's brief retries, so the listed Status is stored, the
     operations are counted unsettled, and the next run settles them."""
-    with Emulator(seed_operations=400, days=5, seed=37) as emu:
+    with Emulator(seed_operations=200, days=5, seed=37) as emu:
         final = [o for o in emu.account.all() if o.status in ("SUCCESS", "FAIL")][:10]
         for o in final:
             emu.service.lag(_stale(o), times=lags)

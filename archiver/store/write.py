@@ -223,6 +223,12 @@ def incomplete_counts(conn: Connection, source_id: int) -> dict[str, int]:
     return {"incomplete": 0, "gone": 0, "unsettled": 0, **{k: int(n) for k, n in rows}}
 
 
+def service_links(conn: Connection, source_id: int) -> dict[str, str | None]:
+    """Each service of the source the catalog holds, with its namespace when known."""
+    stmt = select(Service.id, Service.namespace_id).where(Service.source_id == source_id)
+    return {r.id: r.namespace_id for r in conn.execute(stmt)}
+
+
 def known_owners(conn: Connection, source_id: int) -> set[str]:
     """The accounts that owned a namespace the source has listed (ever)."""
     stmt = select(Namespace.resource_owner).where(

@@ -6,10 +6,11 @@ steps, and why each is so, are docs/design.md's "The sync, step by step".
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -346,27 +347,36 @@ class Syncer:
 
     def _store_names(self, pool: ThreadPoolExecutor, sid: int, seen: datetime,
                      namespaces: list[Listed] | str) -> None:  # fmt: skip
-        """Once a run: the source's namespaces and services, for their names, each
-        service with its namespace (ListServices by namespace: ServiceSummary does not
-        name it), and who owns the namespaces shared with us, so that their operations
-        are found (GetOperation needs OwnerAccount for them). One ListNamespaces lists
-        shared namespaces too (docs/design.md, "Names"). A listing that fails is a
-        warning: the operations are the archive, the names help read it."""
+        """Once a run: the source's namespaces and services, for their names, and who
+        owns the namespaces shared with us, so that their operations are found
+        (GetOperation needs OwnerAccount for them); one ListNamespaces lists shared ones
+        too. ServiceSummary does not name its namespace: a namespace whose ServiceCount
+        differs from the services the archive links to it is listed by NAMESPACE_ID
+        (every one on a first run, none on a quiet night). A listing that fails is a
+        warning: the operations are the archive, the names help read it (docs/design.md,
+        "Trusting the service")."""
+        base = self._list("services")  # every service's name, in one listing
+        listed = [] if isinstance(base, str) else base
+        answers: list[list[Listed] | str] = [base]
         listings: dict[str, tuple[list[Listed], bool]] = {}
-        if isinstance(namespaces, str):  # no namespaces: the services unfiltered
+        if isinstance(namespaces, str):  # no namespaces: names without links
             self.log.warning("%s", namespaces)
-            answers = [self._list("services")]
         else:
             listings["namespaces"] = (namespaces, True)
             self.owners = sorted({n.resource_owner for n in namespaces if n.resource_owner})
-            futures = [pool.submit(self._list, "services", n) for n in namespaces]
-            answers = [_wait_for(f) for f in futures]
+            with self.reader.connect() as conn:
+                links = store.service_links(conn, sid)
+            linked = Counter(links.get(s.id) for s in listed)
+            todo = [n for n in namespaces if _service_count(n) != linked.get(n.id, 0)]
+            answers += [_wait_for(f) for f in [pool.submit(self._list, "services", n)
+                                               for n in todo]]  # fmt: skip
         if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
             more = f" (and {len(failed) - 1} more namespaces' services)" if len(failed) > 1 else ""
             self.log.warning("%s%s", failed[0], more)
-        services = self._linked([s for a in answers if not isinstance(a, str) for s in a])
-        listings["services"] = (services, not isinstance(namespaces, str)
-                                and not any(isinstance(a, str) for a in answers))  # fmt: skip
+        by_namespace = self._linked([s for a in answers[1:] if not isinstance(a, str) for s in a])
+        services = {**{s.id: s for s in listed}, **{s.id: s for s in by_namespace}}
+        listings["services"] = (list(services.values()), not isinstance(namespaces, str)
+                                and not failed)  # fmt: skip
         with self.writer.begin() as conn:
             if set(self.owners) - store.known_owners(conn, sid):
                 # operations given up as gone may belong to an owner learned only now
@@ -604,6 +614,12 @@ class Syncer:
                 store.advance_watermark(conn, sid, window)
             s.api_calls = self._calls_now()
             store.record_run(conn, run_id, **s.columns())
+
+
+def _service_count(namespace: Listed) -> int | None:
+    """The namespace summary's ServiceCount (None when the service does not say)."""
+    count = json.loads(namespace.extra).get("ServiceCount") if namespace.extra else None
+    return count if isinstance(count, int) else None
 
 
 def _sorted_out(
