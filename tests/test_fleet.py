@@ -237,3 +237,15 @@ def test_the_config_is_found_where_xdg_says(runner, db, tmp_path, monkeypatch) -
                                                        "region = 'us-east-1'\n")  # fmt: skip
     result = invoke(runner, "--db", db, "sources", "plan")
     assert result.exit_code == 0 and result.stdout.startswith("found  region us-east-1")
+
+
+def test_an_organization_without_role_name_or_regions_is_exit_2_before_any_call(
+    runner, tmp_path
+) -> None:
+    config = tmp_path / "org.toml"
+    for table in ('role_name = "R"', 'regions = ["us-east-1"]',
+                  'role_name = "R"\nregions = ["us-east-1"]\ninclude = "123"'):  # fmt: skip
+        config.write_text(f"[[organization]]\n{table}\n")
+        result = invoke(runner, "--config", str(config), "sources", "plan")
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "[[organization]] 1" in result.stderr

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from archiver.records import OperationRecord
 from archiver.store.models import Service
@@ -120,3 +120,58 @@ def _names(db: str) -> dict[str, dict[str, tuple[str, bool]]]:
                for r in read_rows(db, select(model.id, model.name, model.gone_at))}
         for kind, model in (("namespaces", Namespace), ("services", Service))
     }  # fmt: skip
+
+
+def test_an_organization_is_synced_account_by_account_region_by_region(
+    runner, tmp_path, moto_url, monkeypatch
+) -> None:
+    """[[organization]]: the active accounts from Organizations' ListAccounts, each in
+    each region a source that assumes the role through STS (moto serves all three
+    APIs, and keeps each account's and region's Cloud Map apart). A broken source
+    beside them fails alone: the six others are synced, and the exit is the worst."""
+    from tests.conftest import invoke
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", moto_url)
+    org = boto3.client("organizations", endpoint_url=moto_url, region_name="us-east-1")
+    org.create_organization(FeatureSet="ALL")
+    for name in ("billing", "orders"):
+        org.create_account(AccountName=name, Email=f"{name}@example.invalid")
+    accounts = [a["Id"] for a in org.list_accounts()["Accounts"]]
+    sts = boto3.client("sts", endpoint_url=moto_url, region_name="us-east-1")
+    want: dict[str, set[str]] = {}
+    for account in accounts:
+        c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/ArchiverRead",
+                            RoleSessionName="setup")["Credentials"]  # fmt: skip
+        for region in ("us-east-1", "eu-west-1"):
+            sd = boto3.client("servicediscovery", endpoint_url=moto_url, region_name=region,
+                              aws_access_key_id=c["AccessKeyId"],
+                              aws_secret_access_key=c["SecretAccessKey"],
+                              aws_session_token=c["SessionToken"])  # fmt: skip
+            sd.create_http_namespace(Name=f"ns-{account}-{region}")
+            want[f"{account}@{region}"] = _listed(sd)
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'''db = "archive.db"
+[defaults]
+endpoint_url = "{moto_url}"
+[[organization]]
+role_name = "ArchiverRead"
+regions = ["us-east-1", "eu-west-1"]
+[[source]]
+name = "broken@us-east-1"
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:{_free_port()}"
+max_attempts = 1
+''')
+    planned = invoke(runner, "--config", str(config), "sources", "plan")
+    assert planned.exit_code == 0, planned.output
+    assert all(name in planned.stdout for name in [*want, "broken@us-east-1"])
+    done = invoke(runner, "--config", str(config), "sync", "--all", "--parallel", "3")
+    assert done.exit_code == 1, done.output  # the worst outcome: one source failed
+    assert "broken@us-east-1" in done.stderr
+    db = str(tmp_path / "archive.db")
+    got: dict[str, set[str]] = {}
+    for row in read_rows(db, text("SELECT s.name, o.id FROM operations o "
+                                  "JOIN sources s ON s.id = o.source_id")):  # fmt: skip
+        got.setdefault(row.name, set()).add(row.id)
+    assert got == want and len(want) == 6

@@ -156,6 +156,8 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         }
     else:
         _check_credentials(boto3_session, settings.profile)
+        if settings.role_arn:
+            _assume_role(boto3_session, settings, region)
     from botocore.exceptions import InvalidRegionError
 
     try:
@@ -173,6 +175,40 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         raise UsageError(f"{region!r} is not a valid AWS region name") from None
     wire.install(client, call_timeout=settings.call_timeout)
     return client  # type: ignore[no-any-return]
+
+
+def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> None:
+    """From now on the session's calls are the role's: credentials from STS AssumeRole,
+    which botocore refreshes before they expire (a run may outlast an hour)."""
+    from botocore.credentials import RefreshableCredentials
+
+    sts = boto3_session.client("sts", region_name=region)  # AWS_ENDPOINT_URL_STS applies
+    extra = {"ExternalId": settings.external_id} if settings.external_id else {}
+
+    def fetch() -> dict[str, str]:
+        with translated("AssumeRole"):
+            got = sts.assume_role(RoleArn=settings.role_arn,
+                                  RoleSessionName=settings.session_name, **extra)  # fmt: skip
+        c = got["Credentials"]
+        return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
+                "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}  # fmt: skip
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="assume-role")  # fmt: skip
+    boto3_session._session._credentials = credentials  # the session's own, for every client
+
+
+def organization_accounts(settings: ClientSettings) -> list[str]:
+    """The ids of the organization's active accounts (Organizations ListAccounts)."""
+    boto3_session = session(settings)
+    _check_credentials(boto3_session, settings.profile)
+    org = boto3_session.client("organizations", region_name=resolve_region(settings, None)
+                               or boto3_session.region_name or "us-east-1")  # fmt: skip
+    found = []
+    for answer in _paged("ListAccounts", org.list_accounts, {}):
+        found += [a["Id"] for a in answer.get("Accounts", [])
+                  if a.get("State", a.get("Status")) == "ACTIVE"]  # fmt: skip
+    return found
 
 
 def describe_access(settings: ClientSettings) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 from archiver import guards, stopping
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
-from archiver.sync import options
+from archiver.sync import client, options
 from archiver.sync.options import ClientSettings, SyncOptions
 from archiver.sync.run import Summary, sync_source
 
@@ -46,15 +46,17 @@ def load(path: Path) -> Config:
         data = tomllib.loads(guards.read_text(path, what="config"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path} is not TOML: {first_line(exc)}") from None
-    unknown = set(data) - {"db", "defaults", "source"}
+    unknown = set(data) - {"db", "defaults", "source", "organization"}
     if unknown:
-        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} "
-                         "(a config has db, [defaults] and [[source]])")  # fmt: skip
+        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (a config has "
+                         "db, [defaults], [[source]] and [[organization]])")  # fmt: skip
     defaults = _section(path, data.get("defaults", {}), "[defaults]", allow_name=False)
-    entries = data.get("source", [])
-    if not isinstance(entries, list) or not entries:
-        raise UsageError(f"config {path}: no [[source]]; name at least one")
+    entries, orgs = data.get("source", []), data.get("organization", [])
+    if not isinstance(entries, list) or not isinstance(orgs, list) or not entries + orgs:
+        raise UsageError(f"config {path}: no [[source]] or [[organization]]; name one")
     sources: list[dict[str, Any]] = []
+    for i, org in enumerate(orgs, start=1):
+        entries += _organization(path, org, defaults, f"[[organization]] {i}")
     for i, entry in enumerate(entries, start=1):
         own = _section(path, entry, f"[[source]] {i}", allow_name=True)
         if "region" in own and "regions" in own:
@@ -75,6 +77,30 @@ def load(path: Path) -> Config:
     if db is not None and "://" not in db:  # a path is the config's own, wherever cron runs
         db = str(path.parent / Path(db).expanduser())
     return Config(path, db, sources)
+
+
+def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) -> list[Any]:
+    """An [[organization]] as [[source]] tables: one per active account (AWS
+    Organizations ListAccounts, with the table's own or [defaults]' profile) and region,
+    named ACCOUNT@REGION, each assuming arn:aws:iam::ACCOUNT:role/ROLE_NAME."""
+    table = dict(table) if isinstance(table, dict) else {}
+    role, regions = table.pop("role_name", None), table.pop("regions", None)
+    chosen = {k: table.pop(k, None) for k in ("include", "exclude")}
+    if not isinstance(role, str) or not role or not isinstance(regions, list) or not regions:
+        raise UsageError(f"config {path}: {where} needs role_name and regions, such as "
+                         'role_name = "ArchiverRead" and regions = ["us-east-1"]')  # fmt: skip
+    for key, ids in chosen.items():
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(a, str) for a in ids)):
+            raise UsageError(f"config {path}: {where}: {key} must be a list of account ids")
+    own = _section(path, table, where, allow_name=False)
+    values = {**defaults, **own}
+    settings = options.build({k: v for k, v in values.items() if k != "regions"},
+                             context=f"config {path}: {where}: ", key=True)[1]  # fmt: skip
+    accounts = [a for a in client.organization_accounts(settings)
+                if (chosen["include"] is None or a in chosen["include"])
+                and a not in (chosen["exclude"] or [])]  # fmt: skip
+    arn = "arn:aws:iam::{}:role/" + role
+    return [{**own, "name": a, "regions": regions, "role_arn": arn.format(a)} for a in accounts]
 
 
 def _by_region(values: dict[str, Any], regions: list[str] | None) -> list[dict[str, Any]]:

@@ -55,6 +55,11 @@ SPECS: dict[str, Spec] = {
     "incomplete_retry_days": Spec(float, 7.0, 0, 3650),
     "full": Spec(bool, False),
     "retry_gone": Spec(bool, False),
+    # a role to assume through STS (a config's [[source]] or [defaults]; an organization's
+    # sources name theirs), refreshed before it expires during a long run
+    "role_arn": Spec(str),
+    "external_id": Spec(str),
+    "session_name": Spec(str, "archiver"),
 }
 
 
@@ -100,6 +105,9 @@ class ClientSettings:
     retry_mode: str | None = None  # None: AWS_RETRY_MODE, the profile's, or "standard"
     access_key: str | None = None  # only for the in-process emulator (demo, benchmarks)
     secret_key: str | None = None
+    role_arn: str | None = None  # assumed through STS, refreshed as it expires
+    external_id: str | None = None
+    session_name: str = "archiver"
 
 
 def session(settings: ClientSettings, botocore_session: Any = None) -> Any:
@@ -172,6 +180,9 @@ def build(
         pool_size=v["workers"] + 2,
         access_key=credentials[0] if credentials else None,
         secret_key=credentials[1] if credentials else None,
+        role_arn=v["role_arn"],
+        external_id=v["external_id"],
+        session_name=v["session_name"],
     )
     region = resolve_region(client, None) or profile_region(client)
     since = named(where("since"), v["since"], when)
