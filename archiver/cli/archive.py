@@ -601,8 +601,9 @@ def status(
     that; otherwise one line per problem, exit 1.
 
     \b
-    Example:
+    Examples:
       archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
+      archiver --db archive.db status --check --max-fail-rate 0.5 --fail-window 1h
     """
     from archiver.errors import UsageError
     from archiver.read.status import (

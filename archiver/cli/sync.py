@@ -285,8 +285,9 @@ def sync(
     input, 3 another sync of this source is running, 130 interrupted (143 by SIGTERM).
 
     \b
-    Example:
+    Examples:
       archiver --db archive.db sync --profile prod --region eu-west-1 --json
+      archiver --db archive.db sync --profile prod --retry-gone
     """
     from archiver.sync import fleet, options
 
