@@ -174,3 +174,25 @@ regions = ["us-east-1", "eu-west-1"]
                                   "JOIN sources s ON s.id = o.source_id")):  # fmt: skip
         got.setdefault(row.name, set()).add(row.id)
     assert got == {name: ids for name, ids in want.items() if name != busy}
+
+
+def test_an_assumed_role_is_fetched_again_when_it_expires_mid_run(moto_url, monkeypatch) -> None:
+    """role_arn: the client's credentials are STS AssumeRole's, and botocore fetches
+    new ones (through the sync's own refresh) once they expire, so a run longer than
+    the role's session goes on."""
+    from datetime import UTC, datetime, timedelta
+
+    from archiver.sync.client import make_client
+    from archiver.sync.options import ClientSettings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_url)
+    settings = ClientSettings(region="us-east-1", endpoint_url=moto_url,
+                              role_arn="arn:aws:iam::210987654321:role/ArchiverRead")  # fmt: skip
+    client = make_client(settings)
+    credentials = client._request_signer._credentials
+    first = credentials.get_frozen_credentials().access_key
+    assert credentials.method == "assume-role"
+    client.list_operations()  # as the role
+    credentials._expiry_time = datetime.now(UTC) - timedelta(seconds=1)  # the session ended
+    client.list_operations()
+    assert credentials.get_frozen_credentials().access_key != first  # fetched again
