@@ -249,3 +249,23 @@ def test_an_organization_without_role_name_or_regions_is_exit_2_before_any_call(
         result = invoke(runner, "--config", str(config), "sources", "plan")
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         assert "[[organization]] 1" in result.stderr
+
+
+def test_reading_a_config_lists_no_organization_until_a_plan_needs_it(
+    runner, archive, tmp_path, monkeypatch
+) -> None:
+    """Every command reads the config (for its db); only sync and `sources plan` need
+    an organization's accounts. Organizations is unreachable here: status still runs."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    config = tmp_path / "org.toml"
+    config.write_text('[[organization]]\nrole_name = "R"\nregions = ["us-east-1"]\n')
+    status = invoke(runner, "--config", str(config), "--db", archive, "status")
+    assert status.exit_code == 0, status.output
+    planned = invoke(runner, "--config", str(config), "sources", "plan")
+    assert planned.exit_code == 1 and "ListAccounts" in planned.stderr, planned.output

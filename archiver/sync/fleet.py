@@ -37,6 +37,8 @@ class Config:
     path: Path
     db: str | None
     sources: list[dict[str, Any]]  # each [[source]] over [defaults], as options.build takes
+    #: each [[organization]], checked; its accounts are listed only when a plan needs them
+    organizations: list[Organization]
 
 
 def load(path: Path) -> Config:
@@ -54,9 +56,9 @@ def load(path: Path) -> Config:
     entries, orgs = data.get("source", []), data.get("organization", [])
     if not isinstance(entries, list) or not isinstance(orgs, list) or not entries + orgs:
         raise UsageError(f"config {path}: no [[source]] or [[organization]]; name one")
+    organizations = [_organization(path, org, defaults, f"[[organization]] {i}")
+                     for i, org in enumerate(orgs, start=1)]  # fmt: skip
     sources: list[dict[str, Any]] = []
-    for i, org in enumerate(orgs, start=1):
-        entries += _organization(path, org, defaults, f"[[organization]] {i}")
     for i, entry in enumerate(entries, start=1):
         own = _section(path, entry, f"[[source]] {i}", allow_name=True)
         if "region" in own and "regions" in own:
@@ -76,13 +78,36 @@ def load(path: Path) -> Config:
         raise UsageError(f"config {path}: db must be a path or URL string")
     if db is not None and "://" not in db:  # a path is the config's own, wherever cron runs
         db = str(path.parent / Path(db).expanduser())
-    return Config(path, db, sources)
+    return Config(path, db, sources, organizations)
 
 
-def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) -> list[Any]:
-    """An [[organization]] as [[source]] tables: one per active account (AWS
-    Organizations ListAccounts, with the table's own or [defaults]' profile) and region,
-    named ACCOUNT@REGION, each assuming arn:aws:iam::ACCOUNT:role/ROLE_NAME."""
+@dataclass(frozen=True)
+class Organization:
+    """An [[organization]] table, checked: its sync options over [defaults] (the profile
+    that lists the accounts among them), the role to assume, the regions and the
+    accounts chosen."""
+
+    where: str
+    values: dict[str, Any]
+    role: str
+    regions: list[str]
+    include: list[str] | None
+    exclude: list[str]
+
+    def sources(self) -> list[dict[str, Any]]:
+        """One source per active account (AWS Organizations ListAccounts) and region,
+        named ACCOUNT@REGION, each assuming arn:aws:iam::ACCOUNT:role/ROLE_NAME. Listed
+        when a plan needs them, not when any command reads the config."""
+        settings = options.build(self.values, context=f"{self.where}: ", key=True)[1]
+        return [{**self.values, "source": f"{account}@{region}", "region": region,
+                 "role_arn": f"arn:aws:iam::{account}:role/{self.role}"}
+                for account in client.organization_accounts(settings)
+                if (self.include is None or account in self.include)
+                and account not in self.exclude for region in self.regions]  # fmt: skip
+
+
+def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) -> Organization:
+    """An [[organization]] table, checked as a [[source]] is, without a call."""
     table = dict(table) if isinstance(table, dict) else {}
     role, regions = table.pop("role_name", None), table.pop("regions", None)
     chosen = {k: table.pop(k, None) for k in ("include", "exclude")}
@@ -92,15 +117,10 @@ def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) 
     for key, ids in chosen.items():
         if ids is not None and not (isinstance(ids, list) and all(isinstance(a, str) for a in ids)):
             raise UsageError(f"config {path}: {where}: {key} must be a list of account ids")
-    own = _section(path, table, where, allow_name=False)
-    values = {**defaults, **own}
-    settings = options.build({k: v for k, v in values.items() if k != "regions"},
-                             context=f"config {path}: {where}: ", key=True)[1]  # fmt: skip
-    accounts = [a for a in client.organization_accounts(settings)
-                if (chosen["include"] is None or a in chosen["include"])
-                and a not in (chosen["exclude"] or [])]  # fmt: skip
-    arn = "arn:aws:iam::{}:role/" + role
-    return [{**own, "name": a, "regions": regions, "role_arn": arn.format(a)} for a in accounts]
+    values = {k: v for k, v in {**defaults, **_section(path, table, where, allow_name=False)}
+              .items() if k != "regions"}  # fmt: skip
+    return Organization(f"config {path}: {where}", values, role, regions, chosen["include"],
+                        chosen["exclude"] or [])  # fmt: skip
 
 
 def _by_region(values: dict[str, Any], regions: list[str] | None) -> list[dict[str, Any]]:
@@ -141,14 +161,16 @@ class Job:
 def plan(config: Config, names: list[str] | None) -> list[Job]:
     """Every chosen source's options, resolved now: a region that cannot be resolved,
     or a name the config does not have, stops everything before any API call."""
-    chosen = config.sources
+    chosen = [*config.sources, *(s for org in config.organizations for s in org.sources())]
+    known = [s["source"] for s in chosen]
+    if twice := {n for n in known if known.count(n) > 1}:
+        raise UsageError(f"config {config.path}: source {sorted(twice)[0]!r} is named twice")
     if names:
-        known = {s["source"] for s in config.sources}
         missing = [n for n in names if n not in known]
         if missing:
             raise UsageError(f"config {config.path} has no source {missing[0]!r} "
                              f"(sources: {', '.join(sorted(str(k) for k in known))})")  # fmt: skip
-        chosen = [s for s in config.sources if s["source"] in names]
+        chosen = [s for s in chosen if s["source"] in names]
     jobs = []
     for values in chosen:
         where = f"config {config.path}: source {values['source']!r}"
