@@ -47,7 +47,7 @@ def test_initial_repeat_and_incremental_sync(db) -> None:
         # 2. immediately again: nothing to fetch, one list pass
         emu.counters.reset()
         again = sync_once(db, emu)
-        assert emu.counters.get_calls == 0 == again.stats.get_calls
+        assert emu.counters.get_calls == 0 == again.stats.api_calls["GetOperation"]
         assert emu.counters.list_pages <= 30 + again.stats.unit_check_calls
         assert again.stats.unit_check_calls == 2  # the unit check: unfiltered, then ms
 

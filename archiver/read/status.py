@@ -12,7 +12,7 @@ from archiver.errors import UsageError
 from archiver.guards import printable
 from archiver.store import write as store
 from archiver.store.archive import Archive
-from archiver.store.models import Operation, Source, SyncRun, SyncState
+from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncRun, SyncState
 from archiver.store.write import source_ids
 from archiver.timeutil import iso, parse_iso, parse_span
 from archiver.timeutil import now as utc_now
@@ -230,9 +230,6 @@ def _span(delta: timedelta) -> str:
 
 #: sync_runs columns exported as counters of the source's latest run.
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "vanished")
-#: sync_runs columns counting the latest run's calls, by API operation.
-_CALLS = {"ListOperations": "list_calls", "GetOperation": "get_calls",
-          "ListNamespaces": "namespace_calls", "ListServices": "service_calls"}  # fmt: skip
 
 
 def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:
@@ -300,7 +297,7 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
             duration.labels(name).set((ended - r.started_at).total_seconds())
             for column, metric in counts.items():
                 metric.labels(name).set(getattr(r, column) or 0)
-            for call, column in _CALLS.items():
+            for call, column in CALL_COLUMNS.items():
                 calls.labels(name, call).set(getattr(r, column) or 0)
             if name in retries:
                 retried.labels(name).set(retries[name])

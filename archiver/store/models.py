@@ -287,6 +287,11 @@ class OperationEvent(Base):
     )
 
 
+#: The API operations a sync calls, and the sync_runs column that counts each.
+CALL_COLUMNS = {"ListOperations": "list_calls", "GetOperation": "get_calls",
+                "ListNamespaces": "namespace_calls", "ListServices": "service_calls"}  # fmt: skip
+
+
 class SyncRun(Base):
     """One `archiver sync` invocation: what it planned, what it did, how it ended."""
 

@@ -24,6 +24,7 @@ from archiver.records import Listed, OperationRecord
 from archiver.store import write as catalog
 from archiver.store import write as store
 from archiver.store.archive import Archive, holder_name
+from archiver.store.models import CALL_COLUMNS
 from archiver.sync import client as cloudmap
 from archiver.sync import wire
 from archiver.sync.options import ClientSettings, Plan, plan
@@ -45,9 +46,6 @@ COMMIT_SECONDS = 1.0
 _REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unsettled", "unit_check_calls",
                   "api_calls", "planned_windows", "pages", "throttled", "concurrency_peak",
                   "concurrency_final")  # fmt: skip
-#: The API operations a run calls, and the sync_runs column that counts each.
-_CALL_COLUMNS = {"ListOperations": "list_calls", "GetOperation": "get_calls",
-                 "ListNamespaces": "namespace_calls", "ListServices": "service_calls"}  # fmt: skip
 #: How far an operation's Status has come: a GetOperation answer behind what the
 #: listing shows came from a replica that lags, and is not the truth (docs/design.md).
 _PROGRESS = {"SUBMITTED": 0, "PENDING": 1, "SUCCESS": 2, "FAIL": 2}
@@ -61,36 +59,34 @@ def behind(got: str, listed: str) -> bool:
 @dataclass
 class Stats:
     windows: int = 0
-    list_calls: int = 0
-    get_calls: int = 0
     listed: int = 0
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
     vanished: int = 0  # listed, not found by GetOperation this run: kept incomplete
-    namespace_calls: int = 0  # ListNamespaces calls (names, and who shares with us)
-    service_calls: int = 0  # ListServices calls (names, and each service's namespace)
     retries: int = 0
     completed: int = 0  # incomplete (or gone) operations that GetOperation found at last
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
     unsettled: int = 0  # found, but behind their listed Status: fetched again next run
     unit_check_calls: int = 0  # of list_calls, those of the UPDATE_DATE unit check
-    api_calls: dict[str, int] = field(default_factory=dict)  # sent, by API operation
+    api_calls: dict[str, int] = field(default_factory=dict)  # sent, by API operation (wire)
     planned_windows: int = 0  # of this run's plan, for progress (window i of N)
     pages: int = 0  # list pages stored in this run
     throttled: int = 0  # GetOperation answers that were throttling (botocore retried them)
     concurrency_peak: int = 0  # the most GetOperation calls the run allowed in flight
     concurrency_final: int = 0  # and how many at its end
 
+    def call_counts(self) -> dict[str, int]:
+        """``api_calls`` as sync_runs counts them: list_calls, get_calls, …"""
+        return {column: self.api_calls.get(call, 0) for call, column in CALL_COLUMNS.items()}
+
     def columns(self) -> dict[str, int]:
         """What sync_runs records (the rest is reported, not stored)."""
-        for call, column in _CALL_COLUMNS.items():
-            setattr(self, column, self.api_calls.get(call, 0))
         out = asdict(self)
         for name in _REPORTED_ONLY:
             out.pop(name)
-        return out
+        return {**out, **self.call_counts()}
 
 
 @dataclass
@@ -113,6 +109,7 @@ class Summary:
             "duration_s": round(self.duration_s, 3),
             "update_date_unit": self.update_date_unit,
             **asdict(self.stats),
+            **self.stats.call_counts(),
             "error": self.error,
         }
 
@@ -457,7 +454,7 @@ class Syncer:
 
     def _calls_now(self) -> dict[str, int]:
         sent = wire.calls(self.client) - self._calls_before
-        return {**dict.fromkeys(_CALL_COLUMNS, 0), **sent}
+        return {**dict.fromkeys(CALL_COLUMNS, 0), **sent}
 
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
