@@ -333,13 +333,11 @@ def list_catalog(
     client: CloudMapClient,
     kind: str,
     *,
-    owner: str | None = None,
     namespace: Listed | None = None,
     limit: RateLimit | None = None,
 ) -> list[Listed]:
     """Every namespace (``kind`` "namespaces") or service ("services").
 
-    ``owner``: SELF or OTHER_ACCOUNTS (the RESOURCE_OWNER filter), or None for all;
     ``namespace``: only the services of that namespace (NAMESPACE_ID: its ARN, which
     names a shared one too), which ServiceSummary does not otherwise tell.
     Both calls page as ListOperations does (P2): a page may be empty with more to come.
@@ -350,8 +348,6 @@ def list_catalog(
         else ("ListServices", client.list_services, "Services")
     )
     params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
-    if owner:
-        params["Filters"] = [{"Name": "RESOURCE_OWNER", "Condition": "EQ", "Values": [owner]}]
     if namespace:
         params["Filters"] = [{"Name": "NAMESPACE_ID", "Condition": "EQ",
                               "Values": [namespace.arn or namespace.id]}]  # fmt: skip

@@ -274,13 +274,14 @@ class Syncer:
             outcome, error = "succeeded", None
             pool = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="get")
             try:
-                # The namespaces are listed beside the unit check: both only wait on the
-                # service, and the windows need them. A run that fails its unit check
-                # says only that: the listings' warnings are told after it passes.
+                # The namespaces and services are listed beside the unit check: all only
+                # wait on the service, and the windows need them. A run that fails its
+                # unit check says only that: the listings' warnings are told after it.
                 seen = self.clock()
                 namespaces = pool.submit(self._list, "namespaces")
+                services = pool.submit(self._list, "services")
                 self._check_unit(pool, sid, started)
-                self._store_names(pool, sid, seen, _wait_for(namespaces))
+                self._store_names(pool, sid, seen, _wait_for(namespaces), _wait_for(services))
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -343,7 +344,7 @@ class Syncer:
                 "incomplete")  # fmt: skip
 
     def _store_names(self, pool: ThreadPoolExecutor, sid: int, seen: datetime,
-                     namespaces: list[Listed] | str) -> None:  # fmt: skip
+                     namespaces: list[Listed] | str, base: list[Listed] | str) -> None:  # fmt: skip
         """Once a run: the source's namespaces and services, for their names, and who
         owns the namespaces shared with us, so that their operations are found
         (GetOperation needs OwnerAccount for them); one ListNamespaces lists shared ones
@@ -351,8 +352,7 @@ class Syncer:
         differs from the services the archive links to it is listed by NAMESPACE_ID
         (every one on a first run, none on a quiet night). A listing that fails is a
         warning: the operations are the archive, the names help read it (docs/design.md,
-        "Trusting the service")."""
-        base = self._list("services")  # every service's name, in one listing
+        "Trusting the service"). ``base``: every service's name, in one listing."""
         listed = [] if isinstance(base, str) else base
         answers: list[list[Listed] | str] = [base]
         listings: dict[str, tuple[list[Listed], bool]] = {}
@@ -508,10 +508,7 @@ class Syncer:
                 and all(f.done() and not f.exception() for f in inflight[0].futures)
             ):
                 job = inflight.popleft()
-                records, missing, unsettled = _sorted_out(
-                    job.wanted, [f.result() for f in job.futures]
-                )
-                batch.append(_Fetched(job, records, missing, self.clock(), unsettled))
+                batch.append(self._fetched(job, [f.result() for f in job.futures]))
             self._store_after_error(sid, run_id, window, batch)
             raise
         self._store(sid, run_id, window, batch)
@@ -542,13 +539,16 @@ class Syncer:
     def _collect(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                  batch: list[_Fetched], job: _InFlight) -> None:  # fmt: skip
         """Wait for a page's calls; store the batch once it is big or old enough."""
-        results = [_wait_for(f) for f in job.futures]
-        records, missing, unsettled = _sorted_out(job.wanted, results)
+        batch.append(self._fetched(job, [_wait_for(f) for f in job.futures]))
         self._missed.update(op_id for op_id, _ in job.wanted)  # asked enough for today
-        batch.append(_Fetched(job, records, missing, self.clock(), unsettled))
         if (sum(f.rows for f in batch) >= COMMIT_ROWS
                 or (self.clock() - batch[0].seen).total_seconds() >= COMMIT_SECONDS):  # fmt: skip
             self._store(sid, run_id, window, batch)
+
+    def _fetched(self, job: _InFlight, results: list[OperationRecord | None]) -> _Fetched:
+        """A page whose calls have all answered, sorted out for its batch."""
+        records, missing, unsettled = _sorted_out(job.wanted, results)
+        return _Fetched(job, records, missing, self.clock(), unsettled)
 
     def _store_after_error(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                            batch: list[_Fetched]) -> None:  # fmt: skip
