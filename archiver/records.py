@@ -166,9 +166,14 @@ def _extra(raw: dict[str, Any]) -> str | None:
     targets = {k: v for k, v in (raw.get("Targets") or {}).items() if k not in TARGET_KEYS}
     if targets:
         more["Targets"] = targets
-    if not more:
+    return _as_json(more)
+
+
+def _as_json(members: dict[str, Any]) -> str | None:
+    """Members no column holds, as sorted JSON (None for none): an ``extra`` cell."""
+    if not members:
         return None
-    return json.dumps(more, sort_keys=True, ensure_ascii=False, default=_jsonable)
+    return json.dumps(members, sort_keys=True, ensure_ascii=False, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
@@ -205,9 +210,7 @@ class Listed:
             create_date=utc_ms(created) if isinstance(created, datetime) else None,
             description=item.get("Description"),
             namespace_id=namespace_id,
-            extra=json.dumps(more, sort_keys=True, ensure_ascii=False, default=_jsonable)
-            if more
-            else None,
+            extra=_as_json(more),
         )
 
 
