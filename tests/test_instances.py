@@ -137,3 +137,27 @@ def test_an_answer_reads_the_service_index_only(archive) -> None:
     scans = [p for p in plans if p.startswith("SCAN") and ("operations" in p or " o" in p)]
     assert not scans, plans
     assert any("ix_operations__service_id_update_date" in p for p in plans), plans
+
+
+def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None:
+    """--source narrows the coverage as it narrows the answer; CSV guards the names
+    against formulas and leaves ids as the service sent them, as export does."""
+    import csv
+    import io
+
+    from archiver.records import Listed
+    from archiver.store import write as store
+
+    fill(archive, [op(1, minutes=5, instance="=i-1")], source="a@us-east-1")
+    fill(archive, [op(2, minutes=-60, instance="i-2")], source="b@us-east-1")
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        store.record_catalog(conn, 1, "services", [Listed("srv-1", "=svc", None, None, None,
+                                                          None)], seen_at=T, complete=True)  # fmt: skip
+    with Archive(archive) as handle:
+        got = instances.answer(handle, service="srv-1", at=T + timedelta(hours=1),
+                               source="a@us-east-1")  # fmt: skip
+    assert got.coverage_start == T + timedelta(minutes=5)  # not b's, an hour earlier
+    out = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--source",
+                 "a@us-east-1", "--at", "2030-01-01", "-o", "csv").stdout  # fmt: skip
+    (row,) = csv.DictReader(io.StringIO(out, newline=""))
+    assert (row["InstanceId"], row["ServiceName"]) == ("=i-1", "'=svc")

@@ -34,6 +34,9 @@ STATES = Table(
 COLUMNS = ("Source", "ServiceId", "ServiceName", "NamespaceName", "InstanceId", "RegisteredAt",
            "OperationId")  # fmt: skip
 HISTORY_COLUMNS = (*COLUMNS[:5], "UpdateDate", "Type", "OperationId")
+#: Guarded against spreadsheet formulas in CSV, as export guards its source and names;
+#: ids and dates must match the service's to the character, and are never altered.
+_FREE_TEXT = frozenset({"Source", "ServiceName", "NamespaceName"})
 
 
 @dataclass(frozen=True)
@@ -74,18 +77,18 @@ def answer(archive: Archive, *, service: str | None = None, namespace: str | Non
     with archive.reader.connect() as conn:
         names = source_ids(conn, source)  # an unknown --source is exit 2
         sid = next(iter(names)) if source else None
-        where = [STATES.c.source_id == sid] if sid is not None else []
         services = resolve(conn, "service", service, sid) if service else None
-        if services is not None:
-            where.append(STATES.c.service_id.in_(services))
-        if namespace:
+        if namespace:  # its services (of those --service names, when both are given)
             spaces = resolve(conn, "namespace", namespace, sid)
-            services = [*(services or []), *conn.execute(
-                select(Service.id).where(Service.namespace_id.in_(spaces))).scalars()]  # fmt: skip
-            where.append(STATES.c.service_id.in_(services))
-        first = select(func.min(Operation.update_date))
-        if services is not None:
-            first = first.where(Operation.service_id.in_(services))
+            theirs = conn.execute(select(Service.id).where(Service.namespace_id.in_(spaces)))
+            services = [s for s in theirs.scalars() if services is None or s in services]
+
+        def narrowed(table: Any) -> list[Any]:  # the answer and its coverage alike
+            out = [table.source_id == sid] if sid is not None else []
+            return out + ([table.service_id.in_(services)] if services is not None else [])
+
+        where = narrowed(STATES.c)
+        first = select(func.min(Operation.update_date)).where(*narrowed(Operation))
         coverage = conn.execute(first).scalar()
         order = (STATES.c.source, STATES.c.service_id, STATES.c.instance_id)
         if history:
@@ -134,7 +137,8 @@ def write(result: Answer, output: str, out: TextIO) -> None:
     elif output == "csv":
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
-        writer.writerows([guard(str(r[c])) for c in columns] for r in result.rows)
+        writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
+                         for r in result.rows)  # fmt: skip
     elif output == "ids":
         out.writelines(f"{r['InstanceId']}\n" for r in result.rows)
     else:
