@@ -82,14 +82,8 @@ def install(client: Any, *, call_timeout: float) -> None:
     session = client._endpoint.http_session  # the client's own pool, proxies and TLS
     abandon = _ABANDON.setdefault(client, threading.Event())
     sent = _CALLS.setdefault(client, Counter())
-    lock = threading.Lock()
-
-    def count(event_name: str, **_: Any) -> None:
-        with lock:
-            sent[event_name.rsplit(".", 1)[-1]] += 1
-
-    events.register("before-send.servicediscovery.*", count)
-    events.register("before-send.servicediscovery.*", _send_by(session, call_timeout, abandon))
+    events.register("before-send.servicediscovery.*",
+                    _send_by(session, call_timeout, abandon, sent))  # fmt: skip
 
 
 #: Per client: set while its calls are to end at once (``abandoned``).
@@ -274,15 +268,20 @@ _RUNNERS = _Runners()
 os.register_at_fork(after_in_child=_RUNNERS.forget)
 
 
-def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None = None) -> Any:
+def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None = None,
+             sent: Counter[str] | None = None) -> Any:  # fmt: skip
     deadline_error = _deadline_error()
     abandon = abandon or threading.Event()
+    sent = Counter() if sent is None else sent
+    counting = threading.Lock()
 
-    def send(request: Any, **_: Any) -> Any:
+    def send(request: Any, event_name: str = "", **_: Any) -> Any:
         if stopping.requested():
             raise Interrupted(f"{stopping.reason()} before the call was sent")
         if abandon.is_set():
             raise Interrupted("the run had failed before the call was sent")
+        with counting:  # counted as it leaves: a call stopped before it is not
+            sent[event_name.rsplit(".", 1)[-1]] += 1
         call = _Call(session, request)
         _RUNNERS.start(call)
         deadline = time.monotonic() + call_timeout
