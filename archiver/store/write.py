@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,6 @@ from archiver.guards import mask_url
 from archiver.records import FIELDS, Listed, OperationRecord
 from archiver.store.archive import Archive
 from archiver.store.db import insert, insert_for
-from archiver.store.db import insert as _insert
 from archiver.store.models import (
     Base,
     IncompleteOperation,
@@ -43,12 +43,18 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[i : i + _IN_CHUNK]
 
 
+def _by_chunk(conn: Connection, ids: Sequence[str], statement: Any) -> None:
+    """``statement(chunk)`` executed for each slice of ``ids``."""
+    for chunk in _chunks(ids):
+        conn.execute(statement(chunk))
+
+
 def ensure_source(
     conn: Connection, name: str, *, region: str | None = None, endpoint_url: str | None = None
 ) -> int:
     """The source's id, creating it (and its sync_state row) on first use."""
     conn.execute(
-        _insert(conn, Source)
+        insert(conn, Source)
         .values(
             name=name, region=region, endpoint_url=mask_url(endpoint_url) or None, created_at=now()
         )
@@ -56,7 +62,7 @@ def ensure_source(
     )
     source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
     conn.execute(
-        _insert(conn, SyncState)
+        insert(conn, SyncState)
         .values(source_id=source_id)
         .on_conflict_do_nothing(index_elements=["source_id"])
     )
@@ -128,13 +134,9 @@ def upsert_operations(
         append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
     # An operation found at last is complete: it leaves incomplete_operations in the
     # same transaction, so it is never in both, nor in neither.
-    ids = [r["id"] for r in rows]
-    for chunk in _chunks(ids):
-        conn.execute(
-            delete(IncompleteOperation).where(
-                IncompleteOperation.source_id == source_id, IncompleteOperation.id.in_(chunk)
-            )
-        )
+    i = IncompleteOperation
+    _by_chunk(conn, [r["id"] for r in rows],
+              lambda chunk: delete(i).where(i.source_id == source_id, i.id.in_(chunk)))  # fmt: skip
     return len(rows)
 
 
@@ -144,28 +146,12 @@ def keep_incomplete(
     """Listed operations GetOperation could not find: keep their Id and listed Status."""
     if not listed:
         return
-    stmt = _insert(conn, IncompleteOperation.__table__)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["source_id", "id"],
-            set_={
-                "status": stmt.excluded.status,
-                "last_seen_at": stmt.excluded.last_seen_at,
-                "attempts": IncompleteOperation.attempts + 1,
-            },
-        ),
-        [
-            {
-                "source_id": source_id,
-                "id": op_id,
-                "status": status,
-                "first_seen_at": seen_at,
-                "last_seen_at": seen_at,
-                "attempts": 1,
-            }
-            for op_id, status in listed
-        ],
-    )
+    stmt = insert(conn, IncompleteOperation.__table__)
+    again = {"status": stmt.excluded.status, "last_seen_at": stmt.excluded.last_seen_at,
+             "attempts": IncompleteOperation.attempts + 1}  # fmt: skip
+    rows = [{"source_id": source_id, "id": op_id, "status": status, "first_seen_at": seen_at,
+             "last_seen_at": seen_at, "attempts": 1} for op_id, status in listed]  # fmt: skip
+    conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "id"], set_=again), rows)
 
 
 def incomplete_to_retry(
@@ -187,19 +173,10 @@ def retried_incomplete(
     conn: Connection, source_id: int, ids: Sequence[str], *, gone: Sequence[str], at: datetime
 ) -> None:
     """One more unanswered try for ``ids``; ``gone`` ones are given up on as of ``at``."""
-    mine = IncompleteOperation.source_id == source_id
-    for chunk in _chunks(ids):
-        conn.execute(
-            update(IncompleteOperation)
-            .where(mine, IncompleteOperation.id.in_(chunk))
-            .values(attempts=IncompleteOperation.attempts + 1)
-        )
-    for chunk in _chunks(gone):
-        conn.execute(
-            update(IncompleteOperation)
-            .where(mine, IncompleteOperation.id.in_(chunk))
-            .values(gone_at=at)
-        )
+    i = IncompleteOperation
+    mine = update(i).where(i.source_id == source_id)
+    _by_chunk(conn, ids, lambda chunk: mine.where(i.id.in_(chunk)).values(attempts=i.attempts + 1))
+    _by_chunk(conn, gone, lambda chunk: mine.where(i.id.in_(chunk)).values(gone_at=at))
 
 
 def operation_count(conn: Connection, source_id: int) -> int:
@@ -245,28 +222,18 @@ def append_events(
     observed_at: datetime,
     run_id: int | None,
 ) -> None:
-    events = [
-        {
-            "source_id": source_id,
-            "operation_id": r["id"],
-            "status": r["status"],
-            "update_date": r["update_date"],
-            "observed_at": observed_at,
-            "sync_run_id": run_id,
-        }
-        for r in rows
-    ]
+    events = [{"source_id": source_id, "operation_id": r["id"], "status": r["status"],
+               "update_date": r["update_date"], "observed_at": observed_at, "sync_run_id": run_id}
+              for r in rows]  # fmt: skip
     conn.execute(_insert_event(conn.dialect.name), events)
 
 
 def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: datetime) -> None:
     """Listed and unchanged: only ``last_seen_at`` moves."""
-    for chunk in _chunks(ids):
-        conn.execute(
-            update(Operation)
-            .where(Operation.source_id == source_id, Operation.id.in_(chunk))
-            .values(last_seen_at=seen_at)
-        )
+    mine = update(Operation).where(Operation.source_id == source_id)
+    _by_chunk(
+        conn, ids, lambda chunk: mine.where(Operation.id.in_(chunk)).values(last_seen_at=seen_at)
+    )
 
 
 def last_success(conn: Connection, source_id: int) -> datetime | None:
@@ -356,27 +323,10 @@ def set_lock_holder(conn: Connection, source_id: int, holder: str | None) -> Non
 def start_run(
     conn: Connection, source_id: int, *, since: datetime | None, until: datetime | None
 ) -> int:
-    return int(
-        conn.execute(
-            _insert(conn, SyncRun)
-            .values(
-                source_id=source_id,
-                started_at=now(),
-                outcome="running",
-                since=since,
-                until=until,
-                windows=0,
-                list_calls=0,
-                get_calls=0,
-                listed=0,
-                inserted=0,
-                updated=0,
-                unchanged=0,
-                vanished=0,
-            )
-            .returning(SyncRun.id)
-        ).scalar_one()
-    )
+    """A new run, ``running``, its counts at their column defaults (0)."""
+    new = insert(conn, SyncRun).values(source_id=source_id, started_at=now(), outcome="running",
+                                       since=since, until=until)  # fmt: skip
+    return int(conn.execute(new.returning(SyncRun.id)).scalar_one())
 
 
 def close_abandoned_runs(conn: Connection, source_id: int) -> int:
@@ -428,24 +378,10 @@ def record_catalog(
     short by an error marks nothing gone.
     """
     model = CATALOG_TABLES[kind]
-    rows = [
-        {
-            "source_id": source_id,
-            "id": item.id,
-            "name": item.name,
-            "type": item.type,
-            "arn": item.arn,
-            "resource_owner": item.resource_owner,
-            "create_date": item.create_date,
-            "first_seen_at": seen_at,
-            "last_seen_at": seen_at,
-            "gone_at": None,
-            "description": item.description,
-            "extra": item.extra,
-            **({"namespace_id": item.namespace_id} if model is Service else {}),
-        }
-        for item in listed
-    ]
+    drop = () if model is Service else ("namespace_id",)  # only a service has a namespace
+    rows = [{"source_id": source_id, **{k: v for k, v in asdict(item).items() if k not in drop},
+             "first_seen_at": seen_at, "last_seen_at": seen_at, "gone_at": None}
+            for item in listed]  # fmt: skip
     if rows:
         stmt = insert(conn, model.__table__)
         refreshed = {name: stmt.excluded[name] for name in _REFRESHED}
@@ -457,15 +393,12 @@ def record_catalog(
             rows,
         )
     if complete:
-        conn.execute(
-            update(model)
-            .where(
-                model.source_id == source_id,
-                model.last_seen_at < seen_at,
-                model.gone_at.is_(None),
-            )
-            .values(gone_at=seen_at)
+        unseen = (
+            model.source_id == source_id,
+            model.last_seen_at < seen_at,
+            model.gone_at.is_(None),
         )
+        conn.execute(update(model).where(*unseen).values(gone_at=seen_at))
 
 
 def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
