@@ -168,24 +168,20 @@ def _fail(index: int, name: str | None, message: str) -> FilterError:
 def _from_mapping(index: int, entry: Any) -> Filter:
     if not isinstance(entry, dict):
         raise _fail(index, None, "a filter is an object with Name, Values and Condition")
-    unknown = set(entry) - {"Name", "Values", "Condition"}
-    if unknown:
+    name, values, condition = entry.get("Name"), entry.get("Values"), entry.get("Condition", EQ)
+    if unknown := set(entry) - {"Name", "Values", "Condition"}:
+        key = sorted(unknown)[0]
         raise _fail(
-            index,
-            entry.get("Name"),
-            f"unknown key {sorted(unknown)[0]!r}; a filter has Name, Values and Condition (F1)",
+            index, name, f"unknown key {key!r}; a filter has Name, Values and Condition (F1)"
         )
-    name = entry.get("Name")
     if not isinstance(name, str):
         raise _fail(index, None, "Name is required (F1)")
-    values = entry.get("Values")
     if values is None:
         raise _fail(index, name, "Values is required (F1)")
-    if isinstance(values, str) or not isinstance(values, list):
+    if not isinstance(values, list):
         raise _fail(index, name, "Values must be a list of strings (F3)")
     if not all(isinstance(v, str) for v in values):
         raise _fail(index, name, "every value must be a string (F3)")
-    condition = entry.get("Condition", EQ)
     if not isinstance(condition, str):
         raise _fail(index, name, "Condition must be a string (F4)")
     return Filter(name, tuple(values), condition)
@@ -194,53 +190,37 @@ def _from_mapping(index: int, entry: Any) -> Filter:
 def _validate_one(
     index: int, f: Filter, allow_iso: bool, warnings: list[str], known: dict[str, Sequence[str]]
 ) -> Filter:
+    def fail(message: str) -> FilterError:
+        return _fail(index, f.name, message)
+
     if f.name not in RULES:  # F2
-        raise _fail(
-            index,
-            f.name,
-            f"unknown filter name {f.name!r}; use one of " + ", ".join(RULES) + " (F2)",
-        )
+        raise fail(f"unknown filter name {f.name!r}; use one of {', '.join(RULES)} (F2)")
     rule = RULES[f.name]
     if f.condition not in CONDITIONS:  # F4: an unknown condition
-        raise _fail(index, f.name, f"unknown condition {f.condition!r}; use {rule.hint()} (F4)")
+        raise fail(f"unknown condition {f.condition!r}; use {rule.hint()} (F4)")
     if f.condition not in rule.conditions:  # F4: a known condition on the wrong name
-        raise _fail(
-            index,
-            f.name,
-            f"condition {f.condition} is not supported for {f.name}; use {rule.hint()} (F4)",
-        )
+        raise fail(f"condition {f.condition} is not supported for {f.name}; use {rule.hint()} (F4)")
     if not f.values:  # F3
-        raise _fail(index, f.name, "Values must not be empty (F3)")
-    for value in f.values:  # F3
-        if not 1 <= len(value) <= MAX_VALUE_LEN:
-            raise _fail(
-                index, f.name, f"every value must be 1 to {MAX_VALUE_LEN} characters long (F3)"
-            )
+        raise fail("Values must not be empty (F3)")
+    if any(not 1 <= len(value) <= MAX_VALUE_LEN for value in f.values):  # F3
+        raise fail(f"every value must be 1 to {MAX_VALUE_LEN} characters long (F3)")
     count = len(f.values)  # F5
     if f.condition == EQ and count != 1:
-        raise _fail(index, f.name, f"EQ takes exactly one value, got {count} (F5)")
+        raise fail(f"EQ takes exactly one value, got {count} (F5)")
     if f.condition == BETWEEN and count != 2:
-        raise _fail(
-            index, f.name, f"BETWEEN takes exactly two values, start first, got {count} (F5)"
-        )
+        raise fail(f"BETWEEN takes exactly two values, start first, got {count} (F5)")
     values = f.values
-    if rule.allowed is not None:  # F6
-        for value in values:
-            if value not in rule.allowed and value not in known.get(f.name, ()):
-                hint = " (did you mean SUCCESS?)" if value.upper() == "SUCCEED" else ""
-                raise _fail(
-                    index,
-                    f.name,
-                    f"{value!r} is not a valid {f.name.lower()}{hint}; "
-                    "use one of " + ", ".join(rule.allowed) + " (F6)",
-                )
+    allowed = rule.allowed or ()
+    for value in values if rule.allowed is not None else ():  # F6
+        if value not in allowed and value not in known.get(f.name, ()):
+            hint = " (did you mean SUCCESS?)" if value.upper() == "SUCCEED" else ""
+            listed = ", ".join(allowed)
+            raise fail(f"{value!r} is not a valid {f.name.lower()}{hint}; use one of {listed} (F6)")
     if f.name == "UPDATE_DATE":  # F7
         values = tuple(_epoch_ms(index, v, allow_iso, warnings) for v in values)
         if int(values[0]) > int(values[1]):  # M4: valid, and nothing can match
-            warnings.append(
-                f"filter {index} (UPDATE_DATE): the start is after the end, so nothing "
-                "can match (M4)"
-            )
+            warnings.append(f"filter {index} (UPDATE_DATE): the start is after the end, so "
+                            "nothing can match (M4)")  # fmt: skip
     return Filter(f.name, values, f.condition)
 
 
@@ -252,10 +232,8 @@ def _epoch_ms(index: int, value: str, allow_iso: bool, warnings: list[str]) -> s
                 index, "UPDATE_DATE", f"{value} is beyond year 9999 in epoch milliseconds (F7)"
             )
         if ms < SECONDS_SUSPECT_BELOW:
-            warnings.append(
-                f"filter {index} (UPDATE_DATE): {value} is before 1973 as "
-                "epoch milliseconds; did you give seconds? (F7)"
-            )
+            warnings.append(f"filter {index} (UPDATE_DATE): {value} is before 1973 as epoch "
+                            "milliseconds; did you give seconds? (F7)")  # fmt: skip
         return str(ms)
     if allow_iso and not re.fullmatch(r"[+-]?[0-9]+", value):
         try:

@@ -56,10 +56,7 @@ def _namespace_test(entry: Any, caller: str) -> Any:
     if name == "TYPE":
         return lambda n: n.type in values
     if name == "RESOURCE_OWNER":
-        if values[0] not in ("SELF", "OTHER_ACCOUNTS"):
-            raise invalid("RESOURCE_OWNER takes SELF or OTHER_ACCOUNTS")
-        mine = values[0] == "SELF"
-        return lambda n: (n.owner == caller) == mine
+        return _owner_test(values, caller)
     if condition == "BEGINS_WITH":
         return lambda n: n.name.startswith(values[0])
     return lambda n: n.name == values[0]
@@ -75,10 +72,15 @@ def _service_test(entry: Any, caller: str) -> Any:
         raise invalid(f"service filter {name} {condition} is not supported")
     if name == "NAMESPACE_ID":  # an id, or the ARN of a shared namespace
         return lambda s: values[0] in (s.namespace_id, _arn("namespace", s.owner, s.namespace_id))
+    return _owner_test(values, caller)
+
+
+def _owner_test(values: list[Any], caller: str) -> Any:
+    """RESOURCE_OWNER EQ SELF or OTHER_ACCOUNTS, over a namespace or a service."""
     if values[0] not in ("SELF", "OTHER_ACCOUNTS"):
         raise invalid("RESOURCE_OWNER takes SELF or OTHER_ACCOUNTS")
     mine = values[0] == "SELF"
-    return lambda s: (s.owner == caller) == mine
+    return lambda item: (item.owner == caller) == mine
 
 
 def _arn(kind: str, owner: str, rid: str) -> str:
@@ -152,11 +154,7 @@ class CloudMapApi:
     # --- operations -------------------------------------------------------------------------
 
     def list_operations(self, params: dict[str, Any]) -> dict[str, Any]:
-        max_results = params.get("MaxResults", 100)
-        if isinstance(max_results, bool) or not isinstance(max_results, int):
-            raise invalid("MaxResults must be an integer")
-        if not 1 <= max_results <= 100:  # P1
-            raise invalid("MaxResults must be between 1 and 100")
+        max_results = self._max_results(params)
         raw_filters = params.get("Filters") or []
         if not isinstance(raw_filters, list):
             raise invalid("Filters must be a list")
@@ -199,11 +197,10 @@ class CloudMapApi:
         times, snapshot = self._stale.get(op_id, (0, op))
         if times:
             self._stale[op_id] = (times - 1, snapshot)
-        return {
-            "Operation": (snapshot if times else op).to_api()
-        }  # G4: to_api omits what is absent
+        return {"Operation": (snapshot if times else op).to_api()}  # G4: absent fields omitted
 
     def _max_results(self, params: dict[str, Any]) -> int:
+        """P1: at most 100 a page."""
         max_results = params.get("MaxResults", 100)
         if isinstance(max_results, bool) or not isinstance(max_results, int):
             raise invalid("MaxResults must be an integer")
@@ -265,15 +262,15 @@ class CloudMapApi:
         return {"Services": page, **({"NextToken": token} if token else {})}
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        if operation == "ListOperations":
-            return self.list_operations(params)
-        if operation == "GetOperation":
-            return self.get_operation(params)
-        if operation == "ListNamespaces":
-            return self.list_namespaces(params)
-        if operation == "ListServices":
-            return self.list_services(params)
-        raise ApiError("UnknownOperationException", f"Operation {operation} is not supported")
+        answers = {
+            "ListOperations": self.list_operations,
+            "GetOperation": self.get_operation,
+            "ListNamespaces": self.list_namespaces,
+            "ListServices": self.list_services,
+        }
+        if operation not in answers:
+            raise ApiError("UnknownOperationException", f"Operation {operation} is not supported")
+        return answers[operation](params)
 
 
 # Weights of a realistic account: mostly instance churn, some service and namespace work.
