@@ -105,13 +105,7 @@ class OperationRecord:
         }
         if targets := self.targets:
             out["Targets"] = targets
-        if self.extra:
-            more = json.loads(self.extra)
-            extra_targets = more.pop("Targets", {})
-            out.update(more)
-            if extra_targets:
-                out["Targets"] = {**out.get("Targets", {}), **extra_targets}
-        return out
+        return with_extra(out, self.extra)
 
     def values(self) -> dict[str, Any]:
         """Field name → value: the record's part of an ``operations`` row."""
@@ -158,6 +152,15 @@ TARGETS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.target)
 #: Target key → field name, for the filters on NAMESPACE_ID and SERVICE_ID.
 TARGET_KEYS: dict[str, str] = {f.target: f.name for f in TARGETS if f.target}
 _KNOWN_MEMBERS = frozenset({*(f.api for f in FIELDS if f.api), "Targets"})
+
+
+def with_extra(members: dict[str, Any], extra: str | None) -> dict[str, Any]:
+    """``members`` and what an ``extra`` cell holds: its members after them, its
+    Targets keys merged into Targets."""
+    more = json.loads(extra) if extra else {}
+    if targets := more.pop("Targets", None):
+        more["Targets"] = {**members.get("Targets", {}), **targets}
+    return {**members, **more}
 
 
 def _extra(raw: dict[str, Any]) -> str | None:

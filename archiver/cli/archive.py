@@ -161,17 +161,13 @@ def query(
       archiver query --filters Name=STATUS,Condition=IN,Values=FAIL,PENDING -o json
     """
     from archiver.read import outputs as render
-    from archiver.read import query
 
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source,
                              order_by=order_by, ascending=ascending, limit=max_items,
                              include_incomplete=include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
-        rows = render.fetch(output, archive, selection)
         width = terminal_width() if sys.stdout.isatty() else None
-        tabled = output is Output.table
-        sources = query.source_names(archive, selection) if tabled else []
-        render.write(output, rows, sys.stdout, width=width, sources=sources)
+        render.write(output, archive, selection, sys.stdout, width=width)
         sys.stdout.flush()
 
 

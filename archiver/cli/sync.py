@@ -461,7 +461,7 @@ def run_demo(
         out.write(f"\n$ archiver --db {target} query --filters Name=STATUS,Values=FAIL "
                   "--max-items 5\n")  # fmt: skip
         selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
-        render.write(Output.table, query.run(archive, selection), out, width=width)
+        render.write(Output.table, archive, selection, out, width=width)
     out.write(
         "\nNext, try:\n"
         f"  archiver --db {target} report --out report.html   # charts, offline\n"

@@ -26,11 +26,10 @@ from archiver.read.query import (
     batches,
     chosen_source,
     merged,
-    reading,
-    row_batches,
+    streamed,
     with_names,
 )
-from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec
+from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec, with_extra
 from archiver.store.archive import Archive
 from archiver.store.models import (
     Namespace,
@@ -65,10 +64,6 @@ def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
     if op.incomplete:
         out["Incomplete"] = True
     return out
-
-
-def write_ids(batches: Iterable[list[str]], out: TextIO) -> int:
-    return write_batches(batches, out, sep="\n", end="\n")
 
 
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;
@@ -112,36 +107,24 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
     return n
 
 
-def fetch(output: Output, archive: Archive, selection: Selection) -> Iterable[Any]:
-    """The rows ``write`` takes for this output, streamed from the archive."""
+def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *,
+          width: int | None = None) -> int:  # fmt: skip
+    """Print the selection in ``output``'s form, streamed from the archive; returns how
+    many. An unknown ``--source`` fails before anything is printed."""
     from archiver.read import query
 
     if output is Output.count:
-        return [query.count(archive, selection)]
-    if output is Output.csv:
-        return csv_rows(archive, selection)
-    if output is Output.json:
-        return json_rows(archive, selection)
-    if output is Output.ids:
-        return query.ids(archive, selection)
-    return query.run(archive, selection)
-
-
-def write(output: Output, rows: Iterable[Any], out: TextIO, *, width: int | None = None,
-          sources: Sequence[str] = ()) -> int:  # fmt: skip
-    """Print ``rows`` (from ``fetch``) in ``output``'s form; returns how many.
-    ``sources``: the sources the read covers (the table names them when several)."""
-    if output is Output.count:
-        (n,) = rows
+        n = query.count(archive, selection)
         out.write(f"{n}\n")
-        return int(n)
+        return n
     if output is Output.csv:
-        return write_csv(rows, out)
+        return write_csv(csv_rows(archive, selection), out)
     if output is Output.json:
-        return write_json(rows, out)
+        return write_json(json_rows(archive, selection), out)
     if output is Output.ids:
-        return write_ids(rows, out)
-    return write_table(rows, out, width=width, sources=sources)
+        return write_batches(query.ids(archive, selection), out, sep="\n", end="\n")
+    sources = query.source_names(archive, selection)  # the table names them when several
+    return write_table(query.run(archive, selection), out, width=width, sources=sources)
 
 
 class json_text(FunctionElement[str]):
@@ -253,17 +236,11 @@ def _finished(text: str, extra: str | None, incomplete: Any) -> str:
 
 
 def _with_extra(text: str, extra: str) -> str:
-    """Merge what ``operations.extra`` holds, as ``OperationRecord.to_api`` does: its
-    members after the known ones (before Source), its Targets keys into Targets."""
+    """Merge what ``operations.extra`` holds, as ``OperationRecord.to_api`` does (before
+    Source, which stays last)."""
     obj = json.loads(text)
-    more = json.loads(extra)
-    extra_targets = more.pop("Targets", {})
     source = obj.pop("Source")
-    obj.update(more)
-    if extra_targets:
-        obj["Targets"] = {**obj.get("Targets", {}), **extra_targets}
-    obj["Source"] = source
-    return json.dumps(obj, ensure_ascii=False)
+    return json.dumps({**with_extra(obj, extra), "Source": source}, ensure_ascii=False)
 
 
 def write_json(batches: Iterable[list[str]], out: Any) -> int:
@@ -409,22 +386,15 @@ def csv_rows(
     """The CSV's lines (without their line ends), in the export's order, streamed a
     batch at a time. An unknown ``--source`` fails here, before any output."""
     if history:
-        conn, names = reading(archive, selection)
-        return _history(conn, selection, names, raw=raw)
-    named = {"namespace_name": Namespace.name, "service_name": Service.name}
-    cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
-            for c in COLUMNS}  # fmt: skip
-    _, found = batches(archive, selection, lambda n: with_names(_line(cols, Operation, n, raw=raw)))
-    return ([r.line for r in batch] for batch in found)
-
-
-def _history(conn: Any, selection: Selection, names: dict[int, str], *,
-             raw: bool) -> Iterator[list[str]]:  # fmt: skip
-    with conn:
-        stmt = _history_select(selection, names, raw=raw,
-                               source_id=chosen_source(selection, names))  # fmt: skip
-        for batch in row_batches(conn, stmt):
-            yield [row.line for row in batch]  # merged arms' sort keys ride after it
+        _, found = streamed(archive, selection, lambda names: _history_select(
+            selection, names, raw=raw, source_id=chosen_source(selection, names)))  # fmt: skip
+    else:
+        named = {"namespace_name": Namespace.name, "service_name": Service.name}
+        cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
+                for c in COLUMNS}  # fmt: skip
+        _, found = batches(archive, selection,
+                           lambda n: with_names(_line(cols, Operation, n, raw=raw)))  # fmt: skip
+    return ([r.line for r in batch] for batch in found)  # merged arms' sort keys ride after it
 
 
 def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:

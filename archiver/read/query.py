@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, cast, column, func, literal, null, select, union_all
+from sqlalchemy import Select, cast, column, func, literal, null, select, union_all
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
@@ -203,8 +203,9 @@ def source_names(archive: Archive, selection: Selection) -> list[str]:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    names, rows = streamed(archive, selection, lambda _: _named_operations())
-    return (to_archived(row, names[row.source_id], incomplete=is_incomplete(row)) for row in rows)
+    names, found = batches(archive, selection, lambda _: _named_operations())
+    return (to_archived(row, names[row.source_id], incomplete=row._mapping.get("incomplete", False))
+            for rows in found for row in rows)  # fmt: skip
 
 
 def ids(archive: Archive, selection: Selection) -> Iterator[list[str]]:
@@ -214,80 +215,48 @@ def ids(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     return ([row.id for row in rows] for rows in found)
 
 
-def streamed(
-    archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
-) -> tuple[dict[int, str], Iterator[Any]]:
-    """The selected sources' names, and ``build(names)`` (a SELECT over operations)
-    filtered, ordered and limited as the selection says, its rows streamed from a
-    connection the stream owns. An unknown ``--source`` fails here, before any output
-    starts; ``build`` gets the names, which some outputs write into every row."""
-    conn, names, stmt = _opened(archive, selection, build)
-    return names, _rows(conn, stmt)
-
-
 def batches(
     archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
 ) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
-    """As ``streamed``, but a batch of rows at a time, for the outputs rendered in SQL
-    (csv, json, ids). With ``include_incomplete`` a row also has the ``incomplete`` flag."""
-    conn, names, stmt = _opened(archive, selection, build)
-    return names, _batches(conn, stmt)
+    """The selected sources' names, and ``build(names)`` (a SELECT over operations, to
+    which some outputs write the names into every row) filtered, ordered and limited
+    as the selection says, its rows streamed a batch at a time. With
+    ``include_incomplete`` a row also has the ``incomplete`` flag."""
 
-
-def _opened(
-    archive: Archive, selection: Selection, build: Callable[[dict[int, str]], Select[Any]]
-) -> tuple[Connection, dict[int, str], Any]:
-    """A reader connection, the selected sources' names, and the statement to stream;
-    the connection is closed if the statement cannot be built."""
-    conn, names = reading(archive, selection)
-    try:
+    def statement(names: dict[int, str]) -> Any:
         sid = chosen_source(selection, names)
-        return conn, names, ordered(build(names), selection, source_id=sid, flag_incomplete=True)
+        return ordered(build(names), selection, source_id=sid, flag_incomplete=True)
+
+    return streamed(archive, selection, statement)
+
+
+def streamed(
+    archive: Archive, selection: Selection, statement: Callable[[dict[int, str]], Any]
+) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:
+    """The selected sources' names, and the rows of ``statement(names)`` a batch at a
+    time, from a reader connection the stream owns (on PostgreSQL a server-side cursor;
+    each row's columns are read by name). The source is checked here, before the first
+    row is asked for, so that an unknown ``--source`` fails before any output starts (a
+    JSON ``[`` or a CSV header)."""
+    conn = archive.reader.connect()
+    try:
+        names = source_ids(conn, selection.source)
+        stmt = statement(names)
     except BaseException:
         conn.close()
         raise
 
+    def rows() -> Iterator[Sequence[Any]]:
+        with conn:
+            yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt).partitions()
 
-def _rows(conn: Connection, stmt: Any) -> Iterator[Any]:
-    with conn:
-        yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
-
-
-def _batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
-    with conn:
-        yield from row_batches(conn, stmt)
+    return names, rows()
 
 
 def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
-    """The source id ``--source`` narrows the read to (``reading`` checked the name),
+    """The source id ``--source`` narrows the read to (``streamed`` checked the name),
     or None for every source."""
     return next(iter(names)) if selection.source is not None else None
-
-
-def row_batches(conn: Connection, stmt: Any) -> Iterator[Sequence[Any]]:
-    """``stmt``'s rows a batch at a time, streamed (on PostgreSQL from a server-side
-    cursor); each row's columns are read by name."""
-    yield from conn.execution_options(yield_per=STREAM_BATCH).execute(stmt).partitions()
-
-
-def is_incomplete(row: Any) -> bool:
-    """Whether a streamed row is an incomplete operation (only --include-incomplete
-    reads any)."""
-    return bool(row._mapping.get("incomplete", False))
-
-
-def reading(archive: Archive, selection: Selection) -> tuple[Connection, dict[int, str]]:
-    """A reader connection and the selected sources' names, for a stream to own.
-
-    The source is checked here, before the first row is asked for, so that an unknown
-    ``--source`` fails before any output starts (a JSON ``[`` or a CSV header).
-    """
-    conn = archive.reader.connect()
-    try:
-        return conn, source_ids(conn, selection.source)
-    except BaseException:
-        conn.close()
-        raise
 
 
 def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOperation:
