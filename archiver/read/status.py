@@ -35,22 +35,10 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                 .order_by(SyncRun.id.desc())
                 .limit(last_runs)
             ).all()
-            by_status = dict(
-                conn.execute(
-                    select(Operation.status, func.count())
-                    .where(Operation.source_id == src.id)
-                    .group_by(Operation.status)
-                    .order_by(Operation.status)
-                ).all()
-            )
-            by_type = dict(
-                conn.execute(
-                    select(Operation.type, func.count())
-                    .where(Operation.source_id == src.id)
-                    .group_by(Operation.type)
-                    .order_by(Operation.type)
-                ).all()
-            )
+            by_status, by_type = (dict(conn.execute(
+                select(column, func.count()).where(Operation.source_id == src.id)
+                .group_by(column).order_by(column)).all())
+                for column in (Operation.status, Operation.type))  # fmt: skip
             holder = _live_holder(state.lock_holder if state else None)
             last_success = store.last_success(conn, src.id)
             held = store.incomplete_counts(conn, src.id)
@@ -98,20 +86,10 @@ def _run(r: Any, *, holder_alive: bool) -> dict[str, Any]:
     # A run still "running" whose holder is gone was killed (SIGKILL, OOM, reboot): it is
     # abandoned, and the next sync of the source records it so.
     abandoned = r.outcome == "running" and not holder_alive
-    return {
-        "id": r.id,
-        "started_at": _iso(r.started_at),
-        "finished_at": _iso(r.finished_at),
-        "outcome": "abandoned" if abandoned else r.outcome,
-        "list_calls": r.list_calls,
-        "get_calls": r.get_calls,
-        "listed": r.listed,
-        "inserted": r.inserted,
-        "updated": r.updated,
-        "unchanged": r.unchanged,
-        "vanished": r.vanished,
-        "error": r.error,
-    }
+    counts = ("list_calls", "get_calls", *_COUNTS)
+    return {"id": r.id, "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+            "outcome": "abandoned" if abandoned else r.outcome,
+            **{c: getattr(r, c) for c in counts}, "error": r.error}  # fmt: skip
 
 
 def to_text(summary: dict[str, Any]) -> str:
@@ -230,6 +208,28 @@ def _span(delta: timedelta) -> str:
 
 #: sync_runs columns exported as counters of the source's latest run.
 _COUNTS = ("listed", "inserted", "updated", "unchanged", "vanished")
+#: The gauges by source: name (after ``archiver_``), help, and their other labels.
+_GAUGES = (
+    ("sync_last_success_timestamp_seconds", "Unix time of the end of the source's last "
+     "successful sync."),
+    ("sync_last_run_timestamp_seconds", "Unix time of the end (or the start, if unfinished) "
+     "of the source's last run."),
+    ("sync_last_run_outcome", "1 for the outcome of the source's last run.", "outcome"),
+    ("sync_last_run_duration_seconds", "Duration of the source's last run."),
+    ("sync_watermark_timestamp_seconds", "Unix time up to which the archive holds the source "
+     "completely."),
+    ("sync_api_calls", "Number of requests the source's last run sent, by API operation "
+     "(retries included).", "operation"),
+    ("sync_last_run_retries", "Number of calls botocore retried in the last run."),
+    ("operations_incomplete", "Number of the source's listed operations GetOperation has not "
+     "found yet (retried every run)."),
+    ("operations_gone", "Number of the source's listed operations given up on as gone after "
+     "the retry period (kept, incomplete)."),
+    ("operations_unsettled", "Number of the source's operations GetOperation answered behind "
+     "their listed Status (asked again every run)."),
+    ("operations_failed_ratio", "Share of the source's operations updated within the window "
+     "that failed (0 when none was).", "window"),
+)  # fmt: skip
 
 
 def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:
@@ -248,28 +248,10 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     def gauge(name: str, doc: str, *labels: str) -> Any:
         return Gauge(f"archiver_{name}", doc, ["source", *labels], registry=registry)
 
-    success = gauge("sync_last_success_timestamp_seconds",
-                    "Unix time of the end of the source's last successful sync.")  # fmt: skip
-    last = gauge("sync_last_run_timestamp_seconds", "Unix time of the end (or the start, "
-                 "if unfinished) of the source's last run.")  # fmt: skip
-    outcome = gauge("sync_last_run_outcome",
-                    "1 for the outcome of the source's last run.", "outcome")  # fmt: skip
-    duration = gauge("sync_last_run_duration_seconds", "Duration of the source's last run.")
-    watermark = gauge("sync_watermark_timestamp_seconds",
-                      "Unix time up to which the archive holds the source completely.")  # fmt: skip
-    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c.replace('_', ' ')} operations in "
-                       "the source's last run.") for c in _COUNTS}  # fmt: skip
-    calls = gauge("sync_api_calls", "Number of requests the source's last run sent, by API "
-                  "operation (retries included).", "operation")  # fmt: skip
-    retried = gauge("sync_last_run_retries", "Number of calls botocore retried in the last run.")
-    incomplete = gauge("operations_incomplete", "Number of the source's listed operations "
-                       "GetOperation has not found yet (retried every run).")  # fmt: skip
-    gone = gauge("operations_gone", "Number of the source's listed operations given up on "
-                 "as gone after the retry period (kept, incomplete).")  # fmt: skip
-    unsettled = gauge("operations_unsettled", "Number of the source's operations GetOperation "
-                      "answered behind their listed Status (asked again every run).")  # fmt: skip
-    failed = gauge("operations_failed_ratio", "Share of the source's operations updated "
-                   "within the window that failed (0 when none was).", "window")  # fmt: skip
+    g = {name: gauge(name, doc, *labels) for name, doc, *labels in _GAUGES}
+    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c} operations in the source's last "
+                       "run.") for c in _COUNTS}  # fmt: skip
+    failed = g["operations_failed_ratio"]
     for span in ("1h", "24h"):
         for name, figures in fail_rates(archive, window=parse_span(span)).items():
             failed.labels(name, span).set(figures["failed_ratio"] or 0)  # none updated: 0
@@ -281,26 +263,25 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
             r = store.latest_run(conn, sid)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)
-            held = store.incomplete_counts(conn, sid)
-            incomplete.labels(name).set(held["incomplete"])
-            gone.labels(name).set(held["gone"])
-            unsettled.labels(name).set(held["unsettled"])
+            for kind, n in store.incomplete_counts(conn, sid).items():
+                g[f"operations_{kind}"].labels(name).set(n)
             if ok is not None:
-                success.labels(name).set(ok.timestamp())
+                g["sync_last_success_timestamp_seconds"].labels(name).set(ok.timestamp())
             if mark is not None:
-                watermark.labels(name).set(mark.timestamp())
+                g["sync_watermark_timestamp_seconds"].labels(name).set(mark.timestamp())
+            if name in retries:
+                g["sync_last_run_retries"].labels(name).set(retries[name])
             if r is None:
                 continue
             ended = r.finished_at or r.started_at
-            last.labels(name).set(ended.timestamp())
-            outcome.labels(name, r.outcome).set(1)
-            duration.labels(name).set((ended - r.started_at).total_seconds())
+            g["sync_last_run_timestamp_seconds"].labels(name).set(ended.timestamp())
+            g["sync_last_run_outcome"].labels(name, r.outcome).set(1)
+            took = (ended - r.started_at).total_seconds()
+            g["sync_last_run_duration_seconds"].labels(name).set(took)
             for column, metric in counts.items():
                 metric.labels(name).set(getattr(r, column) or 0)
             for call, column in CALL_COLUMNS.items():
-                calls.labels(name, call).set(getattr(r, column) or 0)
-            if name in retries:
-                retried.labels(name).set(retries[name])
+                g["sync_api_calls"].labels(name, call).set(getattr(r, column) or 0)
     guards.write_file(target, generate_latest(registry))  # atomic: node_exporter never reads half
 
 
