@@ -74,29 +74,19 @@ def gather(archive: Archive, selection: Selection) -> Figures:
             stmt = select(*columns).select_from(Operation).where(*where, *extra)
             return list(conn.execute(stmt.group_by(*group).order_by(*group)).all())
 
-        day = utc_day(Operation.update_date)
-        figures.per_day = [
-            (d, s, n)
-            for d, s, n in rows(day, Operation.status, func.count(), group=[day, Operation.status])
-        ]
-        failed = func.sum(case((Operation.status == "FAIL", 1), else_=0))
+        day, status, kind = utc_day(Operation.update_date), Operation.status, Operation.type
+        figures.per_day = [tuple(r) for r in rows(day, status, func.count(), group=[day, status])]
+        failed = func.sum(case((status == "FAIL", 1), else_=0))
         figures.by_type = [
-            (t, n, int(f or 0))
-            for t, n, f in rows(Operation.type, func.count(), failed, group=[Operation.type])
+            (t, n, int(f or 0)) for t, n, f in rows(kind, func.count(), failed, group=[kind])
         ]
         figures.total = sum(n for _, n, _ in figures.by_type)
         figures.top_failing = _top_failing(conn, where, len(names) > 1, names)
         bucket = _bucket(seconds_between(Operation.create_date, Operation.update_date))
-        labels = [label for _, label in BUCKETS]
+        final = [status.not_in(UNFINISHED)]
         figures.durations = [
-            (t, labels[b], n)
-            for t, b, n in rows(
-                Operation.type,
-                bucket,
-                func.count(),
-                group=[Operation.type, bucket],
-                extra=[Operation.status.not_in(UNFINISHED)],
-            )
+            (t, BUCKETS[b][1], n)
+            for t, b, n in rows(kind, bucket, func.count(), group=[kind, bucket], extra=final)
         ]
         figures.runs = _runs(conn, names)
     return figures
@@ -137,14 +127,9 @@ def _runs(conn: Connection, names: dict[int, str]) -> list[Run]:
     """Each run of the selected sources, oldest first, with the watermark's lag: how
     far behind the run's end the archive was complete (the run's ``until`` when it
     succeeded, else the last good run's)."""
+    r = SyncRun
     stmt = (
-        select(
-            SyncRun.source_id,
-            SyncRun.started_at,
-            SyncRun.finished_at,
-            SyncRun.outcome,
-            SyncRun.until,
-        )
+        select(r.source_id, r.started_at, r.finished_at, r.outcome, r.until)
         .join(Source, Source.id == SyncRun.source_id)
         .where(SyncRun.source_id.in_(names))
         .order_by(SyncRun.started_at, SyncRun.id)
@@ -155,15 +140,9 @@ def _runs(conn: Connection, names: dict[int, str]) -> list[Run]:
         if outcome == "succeeded" and until is not None:
             complete_to[sid] = until
         mark = complete_to.get(sid)
-        out.append(
-            Run(
-                source=names[sid],
-                started_at=started,
-                outcome=outcome,
-                duration_s=(finished - started).total_seconds() if finished else None,
-                lag_s=(finished - mark).total_seconds() if finished and mark else None,
-            )
-        )
+        took = (finished - started).total_seconds() if finished else None
+        lag = (finished - mark).total_seconds() if finished and mark else None
+        out.append(Run(names[sid], started, outcome, took, lag))
     return out
 
 
@@ -270,20 +249,13 @@ def _ago(delta: timedelta) -> str:
     return f"{minutes / 60:.0f} h ago" if minutes < 48 * 60 else f"{minutes / 1440:.0f} days ago"
 
 
-def _section(go: Any, chart_id: str, title: str, figure: Any, table: str, note: str = "") -> str:
+def _section(chart_id: str, title: str, figure: Any, table: str, note: str = "") -> str:
     """A chart and its figures; a long table starts folded, so the charts come first."""
-    figure.update_layout(
-        template="plotly_white",
-        height=380,
-        margin={"l": 60, "r": 20, "t": 30, "b": 60},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    chart = figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=f"chart-{chart_id}",
-        config={"displaylogo": False, "responsive": True},
-    )
+    figure.update_layout(template="plotly_white", height=380,
+                         legend={"orientation": "h", "y": -0.2},
+                         margin={"l": 60, "r": 20, "t": 30, "b": 60})  # fmt: skip
+    chart = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{chart_id}",
+                           config={"displaylogo": False, "responsive": True})  # fmt: skip
     note_html = f'<p class="meta">{html.escape(note)}</p>' if note else ""
     name = html.escape(f"Chart: {title}; its figures are in the table below it", quote=True)
     table = table.replace("<table>", f"<table><caption>{html.escape(title)}: the figures"
@@ -327,33 +299,14 @@ def _per_day(go: Any, f: Figures) -> str:
     days = sorted({d for d, _, _ in f.per_day})
     statuses = sorted({s for _, s, _ in f.per_day}, key=_status_order)
     counts = {(d, s): n for d, s, n in f.per_day}
-    fig = go.Figure(
-        [
-            go.Bar(
-                name=_plain(s),
-                x=days,
-                y=[counts.get((d, s), 0) for d in days],
-                marker_color=STATUS_COLOURS.get(s),
-            )
-            for s in statuses
-        ]
-    )
+    per_status = {s: [counts.get((d, s), 0) for d in days] for s in statuses}
+    fig = go.Figure([go.Bar(name=_plain(s), x=days, y=ys, marker_color=STATUS_COLOURS.get(s))
+                     for s, ys in per_status.items()])  # fmt: skip
     fig.update_layout(barmode="stack", yaxis_title="operations")
-    rows = [
-        [
-            d,
-            *(counts.get((d, s), 0) for s in statuses),
-            sum(counts.get((d, s), 0) for s in statuses),
-        ]
-        for d in days
-    ]
-    return _section(
-        go,
-        "per-day",
-        "Operations per day, by status",
-        fig,
-        _table(["day (UTC, last update)", *statuses, "all"], rows),
-    )
+    rows = [[d, *(ys[i] for ys in per_status.values()), sum(ys[i] for ys in per_status.values())]
+            for i, d in enumerate(days)]  # fmt: skip
+    table = _table(["day (UTC, last update)", *statuses, "all"], rows)
+    return _section("per-day", "Operations per day, by status", fig, table)
 
 
 def _failure_rate(go: Any, f: Figures) -> str:
@@ -367,32 +320,21 @@ def _failure_rate(go: Any, f: Figures) -> str:
         )
     )
     fig.update_layout(yaxis_title="FAIL, % of the type's operations")
-    return _section(
-        go,
-        "failure-rate",
-        "Failure rate by type",
-        fig,
-        _table(["type", "operations", "failed", "failed %"], rates),
-    )
+    table = _table(["type", "operations", "failed", "failed %"], rates)
+    return _section("failure-rate", "Failure rate by type", fig, table)
 
 
 def _top_failing_chart(go: Any, f: Figures) -> str:
     top = list(reversed(f.top_failing))  # the most failures at the top of the chart
-    fig = go.Figure(
-        go.Bar(
-            x=[n for *_, n in top],
-            y=[_plain(name) for name, *_ in top],
-            orientation="h",
-            marker_color="#c62828",
-        )
-    )
+    fig = go.Figure(go.Bar(x=[n for *_, n in top], y=[_plain(name) for name, *_ in top],
+                           orientation="h", marker_color="#c62828"))  # fmt: skip
     fig.update_layout(xaxis_title="FAIL operations")
+    table = _table(["service", "service id", "failures"], f.top_failing)
     return _section(
-        go,
         "top-failing",
         "The ten services with the most failures",
         fig,
-        _table(["service", "service id", "failures"], f.top_failing),
+        table,
         "By name as the archive last listed it; the id where no sync listed it.",
     )
 
@@ -408,38 +350,25 @@ def _durations(go: Any, f: Figures) -> str:
         barmode="group", yaxis_title="operations", xaxis_title="create to last update"
     )
     rows = [[t, *(counts.get((t, b), 0) for b in labels)] for t in types]
-    return _section(
-        go, "durations", "Duration by type (final operations)", fig, _table(["type", *labels], rows)
-    )
+    table = _table(["type", *labels], rows)
+    return _section("durations", "Duration by type (final operations)", fig, table)
 
 
 def _sync_runs(go: Any, f: Figures) -> str:
     fig = go.Figure()
     for outcome in sorted({r.outcome for r in f.runs}):
         runs = [r for r in f.runs if r.outcome == outcome]
-        fig.add_trace(
-            go.Scatter(
-                name=f"{outcome} (duration)",
-                mode="markers",
-                x=[iso(r.started_at) for r in runs],
-                y=[r.duration_s for r in runs],
-                marker={
-                    "color": SUCCESS_COLOUR if outcome == "succeeded" else FAIL_COLOUR,
-                    "size": 8,
-                },
-            )
-        )
+        colour = SUCCESS_COLOUR if outcome == "succeeded" else FAIL_COLOUR
+        fig.add_trace(go.Scatter(name=f"{outcome} (duration)", mode="markers",
+                                 x=[iso(r.started_at) for r in runs],
+                                 y=[r.duration_s for r in runs],
+                                 marker={"color": colour, "size": 8}))  # fmt: skip
     fig.update_layout(yaxis_title="run duration, s")  # one axis: the lag is in the table
     rows = [[r.source, r.started_at, r.outcome, r.duration_s, r.lag_s] for r in f.runs]
-    return _section(
-        go,
-        "sync-runs",
-        "Sync runs over time",
-        fig,
-        _table(["source", "started", "outcome", "duration s", "watermark lag s"], rows),
-        "Each run of the selected sources; the filters select operations, "
-        "not runs. Lag: how far behind the run's end the archive was complete.",
-    )
+    table = _table(["source", "started", "outcome", "duration s", "watermark lag s"], rows)
+    return _section("sync-runs", "Sync runs over time", fig, table,
+                    "Each run of the selected sources; the filters select operations, not runs. "
+                    "Lag: how far behind the run's end the archive was complete.")  # fmt: skip
 
 
 def _status_order(status: str) -> tuple[int, str]:
