@@ -5,6 +5,8 @@ At runtime ``archiver.db`` passes its own connection in ``config.attributes``; t
 from ``ARCHIVER_DB`` or ``sqlalchemy.url`` in alembic.ini.
 """
 
+import os
+
 from alembic import context
 from sqlalchemy import text
 
@@ -35,7 +37,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url") or archive_db.env_db()
+    # developers' `alembic` commands act on ARCHIVER_DB, or archive.db
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("ARCHIVER_DB") or "archive.db"
     engine = archive_db.create(url, write=True)
     with engine.connect() as conn:
         _run(conn)

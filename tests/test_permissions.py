@@ -27,7 +27,7 @@ from archiver.emulator import Emulator
 from archiver.store.archive import Archive
 from archiver.sync.client import make_client
 from archiver.sync.options import ClientSettings
-from archiver.sync.run import SyncOptions, run_sync
+from archiver.sync.run import Syncer, SyncOptions
 from tests.conftest import on_postgres, prerequisite_missing
 
 pytestmark = [
@@ -103,7 +103,7 @@ def _sync(db: str, url: str, session: object) -> Callable[[], int]:
         settings = ClientSettings(region="us-east-1", endpoint_url=url)
         client = make_client(settings, botocore_session=session)
         with Archive.open(db, create_missing=True) as archive:
-            summary = run_sync(archive, client, SyncOptions(source="acct"))
+            summary = Syncer(archive, client, SyncOptions(source="acct")).run()
         return 0 if summary.outcome == "succeeded" else 1
 
     return step

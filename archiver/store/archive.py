@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import LockHeld, UsageError
+from archiver.guards import mask_url
 from archiver.store import db
 
 _SIDECARS = ("", "-wal", "-shm", "-journal")
@@ -33,7 +34,7 @@ class Archive:
 
     def __init__(self, location: str) -> None:
         self.location = location
-        self.name = db.describe(location)  # for messages: never a password
+        self.name = mask_url(location)  # for messages: never a password
         self.sqlite_path: Path | None = db.sqlite_path(location)
         self._writer: Engine | None = None
         self._reader: Engine | None = None
@@ -79,7 +80,7 @@ class Archive:
         rev = self.revision()
         if rev == db.head():
             return
-        if rev is None and create_missing and not db.has_tables(self.reader):
+        if rev is None and create_missing and not inspect(self.reader).get_table_names():
             self.upgrade()
             return
         if newer := db.newer_than_us(rev, self.name):

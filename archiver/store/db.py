@@ -95,12 +95,6 @@ def url_for(db: str) -> str:
     return f"sqlite:///{Path(db).expanduser().absolute()}"
 
 
-def describe(db: str) -> str:
-    """The archive's name for messages, its secrets masked (``guards.redact``: a
-    password in the URL's user part or its query)."""
-    return mask_url(db)
-
-
 def sqlite_path(db: str) -> Path | None:
     url = url_for(db)
     if not url.startswith("sqlite"):
@@ -131,7 +125,7 @@ def create(db: str, *, write: bool) -> Engine:
             "'cloudmap-archiver[postgres]' and use postgresql+psycopg://user@host/db"
         ) from None
     except ArgumentError as exc:  # NoSuchModuleError: an unknown scheme such as foo://
-        raise UsageError(f"{describe(db)} is not a database URL SQLAlchemy knows: "
+        raise UsageError(f"{mask_url(db)} is not a database URL SQLAlchemy knows: "
                          f"{first_line(exc)}") from None  # fmt: skip
 
 
@@ -246,12 +240,6 @@ def is_new_sqlite(db: str) -> bool:
     return path is not None and (not path.exists() or path.stat().st_size == 0)
 
 
-def has_tables(engine: Engine) -> bool:
-    from sqlalchemy import inspect
-
-    return bool(inspect(engine).get_table_names())
-
-
 def insert(conn: Connection, table: Any) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (both engines have them)."""
     return insert_for(conn.dialect.name, table)
@@ -272,13 +260,13 @@ def insert_for(dialect: str, table: Any) -> Any:
 def translate(exc: DBAPIError, db: str) -> ArchiverError:
     """A driver error as the project's own: damaged file, unusable input, or failure."""
     if _not_a_database(exc):
-        return UsageError(f"{describe(db)} is not a SQLite database")
+        return UsageError(f"{mask_url(db)} is not a SQLite database")
     message = first_line(exc.orig)
     if "malformed" in message or "disk image" in message:
-        return UsageError(f"{describe(db)} is damaged: {message}")
+        return UsageError(f"{mask_url(db)} is damaged: {message}")
     if sqlite_path(db) and ("readonly" in message or "unable to open" in message):
-        return UsageError(write_problem(db) or f"cannot open {describe(db)}: {message}")
-    problem = f"cannot open archive {describe(db)}: {message}"
+        return UsageError(write_problem(db) or f"cannot open {mask_url(db)}: {message}")
+    problem = f"cannot open archive {mask_url(db)}: {message}"
     # An unusable file is the caller's input; an unreachable server is a failure.
     return (UsageError if sqlite_path(db) else WorkFailed)(problem)
 
@@ -308,7 +296,7 @@ def migrate(db: str, action: str, target: str) -> None:
     engine = create(db, write=True)
     try:
         with engine.connect() as probe:  # its own connection: a failed read aborts a
-            newer = newer_than_us(revision(probe), describe(db))  # PostgreSQL transaction
+            newer = newer_than_us(revision(probe), mask_url(db))  # PostgreSQL transaction
         if newer:
             raise newer
         with engine.connect() as conn:
@@ -320,16 +308,9 @@ def migrate(db: str, action: str, target: str) -> None:
             getattr(command, action)(_alembic_config(conn), target)
     except DBAPIError as exc:
         if _not_a_database(exc):
-            raise UsageError(f"{describe(db)} is not a SQLite database") from None
+            raise UsageError(f"{mask_url(db)} is not a SQLite database") from None
         raise WorkFailed(f"migration failed: {first_line(exc.orig)}") from None
     except CommandError as exc:
         raise UsageError(first_line(exc)) from None
     finally:
         engine.dispose()
-
-
-def env_db() -> str:
-    """The archive developers' `alembic` commands act on: ``ARCHIVER_DB`` or archive.db."""
-    import os
-
-    return os.environ.get("ARCHIVER_DB") or "archive.db"

@@ -27,7 +27,7 @@ from archiver.store.archive import Archive, holder_name
 from archiver.store.models import CALL_COLUMNS
 from archiver.sync import client as cloudmap
 from archiver.sync import wire
-from archiver.sync.options import ClientSettings, Plan, plan
+from archiver.sync.options import ClientSettings, plan
 from archiver.sync.options import SyncOptions as SyncOptions  # the library's name for it
 from archiver.timeutil import iso, now
 
@@ -114,15 +114,6 @@ class Summary:
         }
 
 
-def read_plan(archive: Archive, opts: SyncOptions, *, started: datetime | None = None) -> Plan:
-    """The plan from what the archive holds, without writing (``--dry-run``)."""
-    with archive.reader.connect() as conn:
-        sid = store.find_source(conn, opts.source)
-        mark = store.watermark(conn, sid) if sid is not None else None
-        resume = store.resume_point(conn, sid) if sid is not None else None
-    return plan(opts, mark, resume, started=started or opts.started or now())
-
-
 def dry_run(
     location: str, opts: SyncOptions, client_settings: ClientSettings | None = None
 ) -> dict[str, Any]:
@@ -133,8 +124,11 @@ def dry_run(
     if probe.is_new:
         p = plan(opts, None, None, started=opts.started or now())
         return {**p.describe(), **access, "archive": "would be created"}
-    with Archive.open(location) as archive:
-        return {**read_plan(archive, opts).describe(), **access}
+    with Archive.open(location) as archive, archive.reader.connect() as conn:
+        sid = store.find_source(conn, opts.source)
+        mark = store.watermark(conn, sid) if sid is not None else None
+        resume = store.resume_point(conn, sid) if sid is not None else None
+    return {**plan(opts, mark, resume, started=opts.started or now()).describe(), **access}
 
 
 @dataclass
@@ -267,7 +261,9 @@ class Syncer:
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
                 if closed := store.close_abandoned_runs(conn, sid):
                     self.log.info("recorded %d run(s) of a killed sync as abandoned", closed)
-                run_id = store.start_run(conn, sid, since=_first(the_plan), until=_last(the_plan))
+                w = the_plan.windows
+                run_id = store.start_run(conn, sid, since=w[0][0] if w else None,
+                                         until=w[-1][1] if w else None)  # fmt: skip
                 self.log.extra = {"source": self.opts.source, "run_id": run_id}
                 self.stats.planned_windows = len(the_plan.windows)
                 store.set_lock_holder(conn, sid, holder_name())
@@ -286,14 +282,10 @@ class Syncer:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
                 if self._late:
-                    self.log.warning(
-                        "source %s: %d new operation(s) were stamped before the window that "
-                        "listed them: the service lists changes later than --lookback (%s) "
-                        "covers; widen it",
-                        self.opts.source,
-                        self._late,
-                        self.opts.lookback,
-                    )
+                    self.log.warning("source %s: %d new operation(s) were stamped before the "
+                                     "window that listed them: the service lists changes later "
+                                     "than --lookback (%s) covers; widen it", self.opts.source,
+                                     self._late, self.opts.lookback)  # fmt: skip
                 pool.shutdown()
             except BaseException as exc:
                 # no new calls; those under way are abandoned (the names' listings may still
@@ -429,19 +421,13 @@ class Syncer:
             counts = store.incomplete_counts(conn, sid)
         self.stats.incomplete, self.stats.unsettled = counts["incomplete"], counts["unsettled"]
         if self.stats.incomplete:
-            self.log.warning(
-                "source %s: %d listed operation(s) could not be fetched with GetOperation; "
-                "they are stored incomplete and retried on every run",
-                self.opts.source,
-                self.stats.incomplete,
-            )
+            self.log.warning("source %s: %d listed operation(s) could not be fetched with "
+                             "GetOperation; they are stored incomplete and retried on every run",
+                             self.opts.source, self.stats.incomplete)  # fmt: skip
         if self.stats.unsettled:
-            self.log.warning(
-                "source %s: GetOperation answered %d operation(s) behind their listed "
-                "Status; the listed Status is stored, and every run asks again",
-                self.opts.source,
-                self.stats.unsettled,
-            )
+            self.log.warning("source %s: GetOperation answered %d operation(s) behind their "
+                             "listed Status; the listed Status is stored, and every run asks "
+                             "again", self.opts.source, self.stats.unsettled)  # fmt: skip
 
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
         self.stats.concurrency_peak = self.in_flight.peak
@@ -662,14 +648,6 @@ def _done(value: Any) -> Future[Any]:
     return f
 
 
-def _first(p: Plan) -> datetime | None:
-    return p.windows[0][0] if p.windows else None
-
-
-def _last(p: Plan) -> datetime | None:
-    return p.windows[-1][1] if p.windows else None
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
@@ -689,18 +667,7 @@ def sync_source(
     is made), then the archive (created when new), then the run."""
     client = cloudmap.make_client(client_settings, botocore_session=botocore_session)
     with Archive.open(location, create_missing=True) as archive:
-        return run_sync(archive, client, opts, on_page=on_page)
-
-
-def run_sync(
-    archive: Archive,
-    client: cloudmap.CloudMapClient,
-    opts: SyncOptions,
-    *,
-    on_page: Callable[[Stats], None] | None = None,
-) -> Summary:
-    """One sync of one source into ``archive`` (opened with ``create_missing``)."""
-    return Syncer(archive, client, opts, on_page=on_page).run()
+        return Syncer(archive, client, opts, on_page=on_page).run()
 
 
 #: The units a check can find, in the order it tries them: the documented one first.
