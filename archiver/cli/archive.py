@@ -73,6 +73,8 @@ SinceOption = Annotated[
         "span ago like 30d (shorthand for an UPDATE_DATE BETWEEN; ANDed with --filters).",
     ),
 ]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="How to print.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 UntilOption = Annotated[
     str | None,
     typer.Option(
@@ -131,7 +133,7 @@ def query(
     ctx: typer.Context,
     filters: FiltersOption = None,
     more: MoreFilters = None,
-    output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
+    output: OutputOption = Output.table,
     max_items: Annotated[
         int | None,
         typer.Option(
@@ -196,7 +198,7 @@ def instances(
         bool, typer.Option("--history", help="Every registration change instead, in order.")
     ] = False,
     source: SourceOption = None,
-    output: Annotated[Output, typer.Option("--output", "-o", help="How to print.")] = Output.table,
+    output: OutputOption = Output.table,
 ) -> None:
     """Which instances were registered at a moment, rebuilt from the archived
     REGISTER_INSTANCE and DEREGISTER_INSTANCE operations.
@@ -465,7 +467,7 @@ def db_current(ctx: typer.Context) -> None:
 @guarded
 def sources_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every source in the archive: region, endpoint, operations, watermark.
 
@@ -477,19 +479,21 @@ def sources_list(
 
     with open_archive(ctx) as archive:
         rows = list_sources(archive)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for r in rows:
-        typer.echo(f"{r['name']}  region {r['region'] or '-'}  operations {r['operations']}  "
-                   f"watermark {r['watermark'] or 'none'}")  # fmt: skip
+    _print(rows, as_json, lambda r: f"{r['name']}  region {r['region'] or '-'}  operations "
+           f"{r['operations']}  watermark {r['watermark'] or 'none'}")  # fmt: skip
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool, line: Any) -> None:
+    """Rows as a JSON list (--json), or a line each."""
+    for text in [json.dumps(rows, indent=2, ensure_ascii=False)] if as_json else map(line, rows):
+        typer.echo(text)
 
 
 @sources_app.command("plan")
 @guarded
 def sources_plan(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The sources a --config expands to (regions, names), resolved, without a call.
 
@@ -508,12 +512,9 @@ def sources_plan(
          "endpoint_url": job.client.endpoint_url}
         for job in fleet.plan(config, None)
     ]  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for r in rows:
-        typer.echo(f"{r['name']}  region {r['region']}  profile {r['profile'] or 'default'}"
-                   + (f"  endpoint {r['endpoint_url']}" if r["endpoint_url"] else ""))  # fmt: skip
+    _print(rows, as_json, lambda r: f"{r['name']}  region {r['region']}  profile "
+           f"{r['profile'] or 'default'}"
+           + (f"  endpoint {r['endpoint_url']}" if r["endpoint_url"] else ""))  # fmt: skip
 
 
 @sources_app.command("remove")
@@ -552,7 +553,7 @@ def sources_remove(
 def status(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(metavar="NAME", help="Only this source.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
     check: Annotated[
         bool,
         typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
