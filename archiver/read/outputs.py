@@ -145,80 +145,46 @@ def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:
     return case((value.is_(None), ""), else_=literal(prefix) + text)
 
 
-def _as_is(f: FieldSpec) -> Any:
-    """The SQL text of a field that may stand between quotes as it is, or None: a
-    date, the database's own ``iso_text`` (digits and ``-:.TZ``)."""
-    return iso_text(getattr(Operation, f.name)) if f.is_date else None
-
-
 def _json_value(f: FieldSpec) -> Any:
-    """A field's column as a JSON value, quoting in SQL only what may need it: what
-    ``_as_is`` allows goes between quotes as it is, and a value from a closed set (Type,
-    Status) is matched against the set's literals, already quoted. Only the rest — free
-    text, an unknown value kept as the service sent it, the ids — goes through
+    """A field's column as a JSON value: a date between quotes as the database writes
+    it (``iso_text``: digits and ``-:.TZ``, nothing to escape), the rest through
     ``json_quote``."""
-    if (text := _as_is(f)) is not None:
-        return literal('"') + text + literal('"')
     column = getattr(Operation, f.name)
-    known = KNOWN_VALUES.get(f.name)
-    if known:
-        return case({v: literal(json.dumps(v)) for v in known}, value=column,
-                    else_=json_text(column))  # fmt: skip
-    return json_text(column)
+    return literal('"') + iso_text(column) + literal('"') if f.is_date else json_text(column)
 
 
-def json_head(names: dict[int, str], *, complete: bool = True) -> Any:
+def json_head(names: dict[int, str]) -> Any:
     """One operation as the JSON text ``to_json_object`` would write, with its targets'
-    names (``with_names``' joins) and Source; the members of ``extra`` are the reader's
-    (``_finished``). One ``text_format``: the members every complete operation has
-    stand in the format itself; only those that may be absent are a CASE each.
-    ``complete=False`` (a read that includes incomplete operations, whose fields are
-    NULL) makes every member a CASE."""
-    fmt: list[str] = []
-    args: list[Any] = []
-    for f in FIELDS:
-        if not f.api:
-            continue
-        if complete and not f.optional:
-            text = _as_is(f)  # if any, its quotes stand in the format
-            value = '"%s"' if text is not None else "%s"
-            fmt.append(("" if not fmt else ", ") + _escaped(json.dumps(f.api)) + ": " + value)
-            args.append(text if text is not None else _json_value(f))
-        else:
-            fmt.append("%s")
-            args.append(_member(f.api, getattr(Operation, f.name), _json_value(f),
-                                first=not fmt[:-1]))  # fmt: skip
+    names (``with_names``' joins) and Source, in one ``text_format``; the members of
+    ``extra`` are the reader's (``_finished``). Every member is left out when NULL, as
+    GetOperation omits it (an incomplete operation has only Id and Status)."""
+    api = [f for f in FIELDS if f.api]
+    args = [_member(f.api or "", getattr(Operation, f.name), _json_value(f), first=not i)
+            for i, f in enumerate(api)]  # fmt: skip
     targets = [f for f in FIELDS if f.target]
     inner = [_member(f.target or "", getattr(Operation, f.name), _json_value(f))
              for f in targets]  # fmt: skip
     present = or_(*(getattr(Operation, f.name).is_not(None) for f in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
-    fmt.append("%s%s%s%s")
     args.append(case((present, body), else_=""))
     args.append(_member("NamespaceName", Namespace.name, json_text(Namespace.name)))
     args.append(_member("ServiceName", Service.name, json_text(Service.name)))
     # Sources are few and already read: their names go in as a CASE on source_id
     tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in names.items()}
     args.append(case(tails, value=Operation.source_id, else_="}") if tails else literal("}"))
-    return text_format("{" + "".join(fmt), *args)
-
-
-def _escaped(text: str) -> str:
-    return text.replace("%", "%%")
+    return text_format("{" + "%s" * len(args), *args)
 
 
 def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
-    complete = not selection.include_incomplete
+    partial = selection.include_incomplete  # rows carry the incomplete flag
 
     def build(names: dict[int, str]) -> Any:
-        return with_names(
-            json_head(names, complete=complete).label("json"), Operation.__table__.c.extra
-        )
+        return with_names(json_head(names).label("json"), Operation.__table__.c.extra)
 
     _, found = batches(archive, selection, build)
-    return ([_finished(r.json, r.extra, not complete and r.incomplete) for r in batch]
+    return ([_finished(r.json, r.extra, partial and r.incomplete) for r in batch]
             for batch in found)  # fmt: skip
 
 
