@@ -178,10 +178,8 @@ def read_text(path: Path, *, what: str) -> str:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = (
-            "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-        )
-        raise UsageError(f"{what} {path} is {kind}")
+        kind = "not a regular file (a device, FIFO or socket)"
+        raise UsageError(f"{what} {path} is {'a directory' if stat.S_ISDIR(mode) else kind}")
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(READ_LIMIT + 1)
     if len(data) > READ_LIMIT:

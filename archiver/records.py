@@ -18,14 +18,8 @@ from typing import Any, get_type_hints
 
 from archiver.timeutil import utc_ms
 
-TYPES = (
-    "CREATE_NAMESPACE",
-    "DELETE_NAMESPACE",
-    "UPDATE_NAMESPACE",
-    "UPDATE_SERVICE",
-    "REGISTER_INSTANCE",
-    "DEREGISTER_INSTANCE",
-)
+TYPES = ("CREATE_NAMESPACE", "DELETE_NAMESPACE", "UPDATE_NAMESPACE", "UPDATE_SERVICE",
+         "REGISTER_INSTANCE", "DEREGISTER_INSTANCE")  # fmt: skip
 STATUSES = ("SUBMITTED", "PENDING", "SUCCESS", "FAIL")
 #: The fields whose values come from a closed set, with the values this code knows.
 #: A value outside it is kept as the service sent it; outputs write a known one as it
@@ -176,11 +170,13 @@ def _as_json(members: dict[str, Any]) -> str | None:
     """Members no column holds, as sorted JSON (None for none): an ``extra`` cell."""
     if not members:
         return None
-    return json.dumps(members, sort_keys=True, ensure_ascii=False, default=_jsonable)
+    return json.dumps(members, sort_keys=True, ensure_ascii=False, default=jsonable)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):  # CBOR's timestamps: epoch seconds, as JSON sends them
+def jsonable(value: Any) -> Any:
+    """``json.dumps``' default: a datetime (CBOR's timestamps) as epoch seconds, as the
+    service's JSON sends dates."""
+    if isinstance(value, datetime):
         return value.timestamp()
     raise TypeError(type(value).__name__)
 

@@ -18,14 +18,8 @@ T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SPAN = timedelta(days=36_500)
 _SPAN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
+_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
+          "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}  # fmt: skip
 
 
 def utc_ms(value: datetime) -> datetime:

@@ -311,17 +311,11 @@ def _discovered_config() -> Path | None:
         return None
 
 
-# --- db ---------------------------------------------------------------------------------
-
-
 def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
     from archiver.store.archive import Archive
 
     return Archive.open(settings_of(ctx).db, create_missing=create_missing)
-
-
-# --- status -----------------------------------------------------------------------------
 
 
 def terminal_width() -> int:

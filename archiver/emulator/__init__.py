@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from archiver.emulator.service import Account, ApiError, Clock, CloudMapApi
+from archiver.records import jsonable
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
 
@@ -214,12 +215,6 @@ class Counters:
                 c.clear()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    raise TypeError(type(value).__name__)
-
-
 def _cbor_timestamps(value: Any) -> Any:
     import cbor2
 
@@ -313,7 +308,7 @@ class Handler(BaseHTTPRequestHandler):
             data = cbor2.dumps(_cbor_timestamps(payload))
             ctype = "application/cbor"
         else:
-            data = json.dumps(payload, default=_json_default).encode()
+            data = json.dumps(payload, default=jsonable).encode()
             ctype = "application/x-amz-json-1.1"
         self.send_response(status)
         self.send_header("Content-Type", ctype)
