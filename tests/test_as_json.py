@@ -1,23 +1,46 @@
-"""`query -o json` is rendered in SQL (``as_json``) for speed; it must say exactly
-what the Python definition (``render.to_json_object``) says, key order included, for
+"""`query -o json` is rendered in SQL (``json_head``) for speed; it must say exactly
+what the Python definition (``to_json_object``, from the record) says, key order included, for
 every kind of row: hostile and non-ASCII text, absent fields, no targets, members
 AWS added later (``extra``), incomplete operations, names."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from archiver.read.outputs import to_json_object
-from archiver.read.query import Selection, run
+from archiver.read.query import ArchivedOperation, Selection, run
 from archiver.records import Listed
 from archiver.store import write as catalog
 from archiver.store import write as store
 from archiver.store.archive import Archive
+from archiver.timeutil import iso
 from tests.conftest import invoke
 from tests.helpers import T0, fill, op
 
 TEXTS = ['commas, "quotes"\nand newlines\r\nü 日本 🎉', "\ttab \x01\x1f control \\ slash /",
          "=HYPERLINK(\"x\")", "</script>", ""]  # fmt: skip
+
+
+def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
+    """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source.
+
+    The definition of ``-o json``'s objects, in Python, from the record.
+    """
+    api = op.record.to_api()
+    names = {"NamespaceName": op.namespace_name, "ServiceName": op.service_name}
+    out: dict[str, Any] = {}
+    for key, value in api.items():
+        out[key] = value
+        if key == "Targets":  # the names sit beside the ids they name
+            out.update((k, v) for k, v in names.items() if v is not None)
+    for key, value in (("CreateDate", op.record.create_date),
+                       ("UpdateDate", op.record.update_date)):  # fmt: skip
+        if value is not None:  # unknown for an incomplete operation
+            out[key] = iso(value)
+    out["Source"] = op.source
+    if op.incomplete:
+        out["Incomplete"] = True
+    return out
 
 
 def _content() -> list:

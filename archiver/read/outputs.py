@@ -42,30 +42,6 @@ from archiver.store.models import (
 )
 from archiver.timeutil import iso
 
-
-def to_json_object(op: ArchivedOperation) -> dict[str, Any]:
-    """GetOperation's field names and omissions, dates as ISO-8601 with ``Z``, plus Source.
-
-    The definition of ``-o json``'s objects, in Python; ``json_head`` writes the same in
-    SQL for speed, and the tests hold the two equal.
-    """
-    api = op.record.to_api()
-    names = {"NamespaceName": op.namespace_name, "ServiceName": op.service_name}
-    out: dict[str, Any] = {}
-    for key, value in api.items():
-        out[key] = value
-        if key == "Targets":  # the names sit beside the ids they name
-            out.update((k, v) for k, v in names.items() if v is not None)
-    for key, value in (("CreateDate", op.record.create_date),
-                       ("UpdateDate", op.record.update_date)):  # fmt: skip
-        if value is not None:  # unknown for an incomplete operation
-            out[key] = iso(value)
-    out["Source"] = op.source
-    if op.incomplete:
-        out["Incomplete"] = True
-    return out
-
-
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;
 # Name is the service's name, or the namespace's for a namespace operation.
 _TABLE = (("UpdateDate", 24), ("Status", 9), ("Type", 19), ("Name", 32), ("Id", 0))
@@ -154,8 +130,9 @@ def _json_value(f: FieldSpec) -> Any:
 
 
 def json_head(names: dict[int, str]) -> Any:
-    """One operation as the JSON text ``to_json_object`` would write, with its targets'
-    names (``with_names``' joins) and Source, in one ``text_format``; the members of
+    """One operation as JSON text: GetOperation's record (``OperationRecord.to_api``,
+    dates in ISO-8601) with its targets' names (``with_names``' joins) and Source, in
+    one ``text_format`` (tests/test_as_json.py holds it to that definition); the members of
     ``extra`` are the reader's (``_finished``). Every member is left out when NULL, as
     GetOperation omits it (an incomplete operation has only Id and Status)."""
     api = [f for f in FIELDS if f.api]

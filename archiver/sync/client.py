@@ -150,10 +150,8 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
     )
     kwargs: dict[str, Any] = {}
     if settings.access_key:
-        kwargs = {
-            "aws_access_key_id": settings.access_key,
-            "aws_secret_access_key": settings.secret_key,
-        }
+        kwargs = {"aws_access_key_id": settings.access_key,
+                  "aws_secret_access_key": settings.secret_key}  # fmt: skip
     else:
         _check_credentials(boto3_session, settings.profile)
         if settings.role_arn:
@@ -266,13 +264,8 @@ def first_page(
     client: CloudMapClient, filters: list[dict[str, Any]], *, limit: RateLimit | None = None
 ) -> list[str]:
     """The ids of one ListOperations page (the first) under ``filters``."""
-    if limit:
-        limit.wait()
-    params: dict[str, Any] = {"MaxResults": PAGE_SIZE}
-    if filters:
-        params["Filters"] = filters
-    with translated("ListOperations"):
-        answer = client.list_operations(**params)
+    params = {"MaxResults": PAGE_SIZE, **({"Filters": filters} if filters else {})}
+    answer = next(_paged("ListOperations", client.list_operations, params, limit=limit))
     return [o["Id"] for o in answer.get("Operations", [])]
 
 
@@ -422,13 +415,6 @@ FLOOR = 4  # never fewer in flight: see the module's docstring
 AVOIDANCE = 16  # rounds of clean answers per added call, once the service has throttled
 
 
-@dataclass(frozen=True)
-class Ticket:
-    """One call's permission to run, and the window it was sent in."""
-
-    window: int
-
-
 class AdaptiveLimit:
     """Calls in flight, between 1 and ``cap``, adapted by AIMD."""
 
@@ -443,14 +429,15 @@ class AdaptiveLimit:
         self._window = 0
         self._cond = threading.Condition()
 
-    def acquire(self) -> Ticket:
+    def acquire(self) -> int:
+        """A call's permission to run: the round it was sent in, for ``release``."""
         with self._cond:
             while self.in_flight >= int(self.limit):
                 self._cond.wait(0.5)
             self.in_flight += 1
-            return Ticket(self._window)
+            return self._window
 
-    def release(self, ticket: Ticket, *, throttled: bool) -> None:
+    def release(self, ticket: int, *, throttled: bool) -> None:
         with self._cond:
             self.in_flight -= 1
             self._cond.notify_all()
@@ -458,7 +445,7 @@ class AdaptiveLimit:
                 return
             if throttled:
                 self.slow_start = False
-                if ticket.window == self._window:  # the first news of this round
+                if ticket == self._window:  # the first news of this round
                     self.limit = max(float(min(FLOOR, self.cap)), self.limit / 2)
                     self._window += 1
                     self.cuts += 1
