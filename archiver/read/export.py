@@ -33,14 +33,6 @@ from archiver.store.write import source_ids
 from archiver.timeutil import iso, now
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    rows: int
-    sha256: str | None  # of the file written; None for a stream to stdout
-    path: Path | None
-    manifest: Path | None
-
-
 class _CountingWriter(io.RawIOBase):
     """Counts the bytes as they reach the file, and hashes them when asked: the
     manifest's checksum. A stream to stdout has no manifest, so it is not hashed."""
@@ -70,7 +62,7 @@ def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
 @dataclass(frozen=True)
 class Written:
     rows: int
-    sha256: str | None  # None when not asked for
+    sha256: str | None  # of a file; None for a stream (stdout), which is not hashed
     size: int
 
 
@@ -105,14 +97,13 @@ def export(
     history: bool = False,
     raw: bool = False,
     compress: bool = False,
-) -> ExportResult:
+) -> Written:
     """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``.
     Both files pass the write guard before any row is read."""
     if out is None:
         assert stdout is not None
         records = csv_rows(archive, selection, history=history, raw=raw)
-        done = write_stream(records, stdout, history=history, compress=compress, hashed=False)
-        return ExportResult(rows=done.rows, sha256=None, path=None, manifest=None)
+        return write_stream(records, stdout, history=history, compress=compress, hashed=False)
     dest = guards.target(out, flag="--out", protected=archive.files)
     manifest = guards.target(out.with_name(out.name + ".manifest.json"),
                              flag="--out's manifest", protected=archive.files)  # fmt: skip
@@ -120,22 +111,6 @@ def export(
     with guards.replacing(dest) as fh:
         done = write_stream(records, fh, history=history, compress=compress, name=out.name)
         manifest.path.unlink(missing_ok=True)  # an old manifest never describes the new file
-    _write_manifest(archive, manifest, out=out, done=done, selection=selection,
-                    history=history, raw=raw, compress=compress)  # fmt: skip
-    return ExportResult(rows=done.rows, sha256=done.sha256, path=out, manifest=manifest.path)
-
-
-def _write_manifest(
-    archive: Archive,
-    manifest: guards.Target,
-    *,
-    out: Path,
-    done: Written,
-    selection: Selection,
-    history: bool,
-    raw: bool,
-    compress: bool,
-) -> None:
     with archive.reader.connect() as conn:
         names = source_ids(conn, selection.source)
         marks = dict(conn.execute(select(SyncState.source_id, SyncState.watermark)).all())
@@ -161,3 +136,4 @@ def _write_manifest(
     }
     text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
     guards.write_file(manifest, text.encode("utf-8"))
+    return done
