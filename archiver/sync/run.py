@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -276,7 +276,7 @@ class Syncer:
                 seen = self.clock()
                 namespaces = pool.submit(self._list, "namespaces")
                 services = pool.submit(self._list, "services")
-                self._check_unit(pool, sid, started)
+                self._check_unit(sid, started)
                 self._store_names(pool, sid, seen, _wait_for(namespaces), _wait_for(services))
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
@@ -311,11 +311,11 @@ class Syncer:
                        self.stats, update_date_unit=self.unit,
                        duration_s=time.monotonic() - began)  # fmt: skip
 
-    def _check_unit(self, pool: ThreadPoolExecutor, sid: int, started: datetime) -> None:
+    def _check_unit(self, sid: int, started: datetime) -> None:
         """Find how the service reads UPDATE_DATE before trusting a window (``check_unit``)."""
         with self.reader.connect() as conn:
             known = store.update_date_unit(conn, sid)
-        checked = check_unit(self.client, started, known=known, limit=self.limit, pool=pool)
+        checked = check_unit(self.client, started, known=known, limit=self.limit)
         self.unit = checked.unit
         self.stats.unit_check_calls = checked.calls
         if checked.unit != known:
@@ -689,29 +689,16 @@ def check_unit(
     *,
     known: str | None,
     limit: cloudmap.RateLimit | None = None,
-    pool: Executor | None = None,
 ) -> UnitCheck:
-    """The unit the service reads; ``known`` is what the last run found (None: never).
-    With a ``pool``, the window in milliseconds (the documented unit, which nearly
-    every run ends with) is asked beside the unfiltered page, not after it."""
+    """The unit the service reads; ``known`` is what the last run found (None: never):
+    an unfiltered page, then the same operations asked for by a window over every
+    plausible UpdateDate in each unit, the documented one first."""
     start, end = now - PLAUSIBLE[0], now + PLAUSIBLE[1]
-    ms_page = None
-    if pool is not None:
-        ms_page = pool.submit(cloudmap.first_page, client,
-                              cloudmap.window_filter(start, end, "ms"), limit=limit)  # fmt: skip
     held = set(cloudmap.first_page(client, [], limit=limit))
     if not held:  # the service holds nothing yet: nothing to tell the units apart by
-        if ms_page is not None:
-            ms_page.exception()  # answered or failed, it tells nothing here
-        return UnitCheck(known or "ms", 1 if ms_page is None else 2)
-    calls = 1
-    for unit in UNITS:
-        calls += 1
-        if unit == "ms" and ms_page is not None:
-            page = ms_page.result()
-        else:
-            page = cloudmap.first_page(client, cloudmap.window_filter(start, end, unit),
-                                       limit=limit)  # fmt: skip
+        return UnitCheck(known or "ms", 1)
+    for calls, unit in enumerate(UNITS, start=2):
+        page = cloudmap.first_page(client, cloudmap.window_filter(start, end, unit), limit=limit)
         if held & set(page):
             if unit != "ms" and known != unit:
                 log.warning(
