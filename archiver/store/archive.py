@@ -157,11 +157,16 @@ class Archive:
 
     @contextlib.contextmanager
     def lock(self, source: str, *, last: bool = False) -> Iterator[None]:
-        """One sync per source at a time (``source_lock``): LockHeld (exit 3) when taken.
-        ``last``: the source is being removed, so its lock file goes too."""
-
-        with source_lock(self.writer, self.sqlite_path, source, last=last):
-            yield
+        """Hold the source's lock for the block, or raise LockHeld (exit 3) at once: one
+        sync per source at a time. A SQLite archive's lock is a file beside it; a server
+        database holds the lock itself. ``last``: the source is being removed, so its
+        lock file goes too."""
+        if self.sqlite_path is not None:
+            with _file_lock(self.sqlite_path, source, last=last):
+                yield
+        else:
+            with _advisory_lock(self.writer, source):
+                yield
 
 
 def holder_name() -> str:
@@ -176,23 +181,6 @@ def _key(source: str) -> int:
 
 def _busy(source: str) -> LockHeld:
     return LockHeld(f"another sync of source {source!r} is running; try again when it ends")
-
-
-@contextlib.contextmanager
-def source_lock(
-    engine: Engine, sqlite_path: Path | None, source: str, *, last: bool = False
-) -> Iterator[None]:
-    """Hold the source's lock for the block, or raise LockHeld (exit 3) at once.
-
-    ``sqlite_path`` is the archive's file, beside which the lock file lives; None for a
-    server database, which holds the lock itself.
-    """
-    if sqlite_path is not None:
-        with _file_lock(sqlite_path, source, last=last):
-            yield
-        return
-    with _advisory_lock(engine, source):
-        yield
 
 
 @contextlib.contextmanager
