@@ -1,7 +1,7 @@
 """`instances` benchmark: who was registered at a moment, on a 1,000,000-operation archive.
 
 Inputs: the query benchmark's synthetic archive (bench/data, 2,000 services), brought
-to the current schema. Measured: ``archiver.read.instances.answer`` for the three
+to the current schema. Measured: ``archiver.read.query.instances`` for the three
 busiest services at three moments each (a third of the span, two thirds, the end),
 median of repeated runs, each answer checked against a baseline that loads the
 service's (de)registrations and applies the rule in Python. Target (issue 32): every
@@ -42,7 +42,7 @@ def baseline(path: str, service: str, at: datetime) -> tuple[set[str], float]:
 
 
 def main() -> None:
-    from archiver.read import instances
+    from archiver.read import query
     from archiver.store.archive import Archive
 
     n, quick = size_from_args(__doc__, 100_000, 1_000_000)
@@ -62,7 +62,7 @@ def main() -> None:
                 times = []
                 for _ in range(5 if quick else 9):
                     started = time.perf_counter()
-                    got = instances.answer(archive, service=service, at=at.astimezone(UTC))
+                    got = query.instances(archive, service=service, at=at.astimezone(UTC))
                     times.append(time.perf_counter() - started)
                 want, base = baseline(path, service, at)
                 assert {r["InstanceId"] for r in got.rows} == want, (service, at)

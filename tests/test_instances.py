@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from archiver.emulator import Emulator
-from archiver.read import instances
+from archiver.read import outputs, query
 from archiver.store.archive import Archive
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import T0 as T
@@ -79,17 +79,17 @@ def test_the_rule_failures_pending_and_ties(archive) -> None:
     with Archive(archive) as archive:
 
         def registered(minutes: int) -> dict[str, str]:
-            got = instances.answer(archive, service="srv-1", at=at(minutes))
+            got = query.instances(archive, service="srv-1", at=at(minutes))
             return {r["InstanceId"]: r["OperationId"] for r in got.rows}
 
         assert registered(-1) == {}
         assert registered(1) == {"i-a": "op-000001"}
         assert registered(25) == {"i-a": "op-000001", "i-b": "op-000004"}
         assert registered(30) == {"i-a": "op-000001", "i-b": "op-y"}
-        before = instances.answer(archive, service="srv-1", at=at(35))
-        assert before.uncertain == ["i-c"] and instances.note(before)
-        assert instances.answer(archive, service="srv-1", at=at(45)).uncertain == []
-        history = instances.answer(archive, service="srv-1", history=True)
+        before = query.instances(archive, service="srv-1", at=at(35))
+        assert before.uncertain == ["i-c"] and outputs.instances_note(before)
+        assert query.instances(archive, service="srv-1", at=at(45)).uncertain == []
+        history = query.instances(archive, service="srv-1", history=True)
         assert [r["OperationId"] for r in history.rows] == [
             "op-000001", "op-000004", "op-x", "op-y", "op-000007"]  # fmt: skip
 
@@ -125,7 +125,7 @@ def test_an_answer_reads_the_service_index_only(archive) -> None:
         def keep(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             statements.append((statement, parameters))
 
-        instances.answer(archive, service="srv-3", at=T + timedelta(minutes=100))
+        query.instances(archive, service="srv-3", at=T + timedelta(minutes=100))
         event.remove(engine, "before_cursor_execute", keep)
         with engine.connect() as conn:
             plans = [
@@ -154,7 +154,7 @@ def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None
         store.record_catalog(conn, 1, "services", [Listed("srv-1", "=svc", None, None, None,
                                                           None)], seen_at=T, complete=True)  # fmt: skip
     with Archive(archive) as handle:
-        got = instances.answer(handle, service="srv-1", at=T + timedelta(hours=1),
+        got = query.instances(handle, service="srv-1", at=T + timedelta(hours=1),
                                source="a@us-east-1")  # fmt: skip
     assert got.coverage_start == T + timedelta(minutes=5)  # not b's, an hour earlier
     out = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--source",

@@ -214,7 +214,7 @@ def instances(
       archiver instances --service checkout --at 2026-11-30T12:00:00Z
     """
     from archiver.errors import UsageError
-    from archiver.read import instances as answers
+    from archiver.read import outputs, query
     from archiver.timeutil import named, now, parse_when
 
     if history and not service:
@@ -222,13 +222,13 @@ def instances(
     started = now()
     when = None if history else named("--at", at, lambda t: parse_when(t, now_=started))
     with open_archive(ctx) as archive:
-        result = answers.answer(archive, service=service, namespace=namespace,
+        result = query.instances(archive, service=service, namespace=namespace,
                                 at=when or started, history=history, source=source)  # fmt: skip
     if output is Output.count:
         sys.stdout.write(f"{len(result.rows)}\n")
     else:
-        answers.write(result, output.value, sys.stdout)
-    if (line := answers.note(result)) and output is not Output.json:
+        outputs.write_instances(result, output.value, sys.stdout)
+    if (line := outputs.instances_note(result)) and output is not Output.json:
         log.warning("%s", line)
 
 
@@ -310,7 +310,7 @@ def export(
     """
     from archiver import stopping
     from archiver.errors import UsageError
-    from archiver.read import export as ex
+    from archiver.read import outputs as ex
 
     if include_incomplete and history:
         raise UsageError("--include-incomplete has no history to add: use it without --history")

@@ -1,7 +1,8 @@
-"""Answers from the archive, offline: ``query`` (the filters in SQL), ``outputs``
-(table, json, csv, ids, count), ``export`` (CSV and its manifest), ``report`` (the
-HTML report) and ``status`` (per source: text, a check, Prometheus metrics). Imports
-``store`` and the core, never ``sync`` or ``cli``.
+"""Answers from the archive, offline: ``query`` (the filters in SQL; the instances),
+``outputs`` (each form: table, json, csv, ids, count; the export's file and
+manifest), ``report`` (the HTML report), ``web`` (Datasette) and ``status`` (per
+source: text, a check, Prometheus metrics). Imports ``store`` and the core, never
+``sync`` or ``cli``.
 
 The words the commands offer as choices are here, on the package's face, so that the
 command line can list them in ``--help`` without loading the database layer.

@@ -1,27 +1,37 @@
-"""One renderer for `query`'s outputs: table, json, csv, ids, count.
+"""Every form the read side writes, each defined once: `query`'s table, json, csv, ids
+and count; `export`'s CSV file and its manifest; `instances`' answer.
 
 Each renderer consumes the stream row by row and writes as it goes, so a query of a
-million operations prints without holding them in memory. ``fetch`` asks the library
-for what each output needs (csv comes from the export's SQL, where the formula guard
-lives), and ``write`` prints it.
+million operations prints without holding them in memory. The CSV header names are a
+contract (README, "archiver export"). Cells that hold free text from the service or
+the user — ``source``, ``error_code``, ``error_message``, the names — are guarded
+against spreadsheet formula injection (OWASP "CSV injection"): one that begins with
+``= + - @``, a tab or a carriage return gets a leading ``'``. Ids, enums and dates are
+never altered. ``raw=True`` turns the guard off.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 from sqlalchemy import String, case, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from archiver import __version__, guards
 from archiver.guards import printable
 from archiver.read import Output
 from archiver.read.query import (
     ArchivedOperation,
+    Instances,
     Selection,
     batches,
     chosen_source,
@@ -36,11 +46,13 @@ from archiver.store.models import (
     Operation,
     OperationEvent,
     Service,
+    SyncState,
     iso_text,
     templated,
     text_format,
 )
-from archiver.timeutil import iso
+from archiver.store.write import source_ids
+from archiver.timeutil import iso, now
 
 # The id is what a user copies, so it is shown whole when the terminal is wide enough;
 # Name is the service's name, or the namespace's for a namespace operation.
@@ -345,3 +357,159 @@ def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = Fals
     the csv module; the lines come rendered from the database (``rows``)."""
     csv.writer(out, lineterminator="\r\n").writerow(HISTORY_COLUMNS if history else COLUMNS)
     return write_batches(batches, out, sep="\r\n", end="\r\n")
+
+
+# --- export: CSV to a file, complete or not at all, and its manifest ---------------------
+# A file export is written under a temporary name and renamed into place, then the
+# manifest is written beside it; a failed or killed export leaves neither under the
+# final names.
+
+
+class _CountingWriter(io.RawIOBase):
+    """Counts the bytes as they reach the file, and hashes them when asked: the
+    manifest's checksum. A stream to stdout has no manifest, so it is not hashed."""
+
+    def __init__(self, raw: BinaryIO, *, hashed: bool) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256() if hashed else None
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b)
+        self._raw.write(view)
+        if self.sha256 is not None:
+            self.sha256.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+
+def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
+    """``--gzip``, or an ``--out`` that ends in ``.gz`` (any case)."""
+    return gzip_flag or (out is not None and guards.named_gz(out))
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: int
+    sha256: str | None  # of a file; None for a stream (stdout), which is not hashed
+    size: int
+
+
+def write_stream(
+    records: Iterable[list[str]], binary: BinaryIO, *, history: bool, compress: bool,
+    name: str = "", hashed: bool = True,
+) -> Written:  # fmt: skip
+    """The CSV (gzipped when asked) onto a binary stream, counted (and hashed, unless
+    ``hashed`` is false) as it goes."""
+    counting = _CountingWriter(binary, hashed=hashed)
+    buffered = io.BufferedWriter(counting, buffer_size=1 << 20)
+    inner: Any = buffered
+    if compress:
+        inner = gzip.GzipFile(filename=name, mode="wb", fileobj=buffered, mtime=0)
+    text = io.TextIOWrapper(inner, encoding="utf-8", newline="", write_through=False)
+    n = write_csv(records, text, history=history)
+    text.flush()
+    text.detach()
+    if compress:
+        inner.close()  # writes the gzip trailer; the buffered writer stays open
+    buffered.flush()
+    digest = counting.sha256.hexdigest() if counting.sha256 is not None else None
+    return Written(n, digest, counting.size)
+
+
+def export(
+    archive: Archive,
+    selection: Selection,
+    out: Path | None,
+    *,
+    stdout: BinaryIO | None = None,
+    history: bool = False,
+    raw: bool = False,
+    compress: bool = False,
+) -> Written:
+    """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``.
+    Both files pass the write guard before any row is read."""
+    if out is None:
+        assert stdout is not None
+        records = csv_rows(archive, selection, history=history, raw=raw)
+        return write_stream(records, stdout, history=history, compress=compress, hashed=False)
+    dest = guards.target(out, flag="--out", protected=archive.files)
+    manifest = guards.target(out.with_name(out.name + ".manifest.json"),
+                             flag="--out's manifest", protected=archive.files)  # fmt: skip
+    records = csv_rows(archive, selection, history=history, raw=raw)
+    with guards.replacing(dest) as fh:
+        done = write_stream(records, fh, history=history, compress=compress, name=out.name)
+        manifest.path.unlink(missing_ok=True)  # an old manifest never describes the new file
+    with archive.reader.connect() as conn:
+        names = source_ids(conn, selection.source)
+        marks = dict(conn.execute(select(SyncState.source_id, SyncState.watermark)).all())
+    body = {
+        "file": out.name,
+        "rows": done.rows,
+        "bytes": done.size,
+        "sha256": done.sha256,
+        "gzip": compress,
+        "columns": list(HISTORY_COLUMNS if history else COLUMNS),
+        "history": history,
+        "formula_guard": not raw,
+        "filters": selection.filters.to_request(),
+        "since": iso(selection.since) if selection.since else None,
+        "until": iso(selection.until) if selection.until else None,
+        "source": selection.source,
+        "sources": [
+            {"name": name, "watermark": iso(mark) if (mark := marks.get(i)) else None}
+            for i, name in sorted(names.items(), key=lambda kv: kv[1])
+        ],
+        "generated_at": iso(now()),
+        "archiver_version": __version__,
+    }
+    text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+    guards.write_file(manifest, text.encode("utf-8"))
+    return done
+
+
+# --- instances: who was registered at a moment (``query.instances``) --------------------
+
+INSTANCE_COLUMNS = ("Source", "ServiceId", "ServiceName", "NamespaceName", "InstanceId",
+                    "RegisteredAt", "OperationId")  # fmt: skip
+INSTANCE_HISTORY_COLUMNS = (*INSTANCE_COLUMNS[:5], "UpdateDate", "Type", "OperationId")
+#: Guarded against spreadsheet formulas in CSV, as export guards its source and names;
+#: ids and dates must match the service's to the character, and are never altered.
+_FREE_TEXT = frozenset({"Source", "ServiceName", "NamespaceName"})
+
+
+def instances_note(result: Instances) -> str | None:
+    """What the answer cannot know, in one line, or None."""
+    if not result.uncertain:
+        return None
+    since = iso(result.coverage_start) if result.coverage_start else "its first operation"
+    return (f"{len(result.uncertain)} instance(s) were registered before the archive began "
+            f"({since}): their first archived change is a later deregistration, so they "
+            "may have been registered then too")  # fmt: skip
+
+
+def write_instances(result: Instances, output: str, out: TextIO) -> None:
+    """table, json (an envelope with the coverage), csv (formula-guarded) or ids."""
+    columns: Sequence[str] = INSTANCE_HISTORY_COLUMNS if result.at is None else INSTANCE_COLUMNS
+    if output == "json":
+        envelope = {"at": iso(result.at) if result.at else None,
+                    "coverage_start": iso(result.coverage_start) if result.coverage_start
+                    else None, "uncertain": result.uncertain, "instances": result.rows}  # fmt: skip
+        out.write(json.dumps(envelope, ensure_ascii=False, indent=1) + "\n")
+    elif output == "csv":
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(columns)
+        writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
+                         for r in result.rows)  # fmt: skip
+    elif output == "ids":
+        out.writelines(f"{r['InstanceId']}\n" for r in result.rows)
+    else:
+        widths = {c: max([len(c), *(len(str(r[c])) for r in result.rows)]) for c in columns}
+        for cells in [dict(zip(columns, columns, strict=True)), *result.rows]:
+            out.write(printable(" ".join(str(cells[c]).ljust(widths[c]) for c in columns)).rstrip()
+                      + "\n")  # fmt: skip
+        out.write(f"({len(result.rows)} {'change' if result.at is None else 'instance'}"
+                  f"{'' if len(result.rows) == 1 else 's'})\n")  # fmt: skip
