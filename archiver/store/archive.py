@@ -17,7 +17,6 @@ import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
@@ -125,12 +124,7 @@ class Archive:
     def __enter__(self) -> Archive:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     # --- schema ------------------------------------------------------------------------------
