@@ -109,13 +109,9 @@ def hoisted(root: Any, words: list[str]) -> list[str]:
         if word == "--":
             kept.extend(rest[j:])
             break
-        if name in takes_value and name not in local:
-            width = 2 if takes_value[name] and "=" not in word else 1
-            front.extend(rest[j : j + width])
-            j += width
-            continue
-        width = 2 if local.get(name) and "=" not in word else 1
-        kept.extend(rest[j : j + width])
+        hoist = name in takes_value and name not in local
+        width = 2 if (takes_value if hoist else local).get(name) and "=" not in word else 1
+        (front if hoist else kept).extend(rest[j : j + width])
         j += width
     return words[:i] + front + kept
 

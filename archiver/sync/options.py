@@ -123,14 +123,6 @@ def session(settings: ClientSettings, botocore_session: Any = None) -> Any:
         raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
 
 
-def profile_region(settings: ClientSettings) -> str | None:
-    """The region the profile (``~/.aws/config``) names, as the client itself would use.
-
-    A broken config is reported by ``session``: creating the session parses it.
-    """
-    return session(settings).region_name  # type: ignore[no-any-return]
-
-
 def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
     """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
     return (
@@ -184,7 +176,9 @@ def build(
         external_id=v["external_id"],
         session_name=v["session_name"],
     )
-    region = resolve_region(client, None) or profile_region(client)
+    # the profile's own region last, as the client would use it (``session`` reports a
+    # broken config: creating the session parses it)
+    region = resolve_region(client, None) or session(client).region_name
     since = named(where("since"), v["since"], when)
     until = named(where("until"), v["until"], when)
     window = named(where("window"), v["window"], parse_span)

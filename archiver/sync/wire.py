@@ -23,10 +23,9 @@ from archiver.guards import mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"
-#: What each call's answer must carry to be a record at all.
-_REQUIRED = {"GetOperation": ("Operation", ("Id", "Status", "Type"))}
-#: The dates it must carry too: the archive's date columns are never NULL.
-_DATES = {"GetOperation": ("CreateDate", "UpdateDate")}
+#: What GetOperation's Operation must carry to be a record at all: its dates too, as
+#: the archive's date columns are never NULL.
+_REQUIRED, _DATES = ("Id", "Status", "Type"), ("CreateDate", "UpdateDate")
 _POLL = 0.1  # how often a waiting call looks for a stop request
 
 
@@ -144,14 +143,13 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
         return None, f"a body that is not {kind} ({_preview(body)})"
     if not isinstance(data, dict):
         return None, f"a {type(data).__name__} instead of an object ({_preview(body)})"
-    if call in _REQUIRED:
-        member, keys = _REQUIRED[call]
-        inner = data.get(member)
-        if not isinstance(inner, dict) or not all(isinstance(inner.get(k), str) for k in keys):
-            return None, f"no {member} carrying {' and '.join(keys)} ({_preview(body)})"
-        for key in _DATES[call]:
-            if (problem := _date_problem(inner.get(key))) is not None:
-                return None, f"{member} {inner['Id']!r} whose {key} is {problem}"
+    if call == "GetOperation":
+        op = data.get("Operation")
+        if not isinstance(op, dict) or not all(isinstance(op.get(k), str) for k in _REQUIRED):
+            return None, f"no Operation carrying {' and '.join(_REQUIRED)} ({_preview(body)})"
+        for key in _DATES:
+            if (problem := _date_problem(op.get(key))) is not None:
+                return None, f"Operation {op['Id']!r} whose {key} is {problem}"
     if call == "ListOperations":
         ops = data.get("Operations", [])  # absent: an empty page, as JSON protocols allow
         summary = ("Id", "Status")
