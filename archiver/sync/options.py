@@ -63,6 +63,13 @@ SPECS: dict[str, Spec] = {
 }
 
 
+#: The options that reach ClientSettings and SyncOptions as they are (the rest are parsed).
+_CLIENT_OPTIONS = ("region", "profile", "endpoint_url", "max_attempts", "call_timeout",
+                   "role_arn", "external_id", "session_name")  # fmt: skip
+_RUN_OPTIONS = ("endpoint_url", "workers", "max_rps", "full", "retry_gone",
+                "incomplete_retry_days")  # fmt: skip
+
+
 def flag(name: str) -> str:
     """How the command line spells an option: ``--max-rps`` for ``max_rps``."""
     return "--" + name.replace("_", "-")
@@ -164,17 +171,10 @@ def build(
         return parse_when(text, now_=started)
 
     client = ClientSettings(
-        region=v["region"],
-        profile=v["profile"],
-        endpoint_url=v["endpoint_url"],
-        max_attempts=v["max_attempts"],
-        call_timeout=v["call_timeout"],
+        **{k: v[k] for k in _CLIENT_OPTIONS},
         pool_size=v["workers"] + 2,
         access_key=credentials[0] if credentials else None,
         secret_key=credentials[1] if credentials else None,
-        role_arn=v["role_arn"],
-        external_id=v["external_id"],
-        session_name=v["session_name"],
     )
     # the profile's own region last, as the client would use it (``session`` reports a
     # broken config: creating the session parses it)
@@ -184,18 +184,13 @@ def build(
     window = named(where("window"), v["window"], parse_span)
     _check_range(since, until, window, started)
     opts = SyncOptions(
+        **{k: v[k] for k in _RUN_OPTIONS},
         source=v["source"] or default_source_name(client, region),
         region=region,
-        endpoint_url=v["endpoint_url"],
         since=since,
         until=until,
         window=window,
         lookback=named(where("lookback"), v["lookback"], parse_span) or timedelta(hours=2),
-        workers=v["workers"],
-        max_rps=v["max_rps"],
-        full=v["full"],
-        retry_gone=v["retry_gone"],
-        incomplete_retry_days=v["incomplete_retry_days"],
         started=started,
     )
     return opts, client
