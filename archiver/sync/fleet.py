@@ -218,21 +218,21 @@ def run(
             summary = sync_source(location, job.opts, job.client, on_page=on_page)
             return Result(job.opts.source, summary, None)
         except KeyboardInterrupt as exc:  # a stop request, taken in this run's waits
-            return Result(job.opts.source, None, Interrupted(str(exc) or "interrupted"))
+            error: ArchiverError = Interrupted(str(exc) or "interrupted")
         except ArchiverError as exc:
-            return Result(job.opts.source, None, exc)
+            error = exc
         except Exception as exc:
-            return Result(job.opts.source, None, ArchiverError(f"{type(exc).__name__}: "
-                                                               f"{first_line(exc)}"))  # fmt: skip
+            error = ArchiverError(f"{type(exc).__name__}: {first_line(exc)}")
+        return Result(job.opts.source, None, error)
 
     if len(jobs) > 1:
         # A new archive is created (migrated) once, here: runs racing to create one
         # file would each run the migrations.
         Archive.open(location, create_missing=True).close()
-    results: list[Result] = []
+    results: dict[str, Result] = {}
 
     def done(result: Result) -> None:
-        results.append(result)
+        results[result.source] = result
         if on_done:
             on_done(result)
 
@@ -243,12 +243,11 @@ def run(
             finished, pending = wait(pending, timeout=stopping.POLL, return_when=FIRST_COMPLETED)
             for future in finished:
                 done(future.result())
-            if stopping.requested():
-                for future in [f for f in pending if f.cancel()]:
-                    pending.discard(future)
-                    why = f"{stopping.reason()}; not started"
-                    done(Result(futures[future].opts.source, None, Interrupted(why)))
-    return sorted(results, key=lambda r: [j.opts.source for j in jobs].index(r.source))
+            for future in [f for f in pending if stopping.requested() and f.cancel()]:
+                pending.discard(future)
+                why = f"{stopping.reason()}; not started"
+                done(Result(futures[future].opts.source, None, Interrupted(why)))
+    return [results[job.opts.source] for job in jobs]
 
 
 def worst_exit(results: list[Result]) -> int:
