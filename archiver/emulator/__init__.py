@@ -251,32 +251,31 @@ class Handler(BaseHTTPRequestHandler):
         gate = emu.gates.get(operation)
         if gate is not None:
             gate.wait_turn()
+        try:
+            self._faults(emu, operation)
+            result = emu.service.call(operation, self._decode(cbor, body))
+        except ApiError as exc:
+            emu.counters.add(getattr(emu.counters, exc.counted), operation)
+            return self._error(cbor, exc)
+        emu.counters.add(emu.counters.answered, operation)
+        self._send(cbor, 200, result)
+
+    def _faults(self, emu: Emulator, operation: str) -> None:
+        """The injected failure of this call, if any, as the error to answer."""
         faults = emu.faults.get(operation, Faults())
         if faults.denied:
-            emu.counters.add(emu.counters.rejected, operation)
-            denied = ApiError("AccessDeniedException", f"not authorized to perform {operation}")
-            return self._error(cbor, denied)
+            raise ApiError("AccessDeniedException", f"not authorized to perform {operation}")
         bucket = emu.buckets.get(operation)
+        throttled = ApiError("ThrottlingException", "Rate exceeded", counted="throttled")
         if bucket is not None and not bucket.take():
-            emu.counters.add(emu.counters.throttled, operation)
-            return self._error(cbor, ApiError("ThrottlingException", "Rate exceeded"))
+            raise throttled
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
         roll = emu.roll()
         if roll < faults.throttle_rate:
-            emu.counters.add(emu.counters.throttled, operation)
-            return self._error(cbor, ApiError("ThrottlingException", "Rate exceeded"))
+            raise throttled
         if roll < faults.throttle_rate + faults.error_rate:
-            emu.counters.add(emu.counters.errors, operation)
-            return self._error(cbor, ApiError("InternalFailure", "injected failure", 500))
-        try:
-            params = self._decode(cbor, body)
-            result = emu.service.call(operation, params)
-        except ApiError as exc:
-            emu.counters.add(emu.counters.rejected, operation)
-            return self._error(cbor, exc)
-        emu.counters.add(emu.counters.answered, operation)
-        self._send(cbor, 200, result)
+            raise ApiError("InternalFailure", "injected failure", 500, counted="errors")
 
     def _decode(self, cbor: bool, body: bytes) -> dict[str, Any]:
         if not body:

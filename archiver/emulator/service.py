@@ -30,13 +30,13 @@ MAX_TOKEN = 4096
 
 
 class ApiError(Exception):
-    """An error the service answers with: code, HTTP status, message."""
+    """An error the service answers with: code, HTTP status, message; ``counted``: the
+    emulator's counter of its calls (``Counters``)."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, *,
+                 counted: str = "rejected") -> None:  # fmt: skip
         super().__init__(message)
-        self.code = code
-        self.status = status
-        self.message = message
+        self.code, self.status, self.message, self.counted = code, status, message, counted
 
 
 def invalid(message: str) -> ApiError:
