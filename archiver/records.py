@@ -3,9 +3,10 @@
 This is the one definition of an operation's fields (docs/design.md, "One record").
 Each field says here, once, how the API names it, whether it sits in ``Targets``, how
 wide its column is, whether it is free text and whether a later observation may change
-it. The archive's columns (``store.models``), the upsert and its updatable set (``store.write``),
-the JSON names (``to_api``/``from_api``) and the CSV columns (``export``) are all built
-from ``FIELDS``, so a new field is added here, in a migration and in a test.
+it. The archive's columns (``store.models``), the upsert and its updatable set
+(``store.write``), the JSON names (``to_api``/``from_api``) and the CSV columns
+(``read.outputs``) are all built from ``FIELDS``: a new field is added here, in a
+migration and in a test.
 """
 
 from __future__ import annotations

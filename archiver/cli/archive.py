@@ -1,8 +1,6 @@
-"""The commands that read the archive: query, export and report.
-
-They share their selection options — ListOperations' filters, --since/--until, the
-source and --include-incomplete — which are parsed and checked before the archive
-is opened, so that bad input writes nothing and prints one line (exit 2).
+"""The commands that read or keep the archive: query, instances, web, export, report,
+status, db and sources. query, export and report share their selection options,
+checked before the archive is opened: bad input writes nothing and prints one line.
 """
 
 from __future__ import annotations

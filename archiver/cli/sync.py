@@ -1,9 +1,4 @@
-"""The commands that talk to a Cloud Map API: `sync`, `demo` and `emulator serve`.
-
-They share the root app, its global options and its error handling with ``cli``;
-this module only keeps the options that reach AWS (or the emulator) apart from the
-commands that read the archive. Every command is options → one library call.
-"""
+"""The commands that talk to a Cloud Map API: `sync`, `demo` and `emulator serve`."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""The figures behind `archiver report`, aggregated in SQL.
+"""`archiver report`: figures aggregated in SQL, drawn by plotly into one HTML file.
 
 Every figure is a GROUP BY over the selected operations (the same filters,
 ``--since``/``--until`` and ``--source`` as ``query``), so a report of a million
 operations moves a few thousand numbers into Python, never the rows. The sync runs
-are read per source (the filters are about operations, not runs). Drawing is
-``report_html``'s job.
+are read per source (the filters are about operations, not runs).
 """
 
 from __future__ import annotations

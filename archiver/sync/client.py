@@ -1,14 +1,13 @@
-"""The Cloud Map client: built from the usual AWS settings, and two typed calls.
+"""The Cloud Map client, built from the usual AWS settings, its typed calls, and
+their pace (``RateLimit``, ``AdaptiveLimit``).
 
 This is the edge where botocore's exceptions become the project's own: missing
 credentials or a broken profile are bad input (exit 2), a refused NextToken is
 ``TokenRefused``, and any other failure after botocore's retries is ``WorkFailed``
 naming the call. Nothing past this module knows botocore's exception classes.
-
-Retries are pinned to botocore's ``standard`` mode with a generous budget: older
-botocore defaults to ``legacy``, which does not retry a 400 ``RequestLimitExceeded``,
-and three attempts lose calls when many are throttled. Credentials are
-left to boto3's chain and never logged or stored.
+Retries are botocore's ``standard`` mode (older botocore defaults to ``legacy``,
+which does not retry a 400 ``RequestLimitExceeded``). Credentials are left to
+boto3's chain and never logged or stored.
 """
 
 from __future__ import annotations
