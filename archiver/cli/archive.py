@@ -473,10 +473,11 @@ def sources_list(
     Example:
       archiver --db archive.db sources list --json
     """
-    from archiver.read.status import list_sources
+    from archiver.read.status import summarize
 
     with open_archive(ctx) as archive:
-        rows = list_sources(archive)
+        rows = [{"name": s["source"], **{k: s[k] for k in ("region", "endpoint_url",
+                 "operations", "watermark")}} for s in summarize(archive)["sources"]]  # fmt: skip
     _print(rows, as_json, lambda r: f"{r['name']}  region {r['region'] or '-'}  operations "
            f"{r['operations']}  watermark {r['watermark'] or 'none'}")  # fmt: skip
 

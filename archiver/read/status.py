@@ -283,29 +283,3 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
             for call, column in CALL_COLUMNS.items():
                 g["sync_api_calls"].labels(name, call).set(getattr(r, column) or 0)
     guards.write_file(target, generate_latest(registry))  # atomic: node_exporter never reads half
-
-
-def list_sources(archive: Archive) -> list[dict[str, Any]]:
-    """Every source with its region, endpoint, operation count and watermark."""
-    counts = (
-        select(Operation.source_id, func.count().label("n"))
-        .group_by(Operation.source_id)
-        .subquery()
-    )
-    stmt = (
-        select(Source.name, Source.region, Source.endpoint_url, SyncState.watermark, counts.c.n)
-        .outerjoin(SyncState, SyncState.source_id == Source.id)
-        .outerjoin(counts, counts.c.source_id == Source.id)
-        .order_by(Source.name)
-    )
-    with archive.reader.connect() as conn:
-        return [
-            {
-                "name": row.name,
-                "region": row.region,
-                "endpoint_url": row.endpoint_url,
-                "operations": row.n or 0,
-                "watermark": iso(row.watermark) if row.watermark else None,
-            }
-            for row in conn.execute(stmt)
-        ]
