@@ -24,7 +24,7 @@ from archiver.records import Listed, OperationRecord
 from archiver.store import write as catalog
 from archiver.store import write as store
 from archiver.store.archive import Archive, holder_name
-from archiver.store.models import CALL_COLUMNS
+from archiver.store.models import CALL_COLUMNS, SyncRun
 from archiver.sync import client as cloudmap
 from archiver.sync import wire
 from archiver.sync.options import ClientSettings, plan
@@ -42,10 +42,6 @@ COMMIT_ROWS = 1000
 COMMIT_SECONDS = 1.0
 
 
-#: Stats a run reports (``--json``) but sync_runs has no column for.
-_REPORTED_ONLY = ("retries", "completed", "incomplete", "gone", "unsettled", "unit_check_calls",
-                  "api_calls", "planned_windows", "pages", "throttled", "concurrency_peak",
-                  "concurrency_final")  # fmt: skip
 #: How far an operation's Status has come: a GetOperation answer behind what the
 #: listing shows came from a replica that lags, and is not the truth (docs/design.md).
 _PROGRESS = {"SUBMITTED": 0, "PENDING": 1, "SUCCESS": 2, "FAIL": 2}
@@ -82,11 +78,9 @@ class Stats:
         return {column: self.api_calls.get(call, 0) for call, column in CALL_COLUMNS.items()}
 
     def columns(self) -> dict[str, int]:
-        """What sync_runs records (the rest is reported, not stored)."""
-        out = asdict(self)
-        for name in _REPORTED_ONLY:
-            out.pop(name)
-        return {**out, **self.call_counts()}
+        """What sync_runs has a column for (the rest is reported, not stored)."""
+        stored = SyncRun.__table__.columns
+        return {**{k: v for k, v in asdict(self).items() if k in stored}, **self.call_counts()}
 
 
 @dataclass
