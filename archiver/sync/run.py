@@ -95,17 +95,10 @@ class Summary:
     duration_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "run_id": self.run_id,
-            "outcome": self.outcome,
-            "watermark": self.watermark,
-            "duration_s": round(self.duration_s, 3),
-            "update_date_unit": self.update_date_unit,
-            **asdict(self.stats),
-            **self.stats.call_counts(),
-            "error": self.error,
-        }
+        """``--json``'s line: the run, its stats and their call counts, the error last."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "error")}
+        return {**out, "duration_s": round(self.duration_s, 3), **asdict(self.stats),
+                **self.stats.call_counts(), "error": self.error}  # fmt: skip
 
 
 def dry_run(
