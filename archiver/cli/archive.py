@@ -616,25 +616,25 @@ def status(
         if not check and typed is not None and typed.name == "COMMANDLINE":
             raise UsageError(f"--{name.replace('_', '-')} goes with --check (the verdict it "
                              "sets a limit of)")  # fmt: skip
-    age = named("--max-age", max_age, parse_span) if check else None
+    age = named("--max-age", max_age, parse_span) or parse_span("26h")
     window = named("--fail-window", fail_window, parse_span) or parse_span("24h")
+    rated = check and max_fail_rate is not None  # 0 too: any failure fails the check
     with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)
-        rates = fail_rates(archive, window=window, source=source) if max_fail_rate else None
-    if age is not None:
-        problems = check_freshness(summary, max_age=age)
-        if rates is not None and max_fail_rate is not None:
-            problems += check_failures(rates, max_rate=max_fail_rate, window=window,
-                                       min_operations=min_operations)  # fmt: skip
-        summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems,
-                            **({"fail_window": fail_window, "max_fail_rate": max_fail_rate,
-                                "fail_rates": rates} if rates is not None else {})}  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    elif age is None:
-        typer.echo(to_text(summary))
-    else:
-        for line in summary["check"]["problems"]:
-            typer.echo(line)
-    if age is not None and summary["check"]["problems"]:
+        rates = fail_rates(archive, window=window, source=source) if rated else None
+    if not check:
+        typer.echo(
+            json.dumps(summary, indent=2, ensure_ascii=False) if as_json else to_text(summary)
+        )
+        return
+    problems = check_freshness(summary, max_age=age)
+    if rates is not None and max_fail_rate is not None:
+        problems += check_failures(rates, max_rate=max_fail_rate, window=window,
+                                   min_operations=min_operations)  # fmt: skip
+    summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems,
+                        **({"fail_window": fail_window, "max_fail_rate": max_fail_rate,
+                            "fail_rates": rates} if rates is not None else {})}  # fmt: skip
+    for line in [json.dumps(summary, indent=2, ensure_ascii=False)] if as_json else problems:
+        typer.echo(line)
+    if problems:
         raise typer.Exit(1)
