@@ -131,7 +131,10 @@ def upsert_operations(
         return 0
     conn.execute(_upsert_operation(conn.dialect.name), rows)
     if events:
-        append_events(conn, source_id, rows, observed_at=seen_at, run_id=run_id)
+        conn.execute(_insert_event(conn.dialect.name), [
+            {"source_id": source_id, "operation_id": r["id"], "status": r["status"],
+             "update_date": r["update_date"], "observed_at": seen_at, "sync_run_id": run_id}
+            for r in rows])  # fmt: skip
     # An operation found at last is complete: it leaves incomplete_operations in the
     # same transaction, so it is never in both, nor in neither.
     i = IncompleteOperation
@@ -212,20 +215,6 @@ def known_owners(conn: Connection, source_id: int) -> set[str]:
         Namespace.source_id == source_id, Namespace.resource_owner.is_not(None)
     )
     return {str(owner) for owner in conn.execute(stmt.distinct()).scalars()}
-
-
-def append_events(
-    conn: Connection,
-    source_id: int,
-    rows: Sequence[dict[str, Any]],
-    *,
-    observed_at: datetime,
-    run_id: int | None,
-) -> None:
-    events = [{"source_id": source_id, "operation_id": r["id"], "status": r["status"],
-               "update_date": r["update_date"], "observed_at": observed_at, "sync_run_id": run_id}
-              for r in rows]  # fmt: skip
-    conn.execute(_insert_event(conn.dialect.name), events)
 
 
 def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: datetime) -> None:
@@ -340,19 +329,6 @@ def close_abandoned_runs(conn: Connection, source_id: int) -> int:
     return int(result.rowcount or 0)
 
 
-def remove_source(conn: Connection, source_id: int) -> dict[str, int]:
-    """Delete a source with its operations, events, runs and state; what was removed."""
-    removed = {}
-    # Children first: events name runs, and every table names the source.
-    tables = ("operation_events", "operations", "incomplete_operations", "namespaces",
-              "services", "sync_state", "sync_runs", "sources")  # fmt: skip
-    for table in tables:
-        t = Base.metadata.tables[table]
-        key = t.c.id if table == "sources" else t.c.source_id
-        removed[table] = int(conn.execute(delete(t).where(key == source_id)).rowcount or 0)
-    return removed
-
-
 def record_run(conn: Connection, run_id: int, **values: Any) -> None:
     """Counts and, at the end, outcome, finished_at and error of a run."""
     conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))
@@ -414,17 +390,22 @@ def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
     return chosen
 
 
+#: Every table that holds a source's rows, in the order they are deleted.
+_SOURCE_TABLES = [Base.metadata.tables[t] for t in (
+    "operation_events", "operations", "incomplete_operations", "namespaces", "services",
+    "sync_state", "sync_runs", "sources")]  # fmt: skip
+
+
 def source_holdings(archive: Archive, name: str) -> dict[str, int]:
     """What removing the source ``name`` would delete, by table; an unknown name is bad
     input."""
     with archive.reader.connect() as conn:
         (source_id,) = source_ids(conn, name)
-        return {
-            t: int(conn.execute(select(func.count()).select_from(Base.metadata.tables[t])
-                                .where(Base.metadata.tables[t].c.source_id == source_id))
-                   .scalar_one())
-            for t in ("operations", "operation_events", "sync_runs")
-        }  # fmt: skip
+        tables = [t for t in _SOURCE_TABLES if t.name in ("operations", "operation_events",
+                                                           "sync_runs")]  # fmt: skip
+        return {t.name: int(conn.execute(select(func.count()).select_from(t)
+                                         .where(t.c.source_id == source_id)).scalar_one())
+                for t in tables}  # fmt: skip
 
 
 def drop_source(archive: Archive, name: str) -> dict[str, int]:
@@ -432,5 +413,9 @@ def drop_source(archive: Archive, name: str) -> dict[str, int]:
     is bad input."""
     with archive.reader.connect() as conn:
         (source_id,) = source_ids(conn, name)
+    removed = {}
     with archive.lock(name, last=True), archive.writer.begin() as conn:
-        return remove_source(conn, source_id)
+        for t in _SOURCE_TABLES:  # children first: events name runs, every table the source
+            key = t.c.id if t.name == "sources" else t.c.source_id
+            removed[t.name] = int(conn.execute(delete(t).where(key == source_id)).rowcount or 0)
+    return removed
