@@ -307,17 +307,18 @@ def _discovered_config() -> Path | None:
         return None
 
 
-def open_archive(ctx: typer.Context, *, create_missing: bool = False) -> Archive:
+def open_archive(ctx: typer.Context) -> Archive:
     """The archive ``--db`` names, checked to be at the schema this archiver needs."""
     from archiver.store.archive import Archive
 
-    return Archive.open(settings_of(ctx).db, create_missing=create_missing)
+    return Archive.open(settings_of(ctx).db)
 
 
-def terminal_width() -> int:
+def terminal_width() -> int | None:
+    """The width of the terminal stdout is, or None when it is not one (never cut)."""
     import shutil
 
-    return shutil.get_terminal_size((80, 24)).columns
+    return shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else None
 
 
 def db_given(ctx: typer.Context) -> bool:

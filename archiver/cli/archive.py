@@ -166,7 +166,7 @@ def query(
                              order_by=order_by, ascending=ascending, limit=max_items,
                              include_incomplete=include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
-        width = terminal_width() if sys.stdout.isatty() else None
+        width = terminal_width()
         render.write(output, archive, selection, sys.stdout, width=width)
         sys.stdout.flush()
 

@@ -401,7 +401,7 @@ def demo(
     settings = settings_of(ctx)
     target = settings.db if db_given(ctx) else "demo.db"
     stopping.install()
-    width = terminal_width() if sys.stdout.isatty() else None
+    width = terminal_width()
     shown = for_terminal(quiet=settings.quiet, source="demo@emulator")
     try:
         run_demo(target, sys.stdout, operations=operations, width=width, on_page=shown)

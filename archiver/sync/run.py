@@ -343,7 +343,9 @@ class Syncer:
             with self.reader.connect() as conn:
                 links = store.service_links(conn, sid)
             linked = Counter(links.get(s.id) for s in listed)
-            todo = [n for n in namespaces if _service_count(n) != linked.get(n.id, 0)]
+            # a namespace's ServiceCount (when the service says) against what the archive links
+            counts = {n.id: json.loads(n.extra or "{}").get("ServiceCount") for n in namespaces}
+            todo = [n for n in namespaces if counts[n.id] != linked.get(n.id, 0)]
             answers += [_wait_for(f) for f in [pool.submit(self._list, "services", n)
                                                for n in todo]]  # fmt: skip
         if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
@@ -482,7 +484,10 @@ class Syncer:
             ):
                 job = inflight.popleft()
                 batch.append(self._fetched(job, [f.result() for f in job.futures]))
-            self._store_after_error(sid, run_id, window, batch)
+            try:
+                self._store(sid, run_id, window, batch)
+            except Exception:  # the archive itself failed: the first error is the one to tell
+                self.log.debug("the pages fetched before the error were not stored", exc_info=True)
             raise
         self._store(sid, run_id, window, batch)
 
@@ -522,13 +527,6 @@ class Syncer:
         """A page whose calls have all answered, sorted out for its batch."""
         records, missing, unsettled = _sorted_out(job.wanted, results)
         return _Fetched(job, records, missing, self.clock(), unsettled)
-
-    def _store_after_error(self, sid: int, run_id: int, window: tuple[datetime, datetime],
-                           batch: list[_Fetched]) -> None:  # fmt: skip
-        try:
-            self._store(sid, run_id, window, batch)
-        except Exception:  # the archive itself failed: the first error is the one to tell
-            self.log.debug("the pages fetched before the error could not be stored", exc_info=True)
 
     def _store(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                batch: list[_Fetched]) -> None:  # fmt: skip
@@ -584,12 +582,6 @@ class Syncer:
                 store.advance_watermark(conn, sid, window)
             s.api_calls = self._calls_now()
             store.record_run(conn, run_id, **s.columns())
-
-
-def _service_count(namespace: Listed) -> int | None:
-    """The namespace summary's ServiceCount (None when the service does not say)."""
-    count = json.loads(namespace.extra).get("ServiceCount") if namespace.extra else None
-    return count if isinstance(count, int) else None
 
 
 def _sorted_out(
