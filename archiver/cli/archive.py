@@ -306,20 +306,21 @@ def export(
     Example:
       archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
     """
-    from archiver import stopping
+    from archiver import guards, stopping
     from archiver.errors import UsageError
-    from archiver.read import outputs as ex
+    from archiver.read import outputs
 
     if include_incomplete and history:
         raise UsageError("--include-incomplete has no history to add: use it without --history")
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source,
                              ascending=True,  # oldest first
                              include_incomplete=include_incomplete)  # fmt: skip
+    compress = gzip or (out is not None and guards.named_gz(out))  # --gzip, or --out x.gz
     stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
     with open_archive(ctx) as archive:
         sys.stdout.flush()
-        result = ex.export(archive, selection, out, stdout=sys.stdout.buffer, history=history,
-                           raw=raw, compress=ex.wants_gzip(out, gzip))  # fmt: skip
+        result = outputs.export(archive, selection, out, stdout=sys.stdout.buffer,
+                                history=history, raw=raw, compress=compress)  # fmt: skip
         sys.stdout.buffer.flush()
     if out is not None:
         log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)

@@ -159,7 +159,9 @@ def json_head(names: dict[int, str]) -> Any:
     args.append(_member("NamespaceName", Namespace.name, json_text(Namespace.name)))
     args.append(_member("ServiceName", Service.name, json_text(Service.name)))
     # Sources are few and already read: their names go in as a CASE on source_id
-    tails = {sid: ', "Source": ' + _text(name) + "}" for sid, name in names.items()}
+    tails = {
+        sid: f', "Source": {json.dumps(name, ensure_ascii=False)}}}' for sid, name in names.items()
+    }
     args.append(case(tails, value=Operation.source_id, else_="}") if tails else literal("}"))
     return text_format("{" + "%s" * len(args), *args)
 
@@ -175,10 +177,6 @@ def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     _, found = batches(archive, selection, build)
     return ([_finished(r.json, r.extra, partial and r.incomplete) for r in batch]
             for batch in found)  # fmt: skip
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
@@ -384,11 +382,6 @@ class _CountingWriter(io.RawIOBase):
             self.sha256.update(view)
         self.size += view.nbytes
         return view.nbytes
-
-
-def wants_gzip(out: Path | None, gzip_flag: bool) -> bool:
-    """``--gzip``, or an ``--out`` that ends in ``.gz`` (any case)."""
-    return gzip_flag or (out is not None and guards.named_gz(out))
 
 
 @dataclass(frozen=True)

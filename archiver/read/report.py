@@ -296,7 +296,9 @@ def _plain(text: str) -> str:
 
 def _per_day(go: Any, f: Figures) -> str:
     days = sorted({d for d, _, _ in f.per_day})
-    statuses = sorted({s for _, s, _ in f.per_day}, key=_status_order)
+    known = list(STATUS_COLOURS)  # in their order, then any other by name
+    statuses = sorted({s for _, s, _ in f.per_day},
+                      key=lambda s: (known.index(s) if s in known else len(known), s))  # fmt: skip
     counts = {(d, s): n for d, s, n in f.per_day}
     per_status = {s: [counts.get((d, s), 0) for d in days] for s in statuses}
     fig = go.Figure([go.Bar(name=_plain(s), x=days, y=ys, marker_color=STATUS_COLOURS.get(s))
@@ -368,8 +370,3 @@ def _sync_runs(go: Any, f: Figures) -> str:
     return _section("sync-runs", "Sync runs over time", fig, table,
                     "Each run of the selected sources; the filters select operations, not runs. "
                     "Lag: how far behind the run's end the archive was complete.")  # fmt: skip
-
-
-def _status_order(status: str) -> tuple[int, str]:
-    known = list(STATUS_COLOURS)
-    return (known.index(status) if status in known else len(known), status)

@@ -97,7 +97,8 @@ class Archive:
     @property
     def is_new(self) -> bool:
         """A SQLite archive that does not exist yet, or an empty file."""
-        return db.is_new_sqlite(self.location)
+        path = self.sqlite_path
+        return path is not None and (not path.exists() or path.stat().st_size == 0)
 
     # --- engines -----------------------------------------------------------------------------
 

@@ -234,12 +234,6 @@ def _not_a_database(exc: DBAPIError) -> bool:
     return "not a database" in str(exc.orig) or "file is encrypted" in str(exc.orig)
 
 
-def is_new_sqlite(db: str) -> bool:
-    """A SQLite archive that does not exist yet, or is an empty file: sync will create it."""
-    path = sqlite_path(db)
-    return path is not None and (not path.exists() or path.stat().st_size == 0)
-
-
 def insert(conn: Connection, table: Any) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (both engines have them)."""
     return insert_for(conn.dialect.name, table)
@@ -274,20 +268,12 @@ def translate(exc: DBAPIError, db: str) -> ArchiverError:
 # --- migrations, from the packaged scripts --------------------------------------------
 
 
-def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
-    from importlib.resources import files
-
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(files("archiver.migrations")))
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
 def migrate(db: str, action: str, target: str) -> None:
     """``alembic upgrade|downgrade target`` on the archive, from the packaged scripts."""
+    from importlib.resources import files
+
     from alembic import command
+    from alembic.config import Config
     from alembic.util import CommandError
 
     check_file(db, must_exist=action != "upgrade")
@@ -305,7 +291,10 @@ def migrate(db: str, action: str, target: str) -> None:
                 # on, SQLite refuses to drop a table others refer to. Alembic's recipe:
                 # off for the migration (set before any transaction, or it is ignored).
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
-            getattr(command, action)(_alembic_config(conn), target)
+            cfg = Config()
+            cfg.set_main_option("script_location", str(files("archiver.migrations")))
+            cfg.attributes["connection"] = conn  # env.py runs on this connection
+            getattr(command, action)(cfg, target)
     except DBAPIError as exc:
         if _not_a_database(exc):
             raise UsageError(f"{mask_url(db)} is not a SQLite database") from None

@@ -69,7 +69,9 @@ def load(path: Path) -> Config:
         regions = values.pop("regions", None)
         if "region" in own:  # the source's own region wins over [defaults]' regions
             regions = None
-        for one in _by_region(values, regions):  # NAME@REGION, one source per region
+        by_region = [{**values, "region": r, "source": f"{values['source']}@{r}"}
+                     for r in regions or ()]  # NAME@REGION, one source per region  # fmt: skip
+        for one in by_region or [values]:
             if any(s["source"] == one["source"] for s in sources):
                 raise UsageError(f"config {path}: source {one['source']!r} is named twice")
             sources.append(one)
@@ -121,12 +123,6 @@ def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) 
               .items() if k != "regions"}  # fmt: skip
     return Organization(f"config {path}: {where}", values, role, regions, chosen["include"],
                         chosen["exclude"] or [])  # fmt: skip
-
-
-def _by_region(values: dict[str, Any], regions: list[str] | None) -> list[dict[str, Any]]:
-    if regions is None:
-        return [values]
-    return [{**values, "region": r, "source": f"{values['source']}@{r}"} for r in regions]
 
 
 def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[str, Any]:

@@ -140,12 +140,6 @@ def resolve_region(settings: ClientSettings, profile_region: str | None) -> str 
     )
 
 
-def default_source_name(settings: ClientSettings, region: str | None) -> str:
-    """``<profile>@<region>``: one source per account and region (docs/design.md)."""
-    profile = settings.profile or os.environ.get("AWS_PROFILE") or "default"
-    return f"{profile}@{region or 'unknown-region'}"
-
-
 def build(
     values: Mapping[str, Any],
     *,
@@ -183,9 +177,11 @@ def build(
     until = named(where("until"), v["until"], when)
     window = named(where("window"), v["window"], parse_span)
     _check_range(since, until, window, started)
+    # a source per account and region, named <profile>@<region> (docs/design.md)
+    profile = client.profile or os.environ.get("AWS_PROFILE") or "default"
     opts = SyncOptions(
         **{k: v[k] for k in _RUN_OPTIONS},
-        source=v["source"] or default_source_name(client, region),
+        source=v["source"] or f"{profile}@{region or 'unknown-region'}",
         region=region,
         since=since,
         until=until,
