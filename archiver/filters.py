@@ -124,16 +124,11 @@ def _clause(f: Filter, table: Any) -> ColumnElement[bool]:
     return column == f.values[0]  # M2, M3: a missing Targets key is NULL and matches nothing
 
 
-def _between(value: Any, bounds: Sequence[str]) -> bool:
-    # M4, M5: the stored latest UpdateDate, milliseconds, both ends inclusive.
-    ms = to_epoch_ms(value)
-    return int(bounds[0]) <= ms <= int(bounds[1])
-
-
 _PREDICATES: dict[str, Callable[[Any, Sequence[str]], bool]] = {
     EQ: lambda value, values: value is not None and value == values[0],
     IN: lambda value, values: value is not None and value in values,
-    BETWEEN: _between,
+    # M4, M5: the stored latest UpdateDate, milliseconds, both ends inclusive
+    BETWEEN: lambda value, bounds: int(bounds[0]) <= to_epoch_ms(value) <= int(bounds[1]),
 }
 
 
@@ -298,7 +293,11 @@ def parse_raw(arg: str) -> list[dict[str, Any]]:
     """One ``--filters`` argument into filter mappings, before validation."""
     text = arg.strip()
     if text.startswith("file://"):
-        text = _read_filter_file(Path(text[len("file://") :]).expanduser())
+        path = Path(text[len("file://") :]).expanduser()
+        try:  # through the read guard: a regular file, at most 1 MB
+            text = guards.read_text(path, what="filters file").strip()
+        except UsageError as exc:
+            raise FilterError(str(exc)) from None
     if not text:
         raise FilterError("--filters is empty")
     if text[0] in "[{":
@@ -314,14 +313,6 @@ def parse_raw(arg: str) -> list[dict[str, Any]]:
             raise FilterError("--filters JSON must be a list of filter objects")
         return data
     return [_parse_shorthand(text)]
-
-
-def _read_filter_file(path: Path) -> str:
-    """A ``file://`` argument, through the read guard (a regular file, at most 1 MB)."""
-    try:
-        return guards.read_text(path, what="filters file").strip()
-    except UsageError as exc:
-        raise FilterError(str(exc)) from None
 
 
 _KEY = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=")

@@ -108,7 +108,10 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
     if output is Output.csv:
         return write_csv(csv_rows(archive, selection), out)
     if output is Output.json:
-        return write_json(json_rows(archive, selection), out)
+        out.write("[")  # the JSON array, one object per line
+        n = write_batches(json_rows(archive, selection), out, sep=",\n  ", lead="\n  ")
+        out.write("\n]\n" if n else "]\n")
+        return n
     if output is Output.ids:
         return write_batches(query.ids(archive, selection), out, sep="\n", end="\n")
     sources = query.source_names(archive, selection)  # the table names them when several
@@ -194,14 +197,6 @@ def _with_extra(text: str, extra: str) -> str:
     obj = json.loads(text)
     source = obj.pop("Source")
     return json.dumps({**with_extra(obj, extra), "Source": source}, ensure_ascii=False)
-
-
-def write_json(batches: Iterable[list[str]], out: Any) -> int:
-    """The JSON array, one object per line."""
-    out.write("[")
-    n = write_batches(batches, out, sep=",\n  ", lead="\n  ")
-    out.write("\n]\n" if n else "]\n")
-    return n
 
 
 def write_batches(batches: Iterable[Sequence[str]], out: TextIO, *, sep: str, lead: str = "",

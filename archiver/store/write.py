@@ -87,11 +87,6 @@ def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> d
     return out
 
 
-def _operation_row(source_id: int, rec: OperationRecord, seen_at: datetime) -> dict[str, Any]:
-    return {"source_id": source_id, **rec.values(), "first_seen_at": seen_at,
-            "last_seen_at": seen_at}  # fmt: skip
-
-
 #: O5: what a re-archived operation may change (the record says which fields do).
 #: first_seen_at never changes; last_seen_at is set explicitly because ON CONFLICT DO
 #: UPDATE skips ``onupdate``.
@@ -126,7 +121,8 @@ def upsert_operations(
 ) -> int:
     """Insert or update operations and append one event per newly observed status
     (``events``: False for a Status that was listed, not observed with its date)."""
-    rows = [_operation_row(source_id, rec, seen_at) for rec in records]
+    rows = [{"source_id": source_id, **rec.values(), "first_seen_at": seen_at,
+             "last_seen_at": seen_at} for rec in records]  # fmt: skip
     if not rows:
         return 0
     conn.execute(_upsert_operation(conn.dialect.name), rows)

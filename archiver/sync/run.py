@@ -465,7 +465,7 @@ class Syncer:
             with ThreadPoolExecutor(1, thread_name_prefix="list") as lister:
                 upcoming: Future[cloudmap.Page | None] = lister.submit(next, pages, None)
                 while (page := self._next_page(upcoming, sid, run_id, window, batch)) is not None:
-                    upcoming = lister.submit(next, pages, None) if page.next_token else _done(None)
+                    upcoming = lister.submit(next, pages, None) if page.next_token else _NO_PAGE
                     self.stats.retries += page.retries
                     self._check_paging(window)
                     inflight.append(self._start_fetch(pool, sid, page))
@@ -610,6 +610,11 @@ def _keep_unsettled(conn: Any, sid: int, unsettled: list[tuple[OperationRecord, 
     store.keep_incomplete(conn, sid, [(r.id, listed) for r, listed in unsettled], seen_at=seen)
 
 
+#: What a pass's last page has after it.
+_NO_PAGE: Future[Any] = Future()
+_NO_PAGE.set_result(None)
+
+
 def _wait_for(future: Future[Any]) -> Any:
     """The future's result; a stop request is taken here, never inside a database call.
     The wait polls, so that a signal the kernel handed to another thread is seen."""
@@ -619,12 +624,6 @@ def _wait_for(future: Future[Any]) -> Any:
                 return future.result(timeout=stopping.POLL)
             except TimeoutError:
                 stopping.check()
-
-
-def _done(value: Any) -> Future[Any]:
-    f: Future[Any] = Future()
-    f.set_result(value)
-    return f
 
 
 def _describe(exc: BaseException) -> str:
