@@ -27,7 +27,6 @@ from archiver.cli.app import (
 from archiver.read import OrderBy, Output
 
 if TYPE_CHECKING:
-    from archiver.filters import Filters
     from archiver.read.query import Selection
 
 
@@ -92,9 +91,12 @@ def selection_of(
     until: str | None,
     **choices: Any,
 ) -> Selection:
-    """The options as a ``Selection``, checked before the archive is read (exit 2)."""
+    """The options as a ``Selection``, checked before the archive is read (exit 2): a bad
+    filter writes nothing. A TYPE or STATUS the model does not list is checked against
+    what the archive holds."""
     from archiver.errors import UsageError
-    from archiver.read.query import Selection
+    from archiver.filters import from_command_line
+    from archiver.read.query import Selection, stored_values
     from archiver.timeutil import named, now, parse_when
 
     started = now()
@@ -106,23 +108,15 @@ def selection_of(
     end = named("--until", until, when)
     if start is not None and end is not None and end < start:
         raise UsageError("--until is before --since; nothing can match")
-    return Selection(_filters(ctx, filters, more), since=start, until=end, **choices)
-
-
-def _filters(ctx: typer.Context, given: list[str] | None, more: list[str] | None) -> Filters:
-    """Parse and validate before anything opens the archive (a bad filter writes nothing);
-    a TYPE or STATUS the model does not list is checked against what the archive holds."""
-    from archiver.filters import from_command_line
-    from archiver.read.query import stored_values
 
     def stored() -> dict[str, Sequence[str]]:
         with open_archive(ctx) as archive:
             return stored_values(archive)
 
-    parsed = from_command_line(given or [], more or [], stored=stored)
+    parsed = from_command_line(filters or [], more or [], stored=stored)
     for warning in parsed.warnings:
         log.warning(warning)
-    return parsed
+    return Selection(parsed, since=start, until=end, **choices)
 
 
 @app.command()

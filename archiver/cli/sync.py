@@ -32,7 +32,7 @@ class UnitChoice(StrEnum):
 
 
 if TYPE_CHECKING:
-    from archiver import guards
+    pass
 
 
 @emulator_app.command("serve")
@@ -317,16 +317,15 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
           metrics_file: Path | None, one: bool) -> None:  # fmt: skip
     """Every job through ``fleet.run`` (one source is a fleet of one): the same runs,
     locks and metrics, whichever way the sources were named."""
-    from archiver import stopping
+    from archiver import guards, stopping
+    from archiver.read import status
+    from archiver.store.archive import Archive
     from archiver.sync import fleet
     from archiver.sync import run as sync_run
 
     settings = settings_of(ctx)
     metrics = None
     if metrics_file is not None:
-        from archiver import guards
-        from archiver.store.archive import Archive
-
         metrics = guards.target(metrics_file, flag="--metrics-file",
                                 protected=Archive(settings.db).files)  # fmt: skip
     if dry_run:
@@ -356,23 +355,13 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     finally:
         if shown is not None:
             shown.close()  # the display ends as a finished line, not overwritten
-    if metrics is not None:
-        _write_metrics(settings.db, metrics, results)
+    if metrics is not None and not Archive(settings.db).is_new:  # new: no run made it
+        with Archive.open(settings.db) as archive:  # every source's (none run keep theirs)
+            retries = {r.source: r.summary.stats.retries for r in results if r.summary}
+            status.write_metrics(metrics, archive, retries=retries)
     if one and results[0].error is not None:
         raise results[0].error
     raise typer.Exit(fleet.worst_exit(results))
-
-
-def _write_metrics(db: str, target: guards.Target, results: list[Any]) -> None:
-    """The metrics of every source the archive holds (those not run keep their series)."""
-    from archiver.read import status
-    from archiver.store.archive import Archive
-
-    if Archive(db).is_new:
-        return  # the runs failed before the archive was made: nothing to describe
-    with Archive.open(db) as archive:
-        retries = {r.source: r.summary.stats.retries for r in results if r.summary}
-        status.write_metrics(target, archive, retries=retries)
 
 
 @app.command()

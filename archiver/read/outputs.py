@@ -108,8 +108,9 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
     if output is Output.csv:
         return write_csv(csv_rows(archive, selection), out)
     if output is Output.json:
+        objects = json_rows(archive, selection)  # an unknown source fails before the "["
         out.write("[")  # the JSON array, one object per line
-        n = write_batches(json_rows(archive, selection), out, sep=",\n  ", lead="\n  ")
+        n = write_batches(objects, out, sep=",\n  ", lead="\n  ")
         out.write("\n]\n" if n else "]\n")
         return n
     if output is Output.ids:
