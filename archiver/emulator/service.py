@@ -130,12 +130,10 @@ class CloudMapApi:
 
     # --- tokens (P4) ------------------------------------------------------------------------
 
-    def _sign(self, payload: bytes) -> str:
+    def _token(self, position: tuple[int, str]) -> str:
+        payload = json.dumps(list(position), separators=(",", ":")).encode()
         mac = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
         return base64.urlsafe_b64encode(mac + payload).decode()
-
-    def _token(self, position: tuple[int, str]) -> str:
-        return self._sign(json.dumps(list(position), separators=(",", ":")).encode())
 
     def _position(self, token: Any) -> tuple[int, str]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
@@ -189,8 +187,9 @@ class CloudMapApi:
             raise ApiError("OperationNotFound", f"Operation {op_id} not found")
         # An operation of a namespace shared with the caller is found only when the
         # request names the namespace's owner (as AWS documents for OwnerAccount).
-        asked = params.get("OwnerAccount") or self.account.caller
-        if asked != self.account.owner_of(op):
+        caller = self.account.caller
+        owner = (op.owner_account or caller) if self.account.shared else caller
+        if (params.get("OwnerAccount") or caller) != owner:
             if self.deny_without_owner and "OwnerAccount" not in params:
                 raise ApiError("AccessDeniedException", f"not authorized for {op_id}")
             raise ApiError("OperationNotFound", f"Operation {op_id} not found")
@@ -401,12 +400,6 @@ class Account:
             )
             for i, srv in enumerate(self._services)
         ]
-
-    def owner_of(self, op: OperationRecord) -> str:
-        """The account that owns the operation's namespace (the caller's by default)."""
-        if not self.shared:
-            return self.caller
-        return op.owner_account or self.caller
 
     # --- reads -----------------------------------------------------------------------------
 
