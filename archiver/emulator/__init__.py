@@ -59,7 +59,7 @@ class Emulator:
         self.service = CloudMapApi(self.account, update_date_unit=update_date_unit)
         self.counters = Counters()
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
-        self.roll = FaultRoller(seed)
+        self.roll = random.Random(seed).random  # C code under the GIL: safe across threads
         #: --rate-limit/--burst: one token bucket per operation, as AWS throttles per API.
         self.buckets = (
             {op: TokenBucket(rate_limit, burst or max(1, round(rate_limit))) for op in OPERATIONS}
@@ -364,13 +364,3 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
-
-
-class FaultRoller:
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._rng.random()

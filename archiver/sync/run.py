@@ -302,12 +302,11 @@ class Syncer:
         """Find how the service reads UPDATE_DATE before trusting a window (``check_unit``)."""
         with self.reader.connect() as conn:
             known = store.update_date_unit(conn, sid)
-        checked = check_unit(self.client, started, known=known, limit=self.limit)
-        self.unit = checked.unit
-        self.stats.unit_check_calls = checked.calls
-        if checked.unit != known:
+        self.unit, self.stats.unit_check_calls = check_unit(self.client, started, known=known,
+                                                            limit=self.limit)  # fmt: skip
+        if self.unit != known:
             with self.writer.begin() as conn:
-                store.set_update_date_unit(conn, sid, checked.unit)
+                store.set_update_date_unit(conn, sid, self.unit)
 
     def _list(self, kind: str, namespace: Listed | None = None) -> list[Listed] | str:
         """A listing of namespaces, or of one namespace's services; when it fails, the
@@ -655,26 +654,21 @@ UNITS = ("ms", "s")
 PLAUSIBLE = (timedelta(days=20 * 366), timedelta(days=1))
 
 
-@dataclass(frozen=True)
-class UnitCheck:
-    unit: str  # "ms" or "s"
-    calls: int  # extra ListOperations calls it took
-
-
 def check_unit(
     client: cloudmap.CloudMapClient,
     now: datetime,
     *,
     known: str | None,
     limit: cloudmap.RateLimit | None = None,
-) -> UnitCheck:
-    """The unit the service reads; ``known`` is what the last run found (None: never):
-    an unfiltered page, then the same operations asked for by a window over every
-    plausible UpdateDate in each unit, the documented one first."""
+) -> tuple[str, int]:
+    """The unit the service reads, and the ListOperations calls it took; ``known`` is
+    what the last run found (None: never). An unfiltered page, then the same operations
+    asked for by a window over every plausible UpdateDate in each unit, the documented
+    one first."""
     start, end = now - PLAUSIBLE[0], now + PLAUSIBLE[1]
     held = set(cloudmap.first_page(client, [], limit=limit))
     if not held:  # the service holds nothing yet: nothing to tell the units apart by
-        return UnitCheck(known or "ms", 1)
+        return known or "ms", 1
     for calls, unit in enumerate(UNITS, start=2):
         page = cloudmap.first_page(client, cloudmap.window_filter(start, end, unit), limit=limit)
         if held & set(page):
@@ -683,7 +677,7 @@ def check_unit(
                     "the service reads UPDATE_DATE in seconds, not milliseconds as "
                     "documented; this source's windows use seconds from now on"
                 )
-            return UnitCheck(unit, calls)
+            return unit, calls
     raise WorkFailed(
         "UPDATE_DATE unit check failed: a window over the last 20 years matched none of "
         "the operations the service lists, in milliseconds or in seconds; nothing was "
