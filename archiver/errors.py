@@ -27,8 +27,6 @@ class FilterError(UsageError):
 class WorkFailed(ArchiverError):
     """The work itself failed: API errors after retries, database errors (exit 1)."""
 
-    exit_code = 1
-
 
 class LockHeld(ArchiverError):
     """Another live sync holds this source's lock (exit 3)."""

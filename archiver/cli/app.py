@@ -46,11 +46,9 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     trace = "".join(traceback.format_exception(exc)) if verbose else None
-    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as errors.Stopped
-        say(str(exc) or "interrupted", log_format)
-        return stopping.exit_code()
-    if isinstance(exc, Interrupted):
-        say(str(exc), log_format, trace=trace)
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):  # Ctrl-C, SIGTERM (errors.Stopped)
+        signal_landed = isinstance(exc, KeyboardInterrupt)  # where says nothing of the tool
+        say(str(exc) or "interrupted", log_format, trace=None if signal_landed else trace)
         return stopping.exit_code()  # 130 for SIGINT, 143 for SIGTERM
     if isinstance(exc, ArchiverError):
         say(str(exc), log_format, trace=trace)
