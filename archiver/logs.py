@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 from archiver.guards import redact
@@ -14,22 +15,24 @@ from archiver.timeutil import iso, utc_ms
 FIELDS = ("source", "run_id")
 
 
+def _json_line(created: float, level: str, message: str, *, logger: str | None = None,
+               trace: str | None = None, **about: Any) -> str:  # fmt: skip
+    """One JSON object: time, level, logger, message, what the line is about (``FIELDS``)
+    and the traceback, each where known."""
+    from datetime import UTC, datetime
+
+    when = iso(utc_ms(datetime.fromtimestamp(created, UTC)))
+    entry = {"time": when, "level": level, "logger": logger, "message": message, **about,
+             "traceback": trace}  # fmt: skip
+    return json.dumps({k: v for k, v in entry.items() if v is not None}, ensure_ascii=False)
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        from datetime import UTC, datetime
-
-        entry: dict[str, Any] = {
-            "time": iso(utc_ms(datetime.fromtimestamp(record.created, UTC))),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
-        for field in FIELDS:  # what the line is about, where the logger knows it
-            if (value := getattr(record, field, None)) is not None:
-                entry[field] = value
-        if record.exc_info:
-            entry["traceback"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        trace = redact(self.formatException(record.exc_info)) if record.exc_info else None
+        return _json_line(record.created, record.levelname.lower(), redact(record.getMessage()),
+                          logger=record.name, trace=trace,
+                          **{f: getattr(record, f, None) for f in FIELDS})  # fmt: skip
 
 
 class _TextFormatter(logging.Formatter):
@@ -72,13 +75,5 @@ def error_line(message: str, log_format: str, *, trace: str | None = None,
     """The one line an error prints: ``error: …`` or a JSON object under --log-format json
     (with its time, its source where known, and the traceback when there is one)."""
     if log_format == "json":
-        from datetime import UTC, datetime
-
-        entry: dict[str, Any] = {"time": iso(utc_ms(datetime.now(UTC))), "level": "error",
-                                 "message": message}  # fmt: skip
-        if source is not None:
-            entry["source"] = source
-        if trace:
-            entry["traceback"] = trace
-        return json.dumps(entry, ensure_ascii=False)
+        return _json_line(time.time(), "error", message, source=source, trace=trace or None)
     return f"error: {message}"
