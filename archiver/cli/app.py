@@ -319,12 +319,6 @@ def terminal_width() -> int | None:
     return shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else None
 
 
-def db_given(ctx: typer.Context) -> bool:
-    """Whether ``--db`` was typed on this command line (``ARCHIVER_DB`` does not count)."""
-    source = ctx.find_root().get_parameter_source("db")
-    return source is not None and source.name == "COMMANDLINE"
-
-
 def main() -> None:
     """Console-script entry point. The stop handler is installed first, so that a
     signal in the command's first moments is taken as it is later (one line, 130 or

@@ -14,7 +14,6 @@ import typer
 
 from archiver.cli.app import (
     app,
-    db_given,
     emulator_app,
     guarded,
     log,
@@ -132,7 +131,8 @@ def emulator_serve(
 
 def _default(name: str) -> str:
     """An option's default, from the one definition of the sync's options."""
-    return f" [default: {SPECS[name].describe()}]"
+    default = SPECS[name].default
+    return f" [default: {'none' if default is None else default}]"
 
 
 @app.command()
@@ -388,7 +388,8 @@ def demo(
     from archiver import stopping
 
     settings = settings_of(ctx)
-    target = settings.db if db_given(ctx) else "demo.db"
+    typed = ctx.find_root().get_parameter_source("db")  # ARCHIVER_DB does not count
+    target = settings.db if typed is not None and typed.name == "COMMANDLINE" else "demo.db"
     stopping.install()
     width = terminal_width()
     shown = for_terminal(quiet=settings.quiet, source="demo@emulator")

@@ -115,7 +115,8 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
         return n
     if output is Output.ids:
         return write_batches(query.ids(archive, selection), out, sep="\n", end="\n")
-    sources = query.source_names(archive, selection)  # the table names them when several
+    with archive.reader.connect() as conn:  # the table names them when several
+        sources = list(source_ids(conn, selection.source).values())
     return write_table(query.run(archive, selection), out, width=width, sources=sources)
 
 

@@ -215,12 +215,6 @@ def count(archive: Archive, selection: Selection) -> int:
     return n if selection.limit is None else min(n, selection.limit)
 
 
-def source_names(archive: Archive, selection: Selection) -> list[str]:
-    """The names of the sources the selection reads (one, with ``--source``)."""
-    with archive.reader.connect() as conn:
-        return list(source_ids(conn, selection.source).values())
-
-
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
     names, found = batches(archive, selection, lambda _: _named_operations())

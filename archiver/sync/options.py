@@ -31,9 +31,6 @@ class Spec:
     low: float | None = None
     high: float | None = None
 
-    def describe(self) -> str:
-        return f"{self.default}" if self.default is not None else "none"
-
 
 #: Every option of a sync. Times and spans stay text here; ``build`` parses them.
 SPECS: dict[str, Spec] = {
