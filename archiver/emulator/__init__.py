@@ -94,9 +94,6 @@ class Emulator:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
     def close(self) -> None:
         for gate in self.gates.values():
             gate.release()  # a held call must not keep the server from stopping
@@ -135,7 +132,7 @@ def serve(*, host: str, port: int, **settings: Any) -> None:
     sys.stdout.flush()
     logging.getLogger("archiver").info("serving %d operations at %s", len(emu.account), emu.url)
     try:
-        emu.serve_forever()
+        emu._server.serve_forever()
     finally:
         emu.close()
 

@@ -81,7 +81,9 @@ def gather(archive: Archive, selection: Selection) -> Figures:
         ]
         figures.total = sum(n for _, n, _ in figures.by_type)
         figures.top_failing = _top_failing(conn, where, len(names) > 1, names)
-        bucket = _bucket(seconds_between(Operation.create_date, Operation.update_date))
+        took = seconds_between(Operation.create_date, Operation.update_date)
+        whens = [(took < bound, i) for i, (bound, _) in enumerate(BUCKETS) if bound is not None]
+        bucket = case(*whens, else_=len(BUCKETS) - 1)  # the index of its BUCKETS entry
         final = [status.not_in(UNFINISHED)]
         figures.durations = [
             (t, BUCKETS[b][1], n)
@@ -89,12 +91,6 @@ def gather(archive: Archive, selection: Selection) -> Figures:
         ]
         figures.runs = _runs(conn, names)
     return figures
-
-
-def _bucket(seconds: Any) -> Any:
-    """The index of the BUCKETS entry that ``seconds`` falls in, as SQL."""
-    whens = [(seconds < bound, i) for i, (bound, _) in enumerate(BUCKETS) if bound is not None]
-    return case(*whens, else_=len(BUCKETS) - 1)
 
 
 def _top_failing(
