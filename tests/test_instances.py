@@ -161,3 +161,38 @@ def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None
                  "a@us-east-1", "--at", "2030-01-01", "-o", "csv").stdout  # fmt: skip
     (row,) = csv.DictReader(io.StringIO(out, newline=""))
     assert (row["InstanceId"], row["ServiceName"]) == ("=i-1", "'=svc")
+
+
+def test_service_and_namespace_together_are_their_intersection(runner, archive) -> None:
+    """--namespace answers for its services; with --service too, for those of its
+    services --service names (none when the service lives elsewhere), and the coverage
+    narrows with the answer."""
+    from archiver.records import Listed
+    from archiver.store import write as store
+
+    fill(archive, [op(1, minutes=1, service="srv-1", instance="i-1"),
+                   op(2, minutes=2, service="srv-2", instance="i-2"),
+                   op(3, minutes=-30, namespace="ns-2", service="srv-3", instance="i-3")])  # fmt: skip
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        spaces = [Listed(n, f"{n}.local", None, None, None, None) for n in ("ns-1", "ns-2")]
+        store.record_catalog(conn, 1, "namespaces", spaces, seen_at=T, complete=True)
+        services = [Listed(s, s.upper(), None, None, None, None, namespace_id=n)
+                    for s, n in (("srv-1", "ns-1"), ("srv-2", "ns-1"), ("srv-3", "ns-2"))]  # fmt: skip
+        store.record_catalog(conn, 1, "services", services, seen_at=T, complete=True)
+    at = T + timedelta(hours=1)
+    with Archive(archive) as handle:
+
+        def answer(**given: str) -> tuple[set[str], datetime | None]:
+            got = query.instances(handle, at=at, **given)
+            return {r["InstanceId"] for r in got.rows}, got.coverage_start
+
+        assert answer(namespace="ns-1") == ({"i-1", "i-2"}, T + timedelta(minutes=1))
+        assert answer(namespace="ns-1.local", service="SRV-2") == (
+            {"i-2"},
+            T + timedelta(minutes=2),
+        )
+        assert answer(namespace="ns-1", service="srv-3") == (set(), None)
+        assert answer(namespace="ns-2") == ({"i-3"}, T - timedelta(minutes=30))
+    both = invoke(runner, "--db", archive, "instances", "--namespace", "ns-1", "--service",
+                  "srv-3", "--at", "2030-01-01", "-o", "count")  # fmt: skip
+    assert (both.exit_code, both.stdout) == (0, "0\n"), both.output
