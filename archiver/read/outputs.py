@@ -317,9 +317,9 @@ def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool)
     return text_format(fmt, *(cell(c, v) for c, v in cols.items())).label("line")
 
 
-def _history_select(selection: Selection, names: dict[int, str], *, raw: bool,
-                    source_id: int | None) -> Any:  # fmt: skip
+def _history_select(selection: Selection, names: dict[int, str], *, raw: bool) -> Any:
     """The status history as one SELECT of CSV lines, in the export's order."""
+    source_id = chosen_source(selection.source, names)
     e, o = OperationEvent, Operation
     cols = dict(zip(HISTORY_COLUMNS, (None, e.operation_id, o.type, e.status, e.update_date,
                                       e.observed_at, e.sync_run_id), strict=True))  # fmt: skip
@@ -336,8 +336,8 @@ def csv_rows(
     """The CSV's lines (without their line ends), in the export's order, streamed a
     batch at a time. An unknown ``--source`` fails here, before any output."""
     if history:
-        _, found = streamed(archive, selection, lambda names: _history_select(
-            selection, names, raw=raw, source_id=chosen_source(selection, names)))  # fmt: skip
+        _, found = streamed(archive, selection,
+                            lambda names: _history_select(selection, names, raw=raw))  # fmt: skip
     else:
         named = {"namespace_name": Namespace.name, "service_name": Service.name}
         cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))

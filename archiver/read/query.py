@@ -238,7 +238,7 @@ def batches(
     ``include_incomplete`` a row also has the ``incomplete`` flag."""
 
     def statement(names: dict[int, str]) -> Any:
-        sid = chosen_source(selection, names)
+        sid = chosen_source(selection.source, names)
         return ordered(build(names), selection, source_id=sid, flag_incomplete=True)
 
     return streamed(archive, selection, statement)
@@ -267,10 +267,10 @@ def streamed(
     return names, rows()
 
 
-def chosen_source(selection: Selection, names: dict[int, str]) -> int | None:
+def chosen_source(source: str | None, names: dict[int, str]) -> int | None:
     """The source id ``--source`` narrows the read to (``streamed`` checked the name),
     or None for every source."""
-    return next(iter(names)) if selection.source is not None else None
+    return next(iter(names)) if source is not None else None
 
 
 def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOperation:
@@ -331,13 +331,13 @@ def resolve(conn: Connection, kind: str, given: str, source_id: int | None) -> l
 
 
 def instances(archive: Archive, *, service: str | None = None, namespace: str | None = None,
-           at: datetime | None = None, history: bool = False,
-           source: str | None = None) -> Instances:  # fmt: skip
+              at: datetime | None = None, history: bool = False,
+              source: str | None = None) -> Instances:  # fmt: skip
     """The instances registered at ``at`` (or, with ``history``, every change in
     order) of the services ``service`` and ``namespace`` name."""
     with archive.reader.connect() as conn:
         names = source_ids(conn, source)  # an unknown --source is exit 2
-        sid = next(iter(names)) if source else None
+        sid = chosen_source(source, names)
         services = resolve(conn, "service", service, sid) if service else None
         if namespace:  # its services (of those --service names, when both are given)
             spaces = resolve(conn, "namespace", namespace, sid)
@@ -367,7 +367,7 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
             *where, STATES.c.previous_type.is_(None), STATES.c.registered == 0,
             STATES.c.valid_from > at)  # fmt: skip
         return Instances([_row(r) for r in rows], at, coverage,
-                      sorted(set(conn.execute(unsure).scalars())))  # fmt: skip
+                         sorted(set(conn.execute(unsure).scalars())))  # fmt: skip
 
 
 def _row(r: Any, *, history: bool = False) -> dict[str, Any]:
