@@ -215,11 +215,8 @@ def instances(
     when = None if history else named("--at", at, lambda t: parse_when(t, now_=started))
     with open_archive(ctx) as archive:
         result = query.instances(archive, service=service, namespace=namespace,
-                                at=when or started, history=history, source=source)  # fmt: skip
-    if output is Output.count:
-        sys.stdout.write(f"{len(result.rows)}\n")
-    else:
-        outputs.write_instances(result, output.value, sys.stdout)
+                                 at=when or started, history=history, source=source)  # fmt: skip
+    outputs.write_instances(result, output, sys.stdout)
     if (line := outputs.instances_note(result)) and output is not Output.json:
         log.warning("%s", line)
 

@@ -481,20 +481,22 @@ def instances_note(result: Instances) -> str | None:
             "may have been registered then too")  # fmt: skip
 
 
-def write_instances(result: Instances, output: str, out: TextIO) -> None:
-    """table, json (an envelope with the coverage), csv (formula-guarded) or ids."""
+def write_instances(result: Instances, output: Output, out: TextIO) -> None:
+    """table, json (an envelope with the coverage), csv (formula-guarded), ids or count."""
     columns: Sequence[str] = INSTANCE_HISTORY_COLUMNS if result.at is None else INSTANCE_COLUMNS
-    if output == "json":
+    if output is Output.count:
+        out.write(f"{len(result.rows)}\n")
+    elif output is Output.json:
         envelope = {"at": iso(result.at) if result.at else None,
                     "coverage_start": iso(result.coverage_start) if result.coverage_start
                     else None, "uncertain": result.uncertain, "instances": result.rows}  # fmt: skip
         out.write(json.dumps(envelope, ensure_ascii=False, indent=1) + "\n")
-    elif output == "csv":
+    elif output is Output.csv:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
         writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
                          for r in result.rows)  # fmt: skip
-    elif output == "ids":
+    elif output is Output.ids:
         out.writelines(f"{r['InstanceId']}\n" for r in result.rows)
     else:
         widths = {c: max([len(c), *(len(str(r[c])) for r in result.rows)]) for c in columns}
