@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from archiver.errors import UsageError
 
@@ -88,6 +88,10 @@ def parse_when(text: str, *, now_: datetime | None = None) -> datetime:
         ) from None
 
 
+@overload
+def named(option: str, value: str, parse: Callable[[str], T]) -> T: ...
+@overload
+def named(option: str, value: str | None, parse: Callable[[str], T]) -> T | None: ...
 def named(option: str, value: str | None, parse: Callable[[str], T]) -> T | None:
     """Parse one option's text (None stays None); its errors name the option (exit 2)."""
     if value is None:

@@ -608,8 +608,8 @@ def status(
         if not check and typed is not None and typed.name == "COMMANDLINE":
             raise UsageError(f"--{name.replace('_', '-')} goes with --check (the verdict it "
                              "sets a limit of)")  # fmt: skip
-    age = named("--max-age", max_age, parse_span) or parse_span("26h")
-    window = named("--fail-window", fail_window, parse_span) or parse_span("24h")
+    age = named("--max-age", max_age, parse_span)
+    window = named("--fail-window", fail_window, parse_span)
     rated = check and max_fail_rate is not None  # 0 too: any failure fails the check
     with open_archive(ctx) as archive:
         summary = summarize(archive, source=source)

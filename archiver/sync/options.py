@@ -183,7 +183,7 @@ def build(
         since=since,
         until=until,
         window=window,
-        lookback=named(where("lookback"), v["lookback"], parse_span) or timedelta(hours=2),
+        lookback=named(where("lookback"), v["lookback"], parse_span),  # SPECS: never None
         started=started,
     )
     return opts, client
