@@ -205,11 +205,10 @@ def _validate_one(
     if f.condition == BETWEEN and count != 2:
         raise fail(f"BETWEEN takes exactly two values, start first, got {count} (F5)")
     values = f.values
-    allowed = rule.allowed or ()
-    for value in values if rule.allowed is not None else ():  # F6
-        if value not in allowed and value not in known.get(f.name, ()):
+    for value in values:  # F6: a closed set, and what the archive holds beside it
+        if rule.allowed is not None and value not in (*rule.allowed, *known.get(f.name, ())):
             hint = " (did you mean SUCCESS?)" if value.upper() == "SUCCEED" else ""
-            listed = ", ".join(allowed)
+            listed = ", ".join(rule.allowed)
             raise fail(f"{value!r} is not a valid {f.name.lower()}{hint}; use one of {listed} (F6)")
     if f.name == "UPDATE_DATE":  # F7
         values = tuple(_epoch_ms(index, v, allow_iso, warnings) for v in values)

@@ -69,8 +69,9 @@ def load(path: Path) -> Config:
         regions = values.pop("regions", None)
         if "region" in own:  # the source's own region wins over [defaults]' regions
             regions = None
+        # with regions, one source per region, named NAME@REGION
         by_region = [{**values, "region": r, "source": f"{values['source']}@{r}"}
-                     for r in regions or ()]  # NAME@REGION, one source per region  # fmt: skip
+                     for r in regions or ()]  # fmt: skip
         for one in by_region or [values]:
             if any(s["source"] == one["source"] for s in sources):
                 raise UsageError(f"config {path}: source {one['source']!r} is named twice")
