@@ -248,8 +248,7 @@ def web(
     if path is None:
         raise UsageError("archiver web serves a SQLite archive; for PostgreSQL, point "
                          "Datasette's PostgreSQL peers or psql at the database")  # fmt: skip
-    with open_archive(ctx):  # exists, and is at our revision
-        pass
+    open_archive(ctx).close()  # it exists, and is at our revision
     ds = web_app(path)
     import uvicorn
 
