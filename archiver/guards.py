@@ -168,9 +168,9 @@ def _remove_stale_partials(target: Path) -> None:
 READ_LIMIT = 1_000_000
 
 
-def read_text(path: Path, *, what: str) -> str:
+def read_text(path: Path, *, what: str, limit: int = READ_LIMIT) -> str:
     """A user's file as text: a regular file only, opened without blocking (a FIFO or
-    a device is refused, never waited on), at most ``READ_LIMIT`` bytes, UTF-8."""
+    a device is refused, never waited on), at most ``limit`` bytes, UTF-8."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -181,9 +181,9 @@ def read_text(path: Path, *, what: str) -> str:
         kind = "not a regular file (a device, FIFO or socket)"
         raise UsageError(f"{what} {path} is {'a directory' if stat.S_ISDIR(mode) else kind}")
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read(READ_LIMIT + 1)
-    if len(data) > READ_LIMIT:
-        raise UsageError(f"{what} {path} is larger than {READ_LIMIT:,} bytes")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{what} {path} is larger than {limit:,} bytes")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

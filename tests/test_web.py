@@ -74,6 +74,32 @@ def test_the_views_and_every_canned_query_answer(synced) -> None:
     assert {"type", "status", "namespace_name", "service_name"} <= set(facets)
 
 
+@pytest.mark.slow  # over HTTP
+def test_a_report_beside_the_archive_is_linked_and_served_alone(synced) -> None:
+    from archiver.read.web import app
+
+    report = Path(synced).with_suffix(".html")
+    report.write_text("<html><body>the report é</body></html>", encoding="utf-8")
+    ds = app(Path(synced))
+    home = _get(ds, "/-/metadata.json").json()
+    assert '<a href="/report/archive.html">' in home["description_html"]
+    served = _get(ds, "/report/archive.html")
+    assert served.status_code == 200 and "the report é" in served.text
+    assert _get(ds, "/report/archive.db").status_code == 404  # never the archive itself
+
+
+def test_a_report_too_large_to_serve_is_exit_2_one_line(runner, tmp_path, monkeypatch) -> None:
+    from archiver.read import web
+
+    db = tmp_path / "archive.db"
+    assert invoke(runner, "--db", str(db), "db", "upgrade").exit_code == 0
+    db.with_suffix(".html").write_text("x" * 101, encoding="utf-8")
+    monkeypatch.setattr(web, "REPORT_LIMIT", 100)
+    result = invoke(runner, "--db", str(db), "web")
+    assert result.exit_code == 2 and "larger than 100 bytes" in result.stderr, result.output
+    assert result.stderr.count("\n") == 1
+
+
 def test_a_postgresql_archive_is_exit_2_one_line(runner) -> None:
     result = invoke(runner, "--db", "postgresql+psycopg://u@127.0.0.1:1/x", "web")
     assert result.exit_code == 2 and "SQLite archive" in result.stderr, result.output

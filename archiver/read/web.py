@@ -12,12 +12,12 @@ parameters ``service`` and ``at``.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from archiver import guards
 from archiver.errors import UsageError
 from archiver.records import FIELDS
 from archiver.store.models import Base
@@ -36,6 +36,7 @@ FROM instance_states
 WHERE (service_id = :service OR service_name = :service) AND registered = 1
   AND valid_from <= :at AND (valid_until IS NULL OR valid_until > :at)
 ORDER BY source, instance_id"""
+REPORT_LIMIT = 100_000_000  # `archiver report` writes a few MB: plotly's script and the charts
 _FIELD_DOCS = {f.name: "GetOperation's " + (f"Targets.{f.target}" if f.target else f.api or "")
                + (" (every other member, as JSON)" if f.name == "extra" else "")
                for f in FIELDS}  # fmt: skip
@@ -87,7 +88,8 @@ def app(path: Path) -> Any:
     mounts = []
     if report:  # a copy, alone in its folder: the archive beside it is never served
         shown = tempfile.TemporaryDirectory(prefix="archiver-web-")
-        shutil.copyfile(report, Path(shown.name) / report.name)
+        html = guards.read_text(report, what="report", limit=REPORT_LIMIT).encode()
+        guards.write_file(guards.target(Path(shown.name) / report.name, flag="report"), html)
         mounts = [("report", shown.name)]
     ds = Datasette([str(path)], metadata=metadata(path.stem, report), static_mounts=mounts,
                    settings={"allow_download": False})  # fmt: skip
