@@ -51,14 +51,17 @@ def throttled_since_last_asked() -> int:
     return count
 
 
-#: Per client: the requests sent, by API operation, attempts and retries included.
+#: Per client: the requests sent, by API operation, attempts and retries included;
+#: senders on many threads count, and a run reads, under the one lock.
 _CALLS: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
+_COUNTING = threading.Lock()
 
 
 def calls(client: Any) -> Counter[str]:
     """What ``client`` has sent so far (``install``): every call is counted where it
     leaves, so a run's figures are the service's, whichever step made the call."""
-    return Counter(_CALLS.get(client, ()))
+    with _COUNTING:
+        return Counter(_CALLS.get(client, ()))
 
 
 def _count_throttling(response: Any = None, **_: Any) -> None:
@@ -271,14 +274,13 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None 
     deadline_error = _deadline_error()
     abandon = abandon or threading.Event()
     sent = Counter() if sent is None else sent
-    counting = threading.Lock()
 
     def send(request: Any, event_name: str = "", **_: Any) -> Any:
         if stopping.requested():
             raise Interrupted(f"{stopping.reason()} before the call was sent")
         if abandon.is_set():
             raise Interrupted("the run had failed before the call was sent")
-        with counting:  # counted as it leaves: a call stopped before it is not
+        with _COUNTING:  # counted as it leaves: a call stopped before it is not
             sent[event_name.rsplit(".", 1)[-1]] += 1
         call = _Call(session, request)
         _RUNNERS.start(call)
