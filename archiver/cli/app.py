@@ -253,7 +253,7 @@ def root(
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Errors only.")] = False,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", help="Format of messages on stderr.")
+        LogFormat, typer.Option(help="Format of messages on stderr.")
     ] = LogFormat.text,
     version: Annotated[
         bool,
@@ -262,7 +262,6 @@ def root(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config",
             envvar="ARCHIVER_CONFIG",
             metavar="PATH",
             help="A TOML file of sources (and the archive) for `sync --all` [default: "

@@ -129,16 +129,13 @@ def query(
     max_items: Annotated[
         int | None,
         typer.Option(
-            "--max-items",
             metavar="N",
             min=1,
             max=10**12,
             help="At most N operations (default: all).",
         ),
     ] = None,
-    order_by: Annotated[
-        OrderBy, typer.Option("--order-by", help="Sort key.")
-    ] = OrderBy.update_date,
+    order_by: Annotated[OrderBy, typer.Option(help="Sort key.")] = OrderBy.update_date,
     ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
     source: SourceOption = None,
     since: SinceOption = None,
@@ -170,18 +167,15 @@ def query(
 def instances(
     ctx: typer.Context,
     service: Annotated[
-        str | None, typer.Option("--service", metavar="ID|NAME", help="This service's instances.")
+        str | None, typer.Option(metavar="ID|NAME", help="This service's instances.")
     ] = None,
     namespace: Annotated[
         str | None,
-        typer.Option(
-            "--namespace", metavar="ID|NAME", help="The instances of this namespace's services."
-        ),
+        typer.Option(metavar="ID|NAME", help="The instances of this namespace's services."),
     ] = None,
     at: Annotated[
         str | None,
         typer.Option(
-            "--at",
             metavar="WHEN",
             help="The moment: ISO-8601, epoch seconds or a span ago like 2d [default: now].",
         ),
@@ -269,7 +263,7 @@ def export(
     more: MoreFilters = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", metavar="PATH", help="Write to this file (default: stdout)."),
+        typer.Option(metavar="PATH", help="Write to this file (default: stdout)."),
     ] = None,
     history: Annotated[
         bool, typer.Option("--history", help="One row per observed status change.")
@@ -324,7 +318,7 @@ def report(
     more: MoreFilters = None,
     out: Annotated[
         Path,
-        typer.Option("--out", metavar="PATH", help="The HTML file to write."),
+        typer.Option(metavar="PATH", help="The HTML file to write."),
     ] = Path("report.html"),
     source: SourceOption = None,
     since: SinceOption = None,
@@ -549,12 +543,11 @@ def status(
         typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
     ] = False,
     max_age: Annotated[
-        str, typer.Option("--max-age", metavar="SPAN", help="With --check: the stalest allowed.")
+        str, typer.Option(metavar="SPAN", help="With --check: the stalest allowed.")
     ] = "26h",
     max_fail_rate: Annotated[
         float | None,
         typer.Option(
-            "--max-fail-rate",
             metavar="RATE",
             min=0,
             max=1,
@@ -565,14 +558,11 @@ def status(
     ] = None,
     fail_window: Annotated[
         str,
-        typer.Option(
-            "--fail-window", metavar="SPAN", help="With --max-fail-rate: how far back to look."
-        ),
+        typer.Option(metavar="SPAN", help="With --max-fail-rate: how far back to look."),
     ] = "24h",
     min_operations: Annotated[
         int,
         typer.Option(
-            "--min-operations",
             metavar="N",
             min=1,
             help="With --max-fail-rate: "

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -28,10 +28,6 @@ from archiver.sync.options import SPECS
 class UnitChoice(StrEnum):
     ms = "ms"
     s = "s"
-
-
-if TYPE_CHECKING:
-    pass
 
 
 @emulator_app.command("serve")
@@ -72,18 +68,15 @@ def emulator_serve(
     ] = 0,
     update_date_unit: Annotated[
         UnitChoice,
-        typer.Option("--update-date-unit", help="How the emulated service reads UPDATE_DATE."),
+        typer.Option(help="How the emulated service reads UPDATE_DATE."),
     ] = UnitChoice.ms,
     account: Annotated[
         str,
-        typer.Option(
-            "--account", metavar="ACCOUNT", help="The caller's AWS account id (12 digits)."
-        ),
+        typer.Option(metavar="ACCOUNT", help="The caller's AWS account id (12 digits)."),
     ] = "111122223333",
     shared: Annotated[
         float,
         typer.Option(
-            "--shared",
             metavar="SHARE",
             min=0,
             max=1,
@@ -93,7 +86,6 @@ def emulator_serve(
     rate_limit: Annotated[
         float | None,
         typer.Option(
-            "--rate-limit",
             metavar="RPS",
             min=0.1,
             max=100_000,
@@ -104,7 +96,6 @@ def emulator_serve(
     burst: Annotated[
         int | None,
         typer.Option(
-            "--burst",
             metavar="N",
             min=1,
             max=100_000,
@@ -155,7 +146,6 @@ def sync(
     endpoint_url: Annotated[
         str | None,
         typer.Option(
-            "--endpoint-url",
             metavar="URL",
             help="API endpoint, e.g. an `archiver emulator serve` URL "
             "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
@@ -213,7 +203,7 @@ def sync(
     ] = None,
     max_rps: Annotated[
         float | None,
-        typer.Option("--max-rps", metavar="RATE", help="Cap on API calls per second."),
+        typer.Option(metavar="RATE", help="Cap on API calls per second."),
     ] = None,
     max_attempts: Annotated[
         int | None,
@@ -228,7 +218,6 @@ def sync(
     call_timeout: Annotated[
         float | None,
         typer.Option(
-            "--call-timeout",
             metavar="SECONDS",
             help="Seconds one attempt of a call may take in all (connect and whole answer)."
             + _default("call_timeout"),
@@ -237,7 +226,6 @@ def sync(
     incomplete_retry_days: Annotated[
         float | None,
         typer.Option(
-            "--incomplete-retry-days",
             metavar="DAYS",
             help="Days to keep retrying a listed operation GetOperation cannot find; "
             "after that it stays stored, marked gone." + _default("incomplete_retry_days"),
@@ -264,7 +252,6 @@ def sync(
     metrics_file: Annotated[
         Path | None,
         typer.Option(
-            "--metrics-file",
             metavar="PATH",
             help="After every run, write Prometheus metrics of every source here "
             "(textfile collector).",
