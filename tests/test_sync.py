@@ -49,7 +49,7 @@ def test_initial_repeat_and_incremental_sync(db) -> None:
         again = sync_once(db, emu)
         assert emu.counters.get_calls == 0 == again.stats.api_calls["GetOperation"]
         assert emu.counters.list_pages <= 30 + again.stats.unit_check_calls
-        assert again.stats.unit_check_calls == 2  # the unit check: unfiltered, then ms
+        assert again.stats.unit_check_calls == 1  # the unit check: a window in ms
 
         # 3. a live account moves on: 200 new, 100 pending ones finish
         pending = {
@@ -86,7 +86,7 @@ def test_watermark_and_runs_are_recorded(db) -> None:
         run.dispose()
         assert (row.outcome, row.listed, row.inserted) == ("succeeded", 300, 300)
         sent = emu.counters.calls  # every call counted, the unit check's and names' too
-        assert (row.get_calls, row.list_calls) == (300, sent["ListOperations"]) == (300, 3 + 2)
+        assert (row.get_calls, row.list_calls) == (300, sent["ListOperations"]) == (300, 3 + 1)
         assert (row.namespace_calls, row.service_calls) == (
             sent["ListNamespaces"],
             sent["ListServices"],
@@ -219,7 +219,7 @@ def test_readers_run_while_a_sync_writes(runner, db) -> None:
     with Emulator(seed_operations=1500, seed=3) as emu:
         sync_once(db, emu, until=parse_when("45d"))  # something to read from the start
         before = int(invoke(runner, "--db", db, "query", "-o", "count").stdout)
-        gate = emu.hold("ListOperations", after=2 + 12)  # the unit check's 2, then 12 pages
+        gate = emu.hold("ListOperations", after=1 + 12)  # the unit check, then 12 pages
         stored = threading.Semaphore(0)
         errors: list[BaseException] = []
 
@@ -276,7 +276,7 @@ def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -
         assert first.exit_code == 0, first.output
         summary = json.loads(first.stdout)
         assert summary["update_date_unit"] == "s"
-        assert summary["unit_check_calls"] == 3  # unfiltered, ms (nothing), s
+        assert summary["unit_check_calls"] == 2  # ms (nothing), s
         assert "seconds" in first.stderr and first.stderr.count("\n") == 1  # said once
         assert_archive_equals(db, emu.account)
         emu.account.add_operations(60, pending_share=0.0)
@@ -284,7 +284,7 @@ def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -
         emu.counters.reset()
         again = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert again.exit_code == 0 and again.stderr == ""  # the warning is not repeated
-        assert json.loads(again.stdout)["unit_check_calls"] <= 3
+        assert json.loads(again.stdout)["unit_check_calls"] == 2
         assert emu.counters.get_calls <= 80
         assert_archive_equals(db, emu.account)  # the incremental window, in seconds
         status = json.loads(invoke(runner, "--db", db, "status", "--json").stdout)

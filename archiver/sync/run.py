@@ -662,22 +662,22 @@ def check_unit(
     limit: cloudmap.RateLimit | None = None,
 ) -> tuple[str, int]:
     """The unit the service reads, and the ListOperations calls it took; ``known`` is
-    what the last run found (None: never). An unfiltered page, then the same operations
-    asked for by a window over every plausible UpdateDate in each unit, the documented
-    one first."""
+    what the last run found (None: never). A window over every plausible UpdateDate
+    in each unit, the documented one first: the first to match any operation is the
+    unit, as read in the other unit it lies tens of thousands of years ahead or in
+    January 1970. When neither matches, an unfiltered page tells a service that holds
+    nothing (nothing to tell the units apart by) from one that matches neither."""
     start, end = now - PLAUSIBLE[0], now + PLAUSIBLE[1]
-    held = set(cloudmap.first_page(client, [], limit=limit))
-    if not held:  # the service holds nothing yet: nothing to tell the units apart by
-        return known or "ms", 1
-    for calls, unit in enumerate(UNITS, start=2):
-        page = cloudmap.first_page(client, cloudmap.window_filter(start, end, unit), limit=limit)
-        if held & set(page):
+    for calls, unit in enumerate(UNITS, start=1):
+        if cloudmap.first_page(client, cloudmap.window_filter(start, end, unit), limit=limit):
             if unit != "ms" and known != unit:
                 log.warning(
                     "the service reads UPDATE_DATE in seconds, not milliseconds as "
                     "documented; this source's windows use seconds from now on"
                 )
             return unit, calls
+    if not cloudmap.first_page(client, [], limit=limit):
+        return known or "ms", len(UNITS) + 1
     raise WorkFailed(
         "UPDATE_DATE unit check failed: a window over the last 20 years matched none of "
         "the operations the service lists, in milliseconds or in seconds; nothing was "
