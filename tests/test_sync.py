@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "
 
 
 def settings(emu: Emulator, **kw) -> ClientSettings:
-    return ClientSettings(region="us-east-1", endpoint_url=emu.url, pool_size=12, **kw)
+    return ClientSettings(region="us-east-1", endpoint_url=emu.url, **kw)
 
 
 def sync_once(db: str, emu: Emulator, **kw):
