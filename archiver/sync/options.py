@@ -103,7 +103,7 @@ class ClientSettings:
     call_timeout: float = SPECS["call_timeout"].default  # connect + whole answer, per attempt
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    pool_size: int = SPECS["workers"].default + 2  # its calls in flight, the listing's, the check's
+    pool_size: int = 10  # at least the run's calls in flight (``run.sync_source``)
     #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
     #: against the sync's own AIMD by bench/throttled.py, and lost.
     retry_mode: str | None = None  # None: AWS_RETRY_MODE, the profile's, or "standard"
@@ -163,7 +163,6 @@ def build(
 
     client = ClientSettings(
         **{k: v[k] for k in _CLIENT_OPTIONS},
-        pool_size=v["workers"] + 2,
         access_key=credentials[0] if credentials else None,
         secret_key=credentials[1] if credentials else None,
     )

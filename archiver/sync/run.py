@@ -641,8 +641,12 @@ def sync_source(
     botocore_session: Any = None,
 ) -> Summary:
     """One source end to end: the client first (bad AWS settings fail before any file
-    is made), then the archive (created when new), then the run."""
-    client = cloudmap.make_client(client_settings, botocore_session=botocore_session)
+    is made), then the archive (created when new), then the run. The client keeps a
+    connection for each call the run may have in flight: GetOperation's, the listing's
+    and the unit check's."""
+    pool = max(client_settings.pool_size, opts.workers + 2)
+    client = cloudmap.make_client(replace(client_settings, pool_size=pool),
+                                  botocore_session=botocore_session)  # fmt: skip
     with Archive.open(location, create_missing=True) as archive:
         return Syncer(archive, client, opts, on_page=on_page).run()
 
