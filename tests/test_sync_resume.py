@@ -100,7 +100,7 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
         gate = emu.hold("ListOperations", after=2)  # the first run holds the lock, mid-run
         first = start_sync(archive, emu.url)
         assert gate.reached.wait(60), first.communicate()
-        status = _status_once_locked(runner, archive)
+        status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert status["sources"][0]["lock_holder"].endswith(f":{first.pid}")
         result = cli_sync(runner, archive, emu.url, "--source", "acct")
         assert result.exit_code == 3
@@ -255,27 +255,13 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
             pass
 
 
-def _status_once_locked(runner, archive: str) -> dict:
-    """`status --json` once a run holds the source's lock (the archive may not even
-    exist yet when the gate is reached); after a minute, whatever it says."""
-    deadline = time.monotonic() + 60
-    while True:
-        result = invoke(runner, "--db", archive, "status", "--json")
-        status = json.loads(result.stdout) if result.exit_code == 0 else {"sources": []}
-        locked = status["sources"] and status["sources"][0]["lock_holder"]
-        if locked or time.monotonic() > deadline:
-            return status  # type: ignore[no-any-return]
-        time.sleep(0.05)
-
-
 def test_a_killed_run_is_shown_abandoned_and_closed_by_the_next(runner, archive) -> None:
     with Emulator(seed_operations=1000, seed=5) as emu:
         gate = emu.hold("ListOperations", after=2)  # the run holds the lock, mid-run
         proc = start_sync(archive, emu.url)
         assert gate.reached.wait(60), proc.communicate()
-        # the gate may stop the pages listed while the archive opens (head_start), so
-        # the run may take its lock a moment after the gate is reached
-        status = _status_once_locked(runner, archive)
+        # the run records its lock's holder before its first call
+        status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert status["sources"][0]["lock_holder"].endswith(f":{proc.pid}")
         assert status["sources"][0]["last_runs"][0]["outcome"] == "running"
         proc.kill()
