@@ -304,6 +304,24 @@ def test_a_service_reading_seconds_is_found_out_and_synced_exactly(runner, db) -
         assert status["sources"][0]["update_date_unit"] == "s"
 
 
+def test_a_new_account_that_holds_nothing_yet_syncs_and_its_unit_is_found_later(runner, db) -> None:
+    """An empty service tells no unit: the first night succeeds with nothing stored
+    (three calls: both windows, then an unfiltered page); once operations exist, the
+    next night finds the unit the service really reads."""
+    with Emulator(seed_operations=0, update_date_unit="s") as emu:
+        first = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert first.exit_code == 0, first.output
+        summary = json.loads(first.stdout)
+        assert (summary["unit_check_calls"], summary["listed"]) == (3, 0)
+        emu.account.add_operations(40, pending_share=0.0)
+        again = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert again.exit_code == 0, again.output
+        summary = json.loads(again.stdout)
+        assert (summary["update_date_unit"], summary["unit_check_calls"]) == ("s", 2)
+        assert "seconds" in again.stderr
+        assert_archive_equals(db, emu.account)
+
+
 def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) -> None:
     with Emulator(seed_operations=1500, days=20, seed=43, shared=0.2) as emu:
         owners = {o.owner_account for o in emu.account.all()} - {None}
