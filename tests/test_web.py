@@ -46,7 +46,10 @@ def _get(ds, path: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow  # over HTTP
 def test_the_views_and_every_canned_query_answer(synced) -> None:
+    from archiver.read.query import instances
     from archiver.read.web import app
+    from archiver.store.archive import Archive
+    from archiver.timeutil import parse_when
 
     ds = app(Path(synced))
     home = _get(ds, "/archive.json").json()
@@ -61,6 +64,10 @@ def test_the_views_and_every_canned_query_answer(synced) -> None:
     registered = _get(ds, "/archive/instances.json?service=svc1&at=2030-01-01T00:00:00.000Z"
                       "&_shape=array").json()  # fmt: skip
     assert registered and {r["service_name"] for r in registered} == {"svc1"}
+    with Archive.open(synced) as archive:  # the command line's answer, the same rows
+        cli = instances(archive, service="svc1", at=parse_when("2030-01-01T00:00:00Z"))
+    assert [(r["instance_id"], r["operation_id"]) for r in registered] == [
+        (r["InstanceId"], r["OperationId"]) for r in cli.rows]  # fmt: skip
     table = _get(ds, "/archive/operations.json").json()
     described = _get(ds, "/-/metadata.json").json()["databases"]["archive"]["tables"]
     assert set(described) >= {"operations", "namespaces", "sync_runs", "instance_states"}

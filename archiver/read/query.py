@@ -24,6 +24,7 @@ from sqlalchemy import (
     column,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -359,15 +360,20 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
             )
         if at is None:
             raise UsageError("instances: give --at, or --history")
-        live = (STATES.c.valid_from <= at) & or_(STATES.c.valid_until.is_(None),
-                                                  STATES.c.valid_until > at)  # fmt: skip
-        rows = conn.execute(select(STATES).where(*where, live, STATES.c.registered == 1)
-                            .order_by(*order)).all()  # fmt: skip
+        rows = conn.execute(select(STATES).where(*where, registered_at(at)).order_by(*order)).all()
         unsure = select(STATES.c.instance_id).where(
             *where, STATES.c.previous_type.is_(None), STATES.c.registered == 0,
             STATES.c.valid_from > at)  # fmt: skip
         return Instances([_row(r) for r in rows], at, coverage,
                          sorted(set(conn.execute(unsure).scalars())))  # fmt: skip
+
+
+def registered_at(at: Any) -> Any:
+    """The ``instance_states`` rows of an instance registered at ``at`` (an instant, or
+    a bound parameter): for ``instances`` and for the web view's canned query."""
+    c = STATES.c
+    return (c.registered == literal_column("1")) & (c.valid_from <= at) & or_(
+        c.valid_until.is_(None), c.valid_until > at)  # fmt: skip
 
 
 def _row(r: Any, *, history: bool = False) -> dict[str, Any]:

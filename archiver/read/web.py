@@ -17,8 +17,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import String, bindparam, or_, select
+from sqlalchemy.dialects import sqlite
+
 from archiver import guards
 from archiver.errors import UsageError
+from archiver.read.query import STATES, registered_at
 from archiver.records import FIELDS
 from archiver.store.models import Base
 
@@ -30,16 +34,22 @@ VIEWS = {
     "instance_states": "Each successful (de)registration of an instance and the span it decides, "
     "from valid_from to valid_until: what `archiver instances` answers from.",
 }
-INSTANCES = """SELECT source, service_id, service_name, namespace_name, instance_id,
-       valid_from AS registered_at, operation_id
-FROM instance_states
-WHERE (service_id = :service OR service_name = :service) AND registered = 1
-  AND valid_from <= :at AND (valid_until IS NULL OR valid_until > :at)
-ORDER BY source, instance_id"""
 REPORT_LIMIT = 100_000_000  # `archiver report` writes a few MB: plotly's script and the charts
 _FIELD_DOCS = {f.name: "GetOperation's " + (f"Targets.{f.target}" if f.target else f.api or "")
                + (" (every other member, as JSON)" if f.name == "extra" else "")
                for f in FIELDS}  # fmt: skip
+
+
+def instances_sql() -> str:
+    """``archiver instances``' answer as SQL with Datasette's parameters: ``:service``
+    (an id or a name) and ``:at``; the moment's rule is ``query.registered_at``."""
+    c, service = STATES.c, bindparam("service", type_=String)
+    stmt = (select(c.source, c.service_id, c.service_name, c.namespace_name, c.instance_id,
+                   c.valid_from.label("registered_at"), c.operation_id)
+            .where(or_(c.service_id == service, c.service_name == service),
+                   registered_at(bindparam("at")))
+            .order_by(c.source, c.instance_id))  # fmt: skip
+    return str(stmt.compile(dialect=sqlite.dialect(paramstyle="named")))
 
 
 def cookbook() -> dict[str, dict[str, str]]:
@@ -65,7 +75,7 @@ def metadata(name: str, report: Path | None) -> dict[str, Any]:
     queries: dict[str, Any] = {**cookbook(), "instances": {
         "title": "Instances registered at a moment",
         "description": "service: an id or name; at: an instant, 2026-07-01T00:00:00.000Z",
-        "sql": INSTANCES}}  # fmt: skip
+        "sql": instances_sql()}}  # fmt: skip
     link = f'<a href="/report/{report.name}">The HTML report</a>. ' if report else ""
     return {
         "title": f"Cloud Map operations: {name}",
