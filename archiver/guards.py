@@ -168,9 +168,17 @@ def _remove_stale_partials(target: Path) -> None:
 READ_LIMIT = 1_000_000
 
 
-def read_text(path: Path, *, what: str, limit: int = READ_LIMIT) -> str:
-    """A user's file as text: a regular file only, opened without blocking (a FIFO or
-    a device is refused, never waited on), at most ``limit`` bytes, UTF-8."""
+def read_text(path: Path, *, what: str) -> str:
+    """A user's file (``read_bytes``) as UTF-8 text."""
+    try:
+        return read_bytes(path, what=what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+
+
+def read_bytes(path: Path, *, what: str, limit: int = READ_LIMIT) -> bytes:
+    """A user's file: a regular file only, opened without blocking (a FIFO or a device
+    is refused, never waited on), at most ``limit`` bytes."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -184,7 +192,4 @@ def read_text(path: Path, *, what: str, limit: int = READ_LIMIT) -> str:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise UsageError(f"{what} {path} is larger than {limit:,} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+    return data

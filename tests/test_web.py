@@ -95,6 +95,16 @@ def test_a_report_beside_the_archive_is_linked_and_served_alone(synced) -> None:
     assert _get(ds, "/report/archive.db").status_code == 404  # never the archive itself
 
 
+@pytest.mark.slow  # over HTTP
+def test_a_report_is_served_byte_for_byte_whatever_its_encoding(synced) -> None:
+    from archiver.read.web import app
+
+    report = Path(synced).parent / "report.html"
+    report.write_bytes(b"<html><meta charset=latin1><body>caf\xe9</body></html>")
+    served = _get(app(Path(synced)), "/report/report.html")
+    assert served.status_code == 200 and served.content == report.read_bytes()
+
+
 def test_a_report_too_large_to_serve_is_exit_2_one_line(runner, tmp_path, monkeypatch) -> None:
     from archiver.read import web
 

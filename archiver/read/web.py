@@ -98,7 +98,7 @@ def app(path: Path) -> Any:
     mounts = []
     if report:  # a copy, alone in its folder: the archive beside it is never served
         shown = tempfile.TemporaryDirectory(prefix="archiver-web-")
-        html = guards.read_text(report, what="report", limit=REPORT_LIMIT).encode()
+        html = guards.read_bytes(report, what="report", limit=REPORT_LIMIT)
         guards.write_file(guards.target(Path(shown.name) / report.name, flag="report"), html)
         mounts = [("report", shown.name)]
     ds = Datasette([str(path)], metadata=metadata(path.stem, report), static_mounts=mounts,
