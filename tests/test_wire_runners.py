@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -34,10 +35,15 @@ class _Session:
         return f"answer to {request.name}"
 
 
+def _sender(session: _Session, call_timeout: float):  # type: ignore[no-untyped-def]
+    """A send as ``wire.install`` registers it, with its own stop event and counts."""
+    return wire._send_by(session, call_timeout, threading.Event(), Counter())
+
+
 def test_calls_in_turn_reuse_one_thread() -> None:
     """Starting a thread for every call cost a tenth of a CPU-bound sync's time."""
     session = _Session()
-    send = wire._send_by(session, call_timeout=5)
+    send = _sender(session, 5)
     before = set(threading.enumerate())  # runners left idle by earlier tests may serve too
     assert [send(_Request(str(i))) for i in range(200)] == [f"answer to {i}" for i in range(200)]
     assert len(set(session.threads) - before) <= 1  # at most one runner was started
@@ -46,7 +52,7 @@ def test_calls_in_turn_reuse_one_thread() -> None:
 
 def test_an_abandoned_call_does_not_hold_up_the_next() -> None:
     session = _Session()
-    send = wire._send_by(session, call_timeout=0.3)
+    send = _sender(session, 0.3)
     try:
         with pytest.raises(Exception, match="call-timeout"):
             send(_Request("hang"))
@@ -62,13 +68,13 @@ def test_a_forked_child_starts_its_own_runners() -> None:
     """Threads do not survive fork(): a child that counted its parent's idle runners
     as its own would hand its calls to no one and hang until each call's deadline."""
     session = _Session()
-    send = wire._send_by(session, call_timeout=5)
+    send = _sender(session, 5)
     assert send(_Request("parent")) == "answer to parent"  # the parent has an idle runner
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 1
         try:
-            child = wire._send_by(_Session(), call_timeout=2)
+            child = _sender(_Session(), 2)
             code = 0 if child(_Request("child")) == "answer to child" else 1
         finally:
             os._exit(code)

@@ -269,11 +269,9 @@ _RUNNERS = _Runners()
 os.register_at_fork(after_in_child=_RUNNERS.forget)
 
 
-def _send_by(session: Any, call_timeout: float, abandon: threading.Event | None = None,
-             sent: Counter[str] | None = None) -> Any:  # fmt: skip
+def _send_by(session: Any, call_timeout: float, abandon: threading.Event,
+             sent: Counter[str]) -> Any:  # fmt: skip
     deadline_error = _deadline_error()
-    abandon = abandon or threading.Event()
-    sent = Counter() if sent is None else sent
 
     def send(request: Any, event_name: str = "", **_: Any) -> Any:
         if stopping.requested():
