@@ -41,9 +41,8 @@ def one_run(n: int, *, workers: int, adaptive: bool, mode: str = "standard") -> 
     with Emulator(seed_operations=n, days=30, seed=17, latency_ms=LATENCY_MS, rate_limit=RATE,
                   burst=BURST) as emu, tempfile.TemporaryDirectory() as tmp:  # fmt: skip
         opts = SyncOptions(source="bench", workers=workers, adaptive=adaptive)
-        settings = ClientSettings(region="us-east-1", endpoint_url=emu.url, pool_size=workers + 2,
-                                  access_key="bench", secret_key="bench",
-                                  retry_mode=mode)  # fmt: skip
+        settings = ClientSettings(region="us-east-1", endpoint_url=emu.url, access_key="bench",
+                                  secret_key="bench", retry_mode=mode)  # fmt: skip
         start = time.perf_counter()
         summary = sync_source(f"{tmp}/a.db", opts, settings)
         seconds = time.perf_counter() - start

@@ -96,13 +96,13 @@ def test_watermark_and_runs_are_recorded(db) -> None:
 
 
 def test_the_client_keeps_a_connection_for_every_call_in_flight(db, caplog) -> None:
-    """A library caller's small pool is widened to the run's calls in flight: a pool
-    smaller than them makes urllib3 drop a connection after most calls and open a new
-    one for the next (a TLS handshake each, against AWS)."""
+    """A library caller's run keeps a connection per call in flight, whatever its
+    workers: a pool smaller than them makes urllib3 drop a connection after most calls
+    and open a new one for the next (a TLS handshake each, against AWS)."""
     emu = Emulator(seed_operations=800, seed=12, latency_ms=20)
     with emu, caplog.at_level(logging.WARNING, logger="urllib3"):
         summary = run_library_sync(db, SyncOptions(source="acct", workers=24),
-                                   settings(emu, pool_size=2))  # fmt: skip
+                                   settings(emu))  # fmt: skip
     assert summary.outcome == "succeeded" and summary.stats.concurrency_peak > 4
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 

@@ -123,7 +123,8 @@ def _check_credentials(boto3_session: Any, profile: str | None) -> None:
         ) from None
 
 
-def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> CloudMapClient:
+def make_client(settings: ClientSettings, *, pool_size: int = 10,
+                botocore_session: Any = None) -> CloudMapClient:  # fmt: skip
     """A servicediscovery client; a missing profile or region is bad input (exit 2)."""
     import botocore.session
     from botocore.config import Config
@@ -141,7 +142,7 @@ def make_client(settings: ClientSettings, *, botocore_session: Any = None) -> Cl
         retries={"mode": mode, "total_max_attempts": attempts},  # N attempts in all
         connect_timeout=settings.connect_timeout,
         read_timeout=min(settings.read_timeout, settings.call_timeout),
-        max_pool_connections=settings.pool_size,
+        max_pool_connections=pool_size,
         user_agent_appid=f"archiver-{__version__}",
         # Our requests are built here, not by users; validating them is a large share
         # of botocore's CPU per call (bench/README.md).

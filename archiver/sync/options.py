@@ -103,7 +103,6 @@ class ClientSettings:
     call_timeout: float = SPECS["call_timeout"].default  # connect + whole answer, per attempt
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    pool_size: int = 10  # at least the run's calls in flight (``run.sync_source``)
     #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
     #: against the sync's own AIMD by bench/throttled.py, and lost.
     retry_mode: str | None = None  # None: AWS_RETRY_MODE, the profile's, or "standard"

@@ -644,8 +644,7 @@ def sync_source(
     is made), then the archive (created when new), then the run. The client keeps a
     connection for each call the run may have in flight: GetOperation's, the listing's
     and the unit check's."""
-    pool = max(client_settings.pool_size, opts.workers + 2)
-    client = cloudmap.make_client(replace(client_settings, pool_size=pool),
+    client = cloudmap.make_client(client_settings, pool_size=opts.workers + 2,
                                   botocore_session=botocore_session)  # fmt: skip
     with Archive.open(location, create_missing=True) as archive:
         return Syncer(archive, client, opts, on_page=on_page).run()
