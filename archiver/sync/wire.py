@@ -51,10 +51,9 @@ def throttled_since_last_asked() -> int:
     return count
 
 
-#: Per client: the requests sent, by API operation, attempts and retries included;
-#: senders on many threads count, and a run reads, under the one lock.
+#: Per client: the requests sent, by API operation, attempts and retries included.
 _CALLS: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
-_COUNTING = threading.Lock()
+_COUNTING = threading.Lock()  # senders on many threads count, and a run reads, under it
 
 
 def calls(client: Any) -> Counter[str]:
