@@ -269,3 +269,27 @@ def test_reading_a_config_lists_no_organization_until_a_plan_needs_it(
     assert status.exit_code == 0, status.output
     planned = invoke(runner, "--config", str(config), "sources", "plan")
     assert planned.exit_code == 1 and "ListAccounts" in planned.stderr, planned.output
+
+
+@pytest.mark.slow
+def test_a_dry_run_names_a_role_and_assumes_none(runner, tmp_path, monkeypatch) -> None:
+    """--dry-run makes no call: a source's role_arn is named in the plan, not assumed.
+    STS is unreachable here, as it may be where a plan is checked; it answered exit 1
+    ("AssumeRole failed") when the dry run assumed the role."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    role = "arn:aws:iam::210987654321:role/ArchiverRead"
+    with Emulator(seed_operations=5) as emu:
+        config = _config(tmp_path, f'db = "a.db"\n[[source]]\nname = "prod"\n'
+                         f'region = "us-east-1"\nendpoint_url = "{emu.url}"\nrole_arn = "{role}"\n')  # fmt: skip
+        result = invoke(runner, "--config", config, "sync", "--all", "--dry-run")
+        assert sum(emu.counters.calls.values()) == 0
+    assert result.exit_code == 0, result.output
+    [plan] = json.loads(result.stdout)
+    assert plan["credentials"] == f"env, then assume-role {role}"
+    assert not (tmp_path / "a.db").exists()

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -212,14 +212,17 @@ def organization_accounts(settings: ClientSettings) -> list[str]:
 def describe_access(settings: ClientSettings) -> dict[str, Any]:
     """Where a run would go and as whom, without a call: the resolved region, the
     endpoint botocore chose, and where the credentials come from (their provider's
-    name, never a secret). For ``--dry-run``."""
-    client = make_client(settings)
-    credentials = session(settings).get_credentials()
-    return {
-        "region": client.meta.region_name,
-        "endpoint": redact(client.meta.endpoint_url),
-        "credentials": credentials.method if credentials is not None else "none found",
-    }
+    name, never a secret), resolved once. For ``--dry-run``, so a role_arn is named,
+    not assumed: AssumeRole is a call, and may fail where the plan should not."""
+    import botocore.session
+
+    botocore_session = botocore.session.get_session()
+    client = make_client(replace(settings, role_arn=None), botocore_session=botocore_session)
+    found = None if settings.access_key else botocore_session.get_credentials()
+    method = "explicit" if settings.access_key else found.method if found else "none found"
+    role = f", then assume-role {settings.role_arn}" if settings.role_arn else ""
+    return {"region": client.meta.region_name, "endpoint": redact(client.meta.endpoint_url),
+            "credentials": method + role}  # fmt: skip
 
 
 @dataclass(frozen=True)
