@@ -140,8 +140,9 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
     attempts, mode = retry_settings(settings, botocore_session.get_scoped_config())
     config = Config(
         retries={"mode": mode, "total_max_attempts": attempts},  # N attempts in all
-        connect_timeout=settings.connect_timeout,
-        read_timeout=min(settings.read_timeout, settings.call_timeout),
+        # botocore's socket limits; call_timeout bounds the whole attempt (``wire``)
+        connect_timeout=5,
+        read_timeout=min(30, settings.call_timeout),
         max_pool_connections=pool_size,
         user_agent_appid=f"archiver-{__version__}",
         # Our requests are built here, not by users; validating them is a large share

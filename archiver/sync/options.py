@@ -101,8 +101,6 @@ class ClientSettings:
     endpoint_url: str | None = None
     max_attempts: int | None = None  # None: as every AWS SDK resolves it (``client``)
     call_timeout: float = SPECS["call_timeout"].default  # connect + whole answer, per attempt
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
     #: botocore's retry mode; "adaptive" (its client-side rate limiter) is measured
     #: against the sync's own AIMD by bench/throttled.py, and lost.
     retry_mode: str | None = None  # None: AWS_RETRY_MODE, the profile's, or "standard"
