@@ -479,7 +479,7 @@ def sources_plan(
     ctx: typer.Context,
     as_json: JsonOption = False,
 ) -> None:
-    """The sources a --config expands to (regions, names), resolved, without a call.
+    """The sources a --config expands to (regions, accounts), with no Cloud Map call.
 
     \b
     Example:
