@@ -19,9 +19,12 @@ pages through all operations, and the incremental sync's time above that floor
 run for reference (five runs, each after an incremental one), a bare boto3 client
 that lists the same pass and nothing else (import, client, the pages), which is what
 any client pays above the floor. Both are medians.
-Targets (issues 7 and 17):
+Then a sync that finds nothing new runs seven times, each on a copy of an archive an
+incremental sync brought up to date, interleaved with the bare client (medians).
+Targets (issues 7, 17 and 28):
 initial ≥ 10× faster than the baseline with default options; incremental makes
-exactly changed + new GetOperation calls and takes ≤ the floor + 0.6 s.
+exactly changed + new GetOperation calls and takes ≤ the floor + 0.6 s; with nothing
+new, no GetOperation call and ≤ the bare client + 0.6 s.
 
     python bench/sync.py [--quick]
 """
@@ -42,6 +45,7 @@ from bench.common import archiver_cmd, result_name, run_measured, save
 
 LATENCY_MS = 20
 INCREMENTAL_RUNS = 5  # the incremental sync and the bare client: medians of as many runs
+NO_CHANGE_RUNS = 7  # the same for a sync that finds nothing new (#28's guard rail)
 NAIVE_TABLE = """CREATE TABLE ops (id TEXT PRIMARY KEY, type TEXT, status TEXT, error_code TEXT,
  error_message TEXT, create_date TEXT, update_date TEXT, namespace_id TEXT, service_id TEXT,
  instance_id TEXT, owner_account TEXT)"""
@@ -158,6 +162,22 @@ def main() -> None:
             bares.append({**bare_run, "list_pages": emu.counters.list_pages})
         incremental, bare = median_of(incrementals), median_of(bares)
 
+        # the guard rail of #28: a night with nothing new, each run on a copy of an
+        # archive the incremental sync brought up to date, interleaved with the bare
+        # client's again
+        quiet, quiet_bares = [], []
+        for k in range(NO_CHANGE_RUNS):
+            again = f"{tmp}/no-change-{k}.db"
+            src, dst = sqlite3.connect(f"{tmp}/incremental-0.db"), sqlite3.connect(again)
+            src.backup(dst)
+            src.close()
+            dst.close()
+            quiet.append(sync(again))
+            emu.counters.reset()
+            bare_run = run_measured([sys.executable, __file__, "--bare", emu.url])
+            quiet_bares.append({**bare_run, "list_pages": emu.counters.list_pages})
+        no_change, no_change_bare = median_of(quiet), median_of(quiet_bares)
+
     speedup = base["seconds"] / initial["seconds"]
     share = incremental["seconds"] / initial["seconds"]
     floor = incremental["list_pages"] * LATENCY_MS / 1000
@@ -178,10 +198,15 @@ def main() -> None:
         "incremental_above_floor_seconds": round(incremental["seconds"] - floor, 3),
         "bare_listing": bare,
         "incremental_above_bare_seconds": round(incremental["seconds"] - bare["seconds"], 3),
+        "no_change_sync": no_change,
+        "no_change_bare_listing": no_change_bare,
+        "no_change_above_bare_seconds": round(no_change["seconds"] - no_change_bare["seconds"], 3),
         "targets_met": {
             "initial_10x": speedup >= 10 and content,
             "incremental_gets_exact": all(r["get_calls"] == changed for r in incrementals),
             "incremental_floor_plus_0_6_s": incremental["seconds"] - floor <= 0.6,
+            "no_change_gets_none": all(r["get_calls"] == 0 for r in quiet),
+            "no_change_bare_plus_0_6_s": no_change["seconds"] - no_change_bare["seconds"] <= 0.6,
         },
     }
     print(result)

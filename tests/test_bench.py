@@ -71,10 +71,21 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
             "incremental_above_floor_seconds": 0.88,
             "bare_listing": {**run, "seconds": 1.3, "list_pages": 51},
             "incremental_above_bare_seconds": 0.6,
+            "no_change_sync": {
+                **run,
+                "seconds": 2.1,
+                "list_pages": 51,
+                "get_calls": 0,
+                "runs_seconds": [2.1] * 7,
+            },
+            "no_change_bare_listing": {**run, "seconds": 1.5, "list_pages": 50},
+            "no_change_above_bare_seconds": 0.6,
             "targets_met": {
                 "initial_10x": True,
                 "incremental_gets_exact": True,
                 "incremental_floor_plus_0_6_s": False,
+                "no_change_gets_none": True,
+                "no_change_bare_plus_0_6_s": True,
             },
         },
         "startup": {
@@ -97,6 +108,9 @@ def test_the_table_shows_each_saved_figure_and_whether_its_target_was_met() -> N
     assert "+0.88 s" in incremental and incremental.endswith("| True, False |")
     bare = rows["| (a bare boto3 client listing the same pass: import, client, 51 pages)"]
     assert "| 1.9 s | 1.3 s | +0.6 s | (reference) |" in bare
+    quiet = rows["| sync with nothing new, median of 7"]
+    assert "| 2.1 s, 0 gets, 51 pages | bare boto3 client 1.5 s, 50 pages | +0.6 s |" in quiet
+    assert quiet.endswith("| no gets, ≤ bare + 0.6 s | True, True |")
     assert rows["| `archiver --help`, median of 15"].endswith("| ≤ 0.3 s | True |")
     typer_row = rows["| (a typer app with `sync`'s options, parsing one command line and nothing "
                      "else, median of 15)"]  # fmt: skip
