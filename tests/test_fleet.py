@@ -103,6 +103,16 @@ max_attempts = 2
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookbak = '1h'",
             "did you mean 'lookback'?",
         ),
+        # a range check names the key and the source, as the config spells them
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nuntil = '2999-01-01'",
+            "source 'x': until is in the future",
+        ),
+        (
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nsince = '20d'\nwindow = '1s'",
+            "source 'x': window 0:00:01 cuts the range into more than 10,000 windows; use a "
+            "larger one, or cut the backfill into runs with since/until",
+        ),
     ],
     ids=[
         "not toml",
@@ -118,6 +128,8 @@ max_attempts = 2
         "attempts -1",
         "workers huge",
         "typo",
+        "until future",
+        "window tiny",
     ],
 )
 def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_path, monkeypatch,

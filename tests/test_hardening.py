@@ -122,6 +122,7 @@ def test_export_removes_what_a_killed_export_left_for_the_same_path(runner, fill
         ("sync", "--region", "us-east-1", "--since", "1d", "--window", "1s", "--dry-run"),
         ("sync", "--region", "us-east-1", "--since", "2999-01-01T00:00:00Z", "--dry-run"),
         ("sync", "--region", "us-east-1", "--since", "2d", "--until", "3d", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--workers", "1" + "0" * 400, "--dry-run"),
         ("emulator", "serve", "--seed", "1000000000000"),
     ],
     ids=lambda a: " ".join(a[:4]),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -88,10 +88,10 @@ def check(name: str, value: Any, *, context: str = "", key: bool = False) -> Any
     if not isinstance(value, kinds) or (spec.kind is not bool and isinstance(value, bool)):
         words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
         raise UsageError(f"{context}{shown}: {value!r} is not {words[spec.kind]}")
-    number = float(cast(float, value)) if spec.kind in (int, float) else 0.0
+    number = cast(float, value)  # as given: an int too large for a float is out of range
     if spec.low is not None and spec.high is not None and not spec.low <= number <= spec.high:
         raise UsageError(f"{context}{shown}: {value!r} is not from {spec.low:g} to {spec.high:g}")
-    return number if spec.kind is float else value
+    return float(number) if spec.kind is float else value
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,11 @@ def build(
         check(name, None, context=context, key=key)  # an unknown name is refused
     v = {name: check(name, values.get(name), context=context, key=key) for name in SPECS}
 
+    def shown(name: str) -> str:
+        return name if key else flag(name)
+
     def where(name: str) -> str:
-        return context + (name if key else flag(name))
+        return context + shown(name)
 
     started = started or now()
 
@@ -169,7 +172,7 @@ def build(
     since = named(where("since"), v["since"], when)
     until = named(where("until"), v["until"], when)
     window = named(where("window"), v["window"], parse_span)
-    _check_range(since, until, window, started)
+    _check_range(since, until, window, started, context, shown)
     # a source per account and region, named <profile>@<region> (docs/design.md)
     profile = client.profile or os.environ.get("AWS_PROFILE") or "default"
     opts = SyncOptions(
@@ -185,24 +188,27 @@ def build(
     return opts, client
 
 
-def _check_range(
-    since: datetime | None, until: datetime | None, window: timedelta | None, started: datetime
-) -> None:
-    """Refuse a range that can only read nothing, or that would plan without end."""
-    for name, when in (("--since", since), ("--until", until)):
+def _check_range(since: datetime | None, until: datetime | None, window: timedelta | None,
+                 started: datetime, context: str, shown: Callable[[str], str]) -> None:  # fmt: skip
+    """Refuse a range that can only read nothing, or that would plan without end; named
+    as the command line or the config (``context``, a file and a table) names it."""
+    s, u = shown("since"), shown("until")
+    for name, when in ((s, since), (u, until)):
         if when is not None and when < EPOCH:
             raise UsageError(
-                f"{name} {when:%Y-%m-%d} is before 1970: the service's dates start there"
+                f"{context}{name} {when:%Y-%m-%d} is before 1970: the service's dates start there"
             )
     if since is not None and since > started:
-        raise UsageError(f"--since is in the future ({since:%Y-%m-%dT%H:%M:%SZ}); nothing to read")
+        raise UsageError(f"{context}{s} is in the future ({since:%Y-%m-%dT%H:%M:%SZ}); nothing "
+                         "to read")  # fmt: skip
     if until is not None and until > started:
-        raise UsageError(f"--until is in the future ({until:%Y-%m-%dT%H:%M:%SZ}); a watermark "
-                         "there would skip what happens until then: leave --until out")  # fmt: skip
+        raise UsageError(f"{context}{u} is in the future ({until:%Y-%m-%dT%H:%M:%SZ}); a "
+                         "watermark there would skip what happens until then: leave "
+                         f"{u} out")  # fmt: skip
     if since is not None and until is not None and until < since:
-        raise UsageError("--until is before --since; nothing to read")
+        raise UsageError(f"{context}{u} is before {s}; nothing to read")
     if window is not None:
-        check_windows(since, until or started, window)
+        check_windows(since, until or started, window, context, shown)
 
 
 @dataclass(frozen=True)
@@ -263,14 +269,16 @@ def plan_windows(
 MAX_WINDOWS = 10_000
 
 
-def check_windows(start: datetime | None, end: datetime, window: timedelta) -> None:
+def check_windows(start: datetime | None, end: datetime, window: timedelta, context: str = "",
+                  shown: Callable[[str], str] = flag) -> None:  # fmt: skip
     """``--window`` is at least a second, and cuts a range into at most MAX_WINDOWS."""
     if window < timedelta(seconds=1):
-        raise UsageError("--window must be at least 1s")
+        raise UsageError(f"{context}{shown('window')} must be at least 1s")
     if start is not None and (end - start) / window > MAX_WINDOWS:
         raise UsageError(
-            f"--window {window} cuts the range into more than {MAX_WINDOWS:,} windows; "
-            "use a larger --window, or cut the backfill into runs with --since/--until"
+            f"{context}{shown('window')} {window} cuts the range into more than "
+            f"{MAX_WINDOWS:,} windows; use a larger one, or cut the backfill into runs with "
+            f"{shown('since')}/{shown('until')}"
         )
 
 
