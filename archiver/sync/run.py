@@ -21,7 +21,6 @@ from archiver import stopping
 from archiver.errors import ArchiverError, Interrupted, TokenRefused, WorkFailed, first_line
 from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
-from archiver.store import write as catalog
 from archiver.store import write as store
 from archiver.store.archive import Archive, holder_name
 from archiver.store.models import CALL_COLUMNS, SyncRun
@@ -359,7 +358,7 @@ class Syncer:
                 # operations given up as gone may belong to an owner learned only now
                 self._retry_gone = True
             for kind, (items, complete) in listings.items():
-                catalog.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
+                store.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
 
     def _linked(self, services: list[Listed]) -> list[Listed]:
         """Each service once, with its namespace. A service listed under several
