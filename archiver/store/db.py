@@ -25,7 +25,6 @@ from archiver.guards import mask_url
 BUSY_TIMEOUT_MS = 10_000
 
 
-@functools.cache
 def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared: Any) -> Any:
     """Alembic's type comparison, but SQLite's VARCHAR(n) is its TEXT: it enforces no
     length, so a widened column needs no change there (migration d3f8b2a6c471)."""
