@@ -583,13 +583,7 @@ def status(
       archiver --db archive.db status --check --max-fail-rate 0.5 --fail-window 1h
     """
     from archiver.errors import UsageError
-    from archiver.read.status import (
-        check_failures,
-        check_freshness,
-        fail_rates,
-        summarize,
-        to_text,
-    )
+    from archiver.read import status as state  # this function is named status
     from archiver.timeutil import named, parse_span
 
     for name in ("max_age", "max_fail_rate", "fail_window", "min_operations"):
@@ -601,17 +595,17 @@ def status(
     window = named("--fail-window", fail_window, parse_span)
     rated = check and max_fail_rate is not None  # 0 too: any failure fails the check
     with open_archive(ctx) as archive:
-        summary = summarize(archive, source=source)
-        rates = fail_rates(archive, window=window, source=source) if rated else None
+        summary = state.summarize(archive, source=source)
+        rates = state.fail_rates(archive, window=window, source=source) if rated else None
     if not check:
         typer.echo(
-            json.dumps(summary, indent=2, ensure_ascii=False) if as_json else to_text(summary)
+            json.dumps(summary, indent=2, ensure_ascii=False) if as_json else state.to_text(summary)
         )
         return
-    problems = check_freshness(summary, max_age=age)
+    problems = state.check_freshness(summary, max_age=age)
     if rates is not None and max_fail_rate is not None:
-        problems += check_failures(rates, max_rate=max_fail_rate, window=window,
-                                   min_operations=min_operations)  # fmt: skip
+        problems += state.check_failures(rates, max_rate=max_fail_rate, window=window,
+                                         min_operations=min_operations)  # fmt: skip
     summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems,
                         **({"fail_window": fail_window, "max_fail_rate": max_fail_rate,
                             "fail_rates": rates} if rates is not None else {})}  # fmt: skip
