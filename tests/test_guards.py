@@ -16,6 +16,7 @@ import pytest
 
 from archiver import guards
 from archiver.emulator import Emulator
+from archiver.errors import UsageError
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import cli_sync
 
@@ -58,6 +59,14 @@ def test_an_export_never_replaces_an_archive_named_as_its_manifest(runner, tmp_p
     assert result.exit_code == 2, result.output
     assert "manifest" in result.stderr and result.stderr.count("\n") == 1
     assert _digest(archive) == before and not (tmp_path / "q4.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev/null"])
+def test_a_device_or_a_file_descriptor_is_never_written(name) -> None:
+    """Whatever fd 1 is (pytest sends it to a regular file): `export --out /dev/stdout`
+    with stdout sent to a file wrote there, and made its manifest in /dev as root."""
+    with pytest.raises(UsageError, match="names a device or a process's file"):
+        guards.target(Path(name), flag="--out")
 
 
 @pytest.mark.slow
