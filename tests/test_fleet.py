@@ -305,3 +305,16 @@ def test_a_dry_run_names_a_role_and_assumes_none(runner, tmp_path, monkeypatch) 
     [plan] = json.loads(result.stdout)
     assert plan["credentials"] == f"env, then assume-role {role}"
     assert not (tmp_path / "a.db").exists()
+
+
+def test_sources_plan_masks_an_endpoints_password(runner, tmp_path) -> None:
+    """Every secret shown goes through the one masker: the plan printed a config's
+    endpoint_url with its password, in text and in JSON."""
+    url = "http://archiver:Sh0uldNeverShow@127.0.0.1:9/?password=Sh0uldNeverShow"
+    config = _config(tmp_path, f'[[source]]\nname = "a"\nregion = "us-east-1"\n'
+                               f'endpoint_url = "{url}"\n')  # fmt: skip
+    for extra in ([], ["--json"]):
+        result = invoke(runner, "--config", config, "sources", "plan", *extra)
+        assert result.exit_code == 0, result.output
+        assert "http://archiver:***@127.0.0.1:9/?password=***" in result.stdout
+        assert "Sh0uldNeverShow" not in result.output

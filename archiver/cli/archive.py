@@ -486,6 +486,7 @@ def sources_plan(
       archiver --config /etc/archiver/fleet.toml sources plan
     """
     from archiver.errors import UsageError
+    from archiver.guards import mask_url
     from archiver.sync import fleet
 
     config = settings_of(ctx).config
@@ -493,7 +494,7 @@ def sources_plan(
         raise UsageError("sources plan needs --config PATH (or ARCHIVER_CONFIG)")
     rows = [
         {"name": job.opts.source, "region": job.opts.region, "profile": job.client.profile,
-         "endpoint_url": job.client.endpoint_url}
+         "endpoint_url": mask_url(job.client.endpoint_url) or None}
         for job in fleet.plan(config, None)
     ]  # fmt: skip
     _print(rows, as_json, lambda r: f"{r['name']}  region {r['region']}  profile "
