@@ -156,3 +156,18 @@ def test_server_text_in_the_query_table_and_status_never_reaches_a_terminal_raw(
     for shown in (table.stdout, status.stdout):
         assert "\x1b" not in shown and "stale: source forged" not in shown.splitlines()
     assert len(table.stdout.splitlines()) == 3  # header, one operation, the count
+
+
+def test_ids_the_server_sent_with_a_line_break_stay_one_line_each(runner, archive) -> None:
+    """`-o ids` is read by people and by xargs: an id holding a line break printed two
+    lines, the second an id no operation has."""
+    from tests.helpers import fill, op
+
+    fill(
+        archive,
+        [op("op-1\nop-forged", instance="i-1\x1b[2J\ni-forged"), op(2, minutes=1, instance="i-2")],
+    )
+    queried = invoke(runner, "--db", archive, "query", "-o", "ids", "--ascending")
+    assert queried.stdout.splitlines() == ["op-1\\nop-forged", "op-000002"]
+    registered = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "-o", "ids")
+    assert sorted(registered.stdout.splitlines()) == ["i-1\\x1b[2J\\ni-forged", "i-2"]

@@ -114,7 +114,10 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
         out.write("\n]\n" if n else "]\n")
         return n
     if output is Output.ids:
-        return write_batches(query.ids(archive, selection), out, sep="\n", end="\n")
+        # a control character (a line break) in an id is escaped: it never forges a line
+        ids = (b if printable(t := "".join(b)) == t else [printable(i) for i in b]
+               for b in query.ids(archive, selection))  # fmt: skip
+        return write_batches(ids, out, sep="\n", end="\n")
     with archive.reader.connect() as conn:  # the table names them when several
         sources = list(source_ids(conn, selection.source).values())
     return write_table(query.run(archive, selection), out, width=width, sources=sources)
@@ -497,7 +500,7 @@ def write_instances(result: Instances, output: Output, out: TextIO) -> None:
         writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
                          for r in result.rows)  # fmt: skip
     elif output is Output.ids:
-        out.writelines(f"{r['InstanceId']}\n" for r in result.rows)
+        out.writelines(f"{printable(r['InstanceId'])}\n" for r in result.rows)
     else:
         widths = {c: max([len(c), *(len(str(r[c])) for r in result.rows)]) for c in columns}
         for cells in [dict(zip(columns, columns, strict=True)), *result.rows]:
