@@ -27,7 +27,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver import __version__, guards
-from archiver.guards import printable
 from archiver.read import Output
 from archiver.read.query import (
     ArchivedOperation,
@@ -89,7 +88,7 @@ def write_table(rows: Iterable[ArchivedOperation], out: TextIO, *, width: int | 
         }
         line = " ".join(_cut(cells[c], w).ljust(w) for c, w in columns[:-1])
         line += " " + (r.id if id_width is None else _cut(r.id, id_width))
-        out.write(printable(line) + "\n")  # server text never moves a cursor
+        out.write(guards.printable(line) + "\n")  # server text never moves a cursor
         n += 1
     out.write(f"({n} operation{'s' if n != 1 else ''})\n")
     return n
@@ -115,7 +114,7 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
         return n
     if output is Output.ids:
         # a control character (a line break) in an id is escaped: it never forges a line
-        ids = (b if printable(t := "".join(b)) == t else [printable(i) for i in b]
+        ids = (b if guards.printable(t := "".join(b)) == t else [guards.printable(i) for i in b]
                for b in query.ids(archive, selection))  # fmt: skip
         return write_batches(ids, out, sep="\n", end="\n")
     with archive.reader.connect() as conn:  # the table names them when several
@@ -500,11 +499,11 @@ def write_instances(result: Instances, output: Output, out: TextIO) -> None:
         writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
                          for r in result.rows)  # fmt: skip
     elif output is Output.ids:
-        out.writelines(f"{printable(r['InstanceId'])}\n" for r in result.rows)
+        out.writelines(f"{guards.printable(r['InstanceId'])}\n" for r in result.rows)
     else:
         widths = {c: max([len(c), *(len(str(r[c])) for r in result.rows)]) for c in columns}
         for cells in [dict(zip(columns, columns, strict=True)), *result.rows]:
-            out.write(printable(" ".join(str(cells[c]).ljust(widths[c]) for c in columns)).rstrip()
-                      + "\n")  # fmt: skip
+            line = " ".join(str(cells[c]).ljust(widths[c]) for c in columns)
+            out.write(guards.printable(line).rstrip() + "\n")
         out.write(f"({len(result.rows)} {'change' if result.at is None else 'instance'}"
                   f"{'' if len(result.rows) == 1 else 's'})\n")  # fmt: skip

@@ -9,11 +9,9 @@ from sqlalchemy import func, select
 
 from archiver import guards
 from archiver.errors import UsageError
-from archiver.guards import printable
 from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncRun, SyncState
-from archiver.store.write import source_ids
 from archiver.timeutil import iso, parse_iso, parse_span
 from archiver.timeutil import now as utc_now
 
@@ -23,7 +21,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
     with archive.reader.connect() as conn:
         q = select(Source).order_by(Source.name)
         if source is not None:
-            source_ids(conn, source)  # an unknown --source is bad input, not "empty"
+            store.source_ids(conn, source)  # an unknown --source is bad input, not "empty"
             q = q.where(Source.name == source)
         sources = conn.execute(q).all()
         out: list[dict[str, Any]] = []
@@ -70,10 +68,8 @@ def _live_holder(holder: str | None) -> str | None:
         return None
     import socket
 
-    from archiver.guards import pid_alive
-
     host, _, pid = holder.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not guards.pid_alive(int(pid)):
         return None
     return holder
 
@@ -126,7 +122,7 @@ def to_text(summary: dict[str, Any]) -> str:
             lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
             if r["error"]:
                 lines.append(f"              error: {r['error']}")
-    return "\n".join(map(printable, lines))  # server text never moves a cursor
+    return "\n".join(map(guards.printable, lines))  # server text never moves a cursor
 
 
 def check_freshness(
@@ -154,7 +150,7 @@ def check_freshness(
         elif now - parse_iso(ok) > max_age:
             problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
                             f"older than {_span(max_age)}")  # fmt: skip
-    return [printable(p) for p in problems]  # one line each, whatever a server said
+    return [guards.printable(p) for p in problems]  # one line each, whatever a server said
 
 
 def fail_rates(archive: Archive, *, window: timedelta, source: str | None = None,
@@ -169,7 +165,7 @@ def fail_rates(archive: Archive, *, window: timedelta, source: str | None = None
     )
     out: dict[str, dict[str, Any]] = {}
     with archive.reader.connect() as conn:
-        names = source_ids(conn, source)
+        names = store.source_ids(conn, source)
         for name in names.values():
             out[name] = {"operations": 0, "by_status": {}, "failed_ratio": None}
         for sid, status, n in conn.execute(stmt.where(Operation.source_id.in_(names))):
@@ -193,7 +189,7 @@ def check_failures(rates: dict[str, dict[str, Any]], *, max_rate: float, window:
             lines.append(f"failing operations: source {name}: {f['failed_ratio']:.0%} of "
                          f"{f['operations']} operations updated in the last {_span(window)} "
                          f"failed ({counts})")  # fmt: skip
-    return [printable(line) for line in lines]
+    return [guards.printable(line) for line in lines]
 
 
 def _span(delta: timedelta) -> str:
@@ -259,7 +255,7 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
                  "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip
     size.set(archive.size_bytes())
     with archive.reader.connect() as conn:
-        for sid, name in source_ids(conn, None).items():
+        for sid, name in store.source_ids(conn, None).items():
             r = store.latest_run(conn, sid)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)

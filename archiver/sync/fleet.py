@@ -28,7 +28,6 @@ from archiver import guards, stopping
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import client, options
-from archiver.sync.options import ClientSettings, SyncOptions
 from archiver.sync.run import Summary, sync_source
 
 
@@ -151,8 +150,8 @@ def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[st
 
 @dataclass(frozen=True)
 class Job:
-    opts: SyncOptions
-    client: ClientSettings
+    opts: options.SyncOptions
+    client: options.ClientSettings
 
 
 def plan(config: Config, names: list[str] | None) -> list[Job]:
