@@ -217,15 +217,10 @@ def _version(value: bool) -> None:
     """The distribution and what a bug report needs: the libraries and SQLite in use."""
     if value:
         import sqlite3
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import version
 
-        def of(name: str) -> str:
-            try:
-                return version(name)
-            except PackageNotFoundError:
-                return "not installed"
-
-        libraries = ", ".join(f"{name} {of(name)}" for name in
+        # the runtime dependencies: installed wherever this runs
+        libraries = ", ".join(f"{name} {version(name)}" for name in
                               ("SQLAlchemy", "alembic", "boto3", "botocore"))  # fmt: skip
         typer.echo(f"{DISTRIBUTION} {__version__} ({libraries}, SQLite {sqlite3.sqlite_version})")
         raise typer.Exit()
