@@ -123,10 +123,19 @@ def test_a_postgresql_archive_is_exit_2_one_line(runner) -> None:
     assert result.stderr.count("\n") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_a_port_in_use_is_exit_2_one_line_before_any_url(runner, tmp_path) -> None:
+    """uvicorn answered a port in use with its own log line and exit 3, which is
+    "another sync holds the lock" here, after the URL was printed as if served."""
+    db = str(tmp_path / "archive.db")
+    assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = invoke(runner, "--db", db, "web", "--port", port)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.startswith("error: cannot listen: ") and port in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def _json(url: str):  # type: ignore[no-untyped-def]
@@ -137,14 +146,15 @@ def _json(url: str):  # type: ignore[no-untyped-def]
 @pytest.mark.slow  # a server in a subprocess, a sync beside it, a browser
 def test_a_sync_beside_the_web_view_is_never_blocked_and_shows_up(runner, tmp_path) -> None:
     db = str(tmp_path / "archive.db")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     with Emulator(seed_operations=300, days=10, seed=94) as emu:
         assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
         server = subprocess.Popen([sys.executable, "-m", "archiver", "--db", db, "web",
-                                   "--port", str(port)], stdout=subprocess.PIPE,
+                                   "--port", "0"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
+            assert server.stdout is not None
+            base = server.stdout.readline().strip().rstrip("/")  # --port 0: the port it got
+            assert base.startswith("http://127.0.0.1:") and not base.endswith(":0"), base
             deadline = time.monotonic() + 30
             while True:
                 try:

@@ -244,15 +244,22 @@ def web(
                          "Datasette's PostgreSQL peers or psql at the database")  # fmt: skip
     open_archive(ctx).close()  # it exists, and is at our revision
     ds = web_app(path)
+    import socket
+
     import uvicorn
 
-    url = f"http://{host}:{port}/"
+    try:  # bound here: a port in use is one line and exit 2 (uvicorn's is exit 3, "locked")
+        listening = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
+                                         else socket.AF_INET)  # fmt: skip
+    except OSError as exc:
+        raise UsageError(f"cannot listen: {exc.strerror or exc}") from None  # names the address
+    url = "http://{}:{}/".format(*listening.getsockname()[:2])  # --port 0: the port it got
     typer.echo(url)
     if open_browser:
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning")).run(sockets=[listening])
 
 
 @app.command()
