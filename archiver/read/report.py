@@ -18,7 +18,7 @@ from sqlalchemy import Connection, case, func, select
 
 from archiver import __version__
 from archiver.errors import UsageError
-from archiver.read.query import Selection
+from archiver.read.query import Selection, with_names
 from archiver.store.archive import Archive
 from archiver.store.models import Operation, Service, Source, SyncRun, seconds_between, utc_day
 from archiver.store.write import source_ids
@@ -100,12 +100,7 @@ def _top_failing(
     it), with the source's name when the report covers several sources."""
     n = func.count().label("n")
     stmt = (
-        select(Operation.source_id, Operation.service_id, Service.name, n)
-        .select_from(Operation)
-        .outerjoin(
-            Service,
-            (Service.source_id == Operation.source_id) & (Service.id == Operation.service_id),
-        )
+        with_names(Operation.source_id, Operation.service_id, Service.name, n)
         .where(*where, Operation.status == "FAIL", Operation.service_id.is_not(None))
         .group_by(Operation.source_id, Operation.service_id, Service.name)
         .order_by(n.desc(), Operation.service_id)
