@@ -290,7 +290,7 @@ def sync(
             raise UsageError("--all needs --config PATH (or ARCHIVER_CONFIG) naming the sources")
         jobs = fleet.plan(settings.config, None if sync_all else source)
     elif settings.config is not None:
-        raise UsageError(f"--config {settings.config.path} names the sources to sync: add --all, "
+        raise UsageError(f"config {settings.config.path} names the sources to sync: add --all, "
                          "or --source NAME for some of them")  # fmt: skip
     elif len(source or []) > 1:
         raise UsageError("give one --source, or name several sources in a --config file")
