@@ -291,9 +291,13 @@ def test_an_answer_without_type_or_status_is_junk_naming_the_endpoint(runner, ar
     assert _watermark(archive) is None
 
 
-def test_a_service_that_pages_for_ever_is_stopped_with_one_line(runner, archive) -> None:
+def test_a_service_that_pages_for_ever_is_stopped_with_one_line(runner, archive, monkeypatch):
     """A new NextToken on every page would be paged for ever: a pass of a source that
-    holds nothing may read 1,000 pages, then the run stops (exit 1, watermark unmoved)."""
+    holds nothing may read PAGING_FLOOR pages (1,000 here, for the test's time), then
+    the run stops (exit 1, watermark unmoved)."""
+    from archiver.sync import run
+
+    monkeypatch.setattr(run, "PAGING_FLOOR", 1000)
     counter = iter(range(10**9))
 
     def answer(call: str, request: dict) -> bytes:
@@ -310,6 +314,20 @@ def test_a_service_that_pages_for_ever_is_stopped_with_one_line(runner, archive)
     assert "would page for ever" in result.stderr and result.stderr.count("\n") == 1
     assert 1000 < pages < 1100
     assert _watermark(archive) is None
+
+
+def test_a_first_sync_longer_than_the_paging_floor_is_no_runaway(runner, archive, monkeypatch):
+    """The runaway guard allowed a pass PAGING_FLOOR pages (1,000) and ten per operation
+    the source held: a first sync of over 100,000 operations stopped at page 1,001, "as
+    it would page for ever". What a pass lists raises the bound too (scaled down here:
+    1,000 operations are 11 pages)."""
+    from archiver.sync import run
+
+    monkeypatch.setattr(run, "PAGING_FLOOR", 3)
+    with Emulator(seed_operations=1000, seed=7) as emu:
+        result = cli_sync(runner, archive, emu.url, "--source", "acct")
+        assert result.exit_code == 0, result.output
+        assert emu.counters.list_pages > 10 and emu.counters.get_calls == 1000
 
 
 def test_an_operation_listed_on_two_pages_is_fetched_and_counted_once(runner, archive) -> None:

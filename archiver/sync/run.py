@@ -35,6 +35,9 @@ log = logging.getLogger("archiver.sync")
 NOT_FOUND_RETRIES = 3  # G3: a brand-new operation may briefly be not found
 NOT_FOUND_DELAY = 0.2
 PIPELINE = 3  # pages whose GetOperation calls may be under way at once
+#: Pages a pass may read whatever the source holds (``_check_paging``): a million
+#: operations, for a first sync through windows that list little (P2 reads every page).
+PAGING_FLOOR = 10_000
 #: A batch of fetched pages is stored in one transaction (docs/design.md, step 4); it
 #: closes at this many operations or seconds, when the listing lags, or at the window's end.
 COMMIT_ROWS = 1000
@@ -167,7 +170,7 @@ class Syncer:
         self.log = logging.LoggerAdapter(log, {"source": opts.source})
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
         self._asked: set[tuple[str, str]] = set()  # (id, listed status) fetched this run
-        self._held = 0  # operations the source held when the run began
+        self._held: int | None = None  # operations the source holds: counted when needed
         self._late = 0  # new operations stamped before the window that listed them
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
@@ -242,7 +245,6 @@ class Syncer:
                 sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
                                           endpoint_url=self.opts.endpoint_url)  # fmt: skip
             with self.writer.begin() as conn:
-                self._held = store.operation_count(conn, sid)
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
                 if closed := store.close_abandoned_runs(conn, sid):
@@ -465,7 +467,7 @@ class Syncer:
                 while (page := self._next_page(upcoming, sid, run_id, window, batch)) is not None:
                     upcoming = lister.submit(next, pages, None) if page.next_token else _NO_PAGE
                     self.stats.retries += page.retries
-                    self._check_paging(window)
+                    self._check_paging(sid, window)
                     inflight.append(self._start_fetch(pool, sid, page))
                     while len(inflight) >= PIPELINE:
                         self._collect(sid, run_id, window, batch, inflight.popleft())
@@ -489,16 +491,19 @@ class Syncer:
             raise
         self._store(sid, run_id, window, batch)
 
-    def _check_paging(self, window: tuple[datetime, datetime]) -> None:
-        """A service that hands out a new NextToken for ever would be paged for ever:
-        a pass may read at most ten pages per operation the source holds, and 1,000."""
+    def _check_paging(self, sid: int, window: tuple[datetime, datetime]) -> None:
+        """A service handing out NextTokens for ever would be paged for ever: a pass may
+        read PAGING_FLOOR pages and ten per operation the source holds or the run listed
+        (held is counted only for a pass that long: on a million, it takes 0.1 s)."""
         pages = self._pass_pages[window] = self._pass_pages.get(window, 0) + 1
-        if pages > 10 * self._held + 1000:
-            raise WorkFailed(
-                f"ListOperations: the service answered {pages - 1:,} pages for one pass over "
-                f"{iso(window[0])}–{iso(window[1])}, more than ten per operation archived and "
-                "1,000; stopping, as it would page for ever. The watermark did not move."
-            )
+        if pages > (bound := PAGING_FLOOR + 10 * len(self._asked)) and self._held is None:
+            with self.reader.connect() as conn:
+                self._held = store.operation_count(conn, sid)
+        if pages > bound + 10 * (self._held or 0):
+            raise WorkFailed(f"ListOperations: the service answered {pages - 1:,} pages for one "
+                             f"pass over {iso(window[0])}–{iso(window[1])}, more than ten per "
+                             f"operation archived or listed and {PAGING_FLOOR:,}; stopping, as it "
+                             "would page for ever. The watermark did not move.")  # fmt: skip
 
     def _next_page(self, upcoming: Future[cloudmap.Page | None], sid: int, run_id: int,
                    window: tuple[datetime, datetime],
