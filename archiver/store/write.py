@@ -223,11 +223,8 @@ def touch_seen(conn: Connection, source_id: int, ids: Sequence[str], seen_at: da
 
 def last_success(conn: Connection, source_id: int) -> datetime | None:
     """When the source's latest successful sync finished (None: never)."""
-    return conn.execute(
-        select(func.max(SyncRun.finished_at)).where(
-            SyncRun.source_id == source_id, SyncRun.outcome == "succeeded"
-        )
-    ).scalar_one()
+    mine = (SyncRun.source_id == source_id) & (SyncRun.outcome == "succeeded")
+    return conn.execute(select(func.max(SyncRun.finished_at)).where(mine)).scalar_one()
 
 
 def latest_run(conn: Connection, source_id: int) -> Any:
@@ -238,9 +235,8 @@ def latest_run(conn: Connection, source_id: int) -> Any:
 
 
 def update_date_unit(conn: Connection, source_id: int) -> str | None:
-    return conn.execute(
-        select(Source.update_date_unit).where(Source.id == source_id)
-    ).scalar_one_or_none()
+    stmt = select(Source.update_date_unit).where(Source.id == source_id)
+    return conn.execute(stmt).scalar_one_or_none()
 
 
 def set_update_date_unit(conn: Connection, source_id: int, unit: str) -> None:
@@ -248,9 +244,8 @@ def set_update_date_unit(conn: Connection, source_id: int, unit: str) -> None:
 
 
 def watermark(conn: Connection, source_id: int) -> datetime | None:
-    return conn.execute(
-        select(SyncState.watermark).where(SyncState.source_id == source_id)
-    ).scalar_one_or_none()
+    stmt = select(SyncState.watermark).where(SyncState.source_id == source_id)
+    return conn.execute(stmt).scalar_one_or_none()
 
 
 def advance_watermark(conn: Connection, source_id: int, window: tuple[datetime, datetime]) -> None:
