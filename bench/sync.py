@@ -147,35 +147,28 @@ def main() -> None:
         changed = len(emu.account.finish_pending(25)) + len(
             emu.account.add_operations(25, pending_share=0)
         )
-        # each incremental run starts from a copy of the same archive, interleaved with
-        # the bare client's, so that both medians see the same machine
-        incrementals, bares = [], []
-        for k in range(INCREMENTAL_RUNS):
-            again = f"{tmp}/incremental-{k}.db"
-            src, dst = sqlite3.connect(archive), sqlite3.connect(again)
-            src.backup(dst)  # the WAL's content too, whatever it holds
-            src.close()
-            dst.close()
-            incrementals.append(sync(again))
-            emu.counters.reset()
-            bare_run = run_measured([sys.executable, __file__, "--bare", emu.url])
-            bares.append({**bare_run, "list_pages": emu.counters.list_pages})
-        incremental, bare = median_of(incrementals), median_of(bares)
 
-        # the guard rail of #28: a night with nothing new, each run on a copy of an
-        # archive the incremental sync brought up to date, interleaved with the bare
-        # client's again
-        quiet, quiet_bares = [], []
-        for k in range(NO_CHANGE_RUNS):
-            again = f"{tmp}/no-change-{k}.db"
-            src, dst = sqlite3.connect(f"{tmp}/incremental-0.db"), sqlite3.connect(again)
-            src.backup(dst)
-            src.close()
-            dst.close()
-            quiet.append(sync(again))
-            emu.counters.reset()
-            bare_run = run_measured([sys.executable, __file__, "--bare", emu.url])
-            quiet_bares.append({**bare_run, "list_pages": emu.counters.list_pages})
+        def interleaved(source: str, name: str, runs: int) -> tuple[list[Any], list[Any]]:
+            """``runs`` syncs, each on a copy of ``source``, each followed by the bare
+            client's listing, so that both medians see the same machine."""
+            syncs, bares = [], []
+            for k in range(runs):
+                again = f"{tmp}/{name}-{k}.db"
+                src, dst = sqlite3.connect(source), sqlite3.connect(again)
+                src.backup(dst)  # the WAL's content too, whatever it holds
+                src.close()
+                dst.close()
+                syncs.append(sync(again))
+                emu.counters.reset()
+                bare_run = run_measured([sys.executable, __file__, "--bare", emu.url])
+                bares.append({**bare_run, "list_pages": emu.counters.list_pages})
+            return syncs, bares
+
+        incrementals, bares = interleaved(archive, "incremental", INCREMENTAL_RUNS)
+        incremental, bare = median_of(incrementals), median_of(bares)
+        # the guard rail of #28: a night with nothing new, on copies of an archive the
+        # incremental sync brought up to date
+        quiet, quiet_bares = interleaved(f"{tmp}/incremental-0.db", "no-change", NO_CHANGE_RUNS)
         no_change, no_change_bare = median_of(quiet), median_of(quiet_bares)
 
     speedup = base["seconds"] / initial["seconds"]
