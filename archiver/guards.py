@@ -73,11 +73,12 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
     """Refuse a path whose writing would destroy something, before any work (exit 2):
     any of ``protected`` (the archive and its -wal/-shm/-journal, compared by device and
     inode, or by name while not made yet), a directory, a device, a FIFO, a socket, a
-    symlink to nothing or to one of those, an unwritable file or directory, /dev or /proc."""
+    symlink to nothing or to one of those, an unwritable file or directory, /dev/stdout or
+    any other name of a process's file (it resolves to whatever stdout is)."""
     if not str(path) or str(path) in (".", ".."):
         raise UsageError(f"{flag} needs a file name")
-    if os.path.abspath(path).startswith(("/dev/", "/proc/")):  # /dev/stdout, a shell's file
-        raise UsageError(f"{flag} {path} names a device or a process's file; name a regular file")
+    if re.match(r"/(proc/|dev/fd/|dev/std(in|out|err)$)", os.path.abspath(path)):  # fd links
+        raise UsageError(f"{flag} {path} names a process's file; name a regular file")
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
     if path.is_symlink() and not real.exists():
         raise UsageError(f"{flag} {path} is a symlink to nothing ({real})")

@@ -61,12 +61,14 @@ def test_an_export_never_replaces_an_archive_named_as_its_manifest(runner, tmp_p
     assert _digest(archive) == before and not (tmp_path / "q4.csv").exists()
 
 
-@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev/null"])
-def test_a_device_or_a_file_descriptor_is_never_written(name) -> None:
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/1"])
+def test_a_processs_file_descriptor_is_never_written(name) -> None:
     """Whatever fd 1 is (pytest sends it to a regular file): `export --out /dev/stdout`
-    with stdout sent to a file wrote there, and made its manifest in /dev as root."""
-    with pytest.raises(UsageError, match="names a device or a process's file"):
+    with stdout sent to a file wrote there, and made its manifest in /dev as root. A
+    regular file on /dev/shm (a RAM disk) is a file like any other."""
+    with pytest.raises(UsageError, match="names a process's file"):
         guards.target(Path(name), flag="--out")
+    assert guards.target(Path("/dev/shm/archiver-export.csv"), flag="--out").mode is None
 
 
 @pytest.mark.slow
