@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -67,20 +67,21 @@ _RUN_OPTIONS = ("endpoint_url", "workers", "max_rps", "full", "retry_gone",
                 "incomplete_retry_days")  # fmt: skip
 
 
-def flag(name: str) -> str:
-    """How the command line spells an option: ``--max-rps`` for ``max_rps``."""
-    return "--" + name.replace("_", "-")
+def flag(name: str, *, key: bool = False) -> str:
+    """How an option is spelled: ``--max-rps`` for ``max_rps`` on the command line, the
+    name itself as a config's ``key``."""
+    return name if key else "--" + name.replace("_", "-")
 
 
 def check(name: str, value: Any, *, context: str = "", key: bool = False) -> Any:
     """``value`` if it is of the option's type and in its range, else UsageError (exit
     2). ``key``: the value comes from a config, whose keys are named as written there,
     after ``context`` (the file and table); else from the command line (``--flag``)."""
-    shown = name if key else flag(name)
+    shown = flag(name, key=key)
     spec = SPECS.get(name)
     if spec is None:
         near = difflib.get_close_matches(name, SPECS, n=1)
-        hint = f"; did you mean {near[0] if key else flag(near[0])!r}?" if near else ""
+        hint = f"; did you mean {flag(near[0], key=key)!r}?" if near else ""
         raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")
     if value is None:
         return spec.default
@@ -150,11 +151,8 @@ def build(
         check(name, None, context=context, key=key)  # an unknown name is refused
     v = {name: check(name, values.get(name), context=context, key=key) for name in SPECS}
 
-    def shown(name: str) -> str:
-        return name if key else flag(name)
-
     def where(name: str) -> str:
-        return context + shown(name)
+        return context + flag(name, key=key)
 
     started = started or now()
 
@@ -172,7 +170,7 @@ def build(
     since = named(where("since"), v["since"], when)
     until = named(where("until"), v["until"], when)
     window = named(where("window"), v["window"], parse_span)
-    _check_range(since, until, window, started, context, shown)
+    _check_range(since, until, window, started, context, key)
     # a source per account and region, named <profile>@<region> (docs/design.md)
     profile = client.profile or os.environ.get("AWS_PROFILE") or "default"
     opts = SyncOptions(
@@ -189,10 +187,10 @@ def build(
 
 
 def _check_range(since: datetime | None, until: datetime | None, window: timedelta | None,
-                 started: datetime, context: str, shown: Callable[[str], str]) -> None:  # fmt: skip
+                 started: datetime, context: str, key: bool) -> None:  # fmt: skip
     """Refuse a range that can only read nothing, or that would plan without end; named
     as the command line or the config (``context``, a file and a table) names it."""
-    s, u = shown("since"), shown("until")
+    s, u = flag("since", key=key), flag("until", key=key)
     for name, when in ((s, since), (u, until)):
         if when is not None and when < EPOCH:
             raise UsageError(
@@ -208,7 +206,7 @@ def _check_range(since: datetime | None, until: datetime | None, window: timedel
     if since is not None and until is not None and until < since:
         raise UsageError(f"{context}{u} is before {s}; nothing to read")
     if window is not None:
-        check_windows(since, until or started, window, context, shown)
+        check_windows(since, until or started, window, context, key=key)
 
 
 @dataclass(frozen=True)
@@ -270,15 +268,15 @@ MAX_WINDOWS = 10_000
 
 
 def check_windows(start: datetime | None, end: datetime, window: timedelta, context: str = "",
-                  shown: Callable[[str], str] = flag) -> None:  # fmt: skip
+                  *, key: bool = False) -> None:  # fmt: skip
     """``--window`` is at least a second, and cuts a range into at most MAX_WINDOWS."""
     if window < timedelta(seconds=1):
-        raise UsageError(f"{context}{shown('window')} must be at least 1s")
+        raise UsageError(f"{context}{flag('window', key=key)} must be at least 1s")
     if start is not None and (end - start) / window > MAX_WINDOWS:
         raise UsageError(
-            f"{context}{shown('window')} {window} cuts the range into more than "
+            f"{context}{flag('window', key=key)} {window} cuts the range into more than "
             f"{MAX_WINDOWS:,} windows; use a larger one, or cut the backfill into runs with "
-            f"{shown('since')}/{shown('until')}"
+            f"{flag('since', key=key)}/{flag('until', key=key)}"
         )
 
 
