@@ -121,6 +121,7 @@ def test_a_report_named_gz_is_gzipped(tmp_path) -> None:
     "text",
     [
         "postgresql+psycopg://u:S3cret@host:1/db",
+        "postgresql+psycopg://u:S3cret/x:y@host:1/db",  # SQLAlchemy reads up to the '@'
         "postgresql+psycopg://u@host:1/db?password=S3cret",
         "postgresql+psycopg://u@host:1/db?sslmode=require&password=S3cret&x=1",
         "host=db user=u password=S3cret dbname=a",
