@@ -138,6 +138,49 @@ def test_a_port_in_use_is_exit_2_one_line_before_any_url(runner, tmp_path) -> No
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # a server in a subprocess
+def test_an_ipv6_address_prints_a_url_that_opens(runner, tmp_path) -> None:
+    """`--host ::1` printed http://::1:PORT/, which no browser or client opens."""
+    db = str(tmp_path / "archive.db")
+    assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
+    server = subprocess.Popen([sys.executable, "-m", "archiver", "--db", db, "web", "--host",
+                               "::1", "--port", "0"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://[::1]:"), url
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert _json(url + "-/versions.json")["datasette"]["version"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.slow  # a server in a subprocess
+def test_sigterm_stops_the_web_view_at_any_moment(runner, tmp_path) -> None:
+    """A SIGTERM after the URL, before uvicorn took the signals, was recorded for a sync's
+    next wait, which never came: the server ran on until SIGKILL. Served, a stop is its
+    clean end (exit 0)."""
+    db = str(tmp_path / "archive.db")
+    assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
+    for wait in (0, 3):  # at once, and once it serves
+        server = subprocess.Popen([sys.executable, "-m", "archiver", "--db", db, "web",
+                                   "--port", "0"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert server.stdout is not None and server.stdout.readline().startswith("http")
+            time.sleep(wait)
+            server.terminate()
+            assert server.wait(20) in ((0, 143) if wait == 0 else (0,))  # 143: not serving yet
+        finally:
+            server.kill()
+
+
 def _json(url: str):  # type: ignore[no-untyped-def]
     with urllib.request.urlopen(url, timeout=30) as answer:
         return json.loads(answer.read())

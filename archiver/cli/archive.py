@@ -223,7 +223,7 @@ def web(
     port: Annotated[int, typer.Option(metavar="PORT", min=0, max=65535, help="Port.")] = 8001,
     open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
 ) -> None:
-    """Browse the archive in Datasette, read-only, until Ctrl-C (needs the web extra).
+    """Browse the archive in Datasette, read-only, until Ctrl-C or SIGTERM (needs the web extra).
 
     Tables, views and columns are described; the README's cookbook and the instances
     answer are canned queries; a sync beside it is never blocked, and its operations
@@ -233,10 +233,12 @@ def web(
     Example:
       archiver --db archive.db web --open
     """
+    from archiver import stopping
     from archiver.errors import UsageError
     from archiver.read.web import app as web_app
     from archiver.store.db import sqlite_path
 
+    stopping.install(at_once=True)  # nothing here waits on a sync's pages: stop at once
     db = settings_of(ctx).db
     path = sqlite_path(db)
     if path is None:
@@ -253,13 +255,17 @@ def web(
                                          else socket.AF_INET)  # fmt: skip
     except OSError as exc:
         raise UsageError(f"cannot listen: {exc.strerror or exc}") from None  # names the address
-    url = "http://{}:{}/".format(*listening.getsockname()[:2])  # --port 0: the port it got
+    addr, got = listening.getsockname()[:2]  # --port 0: the port it got
+    url = f"http://[{addr}]:{got}/" if ":" in addr else f"http://{addr}:{got}/"
     typer.echo(url)
     if open_browser:
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning")).run(sockets=[listening])
+    try:  # serving, uvicorn takes the signal, shuts down, then hands it back: a clean end
+        uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning")).run(sockets=[listening])
+    except KeyboardInterrupt:
+        return
 
 
 @app.command()
