@@ -96,3 +96,25 @@ run()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr, done.stdout) == (code, line + "\n", "")
+
+
+@pytest.mark.slow  # a command in a subprocess
+@pytest.mark.parametrize("command", [["query", "-o", "json"], ["export"]])
+def test_sigterm_stops_a_command_that_reads_at_once(archive: str, command: list[str]) -> None:
+    """Only the sync waits for a safe moment. `query` (no wait of a sync's) recorded a
+    SIGTERM for a wait that never came: blocked on a slow reader, then drained, it ran
+    to its end and exited 0, as if `timeout` or systemd had not asked."""
+    import subprocess
+    import sys
+
+    from tests.helpers import fill, op
+
+    fill(archive, [op(i, minutes=i, error_message="x" * 200) for i in range(2_000)])  # > a pipe
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "--db", archive, *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.read(1)  # it writes; nothing more is read, so the pipe fills and it blocks
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)  # drained: a command that ignored it now ends
+    assert (proc.returncode, err.decode()) == (143, "error: stopped by signal SIGTERM\n")

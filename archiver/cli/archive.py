@@ -233,12 +233,10 @@ def web(
     Example:
       archiver --db archive.db web --open
     """
-    from archiver import stopping
     from archiver.errors import UsageError
     from archiver.read.web import app as web_app
     from archiver.store.db import sqlite_path
 
-    stopping.install(at_once=True)  # nothing here waits on a sync's pages: stop at once
     db = settings_of(ctx).db
     path = sqlite_path(db)
     if path is None:
@@ -303,7 +301,7 @@ def export(
     Example:
       archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
     """
-    from archiver import guards, stopping
+    from archiver import guards
     from archiver.errors import UsageError
     from archiver.read import outputs
 
@@ -313,7 +311,6 @@ def export(
                              ascending=True,  # oldest first
                              include_incomplete=include_incomplete)  # fmt: skip
     compress = gzip or (out is not None and guards.named_gz(out))  # --gzip, or --out x.gz
-    stopping.install(at_once=True)  # SIGTERM stops the export and removes its temporary file
     with open_archive(ctx) as archive:
         sys.stdout.flush()
         result = outputs.export(archive, selection, out, stdout=sys.stdout.buffer,
@@ -348,12 +345,11 @@ def report(
     Example:
       archiver report --since 90d --out report.html
     """
-    from archiver import guards, stopping
+    from archiver import guards
     from archiver.read import report as rep
 
     rep.plotly()  # the extra is missing: say so before any work
     selection = selection_of(ctx, filters, more, since=since, until=until, source=source)
-    stopping.install(at_once=True)  # SIGTERM: exit 143, and no file half-written
     with open_archive(ctx) as archive:
         dest = guards.target(out, flag="--out", protected=archive.files)
         figures = rep.gather(archive, selection)
