@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from archiver.guards import redact
+from archiver.guards import printable, redact
 from archiver.timeutil import iso, utc_ms
 
 #: Fields a log record may carry (``extra=``) that JSON lines show as their own members.
@@ -37,7 +37,12 @@ class _JsonFormatter(logging.Formatter):
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        """``LEVEL: message``, one line whatever a server put in it (a listing's error
+        text), then -v's traceback."""
+        line = f"{record.levelname}: {printable(redact(record.getMessage()))}"
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -60,7 +65,7 @@ def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(_TextFormatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_TextFormatter())
     root = logging.getLogger("archiver")
     root.handlers[:] = [handler]
     root.setLevel(level)

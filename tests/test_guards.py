@@ -174,3 +174,22 @@ def test_ids_the_server_sent_with_a_line_break_stay_one_line_each(runner, archiv
     assert queried.stdout.splitlines() == ["op-1\\nop-forged", "op-000002"]
     registered = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "-o", "ids")
     assert sorted(registered.stdout.splitlines()) == ["i-1\\x1b[2J\\ni-forged", "i-2"]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_server_text_in_a_warning_is_one_line_and_escaped(capsys, log_format) -> None:
+    """A listing's failure is a warning carrying the server's error text: a line break
+    or an escape sequence in it forged a second line or moved the cursor."""
+    import json
+    import logging
+
+    from archiver import logs
+
+    logs.configure(verbose=False, quiet=False, log_format=log_format)
+    logging.getLogger("archiver.sync").warning(
+        "cannot list the namespaces (%s)", "denied\x1b[2J\nERROR: forged user:pw@h://x:S3cret@h"
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "S3cret" not in err
+    message = json.loads(err)["message"] if log_format == "json" else err
+    assert "denied" in message and "forged" in message
