@@ -12,7 +12,7 @@ migration and in a test.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from dataclasses import fields as _fields
 from datetime import datetime
 from typing import Any, get_type_hints
@@ -105,9 +105,6 @@ class OperationRecord:
     def values(self) -> dict[str, Any]:
         """Field name → value: the record's part of an ``operations`` row."""
         return {name: getattr(self, name) for name in NAMES}
-
-    def evolve(self, **changes: Any) -> OperationRecord:
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ AWS added later (``extra``), incomplete operations, names."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from archiver.read.query import ArchivedOperation, Selection, run
@@ -52,11 +53,11 @@ def _content() -> list:
     ops.append(op(11, type="CREATE_NAMESPACE", namespace="ns-2", service=None, instance=None,
                   minutes=21))  # fmt: skip
     added = json.dumps({"Targets": {"ROUTE": "r-1"}, "Region": "eu-west-1", "Weight": 2})
-    ops.append(op(12, minutes=22).evolve(extra=added, status="CANCELLED"))
+    ops.append(replace(op(12, minutes=22), extra=added, status="CANCELLED"))
     # a Type this code does not know, with what JSON must escape: kept and quoted
     ops.append(op(13, minutes=23, type='MOVE_"SERVICE"\\\n'))
     # ids that are not plain (kept as the service sent them): quoted, not written as is
-    ops.append(op(14, minutes=24).evolve(id='op-"14"\\', namespace_id="ns\t1",
+    ops.append(replace(op(14, minutes=24), id='op-"14"\\', namespace_id="ns\t1",
                                          service_id='srv"1', owner_account="12\n3"))  # fmt: skip
     ops.append(op(15, minutes=25, instance='i-"1"\\\n'))  # only the instance id is not plain
     return ops

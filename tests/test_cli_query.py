@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -346,7 +347,7 @@ def test_table_shortens_long_ids_only_to_fit_a_terminal() -> None:
 def _days_ago(n: int, days: float):  # type: ignore[no-untyped-def]
     record = op(n)
     when = now() - timedelta(days=days)
-    return record.evolve(create_date=when - timedelta(seconds=5), update_date=when)
+    return replace(record, create_date=when - timedelta(seconds=5), update_date=when)
 
 
 def test_since_is_the_update_date_between_it_stands_for(runner, archive) -> None:

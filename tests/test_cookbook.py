@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -133,7 +134,7 @@ def content(archive: str) -> Content:
         unfinished = [o for (s, _), o in known.final.items() if s == names["A"]
                       and o.status in UNFINISHED and not o.id.endswith("young")]  # fmt: skip
         finishing = sorted(unfinished, key=lambda o: o.id)[:3]
-        finished = [o.evolve(status=s, update_date=S2 - timedelta(minutes=i + 1))
+        finished = [replace(o, status=s, update_date=S2 - timedelta(minutes=i + 1))
                     for i, (o, s) in enumerate(zip(finishing, ("SUCCESS", "FAIL", "SUCCESS"),
                                                    strict=True))]  # fmt: skip
         new = [OperationRecord(id=f"A-new-{i}", type="UPDATE_SERVICE", status="SUCCESS",

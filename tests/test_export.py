@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_ids_and_enums_the_service_sent_malformed_keep_each_line_whole(
 ) -> None:
     """Ids and unknown enum values holding a comma, quote or line break are kept as the
     service sent them, so they are quoted, and read back to the character."""
-    odd = [op(i, minutes=i).evolve(id=junk, namespace_id=f"ns,{i}", service_id=f'srv"{i}',
+    odd = [replace(op(i, minutes=i), id=junk, namespace_id=f"ns,{i}", service_id=f'srv"{i}',
                                    owner_account=f"12\n{i}", type=f"NEW,{i}", status=f'S"{i}')
            for i, junk in enumerate(JUNK_IDS)]  # fmt: skip
     # every id plain but the instance id, which users choose

@@ -4,6 +4,7 @@ three known, a TYPE or STATUS the service model does not list yet."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -22,7 +23,7 @@ EXTRA = {"ResolvedBy": "agent-7", "Targets": {"ENDPOINT": "ep-0123"}}
 
 def _novel(emu: Emulator) -> OperationRecord:
     base = emu.account.all()[0]
-    novel = base.evolve(id="op-novel-1", type="DELETE_SERVICE", status="CANCELLED",
+    novel = replace(base, id="op-novel-1", type="DELETE_SERVICE", status="CANCELLED",
                         extra=json.dumps(EXTRA, sort_keys=True))  # fmt: skip
     emu.account.put(novel)
     return novel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -215,7 +216,7 @@ def test_M4_between_is_inclusive_to_the_millisecond_and_reversed_matches_nothing
 def test_M5_only_the_latest_update_date_counts() -> None:
     t = to_epoch_ms(T0)
     fs = validate([f("UPDATE_DATE", [str(t), str(t)], "BETWEEN")])
-    assert not fs.matches(op(1, ms=0).evolve(update_date=op(1, ms=60_000).update_date))
+    assert not fs.matches(replace(op(1, ms=0), update_date=op(1, ms=60_000).update_date))
 
 
 # --- the AWS CLI's forms --------------------------------------------------------------------

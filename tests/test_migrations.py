@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -101,8 +102,8 @@ def test_upgrade_from_the_first_revision_keeps_rows_and_downgrade_goes_back(db: 
 
     Archive(db).upgrade(FIRST)
     records = [op(i, minutes=i) for i in range(10)]
-    records[3] = records[3].evolve(id='op-"3",\n')  # kept as sent: not plain
-    records[4] = records[4].evolve(owner_account="1,2")
+    records[3] = replace(records[3], id='op-"3",\n')  # kept as sent: not plain
+    records[4] = replace(records[4], owner_account="1,2")
     with Archive(db) as handle, handle.writer.begin() as conn:  # rows as that schema held them
         sid = store.ensure_source(conn, "old@us-east-1")
         conn.execute(Operation.__table__.insert(), [
@@ -154,7 +155,7 @@ def test_plain_ids_marked_by_0_3_are_dropped_and_marked_again_on_downgrade(db: s
 
     Archive(db).upgrade("9d4b6e2f8a13")
     records = [op(1), op(2, instance='i-"2",\n'), op(3, instance=None), op(4, instance="i\\4"),
-               op(5).evolve(id="op,5")]  # fmt: skip
+               replace(op(5), id="op,5")]  # fmt: skip
     rows = table("operations", *(column(c) for c in (
         "source_id", *records[0].values(), "first_seen_at", "last_seen_at", "plain_ids")))  # fmt: skip
     with Archive(db) as handle, handle.writer.begin() as conn:  # flagged as 9d4b6e2f8a13 did

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _content() -> list:
         record = op(i, status=status, minutes=i * 97, service=f"srv-{i % 4}",
                     type=("REGISTER_INSTANCE", "UPDATE_SERVICE")[i % 2])  # fmt: skip
         took = timedelta(seconds=(0.5, 5, 50, 500, 5000, 50_000)[i % 6])
-        ops.append(record.evolve(create_date=record.update_date - took))
+        ops.append(replace(record, create_date=record.update_date - took))
     return ops
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -37,7 +38,8 @@ def test_a_status_change_updates_the_row_keeps_its_origin_and_adds_an_event(arch
     first = op(1, status="PENDING")
     _write(archive, store.upsert_operations, [first], seen_at=T0, run_id=None)
     later = T0 + timedelta(hours=1)
-    done = first.evolve(
+    done = replace(
+        first,
         status="FAIL",
         update_date=later,
         error_code="X",
@@ -47,7 +49,7 @@ def test_a_status_change_updates_the_row_keeps_its_origin_and_adds_an_event(arch
     _write(archive, store.upsert_operations, [done], seen_at=later, run_id=None)
     with Archive(archive) as handle:
         (got,) = list(run(handle, Selection()))
-    assert got.record == done.evolve(create_date=first.create_date)  # O5
+    assert got.record == replace(done, create_date=first.create_date)  # O5
     assert (got.first_seen_at, got.last_seen_at) == (T0, later)
     events = _rows(archive, select(OperationEvent.status).order_by(OperationEvent.update_date))
     assert [e.status for e in events] == ["PENDING", "FAIL"]

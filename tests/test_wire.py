@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -117,7 +118,7 @@ def test_a_date_that_is_not_one_fails_the_run_over_either_protocol(archive, tmp_
     CBOR): the same answer check stops the run, whichever protocol botocore speaks."""
     with Emulator(seed_operations=5, seed=51) as emu:
         odd = emu.account.all()[0]
-        emu.account.put(odd.evolve(extra=json.dumps({"CreateDate": True})))
+        emu.account.put(replace(odd, extra=json.dumps({"CreateDate": True})))
         session = protocol_session(protocol, tmp_path / "models")
         settings = ClientSettings(region="us-east-1", endpoint_url=emu.url)
         with pytest.raises(JunkAnswer, match=f"Operation '{odd.id}' whose CreateDate is true"):

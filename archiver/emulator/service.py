@@ -473,9 +473,9 @@ class Account:
             done = []
             for op in chosen:
                 if self._rng.random() < fail_share:
-                    new = op.evolve(status="FAIL", update_date=now, **self._error())
+                    new = replace(op, status="FAIL", update_date=now, **self._error())
                 else:
-                    new = op.evolve(status="SUCCESS", update_date=now)
+                    new = replace(op, status="SUCCESS", update_date=now)
                 self.put(new)
                 done.append(new)
             return done
@@ -496,9 +496,9 @@ class Account:
             self.namespaces = [replace(n, name=name) if n.id == ns_id else n
                                for n in self.namespaces]  # fmt: skip
 
-    def update(self, op_id: str, **changes: object) -> OperationRecord:
+    def update(self, op_id: str, **changes: Any) -> OperationRecord:
         with self._lock:
-            new = self._ops[op_id].evolve(**changes)
+            new = replace(self._ops[op_id], **changes)
             self.put(new)
             return new
 
@@ -510,7 +510,7 @@ class Account:
     def _home(self, service_id: str | None) -> str:
         return self._namespaces[self._services.index(service_id or "") % len(self._namespaces)]
 
-    def _error(self) -> dict[str, str]:
+    def _error(self) -> dict[str, Any]:
         return {
             "error_code": self._rng.choice(ERROR_CODES),
             "error_message": self._rng.choice(ERROR_MESSAGES),
