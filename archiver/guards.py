@@ -23,8 +23,7 @@ from archiver.errors import UsageError
 
 # --- secrets ------------------------------------------------------------------------------
 
-#: scheme://user:password@ — the password is whatever stands between ':' and '@', a '/'
-#: included, as SQLAlchemy reads it (a path's '@' after a port is masked too: harmless).
+#: scheme://user:password@ — the password runs to the '@' ('/' too), as SQLAlchemy reads it.
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<secret>[^\s@]+)@")
 #: password=… in a URL's query (?password=, &password=) or a libpq DSN (password=… or
 #: password='…'), and the session tokens a presigned or proxied URL may carry.

@@ -37,8 +37,7 @@ class _JsonFormatter(logging.Formatter):
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        """``LEVEL: message``, one line whatever a server put in it (a listing's error
-        text), then -v's traceback."""
+        """``LEVEL: message``, one line whatever a server put in it, then -v's traceback."""
         line = f"{record.levelname}: {printable(redact(record.getMessage()))}"
         if record.exc_info:
             line += "\n" + redact(self.formatException(record.exc_info))

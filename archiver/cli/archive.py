@@ -245,6 +245,7 @@ def web(
     open_archive(ctx).close()  # it exists, and is at our revision
     ds = web_app(path)
     import socket
+    from contextlib import suppress
 
     import uvicorn
 
@@ -260,10 +261,8 @@ def web(
         import webbrowser
 
         webbrowser.open(url)
-    try:  # serving, uvicorn takes the signal, shuts down, then hands it back: a clean end
+    with suppress(KeyboardInterrupt):  # uvicorn takes a stop, shuts down, hands it back: done
         uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning")).run(sockets=[listening])
-    except KeyboardInterrupt:
-        return
 
 
 @app.command()

@@ -332,9 +332,8 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
                      s.stats.api_calls["ListOperations"],
                      s.watermark, extra={"source": s.source, "run_id": s.run_id})  # fmt: skip
         elif result.error is not None and not one:
-            say(
-                f"source {result.source}: {result.error}", settings.log_format, source=result.source
-            )
+            say(f"source {result.source}: {result.error}", settings.log_format,
+                source=result.source)  # fmt: skip
 
     shown = for_terminal(quiet=settings.quiet, source=jobs[0].opts.source) if one else None
     try:

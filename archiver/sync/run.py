@@ -109,14 +109,13 @@ def dry_run(
     """The plan a run would follow, and where it would go as whom (``client_settings``),
     without an API call or a write (``--dry-run``)."""
     access = cloudmap.describe_access(client_settings) if client_settings else {}
-    probe = Archive(location)
-    if probe.is_new:
-        p = plan(opts, None, None, started=opts.started or now())
-        return {**p.describe(), **access, "archive": "would be created"}
-    with Archive.open(location) as archive, archive.reader.connect() as conn:
-        sid = store.find_source(conn, opts.source)
-        mark = store.watermark(conn, sid) if sid is not None else None
-        resume = store.resume_point(conn, sid) if sid is not None else None
+    mark = resume = None  # a new archive, or a new source: from the start
+    if Archive(location).is_new:
+        access["archive"] = "would be created"
+    else:
+        with Archive.open(location) as archive, archive.reader.connect() as conn:
+            if (sid := store.find_source(conn, opts.source)) is not None:
+                mark, resume = store.watermark(conn, sid), store.resume_point(conn, sid)
     return {**plan(opts, mark, resume, started=opts.started or now()).describe(), **access}
 
 
