@@ -140,6 +140,11 @@ def test_a_too_long_window_plan_says_how_to_cut_a_backfill(runner, filled) -> No
 
 def test_an_unknown_database_scheme_and_a_non_sqlite_file(runner, tmp_path) -> None:
     _one_error_line(invoke(runner, "--db", "foo://bar", "status"), 2)
+    # a port that is not a number was "unexpected ValueError", exit 1
+    bad_port = _one_error_line(invoke(runner, "--db", "postgresql://u:S3cret@h:x/d", "status"), 2)
+    assert "S3cret" not in bad_port and "not a database URL" in bad_port
+    # an empty --db (or ARCHIVER_DB) was "  is a directory", the working directory
+    assert "empty" in _one_error_line(invoke(runner, "--db", "", "status"), 2)
     # a driver that is not installed: the hint names the distribution and the URL form
     # its postgres extra serves (psycopg2 is never installed here: the extra is psycopg 3)
     hint = _one_error_line(invoke(runner, "--db", "postgresql+psycopg2://u@h/d", "status"), 2)

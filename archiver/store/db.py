@@ -89,6 +89,8 @@ _DOWN_REVISION = re.compile(r"^down_revision[^=]*= ['\"](\w+)['\"]", re.M)
 
 def url_for(db: str) -> str:
     """A plain path means a SQLite file; anything with ``://`` is a SQLAlchemy URL."""
+    if not db.strip():  # not the working directory
+        raise UsageError("the archive's name is empty (--db or ARCHIVER_DB)")
     if "://" in db:
         return db
     return f"sqlite:///{Path(db).expanduser().absolute()}"
@@ -106,8 +108,8 @@ def create(db: str, *, write: bool) -> Engine:
     """An engine for ``db``; ``write`` engines take SQLite's write lock up front."""
     try:
         url = make_url(url_for(db))
-    except ArgumentError:
-        raise UsageError(f"{db!r} is not a database URL or path") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise UsageError(f"{mask_url(db)!r} is not a database URL or path") from None
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(db)
         if not write and path is not None and _read_only_for_us(path):
