@@ -103,6 +103,10 @@ max_attempts = 2
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookbak = '1h'",
             "did you mean 'lookback'?",
         ),
+        (  # botocore refused it only when the client was made: exit 1, the archive made
+            "[[source]]\nname = 'x'\nregion = 'us-east-1'\nendpoint_url = 'http://u:S3@h:x'",
+            "endpoint_url: 'http://u:***@h:x' is not an http:// or https:// URL",
+        ),
         # a range check names the key and the source, as the config spells them
         (
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nuntil = '2999-01-01'",
@@ -128,6 +132,7 @@ max_attempts = 2
         "attempts -1",
         "workers huge",
         "typo",
+        "endpoint port",
         "until future",
         "window tiny",
     ],

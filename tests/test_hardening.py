@@ -123,6 +123,8 @@ def test_export_removes_what_a_killed_export_left_for_the_same_path(runner, fill
         ("sync", "--region", "us-east-1", "--since", "2999-01-01T00:00:00Z", "--dry-run"),
         ("sync", "--region", "us-east-1", "--since", "2d", "--until", "3d", "--dry-run"),
         ("sync", "--region", "us-east-1", "--workers", "1" + "0" * 400, "--dry-run"),
+        ("sync", "--region", "us-east-1", "--endpoint-url", "notaurl", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--endpoint-url", "ftp://127.0.0.1:9"),
         ("emulator", "serve", "--seed", "1000000000000"),
     ],
     ids=lambda a: " ".join(a[:4]),

@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from archiver.errors import UsageError, first_line
+from archiver.guards import mask_url
 from archiver.timeutil import EPOCH, iso, named, now, parse_span, parse_when
 
 
@@ -154,6 +156,8 @@ def build(
     def where(name: str) -> str:
         return context + flag(name, key=key)
 
+    if v["endpoint_url"]:
+        _check_endpoint(where("endpoint_url"), v["endpoint_url"])
     started = started or now()
 
     def when(text: str) -> datetime:
@@ -184,6 +188,18 @@ def build(
         started=started,
     )
     return opts, client
+
+
+def _check_endpoint(name: str, url: str) -> None:
+    """botocore refuses a malformed endpoint only when the client is made, as a ValueError
+    that says neither which option nor which source, after the archive is opened."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        ok = False
+    if not ok:
+        raise UsageError(f"{name}: {mask_url(url)!r} is not an http:// or https:// URL")
 
 
 def _check_range(since: datetime | None, until: datetime | None, window: timedelta | None,
