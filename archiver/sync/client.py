@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, cast
 
 from archiver import __version__
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
@@ -29,28 +29,12 @@ from archiver.sync import wire
 from archiver.sync.options import ClientSettings, resolve_region, session
 from archiver.timeutil import to_epoch_ms
 
+if TYPE_CHECKING:  # the stubs' client: the calls and their arguments, checked by mypy
+    from mypy_boto3_servicediscovery import ServiceDiscoveryClient
+
+    CloudMapClient = ServiceDiscoveryClient
+
 PAGE_SIZE = 100  # P1: the most the service gives per page
-
-
-class CloudMapClient(Protocol):
-    """The part of boto3's servicediscovery client the sync uses."""
-
-    @property
-    def exceptions(self) -> Any: ...
-
-    @property
-    def meta(self) -> Any: ...
-
-    def list_operations(self, **kwargs: Any) -> dict[str, Any]: ...
-
-    def get_operation(self, **kwargs: Any) -> dict[str, Any]: ...
-
-    def list_namespaces(self, **kwargs: Any) -> dict[str, Any]: ...
-
-    def list_services(self, **kwargs: Any) -> dict[str, Any]: ...
-
-    def get_service(self, **kwargs: Any) -> dict[str, Any]: ...
-
 
 _CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
 
@@ -393,12 +377,12 @@ def get_operation(
                 raise
             return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-    raw = answer.get(wire.RAW_OPERATION)  # as sent, members botocore dropped included
+    raw = cast("dict[str, Any]", answer.get(wire.RAW_OPERATION))  # as sent, all members
     if (got := answer["Operation"]["Id"]) != op_id:  # a proxy's or a cache's mix-up
-        endpoint = redact(str(getattr(getattr(client, "meta", None), "endpoint_url", "?")))
+        endpoint = redact(client.meta.endpoint_url)
         raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation {got!r} when "
                               f"asked for {op_id!r}; nothing of it was stored")  # fmt: skip
-    return OperationRecord.from_api(answer["Operation"], raw), retries
+    return OperationRecord.from_api(cast("dict[str, Any]", answer["Operation"]), raw), retries
 
 
 def _unreadable(response: dict[str, Any]) -> bool:
