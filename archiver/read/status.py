@@ -11,7 +11,7 @@ from archiver import guards
 from archiver.errors import UsageError
 from archiver.store import write as store
 from archiver.store.archive import Archive
-from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncRun, SyncState
+from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncState
 from archiver.timeutil import iso, parse_iso, parse_span
 from archiver.timeutil import now as utc_now
 
@@ -27,12 +27,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
         out: list[dict[str, Any]] = []
         for src in sources:
             state = conn.execute(select(SyncState).where(SyncState.source_id == src.id)).first()
-            runs = conn.execute(
-                select(SyncRun)
-                .where(SyncRun.source_id == src.id)
-                .order_by(SyncRun.id.desc())
-                .limit(last_runs)
-            ).all()
+            runs = store.latest_runs(conn, src.id, last_runs)
             by_status, by_type = (dict(conn.execute(
                 select(column, func.count()).where(Operation.source_id == src.id)
                 .group_by(column).order_by(column)).all())
@@ -232,7 +227,6 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     """Write the metrics of every source of the archive (its latest run, last success,
     watermark): a file shared by runs of several sources keeps each one's series.
     ``retries``: of the sources run now (the archive does not keep them)."""
-
     try:
         from prometheus_client import CollectorRegistry, Gauge, generate_latest
     except ModuleNotFoundError:
@@ -256,7 +250,7 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     size.set(archive.size_bytes())
     with archive.reader.connect() as conn:
         for sid, name in store.source_ids(conn, None).items():
-            r = store.latest_run(conn, sid)
+            r = next(iter(store.latest_runs(conn, sid)), None)
             ok = store.last_success(conn, sid)
             mark = store.watermark(conn, sid)
             for kind, n in store.incomplete_counts(conn, sid).items():

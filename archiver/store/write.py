@@ -227,11 +227,10 @@ def last_success(conn: Connection, source_id: int) -> datetime | None:
     return conn.execute(select(func.max(SyncRun.finished_at)).where(mine)).scalar_one()
 
 
-def latest_run(conn: Connection, source_id: int) -> Any:
-    """The source's latest sync_runs row (None: it has none)."""
-    return conn.execute(
-        select(SyncRun).where(SyncRun.source_id == source_id).order_by(SyncRun.id.desc())
-    ).first()
+def latest_runs(conn: Connection, source_id: int, n: int = 1) -> list[Any]:
+    """The source's ``n`` latest sync_runs rows, the latest first."""
+    return list(conn.execute(select(SyncRun).where(SyncRun.source_id == source_id)
+                             .order_by(SyncRun.id.desc()).limit(n)).all())  # fmt: skip
 
 
 def update_date_unit(conn: Connection, source_id: int) -> str | None:
