@@ -79,6 +79,7 @@ max_attempts = 2
             "named twice",
         ),
         ("[[source]]\nname = 'x'", "no AWS region"),
+        ("db = ''\n[[source]]\nname = 'x'\nregion = 'us-east-1'", "db must be a path"),
         ("[[source]]\nregion = 'us-east-1'", "has no name"),
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookback = 'soon'", "lookback: 'soon'"),
         # values the command line would refuse are refused from a config by the same check
@@ -124,6 +125,7 @@ max_attempts = 2
         "source key",
         "duplicate",
         "no region",
+        "empty db",
         "no name",
         "bad span",
         "full no",

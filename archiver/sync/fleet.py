@@ -76,7 +76,7 @@ def load(path: Path) -> Config:
                 raise UsageError(f"config {path}: source {one['source']!r} is named twice")
             sources.append(one)
     db = data.get("db")
-    if db is not None and not isinstance(db, str):
+    if db is not None and not (isinstance(db, str) and db.strip()):  # "": the config's folder
         raise UsageError(f"config {path}: db must be a path or URL string")
     if db is not None and "://" not in db:  # a path is the config's own, wherever cron runs
         db = str(path.parent / Path(db).expanduser())
