@@ -377,7 +377,7 @@ def get_operation(
                 raise
             return None, 0
     retries = answer.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-    raw = cast("dict[str, Any]", answer.get(wire.RAW_OPERATION))  # as sent, all members
+    raw = cast("dict[str, Any] | None", answer.get(wire.RAW_OPERATION))  # as sent, all members
     if (got := answer["Operation"]["Id"]) != op_id:  # a proxy's or a cache's mix-up
         endpoint = redact(client.meta.endpoint_url)
         raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation {got!r} when "
