@@ -249,7 +249,7 @@ def test_the_table_names_sources_when_it_shows_several_and_long_names_whole(runn
     fill(archive, [op(1, minutes=1)], source="prod@eu-west-1")
     fill(archive, [op(1, minutes=2)], source="staging@eu-west-1")
     with Archive(archive) as handle, handle.writer.begin() as conn:
-        sid = store.ensure_source(conn, "prod@eu-west-1", region="eu-west-1")
+        sid = store.ensure_source(conn, "prod@eu-west-1")
         store.record_catalog(conn, sid, "services", [Listed("srv-1", name, None, None, None,
                              None)], seen_at=T0, complete=False)  # fmt: skip
     lines = invoke(runner, "--db", archive, "query").stdout.splitlines()

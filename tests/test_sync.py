@@ -387,3 +387,27 @@ def test_operations_listed_late_are_archived_with_the_default_lookback(runner, a
         result = cli_sync(runner, archive, emu.url)
         assert result.exit_code == 0, result.output
         assert_archive_equals(archive, emu.account)
+
+
+def test_a_source_name_reused_for_another_region_is_refused(runner, archive) -> None:
+    """`--source prod` copied into a second cron line for another region read that
+    region from the first one's watermark: its 80 older operations were never listed,
+    exit 0. A source is one region's operations."""
+    with Emulator(seed_operations=60, seed=32) as one, Emulator(seed_operations=80, seed=33) as two:
+        assert cli_sync(runner, archive, one.url, "--source", "prod").exit_code == 0
+        before = archived(archive)
+        other = invoke(runner, "--db", archive, "sync", "--endpoint-url", two.url,
+                       "--region", "eu-west-1", "--source", "prod")  # fmt: skip
+        assert other.exit_code == 2, other.output
+        assert other.stderr.count("\n") == 1
+        assert (
+            "prod" in other.stderr and "us-east-1" in other.stderr and "eu-west-1" in other.stderr
+        )
+        assert sum(two.counters.calls.values()) == 0 and archived(archive) == before
+        assert (
+            cli_sync(runner, archive, one.url, "--source", "prod").exit_code == 0
+        )  # still its own
+        named = invoke(runner, "--db", archive, "sync", "--endpoint-url", two.url,
+                       "--region", "eu-west-1", "--source", "prod@eu-west-1")  # fmt: skip
+        assert named.exit_code == 0, named.output
+        assert len(archived(archive)) == 140

@@ -27,7 +27,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver import __version__, guards
-from archiver.read import Output
+from archiver.read import Output, query
 from archiver.read.query import (
     ArchivedOperation,
     Instances,
@@ -98,8 +98,6 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
           width: int | None = None) -> int:  # fmt: skip
     """Print the selection in ``output``'s form, streamed from the archive; returns how
     many. An unknown ``--source`` fails before anything is printed."""
-    from archiver.read import query
-
     if output is Output.count:
         n = query.count(archive, selection)
         out.write(f"{n}\n")

@@ -52,7 +52,9 @@ def _by_chunk(conn: Connection, ids: Sequence[str], statement: Any) -> None:
 def ensure_source(
     conn: Connection, name: str, *, region: str | None = None, endpoint_url: str | None = None
 ) -> int:
-    """The source's id, creating it (and its sync_state row) on first use."""
+    """The source's id, creating it (and its sync_state row) on first use. A source is
+    one region's operations: a name reused for another region is refused, as that
+    region would be read from the first one's watermark and its history never listed."""
     conn.execute(
         insert(conn, Source)
         .values(
@@ -60,7 +62,12 @@ def ensure_source(
         )
         .on_conflict_do_nothing(index_elements=["name"])
     )
-    source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
+    source_id, held = conn.execute(
+        select(Source.id, Source.region).where(Source.name == name)
+    ).one()
+    if region and held and region != held:
+        raise UsageError(f"source {name!r} holds the operations of {held}, not {region}: give "
+                         f"{region}'s another name (--source, or name in a config)")  # fmt: skip
     conn.execute(
         insert(conn, SyncState)
         .values(source_id=source_id)
