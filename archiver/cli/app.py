@@ -15,9 +15,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -168,11 +167,6 @@ emulator_app = typer.Typer(
 app.add_typer(emulator_app, name="emulator")
 
 
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 @dataclass
 class Settings:
     db: str
@@ -248,8 +242,8 @@ def root(
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Errors only.")] = False,
     log_format: Annotated[
-        LogFormat, typer.Option(help="Format of messages on stderr.")
-    ] = LogFormat.text,
+        Literal["text", "json"], typer.Option(help="Format of messages on stderr.")
+    ] = "text",
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -272,8 +266,8 @@ def root(
     """
     from archiver.logs import configure
 
-    ctx.obj = settings = Settings(db, verbose, quiet, log_format.value)
-    configure(verbose=verbose, quiet=quiet, log_format=log_format.value)
+    ctx.obj = settings = Settings(db, verbose, quiet, log_format)
+    configure(verbose=verbose, quiet=quiet, log_format=log_format)
     config = config or _discovered_config()
     if config is not None:
         from archiver.errors import ArchiverError
@@ -282,7 +276,7 @@ def root(
         try:
             settings.config = fleet.load(config)
         except ArchiverError as exc:  # before any command runs: one line, exit 2
-            raise typer.Exit(report(exc, verbose=verbose, log_format=log_format.value)) from None
+            raise typer.Exit(report(exc, verbose=verbose, log_format=log_format)) from None
         source = ctx.get_parameter_source("db")
         if settings.config.db and (source is None or source.name == "DEFAULT"):
             settings.db = settings.config.db  # --db and ARCHIVER_DB win over the config

@@ -125,7 +125,7 @@ def query(
     ctx: typer.Context,
     filters: FiltersOption = None,
     more: MoreFilters = None,
-    output: OutputOption = Output.table,
+    output: OutputOption = "table",
     max_items: Annotated[
         int | None,
         typer.Option(
@@ -135,7 +135,7 @@ def query(
             help="At most N operations (default: all).",
         ),
     ] = None,
-    order_by: Annotated[OrderBy, typer.Option(help="Sort key.")] = OrderBy.update_date,
+    order_by: Annotated[OrderBy, typer.Option(help="Sort key.")] = "update_date",
     ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
     source: SourceOption = None,
     since: SinceOption = None,
@@ -184,7 +184,7 @@ def instances(
         bool, typer.Option("--history", help="Every registration change instead, in order.")
     ] = False,
     source: SourceOption = None,
-    output: OutputOption = Output.table,
+    output: OutputOption = "table",
 ) -> None:
     """Which instances were registered at a moment, rebuilt from the archived
     REGISTER_INSTANCE and DEREGISTER_INSTANCE operations.
@@ -211,7 +211,7 @@ def instances(
         result = query.instances(archive, service=service, namespace=namespace,
                                  at=when or started, history=history, source=source)  # fmt: skip
     outputs.write_instances(result, output, sys.stdout)
-    if (line := outputs.instances_note(result)) and output is not Output.json:
+    if (line := outputs.instances_note(result)) and output != "json":
         log.warning("%s", line)
 
 

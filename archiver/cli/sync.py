@@ -6,9 +6,8 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import typer
 
@@ -23,11 +22,6 @@ from archiver.cli.app import (
 )
 from archiver.errors import UsageError
 from archiver.sync.options import SPECS
-
-
-class UnitChoice(StrEnum):
-    ms = "ms"
-    s = "s"
 
 
 @emulator_app.command("serve")
@@ -67,9 +61,8 @@ def emulator_serve(
         float, typer.Option(metavar="SHARE", min=0, max=1, help="Share of calls answered HTTP 500.")
     ] = 0,
     update_date_unit: Annotated[
-        UnitChoice,
-        typer.Option(help="How the emulated service reads UPDATE_DATE."),
-    ] = UnitChoice.ms,
+        Literal["ms", "s"], typer.Option(help="How the emulated service reads UPDATE_DATE.")
+    ] = "ms",
     account: Annotated[
         str,
         typer.Option(metavar="ACCOUNT", help="The caller's AWS account id (12 digits)."),
@@ -116,7 +109,7 @@ def emulator_serve(
 
     serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
           latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate,
-          update_date_unit=update_date_unit.value, account_id=account, shared=shared,
+          update_date_unit=update_date_unit, account_id=account, shared=shared,
           rate_limit=rate_limit, burst=burst)  # fmt: skip
 
 
@@ -400,8 +393,8 @@ def run_demo(
     """Sync ``operations`` synthetic operations into ``target``, then show what it holds."""
     from archiver import filters
     from archiver.emulator import Emulator
-    from archiver.read import Output, query
     from archiver.read import outputs as render
+    from archiver.read import query
     from archiver.read import status as status_mod
     from archiver.store.archive import Archive
     from archiver.sync import options
@@ -432,7 +425,7 @@ def run_demo(
         out.write(f"\n$ archiver --db {target} query --filters Name=STATUS,Values=FAIL "
                   "--max-items 5\n")  # fmt: skip
         selection = query.Selection(filters.parse("Name=STATUS,Values=FAIL"), limit=5)
-        render.write(Output.table, archive, selection, out, width=width)
+        render.write("table", archive, selection, out, width=width)
     out.write(
         "\nNext, try:\n"
         f"  archiver --db {target} report --out report.html   # charts, offline\n"

@@ -8,18 +8,7 @@ The words the commands offer as choices are here, on the package's face, so that
 command line can list them in ``--help`` without loading the database layer.
 """
 
-from enum import StrEnum
+from typing import Literal
 
-
-class OrderBy(StrEnum):
-    update_date = "update_date"
-    create_date = "create_date"
-    id = "id"
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    ids = "ids"
-    count = "count"  # type: ignore[assignment]  # the word users type; shadows str.count
+OrderBy = Literal["update_date", "create_date", "id"]
+Output = Literal["table", "json", "csv", "ids", "count"]

@@ -98,19 +98,19 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
           width: int | None = None) -> int:  # fmt: skip
     """Print the selection in ``output``'s form, streamed from the archive; returns how
     many. An unknown ``--source`` fails before anything is printed."""
-    if output is Output.count:
+    if output == "count":
         n = query.count(archive, selection)
         out.write(f"{n}\n")
         return n
-    if output is Output.csv:
+    if output == "csv":
         return write_csv(csv_rows(archive, selection), out)
-    if output is Output.json:
+    if output == "json":
         objects = json_rows(archive, selection)  # an unknown source fails before the "["
         out.write("[")  # the JSON array, one object per line
         n = write_batches(objects, out, sep=",\n  ", lead="\n  ")
         out.write("\n]\n" if n else "]\n")
         return n
-    if output is Output.ids:
+    if output == "ids":
         # a control character (a line break) in an id is escaped: it never forges a line
         ids = (b if guards.printable(t := "".join(b)) == t else [guards.printable(i) for i in b]
                for b in query.ids(archive, selection))  # fmt: skip
@@ -484,19 +484,19 @@ def instances_note(result: Instances) -> str | None:
 def write_instances(result: Instances, output: Output, out: TextIO) -> None:
     """table, json (an envelope with the coverage), csv (formula-guarded), ids or count."""
     columns: Sequence[str] = INSTANCE_HISTORY_COLUMNS if result.at is None else INSTANCE_COLUMNS
-    if output is Output.count:
+    if output == "count":
         out.write(f"{len(result.rows)}\n")
-    elif output is Output.json:
+    elif output == "json":
         envelope = {"at": iso(result.at) if result.at else None,
                     "coverage_start": iso(result.coverage_start) if result.coverage_start
                     else None, "uncertain": result.uncertain, "instances": result.rows}  # fmt: skip
         out.write(json.dumps(envelope, ensure_ascii=False, indent=1) + "\n")
-    elif output is Output.csv:
+    elif output == "csv":
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
         writer.writerows([guard(str(r[c])) if c in _FREE_TEXT else r[c] for c in columns]
                          for r in result.rows)  # fmt: skip
-    elif output is Output.ids:
+    elif output == "ids":
         out.writelines(f"{guards.printable(r['InstanceId'])}\n" for r in result.rows)
     else:
         widths = {c: max([len(c), *(len(str(r[c])) for r in result.rows)]) for c in columns}

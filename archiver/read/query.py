@@ -54,7 +54,7 @@ class Selection:
 
     filters: Filters = field(default_factory=Filters)
     source: str | None = None
-    order_by: OrderBy = OrderBy.update_date
+    order_by: OrderBy = "update_date"
     ascending: bool = False
     limit: int | None = None
     include_incomplete: bool = False  # listed operations GetOperation never found
@@ -74,9 +74,9 @@ class Selection:
     def sort_keys(self) -> list[Any]:
         """The sort keys; ties are broken by (source_id, id), so the same archive always
         prints the same rows in the same order."""
-        if self.order_by is OrderBy.id:
+        if self.order_by == "id":
             return [Operation.id, Operation.source_id]
-        return [getattr(Operation, self.order_by.value), Operation.source_id, Operation.id]
+        return [getattr(Operation, self.order_by), Operation.source_id, Operation.id]
 
 
 @dataclass(frozen=True, slots=True)
