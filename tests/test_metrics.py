@@ -43,8 +43,10 @@ def test_metrics_describe_each_run_and_keep_the_last_success(runner, archive, tm
     assert m[("archiver_sync_watermark_timestamp_seconds", src)] >= before - 1
     assert m[("archiver_sync_last_run_duration_seconds", src)] >= 0
 
-    failed = cli_sync(runner, archive, "http://127.0.0.1:9", "--source", "acct",
-                      "--max-attempts", "1", "--metrics-file", str(path))  # fmt: skip
+    with Emulator(seed_operations=0, seed=61) as emu:  # another port: --full reads from it
+        emu.set_faults(error_rate=1.0)
+        failed = cli_sync(runner, archive, emu.url, "--source", "acct", "--max-attempts", "1",
+                          "--full", "--metrics-file", str(path))  # fmt: skip
     assert failed.exit_code == 1
     m = _samples(path)  # rewritten after the failure too
     assert m[("archiver_sync_last_run_outcome", (("outcome", "failed"), *src))] == 1

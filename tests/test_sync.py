@@ -411,3 +411,25 @@ def test_a_source_name_reused_for_another_region_is_refused(runner, archive) -> 
                        "--region", "eu-west-1", "--source", "prod@eu-west-1")  # fmt: skip
         assert named.exit_code == 0, named.output
         assert len(archived(archive)) == 140
+
+
+def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) -> None:
+    """The README's emulator line, then a sync of the real service into the same
+    archive.db: both are default@us-east-1, and the second read only the last two hours
+    from the emulator's watermark. Its 90 older operations were never listed, exit 0."""
+    with Emulator(seed_operations=50, seed=34) as one, Emulator(seed_operations=90, seed=35) as two:
+        assert cli_sync(runner, archive, one.url).exit_code == 0
+        before = archived(archive)
+        moved = cli_sync(runner, archive, two.url)
+        assert moved.exit_code == 2, moved.output
+        assert (
+            moved.stderr.count("\n") == 1 and one.url in moved.stderr and "--full" in moved.stderr
+        )
+        assert sum(two.counters.calls.values()) == 0 and archived(archive) == before
+        assert cli_sync(runner, archive, two.url, "--full").exit_code == 0  # the way on
+        assert {i for i in archived(archive)} == {
+            o.id for o in one.account.all() + two.account.all()
+        }
+        two.account.add_operations(10)
+        assert cli_sync(runner, archive, two.url).exit_code == 0  # read from two from now on
+        assert len(archived(archive)) == 150

@@ -404,16 +404,17 @@ def run_demo(
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
         values = {"region": "us-east-1", "endpoint_url": emu.url, "source": SOURCE}
 
-        def one_pass() -> Any:  # each pass plans from its own start, as each night does
-            opts, client_settings = options.build(values, credentials=("demo", "demo"))
+        def one_pass(full: bool) -> Any:  # each plans from its own start, as each night does
+            opts, client_settings = options.build({**values, "full": full},
+                                                  credentials=("demo", "demo"))  # fmt: skip
             return sync_source(target, opts, client_settings, on_page=on_page)
 
         # a night's work still under way, then finished by the next night: the second
         # pass stores the status changes the archive keeps after the service forgets
         unfinished = len(emu.account.add_operations(max(1, operations // 20), pending_share=1))
-        first = one_pass()
+        first = one_pass(True)  # this emulator is new: an earlier demo's watermark is not its
         finished = len(emu.account.finish_pending())
-        second = one_pass()
+        second = one_pass(False)
     for n, s in enumerate((first, second), start=1):
         stored = s.stats.inserted + s.stats.updated
         out.write(f"pass {n}: stored {stored} new or changed operations of {s.stats.listed} "

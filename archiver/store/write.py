@@ -76,6 +76,24 @@ def ensure_source(
     return int(source_id)
 
 
+def read_from(conn: Connection, source_id: int, endpoint_url: str | None, *, full: bool) -> None:
+    """A watermark holds for the service it was read from: another one (the emulator,
+    then AWS) would be read from it, its history never listed. A ``full`` run (or one
+    with no watermark yet) reads all the new one holds: the source is read from it."""
+    name, was = conn.execute(
+        select(Source.name, Source.endpoint_url).where(Source.id == source_id)
+    ).one()
+    if was == (now_ := mask_url(endpoint_url) or None):
+        return
+    if not full and watermark(conn, source_id) is not None:
+        raise UsageError(f"source {name!r} was read from {was or 'the AWS endpoint'}, not "
+                         f"{now_ or 'the AWS endpoint'}; its watermark would skip this one's "
+                         "history: name this one another source, or, if both serve the same "
+                         "account and region, run once with --full")  # fmt: skip
+    save_resume(conn, source_id, None, None)  # a NextToken is the other service's
+    conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
+
+
 def find_source(conn: Connection, name: str) -> int | None:
     return conn.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
 

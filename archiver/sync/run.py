@@ -243,6 +243,7 @@ class Syncer:
             with self.writer.begin() as conn:
                 sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
                                           endpoint_url=self.opts.endpoint_url)  # fmt: skip
+                store.read_from(conn, sid, self.opts.endpoint_url, full=self.opts.full)
             with self.writer.begin() as conn:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
