@@ -89,7 +89,8 @@ def read_from(conn: Connection, source_id: int, endpoint_url: str | None, *, ful
         raise UsageError(f"source {name!r} was read from {was or 'the AWS endpoint'}, not "
                          f"{now_ or 'the AWS endpoint'}; its watermark would skip this one's "
                          "history: name this one another source, or, if both serve the same "
-                         "account and region, run once with --full")  # fmt: skip
+                         "account and region, run once with --full (in a config, "
+                         "full = true)")  # fmt: skip
     save_resume(conn, source_id, None, None)  # a NextToken is the other service's
     conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
