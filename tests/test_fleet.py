@@ -104,6 +104,9 @@ max_attempts = 2
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookbak = '1h'",
             "did you mean 'lookback'?",
         ),
+        # the key as the config writes it: it was "source: 3" and "max_rps"
+        ("[[source]]\nname = 3\nregion = 'us-east-1'", "[[source]] 1: name: 3 is not text"),
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nmax-rps = 0", "max-rps: 0 is not from"),
         (  # botocore refused it only when the client was made: exit 1, the archive made
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nendpoint_url = 'http://u:S3@h:x'",
             "endpoint_url: 'http://u:***@h:x' is not an http:// or https:// URL",
@@ -134,6 +137,8 @@ max_attempts = 2
         "attempts -1",
         "workers huge",
         "typo",
+        "name a number",
+        "dashed key",
         "endpoint port",
         "until future",
         "window tiny",

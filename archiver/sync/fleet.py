@@ -144,7 +144,7 @@ def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[st
                                  'names, such as ["us-east-1", "eu-west-1"]')  # fmt: skip
             out["regions"] = value
             continue
-        out[name] = options.check(name, value, context=f"config {path}: {where}: ", key=True)
+        out[name] = options.check(name, value, context=f"config {path}: {where}: ", key=key)
     return out
 
 

@@ -75,15 +75,15 @@ def flag(name: str, *, key: bool = False) -> str:
     return name if key else "--" + name.replace("_", "-")
 
 
-def check(name: str, value: Any, *, context: str = "", key: bool = False) -> Any:
+def check(name: str, value: Any, *, context: str = "", key: bool | str = False) -> Any:
     """``value`` if it is of the option's type and in its range, else UsageError (exit
-    2). ``key``: the value comes from a config, whose keys are named as written there,
-    after ``context`` (the file and table); else from the command line (``--flag``)."""
-    shown = flag(name, key=key)
+    2). ``key``: the value comes from a config, after ``context`` (the file and table);
+    named as written there (``key`` itself, when text), else as ``--flag``."""
+    shown = key if isinstance(key, str) else flag(name, key=key)
     spec = SPECS.get(name)
     if spec is None:
         near = difflib.get_close_matches(name, SPECS, n=1)
-        hint = f"; did you mean {flag(near[0], key=key)!r}?" if near else ""
+        hint = f"; did you mean {flag(near[0], key=bool(key))!r}?" if near else ""
         raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")
     if value is None:
         return spec.default
