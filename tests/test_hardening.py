@@ -145,6 +145,13 @@ def test_an_unknown_database_scheme_and_a_non_sqlite_file(runner, tmp_path) -> N
     # a port that is not a number was "unexpected ValueError", exit 1
     bad_port = _one_error_line(invoke(runner, "--db", "postgresql://u:S3cret@h:x/d", "status"), 2)
     assert "S3cret" not in bad_port and "not a database URL" in bad_port
+    # SQLite's URL parsed before the check: the same, "unexpected ValueError"
+    assert "not a database URL" in _one_error_line(invoke(runner, "--db", "sqlite://h:x/a.db",
+                                                          "status"), 2)  # fmt: skip
+    # a database in memory vanishes with the command: `db upgrade` said it was done
+    for memory in ("sqlite://", "sqlite:///:memory:"):
+        said = _one_error_line(invoke(runner, "--db", memory, "db", "upgrade"), 2)
+        assert "in memory" in said
     # an empty --db (or ARCHIVER_DB) was "  is a directory", the working directory
     assert "empty" in _one_error_line(invoke(runner, "--db", "", "status"), 2)
     # a driver that is not installed: the hint names the distribution and the URL form

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
@@ -87,29 +87,28 @@ _REVISION = re.compile(r"^revision(?:: str)? = ['\"](\w+)['\"]", re.M)
 _DOWN_REVISION = re.compile(r"^down_revision[^=]*= ['\"](\w+)['\"]", re.M)
 
 
-def url_for(db: str) -> str:
-    """A plain path means a SQLite file; anything with ``://`` is a SQLAlchemy URL."""
+def url_of(db: str) -> URL:
+    """A plain path means a SQLite file; anything with ``://`` is a SQLAlchemy URL. A
+    SQLite database in memory is refused: it would vanish with the command."""
     if not db.strip():  # not the working directory
         raise UsageError("the archive's name is empty (--db or ARCHIVER_DB)")
-    if "://" in db:
-        return db
-    return f"sqlite:///{Path(db).expanduser().absolute()}"
+    try:
+        url = make_url(db if "://" in db else f"sqlite:///{Path(db).expanduser().absolute()}")
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise UsageError(f"{mask_url(db)!r} is not a database URL or path") from None
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise UsageError(f"{mask_url(db)} is a SQLite database in memory; an archive is a file")
+    return url
 
 
 def sqlite_path(db: str) -> Path | None:
-    url = url_for(db)
-    if not url.startswith("sqlite"):
-        return None
-    database = make_url(url).database
-    return Path(database) if database and database != ":memory:" else None
+    url = url_of(db)
+    return Path(url.database or "") if url.get_backend_name() == "sqlite" else None
 
 
 def create(db: str, *, write: bool) -> Engine:
     """An engine for ``db``; ``write`` engines take SQLite's write lock up front."""
-    try:
-        url = make_url(url_for(db))
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise UsageError(f"{mask_url(db)!r} is not a database URL or path") from None
+    url = url_of(db)
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(db)
         if not write and path is not None and _read_only_for_us(path):
