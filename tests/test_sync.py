@@ -420,8 +420,11 @@ def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) 
     with Emulator(seed_operations=50, seed=34) as one, Emulator(seed_operations=90, seed=35) as two:
         assert cli_sync(runner, archive, one.url).exit_code == 0
         before = archived(archive)
+        planned = cli_sync(runner, archive, two.url, "--dry-run")  # as the run will say
+        assert planned.exit_code == 2 and planned.stdout == "", planned.output
         moved = cli_sync(runner, archive, two.url)
         assert moved.exit_code == 2, moved.output
+        assert moved.stderr == planned.stderr
         assert (
             moved.stderr.count("\n") == 1 and one.url in moved.stderr and "--full" in moved.stderr
         )

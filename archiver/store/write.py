@@ -52,9 +52,7 @@ def _by_chunk(conn: Connection, ids: Sequence[str], statement: Any) -> None:
 def ensure_source(
     conn: Connection, name: str, *, region: str | None = None, endpoint_url: str | None = None
 ) -> int:
-    """The source's id, creating it (and its sync_state row) on first use. A source is
-    one region's operations: a name reused for another region is refused, as that
-    region would be read from the first one's watermark and its history never listed."""
+    """The source's id, creating it (and its sync_state row) on first use."""
     conn.execute(
         insert(conn, Source)
         .values(
@@ -62,12 +60,7 @@ def ensure_source(
         )
         .on_conflict_do_nothing(index_elements=["name"])
     )
-    source_id, held = conn.execute(
-        select(Source.id, Source.region).where(Source.name == name)
-    ).one()
-    if region and held and region != held:
-        raise UsageError(f"source {name!r} holds the operations of {held}, not {region}: give "
-                         f"{region}'s another name (--source, or name in a config)")  # fmt: skip
+    source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
     conn.execute(
         insert(conn, SyncState)
         .values(source_id=source_id)
@@ -76,23 +69,27 @@ def ensure_source(
     return int(source_id)
 
 
-def read_from(conn: Connection, source_id: int, endpoint_url: str | None, *, full: bool) -> None:
-    """A watermark holds for the service it was read from: another one (the emulator,
-    then AWS) would be read from it, its history never listed. A ``full`` run (or one
-    with no watermark yet) reads all the new one holds: the source is read from it."""
-    name, was = conn.execute(
-        select(Source.name, Source.endpoint_url).where(Source.id == source_id)
-    ).one()
-    if was == (now_ := mask_url(endpoint_url) or None):
-        return
-    if not full and watermark(conn, source_id) is not None:
+def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url: str | None,
+              *, full: bool, write: bool = True) -> None:  # fmt: skip
+    """A source is one region read from one endpoint: its watermark says nothing of
+    another, whose history it would skip. Another region is refused; another endpoint
+    (the emulator, then AWS) only for a ``full`` run or one with no watermark yet, which
+    reads all the new one holds; the source is read from it from then on (``write``)."""
+    name, held, was = conn.execute(select(Source.name, Source.region, Source.endpoint_url)
+                                   .where(Source.id == source_id)).one()  # fmt: skip
+    if region and held and region != held:
+        raise UsageError(f"source {name!r} holds the operations of {held}, not {region}: give "
+                         f"{region}'s another name (--source, or name in a config)")  # fmt: skip
+    now_ = mask_url(endpoint_url) or None
+    if was != now_ and not full and watermark(conn, source_id) is not None:
         raise UsageError(f"source {name!r} was read from {was or 'the AWS endpoint'}, not "
                          f"{now_ or 'the AWS endpoint'}; its watermark would skip this one's "
                          "history: name this one another source, or, if both serve the same "
                          "account and region, run once with --full (in a config, "
                          "full = true)")  # fmt: skip
-    save_resume(conn, source_id, None, None)  # a NextToken is the other service's
-    conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
+    if was != now_ and write:
+        save_resume(conn, source_id, None, None)  # a NextToken is the other service's
+        conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
 
 def find_source(conn: Connection, name: str) -> int | None:

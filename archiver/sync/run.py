@@ -114,7 +114,9 @@ def dry_run(
         access["archive"] = "would be created"
     else:
         with Archive.open(location) as archive, archive.reader.connect() as conn:
-            if (sid := store.find_source(conn, opts.source)) is not None:
+            if (sid := store.find_source(conn, opts.source)) is not None:  # as the run refuses
+                store.read_from(conn, sid, opts.region, opts.endpoint_url, full=opts.full,
+                                write=False)  # fmt: skip
                 mark, resume = store.watermark(conn, sid), store.resume_point(conn, sid)
     return {**plan(opts, mark, resume, started=opts.started or now()).describe(), **access}
 
@@ -243,7 +245,8 @@ class Syncer:
             with self.writer.begin() as conn:
                 sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
                                           endpoint_url=self.opts.endpoint_url)  # fmt: skip
-                store.read_from(conn, sid, self.opts.endpoint_url, full=self.opts.full)
+                store.read_from(conn, sid, self.opts.region, self.opts.endpoint_url,
+                                full=self.opts.full)  # fmt: skip
             with self.writer.begin() as conn:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
