@@ -109,8 +109,9 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
     appears complete or not at all, and an existing file keeps its mode."""
     _remove_stale_partials(t.path)
     tmp = t.path.with_name(f".{t.path.name}.partial-{os.getpid()}")
+    fd = open_in_place(tmp, what=f"{t.flag}'s temporary file", new=True)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             if t.mode is not None:
                 os.fchmod(fh.fileno(), t.mode)  # 0600 stays 0600
             yield fh
@@ -120,6 +121,22 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def open_in_place(path: Path, *, what: str, new: bool = False) -> int:
+    """A file written where it is (a lock beside the archive; ``new``: the temporary file
+    a write is renamed from), as a descriptor: never through a symlink, which another
+    user may have planted there to have us truncate its target, and a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | (os.O_EXCL if new else 0), 0o644)
+    except OSError as exc:
+        why = "is a symlink" if os.path.islink(path) else f"cannot be written: {exc.strerror}"
+        raise UsageError(f"{what} {path} {why}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{what} {path} is not a regular file")
+    return fd
 
 
 def named_gz(path: Path) -> bool:

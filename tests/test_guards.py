@@ -61,6 +61,31 @@ def test_an_export_never_replaces_an_archive_named_as_its_manifest(runner, tmp_p
     assert _digest(archive) == before and not (tmp_path / "q4.csv").exists()
 
 
+@pytest.mark.slow
+def test_a_symlink_planted_where_the_tool_writes_in_place_is_never_followed(
+    runner, tmp_path
+) -> None:
+    """The lock beside the archive and an export's temporary file have names anyone
+    with the folder can guess: a symlink planted at either had the tool truncate its
+    target (another user's file, or the archive itself) and write into it."""
+    archive = tmp_path / "a.db"
+    victim = tmp_path / "victim.db"
+    with Emulator(seed_operations=30, seed=5) as emu:
+        assert cli_sync(runner, str(archive), emu.url, "--source", "s").exit_code == 0
+        (lock,) = tmp_path.glob("a.db.s.*.lock")
+        victim.write_bytes(archive.read_bytes())
+        lock.unlink()
+        lock.symlink_to(victim)
+        planted = cli_sync(runner, str(archive), emu.url, "--source", "s")
+    assert planted.exit_code == 2 and "is a symlink" in planted.stderr, planted.output
+    assert _digest(victim) == _digest(archive)
+    partial = tmp_path / f".out.csv.partial-{os.getpid()}"  # the exporting process's pid
+    partial.symlink_to(victim)
+    exported = invoke(runner, "--db", str(archive), "export", "--out", str(tmp_path / "out.csv"))
+    assert exported.exit_code == 2 and "is a symlink" in exported.stderr, exported.output
+    assert _digest(victim) == _digest(archive) and not (tmp_path / "out.csv").exists()
+
+
 @pytest.mark.parametrize("name", ["/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/1"])
 def test_a_processs_file_descriptor_is_never_written(name) -> None:
     """Whatever fd 1 is (pytest sends it to a regular file): `export --out /dev/stdout`

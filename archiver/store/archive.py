@@ -22,7 +22,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import LockHeld, UsageError
-from archiver.guards import mask_url
+from archiver.guards import mask_url, open_in_place
 from archiver.store import db
 
 _SIDECARS = ("", "-wal", "-shm", "-journal")
@@ -185,7 +185,7 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
     slug = re.sub(r"[^A-Za-z0-9_.@-]", "_", source)[:80]
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
     path = f"{archive}.{slug}.{digest}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_in_place(Path(path), what="the lock file")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
