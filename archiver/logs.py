@@ -61,10 +61,7 @@ def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
     # The same in JSON: cron mails whatever a run prints, so a good run prints nothing.
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = _StderrHandler()
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_TextFormatter())
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     root = logging.getLogger("archiver")
     root.handlers[:] = [handler]
     root.setLevel(level)

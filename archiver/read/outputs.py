@@ -361,12 +361,11 @@ def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = Fals
 
 
 class _CountingWriter(io.RawIOBase):
-    """Counts the bytes as they reach the file, and hashes them when asked: the
-    manifest's checksum. A stream to stdout has no manifest, so it is not hashed."""
+    """Counts and hashes the bytes as they reach the file: the manifest's checksum."""
 
-    def __init__(self, raw: BinaryIO, *, hashed: bool) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self.sha256 = hashlib.sha256() if hashed else None
+        self.sha256 = hashlib.sha256()
         self.size = 0
 
     def writable(self) -> bool:
@@ -375,8 +374,7 @@ class _CountingWriter(io.RawIOBase):
     def write(self, b: Any) -> int:
         view = memoryview(b)
         self._raw.write(view)
-        if self.sha256 is not None:
-            self.sha256.update(view)
+        self.sha256.update(view)
         self.size += view.nbytes
         return view.nbytes
 
@@ -384,17 +382,16 @@ class _CountingWriter(io.RawIOBase):
 @dataclass(frozen=True)
 class Written:
     rows: int
-    sha256: str | None  # of a file; None for a stream (stdout), which is not hashed
+    sha256: str
     size: int
 
 
 def write_stream(
     records: Iterable[list[str]], binary: BinaryIO, *, history: bool, compress: bool,
-    name: str = "", hashed: bool = True,
+    name: str = "",
 ) -> Written:  # fmt: skip
-    """The CSV (gzipped when asked) onto a binary stream, counted (and hashed, unless
-    ``hashed`` is false) as it goes."""
-    counting = _CountingWriter(binary, hashed=hashed)
+    """The CSV (gzipped when asked) onto a binary stream, counted and hashed as it goes."""
+    counting = _CountingWriter(binary)
     buffered = io.BufferedWriter(counting, buffer_size=1 << 20)
     inner: Any = buffered
     if compress:
@@ -406,8 +403,7 @@ def write_stream(
     if compress:
         inner.close()  # writes the gzip trailer; the buffered writer stays open
     buffered.flush()
-    digest = counting.sha256.hexdigest() if counting.sha256 is not None else None
-    return Written(n, digest, counting.size)
+    return Written(n, counting.sha256.hexdigest(), counting.size)
 
 
 def export(
@@ -425,7 +421,7 @@ def export(
     if out is None:
         assert stdout is not None
         records = csv_rows(archive, selection, history=history, raw=raw)
-        return write_stream(records, stdout, history=history, compress=compress, hashed=False)
+        return write_stream(records, stdout, history=history, compress=compress)
     dest = guards.target(out, flag="--out", protected=archive.files)
     manifest = guards.target(out.with_name(out.name + ".manifest.json"),
                              flag="--out's manifest", protected=archive.files)  # fmt: skip

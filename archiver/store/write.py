@@ -92,10 +92,6 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
         conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
 
-def find_source(conn: Connection, name: str) -> int | None:
-    return conn.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
-
-
 def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> dict[str, str]:
     """Archived status of each listed id: one query per page decides what to fetch."""
     out: dict[str, str] = {}

@@ -183,17 +183,13 @@ class Result:
     summary: Summary | None
     error: ArchiverError | None
 
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.error is None else self.error.exit_code
-
     def to_json(self) -> dict[str, Any]:
         if self.summary is not None:
             return self.summary.to_json()
         assert self.error is not None
         outcome = "interrupted" if isinstance(self.error, Interrupted) else "failed"
         return {"source": self.source, "outcome": outcome, "error": str(self.error),
-                "exit_code": self.exit_code}  # fmt: skip
+                "exit_code": self.error.exit_code}  # fmt: skip
 
 
 def run(
