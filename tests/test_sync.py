@@ -419,6 +419,7 @@ def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) 
     from the emulator's watermark. Its 90 older operations were never listed, exit 0."""
     with Emulator(seed_operations=50, seed=34) as one, Emulator(seed_operations=90, seed=35) as two:
         assert cli_sync(runner, archive, one.url).exit_code == 0
+        assert cli_sync(runner, archive, one.url + "/").exit_code == 0  # the same endpoint
         before = archived(archive)
         planned = cli_sync(runner, archive, two.url, "--dry-run")  # as the run will say
         assert planned.exit_code == 2 and planned.stdout == "", planned.output

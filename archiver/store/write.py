@@ -81,13 +81,14 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
         raise UsageError(f"source {name!r} holds the operations of {held}, not {region}: give "
                          f"{region}'s another name (--source, or name in a config)")  # fmt: skip
     now_ = mask_url(endpoint_url) or None
-    if was != now_ and not full and watermark(conn, source_id) is not None:
+    moved = (was or "").rstrip("/") != (now_ or "").rstrip("/")  # http://h/ is http://h
+    if moved and not full and watermark(conn, source_id) is not None:
         raise UsageError(f"source {name!r} was read from {was or 'the AWS endpoint'}, not "
                          f"{now_ or 'the AWS endpoint'}; its watermark would skip this one's "
                          "history: name this one another source, or, if both serve the same "
                          "account and region, run once with --full (in a config, "
                          "full = true)")  # fmt: skip
-    if was != now_ and write:
+    if moved and write:
         save_resume(conn, source_id, None, None)  # a NextToken is the other service's
         conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
