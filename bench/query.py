@@ -80,24 +80,27 @@ def filter_sets() -> dict[str, list[str]]:
     }
 
 
-def plan_of(path: Path, stmt) -> list[str]:  # type: ignore[no-untyped-def]
-    from sqlalchemy.dialects import sqlite
-
-    sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+def plan_of(path: Path, sql: str, params: object) -> list[str]:
+    """SQLite's plan of a statement as it was sent, with its own parameters."""
     conn = sqlite3.connect(path)
     try:
-        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
     finally:
         conn.close()
 
 
 def ours(path: str, reps: int) -> dict[str, dict]:
     """archiver's side, in its own process: every set through ``query.run``, timed."""
+    from sqlalchemy import event
+
     from archiver.filters import Filters, parse
     from archiver.read import query
     from archiver.store.archive import Archive
 
     archive = Archive.open(path)
+    sent: list[tuple[str, object]] = []  # the statements query.run sends, as sent
+    event.listen(archive.reader, "before_cursor_execute",
+                 lambda *a: sent.append(a[2:4]) if "FROM operations" in a[2] else None)  # fmt: skip
     answer = {}
     for name, args_ in filter_sets().items():
         fs = parse(args_) if args_ else Filters()
@@ -109,8 +112,7 @@ def ours(path: str, reps: int) -> dict[str, dict]:
             times.append(time.perf_counter() - t)
             if len(times) >= 3 and sum(times) > 5:  # large results: three runs are enough
                 break
-        answer[name] = {"rows": rows, "times": times,
-                        "plan": plan_of(Path(path), query.select_operations(query.Selection(fs)))}  # fmt: skip
+        answer[name] = {"rows": rows, "times": times, "plan": plan_of(Path(path), *sent[-1])}
     archive.close()
     return answer
 

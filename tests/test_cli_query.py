@@ -94,23 +94,31 @@ def test_in_lists_keep_the_order_limit_and_each_row_once(runner, filled) -> None
     assert count.stdout.strip() == "3"
 
 
+def _plan_of_query(db: str, filters: list[str], **choices) -> list[str]:
+    """SQLite's plan of the statement `query` really runs for ``filters``: caught as it
+    is sent, then explained with its own parameters."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from archiver.filters import parse
+    from archiver.read import query
+
+    sent = []
+    with Archive.open(db) as archive:
+        event.listen(archive.reader, "before_cursor_execute",
+                     lambda *a: sent.append(a[2:4]) if "FROM operations" in a[2] else None)  # fmt: skip
+        list(query.run(archive, query.Selection(parse(filters), **choices)))
+    ((sql, params),) = sent
+    with sqlite3.connect(db) as conn:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
 @requires_sqlite
 def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
     """SQLite, asked for STATUS IN newest first, would walk the whole update_date index
     (it has no histograms to see that PENDING is rare); each value reads its own."""
-    import sqlite3
-
-    from sqlalchemy.dialects import sqlite
-
-    from archiver.filters import parse
-    from archiver.read.query import Selection, select_operations
-
-    stmt = select_operations(
-        Selection(parse(["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"]))
-    )
-    sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-    with sqlite3.connect(filled) as conn:
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    plan = _plan_of_query(filled, ["Name=STATUS,Condition=IN,Values=PENDING,SUBMITTED"])
     assert "MERGE (UNION ALL)" in plan
     reads = [line for line in plan if line.startswith(("SEARCH", "SCAN"))]
     assert [r for r in reads if "namespaces" not in r and "services" not in r] == [
@@ -139,17 +147,7 @@ def test_in_over_an_indexed_column_reads_that_columns_index(filled) -> None:
 def test_rows_come_from_the_index_in_their_final_order(filled, given, index, ascending) -> None:
     """No sort after the read: the index holds the order's tie-breaker, so a LIMIT
     stops the read after N rows however many match."""
-    import sqlite3
-
-    from sqlalchemy.dialects import sqlite
-
-    from archiver.filters import parse
-    from archiver.read.query import Selection, select_operations
-
-    stmt = select_operations(Selection(parse(given), ascending=ascending, limit=10))
-    sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-    with sqlite3.connect(filled) as conn:
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    plan = _plan_of_query(filled, given, ascending=ascending, limit=10)
     assert not [line for line in plan if "TEMP B-TREE" in line], plan
     assert any(line.startswith(("SEARCH", "SCAN")) and index in line for line in plan), plan
 

@@ -116,17 +116,6 @@ def name_columns() -> list[Any]:
     return [Namespace.name.label("namespace_name"), Service.name.label("service_name")]
 
 
-def select_operations(
-    selection: Selection, *, source_id: int | None = None
-) -> Select[Any] | CompoundSelect[Any]:
-    """``SELECT … FROM operations WHERE <filters>`` in the selection's order and limit.
-
-    An IN list becomes a UNION ALL of one SELECT per value (``Filters.to_sql_arms``),
-    which both engines merge in order from their indexes.
-    """
-    return ordered(_named_operations(), selection, source_id=source_id, flag_incomplete=True)
-
-
 def _named_operations() -> Select[Any]:
     """Every column of operations, and its targets' names: what ``run`` reads."""
     return with_names(*Operation.__table__.columns, *name_columns())
