@@ -109,9 +109,8 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
     appears complete or not at all, and an existing file keeps its mode."""
     _remove_stale_partials(t.path)
     tmp = t.path.with_name(f".{t.path.name}.partial-{os.getpid()}")
-    fd = open_in_place(tmp, what=f"{t.flag}'s temporary file", new=True)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    try:  # a stop the moment the file is made still removes it
+        with os.fdopen(open_in_place(tmp, what=f"{t.flag}'s temporary file", new=True), "wb") as fh:
             if t.mode is not None:
                 os.fchmod(fh.fileno(), t.mode)  # 0600 stays 0600
             yield fh
@@ -175,10 +174,11 @@ def _same_file(st: os.stat_result, path: Path) -> bool:
 
 def _remove_stale_partials(target: Path) -> None:
     """Temporary files of earlier writes to the same path whose process is gone (a
-    SIGKILL leaves them): tens of megabytes that nothing else would remove."""
+    SIGKILL leaves them): tens of megabytes that nothing else would remove. One named
+    with our own pid is an earlier process's too (a container starts each run afresh)."""
     for tmp in target.parent.glob(f".{target.name}.partial-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
+        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
             tmp.unlink(missing_ok=True)
 
 
