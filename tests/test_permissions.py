@@ -103,7 +103,8 @@ def _sync(db: str, url: str, session: object) -> Callable[[], int]:
         settings = ClientSettings(region="us-east-1", endpoint_url=url)
         client = make_client(settings, botocore_session=session)
         with Archive.open(db, create_missing=True) as archive:
-            summary = Syncer(archive, client, SyncOptions(source="acct")).run()
+            opts = SyncOptions(source="acct", region="us-east-1", endpoint_url=url)  # as built
+            summary = Syncer(archive, client, opts).run()
         return 0 if summary.outcome == "succeeded" else 1
 
     return step
