@@ -128,7 +128,7 @@ def open_in_place(path: Path, *, what: str, new: bool = False) -> int:
     user may have planted there to have us truncate its target, and a regular file."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | (os.O_EXCL if new else 0), 0o644)
+        fd = os.open(path, flags | (os.O_EXCL if new else 0), 0o666)  # as open(), less umask
     except OSError as exc:
         why = "is a symlink" if os.path.islink(path) else f"cannot be written: {exc.strerror}"
         raise UsageError(f"{what} {path} {why}") from None

@@ -135,6 +135,13 @@ def test_the_write_guard_keeps_a_files_mode_and_leaves_nothing_on_failure(tmp_pa
     link.symlink_to(tmp_path / "nowhere")
     with pytest.raises(Exception, match="symlink to nothing"):
         guards.target(link, flag="--out")
+    fresh = tmp_path / "fresh.csv"  # a new file takes the umask, as open() gives it
+    old_mask = os.umask(0o002)
+    try:
+        guards.write_file(guards.target(fresh, flag="--out"), b"x")
+    finally:
+        os.umask(old_mask)
+    assert fresh.stat().st_mode & 0o777 == 0o664
 
 
 def test_a_report_named_gz_is_gzipped(tmp_path) -> None:
