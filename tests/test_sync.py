@@ -437,3 +437,15 @@ def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) 
         two.account.add_operations(10)
         assert cli_sync(runner, archive, two.url).exit_code == 0  # read from two from now on
         assert len(archived(archive)) == 150
+
+
+def test_a_full_run_onto_another_endpoint_that_fails_leaves_no_watermark_behind(runner, archive):
+    """The --full run the refusal asks for failed at its first page; the next plain run
+    planned from the old service's watermark, and the new one's history was never read."""
+    with Emulator(seed_operations=40, seed=36) as one, Emulator(seed_operations=70, seed=37) as two:
+        assert cli_sync(runner, archive, one.url).exit_code == 0
+        two.set_faults("GetOperation", error_rate=1.0)
+        assert cli_sync(runner, archive, two.url, "--full", "--max-attempts", "1").exit_code == 1
+        two.set_faults("GetOperation", error_rate=0.0)
+        assert cli_sync(runner, archive, two.url).exit_code == 0
+        assert {o.id for o in two.account.all()} <= set(archived(archive))

@@ -74,7 +74,9 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
     """A source is one region read from one endpoint: its watermark says nothing of
     another, whose history it would skip. Another region is refused; another endpoint
     (the emulator, then AWS) only for a ``full`` run or one with no watermark yet, which
-    reads all the new one holds; the source is read from it from then on (``write``)."""
+    reads all the new one holds; the source is read from it from then on (``write``),
+    from no watermark, so that a run that fails on the way leaves the next one to read
+    everything."""
     name, held, was = conn.execute(select(Source.name, Source.region, Source.endpoint_url)
                                    .where(Source.id == source_id)).one()  # fmt: skip
     if region and held and region != held:
@@ -88,8 +90,9 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
                          "history: name this one another source, or, if both serve the same "
                          "account and region, run once with --full (in a config, "
                          "full = true)")  # fmt: skip
-    if moved and write:
-        save_resume(conn, source_id, None, None)  # a NextToken is the other service's
+    if moved and write:  # the other service's watermark and NextToken say nothing here
+        conn.execute(update(SyncState).where(SyncState.source_id == source_id).values(
+            watermark=None, resume_start=None, resume_end=None, resume_token=None))  # fmt: skip
         conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
 
