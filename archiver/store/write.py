@@ -91,9 +91,14 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
                          "account and region, run once with --full (in a config, "
                          "full = true)")  # fmt: skip
     if moved and write:  # the other service's watermark and NextToken say nothing here
-        conn.execute(update(SyncState).where(SyncState.source_id == source_id).values(
-            watermark=None, resume_start=None, resume_end=None, resume_token=None))  # fmt: skip
+        save_resume(conn, source_id, None, None)
+        conn.execute(update(SyncState).where(SyncState.source_id == source_id)
+                     .values(watermark=None))  # fmt: skip
         conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
+
+
+def find_source(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
 
 
 def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> dict[str, str]:

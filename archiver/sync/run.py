@@ -114,8 +114,7 @@ def dry_run(
         access["archive"] = "would be created"
     else:
         with Archive.open(location) as archive, archive.reader.connect() as conn:
-            ids = {name: sid for sid, name in store.source_ids(conn, None).items()}
-            if (sid := ids.get(opts.source)) is not None:  # refused as the run would be
+            if (sid := store.find_source(conn, opts.source)) is not None:  # refused as the run is
                 store.read_from(conn, sid, opts.region, opts.endpoint_url, full=opts.full,
                                 write=False)  # fmt: skip
                 mark, resume = store.watermark(conn, sid), store.resume_point(conn, sid)
