@@ -132,10 +132,7 @@ def open_in_place(path: Path, *, what: str, new: bool = False) -> int:
     except OSError as exc:
         why = "is a symlink" if os.path.islink(path) else f"cannot be written: {exc.strerror}"
         raise UsageError(f"{what} {path} {why}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"{what} {path} is not a regular file")
-    return fd
+    return _regular(fd, path, what=what)
 
 
 def named_gz(path: Path) -> bool:
@@ -203,13 +200,19 @@ def read_bytes(path: Path, *, what: str, limit: int = READ_LIMIT) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    with os.fdopen(_regular(fd, path, what=what), "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{what} {path} is larger than {limit:,} bytes")
+    return data
+
+
+def _regular(fd: int, path: Path, *, what: str) -> int:
+    """``fd`` if it is a regular file's; else it is closed and refused (exit 2). The one
+    rule for the files the tool reads and writes in place: never a device or a FIFO."""
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "not a regular file (a device, FIFO or socket)"
         raise UsageError(f"{what} {path} is {'a directory' if stat.S_ISDIR(mode) else kind}")
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise UsageError(f"{what} {path} is larger than {limit:,} bytes")
-    return data
+    return fd
