@@ -129,6 +129,8 @@ def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> N
         (after.exit_code, after.stdout) == (before.exit_code, before.stdout) == (0, before.stdout)
     )
     assert invoke(runner, "db", "current", f"--db={archive}").exit_code == 0
+    stacked = invoke(runner, "status", "--json", "--db", archive, "-vq")  # as before it: -vq
+    assert (stacked.exit_code, stacked.stdout) == (0, before.stdout)
     # a value of the subcommand's own option is never taken for a global option
     refused = invoke(runner, "status", "--source", "-v", "--db", archive)
     assert refused.exit_code == 2 and "no source named '-v'" in refused.stderr

@@ -87,7 +87,8 @@ def hoisted(root: Any, words: list[str]) -> list[str]:
     were typed: ``archiver sync --db X -v`` reads as ``archiver --db X -v sync``, as the
     AWS CLI takes its global options anywhere. The subcommand's own options are read
     from its definition, so that a value of one (``--source -v``) is never taken for a
-    global option; nothing after ``--`` moves."""
+    global option; stacked flags (``-vq``) move when every letter is a global flag;
+    nothing after ``--`` moves."""
     takes_value = _options(root)
     front: list[str] = []
     i = 0
@@ -106,7 +107,10 @@ def hoisted(root: Any, words: list[str]) -> list[str]:
         if word == "--":
             kept.extend(rest[j:])
             break
-        hoist = name in takes_value and name not in local
+        stacked = len(name) > 2 and name[0] == "-" != name[1]  # -vq: one-letter flags
+        flags = [f"-{letter}" for letter in name[1:]] if stacked else [name]
+        hoist = all(f in takes_value and f not in local and not (stacked and takes_value[f])
+                    for f in flags)  # fmt: skip
         width = 2 if (takes_value if hoist else local).get(name) and "=" not in word else 1
         (front if hoist else kept).extend(rest[j : j + width])
         j += width
