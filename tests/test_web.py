@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from datetime import timedelta
@@ -220,9 +221,14 @@ def test_a_sync_beside_the_web_view_is_never_blocked_and_shows_up(runner, tmp_pa
             rows = _json(f"{base}/archive/operations.json?_sort_desc=update_date&_shape=array")
             assert newest is not None and rows[0]["id"] == newest.id
             _in_a_browser(base)
+            with pytest.raises(urllib.error.HTTPError) as refused:  # read-only: a 400 page
+                _json(f"{base}/archive.json?sql=delete+from+operations")
+            assert refused.value.code == 400
         finally:
             server.terminate()
             server.wait(30)
+    assert server.stdout is not None and server.stderr is not None
+    assert "Traceback" not in server.stdout.read() + server.stderr.read()  # nor its locals
 
 
 def _in_a_browser(base: str) -> None:
