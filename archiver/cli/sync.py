@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
@@ -328,12 +329,8 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
             say(f"source {result.source}: {result.error}", settings.log_format,
                 source=result.source)  # fmt: skip
 
-    shown = for_terminal(quiet=settings.quiet, source=jobs[0].opts.source) if one else None
-    try:
+    with for_terminal(quiet=settings.quiet or not one, source=jobs[0].opts.source) as shown:
         results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report, on_page=shown)
-    finally:
-        if shown is not None:
-            shown.close()  # the display ends as a finished line, not overwritten
     if metrics is not None and not Archive(settings.db).is_new:  # new: no run made it
         with Archive.open(settings.db) as archive:  # every source's (none run keep theirs)
             retries = {r.source: r.summary.stats.retries for r in results if r.summary}
@@ -370,13 +367,8 @@ def demo(
     typed = ctx.find_root().get_parameter_source("db")  # ARCHIVER_DB does not count
     target = settings.db if typed is not None and typed.name == "COMMANDLINE" else "demo.db"
     stopping.install()
-    width = terminal_width()
-    shown = for_terminal(quiet=settings.quiet, source="demo@emulator")
-    try:
-        run_demo(target, sys.stdout, operations=operations, width=width, on_page=shown)
-    finally:
-        if shown is not None:
-            shown.close()
+    with for_terminal(quiet=settings.quiet, source=SOURCE) as shown:
+        run_demo(target, sys.stdout, operations=operations, width=terminal_width(), on_page=shown)
 
 
 SOURCE = "demo@emulator"
@@ -455,36 +447,38 @@ def _refuse_a_real_archive(target: str) -> None:
 
 class TerminalProgress:
     """A live rich display on stderr: elapsed time, window i/N, pages, operations
-    fetched and their rate; ``close()`` leaves its final state as one finished line."""
+    fetched and their rate; stopped, it leaves its final state as one finished line."""
 
     def __init__(self, source: str) -> None:
         from rich.console import Console
         from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(
+        self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[line]}"),
             console=Console(stderr=True),
             transient=False,
         )
-        self._task = self._progress.add_task(source, total=None, line="starting")
+        self._task = self.progress.add_task(source, total=None, line="starting")
         self._began = time.monotonic()
-        self._progress.start()
+        self.progress.start()
 
     def __call__(self, stats: Any) -> None:
         fetched = stats.inserted + stats.updated
         rate = fetched / max(time.monotonic() - self._began, 1e-6)
         line = (f"window {stats.windows}/{stats.planned_windows}  pages {stats.pages}  "
                 f"listed {stats.listed}  fetched {fetched}  {rate:,.0f}/s")  # fmt: skip
-        self._progress.update(self._task, line=line)
-
-    def close(self) -> None:
-        self._progress.stop()
+        self.progress.update(self._task, line=line)
 
 
-def for_terminal(*, quiet: bool, source: str = "sync") -> TerminalProgress | None:
-    """The display, or None when stderr is not a terminal (cron, a pipe) or with -q."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    return TerminalProgress(source)
+@contextmanager
+def for_terminal(*, quiet: bool, source: str) -> Iterator[TerminalProgress | None]:
+    """The display for the block, or None when stderr is not a terminal (cron, a pipe)
+    or with -q; it ends as a finished line, not overwritten."""
+    shown = None if quiet or not sys.stderr.isatty() else TerminalProgress(source)
+    try:
+        yield shown
+    finally:
+        if shown is not None:
+            shown.progress.stop()
