@@ -29,7 +29,8 @@ _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<secre
 #: password='…'), and the session tokens a presigned or proxied URL may carry.
 _KEYED = re.compile(
     r"(?i)(?P<head>\b(?:password|passwd|x-amz-security-token|x-amz-signature|"
-    r"security[-_]?token|session[-_]?token)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;'\"]+)"
+    r"security[-_]?token|session[-_]?token)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|"
+    r"[^\s&;'\"]+?(?=:?(?:[\s&;'\"]|$)))"  # a ':' ending it is the message's ("…=x: refused")
 )
 
 

@@ -167,6 +167,11 @@ def test_every_secret_form_is_masked(text) -> None:
     assert "S3cret" not in shown and "S3 cret" not in shown and "***" in shown
 
 
+def test_a_masked_secret_leaves_the_message_around_it_whole() -> None:
+    shown = guards.redact("cannot open pg://u@h/db?password=S3:cret: connection refused")
+    assert shown == "cannot open pg://u@h/db?password=***: connection refused"
+
+
 def test_server_text_reaches_a_terminal_escaped() -> None:
     shown = guards.printable("svc\x1b[31m\nstale: source x\r")
     assert "\x1b" not in shown and "\n" not in shown and "\r" not in shown
