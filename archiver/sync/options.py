@@ -264,13 +264,12 @@ class Plan:
 def plan_windows(
     start: datetime, end: datetime, window: timedelta | None
 ) -> list[tuple[datetime, datetime]]:
-    """Cut [start, end] into windows of ``window`` (one window when None)."""
+    """Cut [start, end] into windows of ``window`` (at least 1s: ``check_windows``)."""
     if start > end:
         return []
-    if window is None or window <= timedelta(0):
+    if window is None:
         return [(start, end)]
-    out = []
-    cursor = start
+    out, cursor = [], start
     while cursor < end:
         nxt = min(cursor + window, end)
         out.append((cursor, nxt))
