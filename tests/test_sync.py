@@ -439,6 +439,25 @@ def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) 
         assert len(archived(archive)) == 150
 
 
+def test_an_endpoint_from_the_environment_is_the_sources_too(runner, archive, monkeypatch):
+    """AWS_ENDPOINT_URL_SERVICEDISCOVERY (or a profile's endpoint_url) pointed at one
+    service, then at another: both were recorded as AWS's, and the second was read from
+    the first one's watermark; its 30 older operations were never listed, exit 0."""
+    env = "AWS_ENDPOINT_URL_SERVICEDISCOVERY"
+    with Emulator(seed_operations=40, seed=38) as one, Emulator(seed_operations=30, seed=39) as two:
+        monkeypatch.setenv(env, one.url)
+        sync = ("--db", archive, "sync", "--region", "us-east-1")
+        assert invoke(runner, *sync).exit_code == 0
+        assert cli_sync(runner, archive, one.url).exit_code == 0  # given or found: the same
+        monkeypatch.setenv(env, two.url)
+        for extra in ("--dry-run", None):
+            moved = invoke(runner, *sync, *filter(None, [extra]))
+            assert moved.exit_code == 2 and one.url in moved.stderr, moved.output
+        assert sum(two.counters.calls.values()) == 0
+        assert invoke(runner, *sync, "--full").exit_code == 0
+        assert {o.id for o in two.account.all()} <= set(archived(archive))
+
+
 def test_a_full_run_onto_another_endpoint_that_fails_leaves_no_watermark_behind(runner, archive):
     """The --full run the refusal asks for failed at its first page; the next plain run
     planned from the old service's watermark, and the new one's history was never read."""

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from archiver import __version__
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
@@ -208,6 +209,15 @@ def describe_access(settings: ClientSettings) -> dict[str, Any]:
     role = f", then assume-role {settings.role_arn}" if settings.role_arn else ""
     return {"region": client.meta.region_name, "endpoint": redact(client.meta.endpoint_url),
             "credentials": method + role}  # fmt: skip
+
+
+def source_endpoint(given: str | None, resolved: str) -> str | None:
+    """The endpoint a source records (``store.read_from``): the one given, else the one
+    botocore found configured (AWS_ENDPOINT_URL, a profile's endpoint_url); None for
+    AWS's own in any form (FIPS, dual-stack, a VPC endpoint), as before either existed."""
+    aws = (urlsplit(resolved).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn",
+                                                         ".api.aws"))  # fmt: skip
+    return given or (None if aws else resolved)
 
 
 @dataclass(frozen=True)

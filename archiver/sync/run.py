@@ -103,20 +103,18 @@ class Summary:
                 **self.stats.call_counts(), "error": self.error}  # fmt: skip
 
 
-def dry_run(
-    location: str, opts: SyncOptions, client_settings: ClientSettings | None = None
-) -> dict[str, Any]:
+def dry_run(location: str, opts: SyncOptions, client_settings: ClientSettings) -> dict[str, Any]:
     """The plan a run would follow, and where it would go as whom (``client_settings``),
     without an API call or a write (``--dry-run``)."""
-    access = cloudmap.describe_access(client_settings) if client_settings else {}
+    access = cloudmap.describe_access(client_settings)
     mark = resume = None  # a new archive, or a new source: from the start
     if Archive(location).is_new:
         access["archive"] = "would be created"
     else:
         with Archive.open(location) as archive, archive.reader.connect() as conn:
             if (sid := store.find_source(conn, opts.source)) is not None:  # refused as the run is
-                store.read_from(conn, sid, opts.region, opts.endpoint_url, full=opts.full,
-                                write=False)  # fmt: skip
+                endpoint = cloudmap.source_endpoint(opts.endpoint_url, access["endpoint"])
+                store.read_from(conn, sid, opts.region, endpoint, full=opts.full, write=False)
                 mark, resume = store.watermark(conn, sid), store.resume_point(conn, sid)
     return {**plan(opts, mark, resume, started=opts.started or now()).describe(), **access}
 
@@ -164,6 +162,7 @@ class Syncer:
         self.reader = archive.reader
         self.client = client
         self.opts = opts
+        self.endpoint = cloudmap.source_endpoint(opts.endpoint_url, client.meta.endpoint_url)
         self.clock = clock
         self.on_page = on_page
         self.stats = Stats()
@@ -244,9 +243,8 @@ class Syncer:
         with self.archive.lock(self.opts.source):
             with self.writer.begin() as conn:
                 sid = store.ensure_source(conn, self.opts.source, region=self.opts.region,
-                                          endpoint_url=self.opts.endpoint_url)  # fmt: skip
-                store.read_from(conn, sid, self.opts.region, self.opts.endpoint_url,
-                                full=self.opts.full)  # fmt: skip
+                                          endpoint_url=self.endpoint)  # fmt: skip
+                store.read_from(conn, sid, self.opts.region, self.endpoint, full=self.opts.full)
             with self.writer.begin() as conn:
                 the_plan = plan(self.opts, store.watermark(conn, sid),
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
