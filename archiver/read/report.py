@@ -20,7 +20,7 @@ from archiver import __version__
 from archiver.errors import UsageError
 from archiver.read.query import Selection, with_names
 from archiver.store.archive import Archive
-from archiver.store.models import Operation, Service, Source, SyncRun, seconds_between, utc_day
+from archiver.store.models import Operation, Service, SyncRun, seconds_between, utc_day
 from archiver.store.write import source_ids
 from archiver.timeutil import iso, now
 
@@ -118,12 +118,8 @@ def _runs(conn: Connection, names: dict[int, str]) -> list[Run]:
     far behind the run's end the archive was complete (the run's ``until`` when it
     succeeded, else the last good run's)."""
     r = SyncRun
-    stmt = (
-        select(r.source_id, r.started_at, r.finished_at, r.outcome, r.until)
-        .join(Source, Source.id == SyncRun.source_id)
-        .where(SyncRun.source_id.in_(names))
-        .order_by(SyncRun.started_at, SyncRun.id)
-    )
+    stmt = (select(r.source_id, r.started_at, r.finished_at, r.outcome, r.until)
+            .where(r.source_id.in_(names)).order_by(r.started_at, r.id))  # fmt: skip
     complete_to: dict[int, datetime] = {}
     out = []
     for sid, started, finished, outcome, until in conn.execute(stmt):
