@@ -94,7 +94,7 @@ class ArchivedOperation:
 
 def with_names(*columns: Any) -> Select[Any]:
     """``SELECT columns…`` over operations joined to its targets' names (``Namespace.name``
-    and ``Service.name`` may be among the columns; ``name_columns`` are the two labelled).
+    and ``Service.name`` may be among the columns, labelled as the reader wants them).
 
     The names of the operation's NAMESPACE and SERVICE targets, NULL where it has
     none or the name is unknown; an operation with a SERVICE target only is named after
@@ -110,15 +110,6 @@ def with_names(*columns: Any) -> Select[Any]:
         .outerjoin(srv, (srv.source_id == Operation.source_id) & (srv.id == Operation.service_id))
         .outerjoin(ns, (ns.source_id == Operation.source_id) & (ns.id == home))
     )
-
-
-def name_columns() -> list[Any]:
-    return [Namespace.name.label("namespace_name"), Service.name.label("service_name")]
-
-
-def _named_operations() -> Select[Any]:
-    """Every column of operations, and its targets' names: what ``run`` reads."""
-    return with_names(*Operation.__table__.columns, *name_columns())
 
 
 def ordered(
@@ -207,7 +198,9 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    names, found = batches(archive, selection, lambda _: _named_operations())
+    every = with_names(*Operation.__table__.columns, Namespace.name.label("namespace_name"),
+                       Service.name.label("service_name"))  # fmt: skip
+    names, found = batches(archive, selection, lambda _: every)
     return (to_archived(row, names[row.source_id], incomplete=row._mapping.get("incomplete", False))
             for rows in found for row in rows)  # fmt: skip
 
