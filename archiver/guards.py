@@ -76,8 +76,8 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
     inode, or by name while not made yet), a directory, a device, a FIFO, a socket, a
     symlink to nothing or to one of those, an unwritable file or directory, /dev/stdout or
     any other name of a process's file (it resolves to whatever stdout is)."""
-    if not str(path) or str(path) in (".", ".."):
-        raise UsageError(f"{flag} needs a file name")
+    if str(path) in ("", ".", "..", "-"):  # "-" made a file of that name: stdout is no --out
+        raise UsageError(f"{flag} needs a file name, not {str(path)!r}")
     if re.match(r"/(proc/|dev/fd/|dev/std(in|out|err)$)", os.path.abspath(path)):  # fd links
         raise UsageError(f"{flag} {path} names a process's file; name a regular file")
     real = Path(os.path.realpath(path)) if path.is_symlink() else path

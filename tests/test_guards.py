@@ -94,6 +94,8 @@ def test_a_processs_file_descriptor_is_never_written(name) -> None:
     regular file on /dev/shm (a RAM disk) is a file like any other."""
     with pytest.raises(UsageError, match="names a process's file"):
         guards.target(Path(name), flag="--out")
+    with pytest.raises(UsageError, match="needs a file name, not '-'"):  # made a file named -
+        guards.target(Path("-"), flag="--out")
     assert guards.target(Path("/dev/shm/archiver-export.csv"), flag="--out").mode is None
 
 
