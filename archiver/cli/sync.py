@@ -320,10 +320,10 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
             typer.echo(json.dumps(result.to_json()))
         if result.summary is not None:
             s = result.summary
-            log.info("source %s: done in %.1fs: listed %d, new %d, changed %d, GetOperation "
-                     "%d, list pages %d; watermark %s", s.source, s.duration_s, s.stats.listed,
-                     s.stats.inserted, s.stats.updated, s.stats.api_calls["GetOperation"],
-                     s.stats.api_calls["ListOperations"],
+            log.info("source %s: done in %.1fs: listed %d, new %d, changed %d; calls: "
+                     "GetOperation %d, ListOperations %d; watermark %s", s.source, s.duration_s,
+                     s.stats.listed, s.stats.inserted, s.stats.updated,
+                     s.stats.api_calls["GetOperation"], s.stats.api_calls["ListOperations"],
                      s.watermark, extra={"source": s.source, "run_id": s.run_id})  # fmt: skip
         elif result.error is not None and not one:
             say(f"source {result.source}: {result.error}", settings.log_format,

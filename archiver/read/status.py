@@ -112,7 +112,7 @@ def to_text(summary: dict[str, Any]) -> str:
         for r in s["last_runs"]:
             counts = (
                 f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "
-                f"get {r['get_calls']}, list pages {r['list_calls']}"
+                f"calls: get {r['get_calls']}, list {r['list_calls']}"
             )
             lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
             if r["error"]:
