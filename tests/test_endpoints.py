@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.sync.client import make_client
+from archiver.sync.client import make_client, source_endpoint
 from archiver.sync.options import ClientSettings
 
 pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
@@ -55,3 +55,21 @@ def test_a_profiles_endpoint_url_is_used(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     assert _endpoint(profile="local") == "http://127.0.0.1:4444"
     assert _endpoint(profile="everywhere") == "http://127.0.0.1:5555"
+
+
+@pytest.mark.parametrize(
+    "resolved",
+    [
+        AWS,
+        "https://servicediscovery-fips.us-gov-west-1.amazonaws.com",
+        "https://servicediscovery.cn-north-1.api.amazonwebservices.com.cn",
+        "https://vpce-1a2b.servicediscovery.us-east-1.vpce.amazonaws.com",
+        "https://servicediscovery.us-iso-east-1.c2s.ic.gov",
+    ],
+)
+def test_aws_in_any_partition_or_form_is_recorded_as_aws(resolved) -> None:
+    """As sources made before endpoints were recorded (None); a configured one that is
+    not AWS's is the source's, and the one given always is."""
+    assert source_endpoint(None, resolved) is None
+    assert source_endpoint(None, "http://127.0.0.1:2222/") == "http://127.0.0.1:2222/"
+    assert source_endpoint(AWS, resolved) == AWS

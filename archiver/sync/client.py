@@ -214,10 +214,12 @@ def describe_access(settings: ClientSettings) -> dict[str, Any]:
 def source_endpoint(given: str | None, resolved: str) -> str | None:
     """The endpoint a source records (``store.read_from``): the one given, else the one
     botocore found configured (AWS_ENDPOINT_URL, a profile's endpoint_url); None for
-    AWS's own in any form (FIPS, dual-stack, a VPC endpoint), as before either existed."""
-    aws = (urlsplit(resolved).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn",
-                                                         ".api.aws"))  # fmt: skip
-    return given or (None if aws else resolved)
+    AWS's own in any partition and form (FIPS, dual-stack, a VPC endpoint), as before."""
+    from botocore.loaders import create_loader  # botocore's partitions: their DNS suffixes
+
+    outputs = [p["outputs"] for p in create_loader().load_data("partitions")["partitions"]]
+    aws = tuple(f".{o[k]}" for o in outputs for k in ("dnsSuffix", "dualStackDnsSuffix"))
+    return given or (None if (urlsplit(resolved).hostname or "").endswith(aws) else resolved)
 
 
 @dataclass(frozen=True)
