@@ -103,7 +103,7 @@ def app(path: Path) -> Any:
         mounts = [("report", shown.name)]
     from datasette import handle_exception  # after the app, which registers it as a plugin
 
-    handle_exception.rich = None  # bad SQL is a 400 page, not a screen of locals on stderr
+    handle_exception.rich = None  # bad SQL is a 400 page, not a screen of locals on stdout
     ds = Datasette([str(path)], metadata=metadata(path.stem, report), static_mounts=mounts,
                    settings={"allow_download": False})  # fmt: skip
     ds.archiver_report = shown if report else None  # lives as long as the server
