@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -32,6 +33,20 @@ def test_status_on_a_missing_directory_exits_2_with_one_line(runner, tmp_path) -
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: directory ")
     assert not (tmp_path / "nope").exists()
+
+
+@requires_sqlite
+def test_an_archive_path_that_is_no_regular_file_is_exit_2_before_sqlite(runner, tmp_path) -> None:
+    """`--db /dev/null` was "migration failed: disk I/O error", exit 1, and SQLite made
+    /dev/null-journal; a FIFO the same."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "FIFO"), (tmp_path, "a directory")):
+        for command in (["db", "upgrade"], ["status"], ["sync", "--region", "us-east-1"]):
+            result = invoke(runner, "--db", str(path), *command)
+            assert result.exit_code == 2 and what in result.stderr, (command, result.output)
+            assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.db"]
 
 
 @requires_sqlite

@@ -213,8 +213,9 @@ def check_file(db: str, *, must_exist: bool) -> None:
         raise UsageError(f"directory {path.parent} does not exist (archive {db})")
     if must_exist and not path.exists():
         raise UsageError(f"no archive at {db}; run `archiver sync` or `archiver db upgrade` first")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"{db} is a directory, not an archive file")
+    if path.exists() and not path.is_file():  # /dev/null: SQLite made /dev/null-journal
+        what = "a directory" if path.is_dir() else "a device, FIFO or socket"
+        raise UsageError(f"{db} is {what}, not an archive file")
 
 
 def revision(conn: Connection) -> str | None:
