@@ -104,6 +104,9 @@ def test_db_upgrade_current_downgrade(runner, db) -> None:
     refused = invoke(runner, "--db", db, "db", "downgrade", "base")  # stdin: not a terminal
     assert refused.exit_code == 2 and "--yes" in refused.stderr
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith(archive_db.head())
+    # Alembic's relative form, as its users type it: it was "No such option: -1"
+    assert invoke(runner, "--db", db, "db", "downgrade", "-1", "--yes").exit_code == 0
+    assert not invoke(runner, "--db", db, "db", "current").stdout.startswith(archive_db.head())
     assert invoke(runner, "--db", db, "db", "downgrade", "base", "--yes").exit_code == 0
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith("base")
     assert invoke(runner, "--db", db, "status").exit_code == 2

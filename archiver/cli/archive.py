@@ -404,12 +404,12 @@ def db_upgrade(
     _migrate(ctx, "upgrade", revision)
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # -1: a step
 @guarded
 def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[
-        str, typer.Argument(metavar="REVISION", help="Target revision; `base` removes every table.")
+        str, typer.Argument(metavar="REVISION", help="An id, -1 (one back), or `base` (no table).")
     ],
     yes: YesOption = False,
 ) -> None:
