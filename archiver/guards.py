@@ -85,10 +85,8 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
         raise UsageError(f"{flag} {path} is a symlink to nothing ({real})")
     if real.exists():
         st = real.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{flag} {path} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{flag} {path} is not a regular file (a device, FIFO or socket)")
+        if kind := irregular(st.st_mode):
+            raise UsageError(f"{flag} {path} is {kind}")
         if any(_same_file(st, p) for p in protected):
             raise UsageError(f"{flag} {path} is the archive itself; choose another file")
         if not os.access(real, os.W_OK):
@@ -209,11 +207,15 @@ def read_bytes(path: Path, *, what: str, limit: int = READ_LIMIT) -> bytes:
 
 
 def _regular(fd: int, path: Path, *, what: str) -> int:
-    """``fd`` if it is a regular file's; else it is closed and refused (exit 2). The one
-    rule for the files the tool reads and writes in place: never a device or a FIFO."""
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    """``fd`` if it is a regular file's; else it is closed and refused (exit 2)."""
+    if kind := irregular(os.fstat(fd).st_mode):
         os.close(fd)
-        kind = "not a regular file (a device, FIFO or socket)"
-        raise UsageError(f"{what} {path} is {'a directory' if stat.S_ISDIR(mode) else kind}")
+        raise UsageError(f"{what} {path} is {kind}")
     return fd
+
+
+def irregular(mode: int) -> str | None:
+    """What a file that is no regular one is, as a refusal says it (None: regular): the
+    one rule for every file the tool reads, writes or opens as the archive."""
+    other = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+    return None if stat.S_ISREG(mode) else other

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
-from archiver.guards import mask_url
+from archiver.guards import irregular, mask_url
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -110,8 +110,7 @@ def create(db: str, *, write: bool) -> Engine:
     """An engine for ``db``; ``write`` engines take SQLite's write lock up front."""
     url = url_of(db)
     if url.get_backend_name() == "sqlite":
-        path = sqlite_path(db)
-        if not write and path is not None and _read_only_for_us(path):
+        if not write and _read_only_for_us(path := Path(url.database or "")):
             url = _read_only_url(path)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine, write=write)
@@ -213,9 +212,8 @@ def check_file(db: str, *, must_exist: bool) -> None:
         raise UsageError(f"directory {path.parent} does not exist (archive {db})")
     if must_exist and not path.exists():
         raise UsageError(f"no archive at {db}; run `archiver sync` or `archiver db upgrade` first")
-    if path.exists() and not path.is_file():  # /dev/null: SQLite made /dev/null-journal
-        what = "a directory" if path.is_dir() else "a device, FIFO or socket"
-        raise UsageError(f"{db} is {what}, not an archive file")
+    if path.exists() and (kind := irregular(path.stat().st_mode)):  # /dev/null, a FIFO
+        raise UsageError(f"{db} is {kind}: an archive is a SQLite file")
 
 
 def revision(conn: Connection) -> str | None:
