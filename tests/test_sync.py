@@ -375,6 +375,19 @@ def test_a_full_pass_over_a_late_slice_never_moves_the_watermark_over_a_gap(runn
         assert_archive_equals(archive, emu.account)
 
 
+def test_an_until_before_the_watermark_says_it_reads_nothing(runner, archive) -> None:
+    """`--until 40d` over a synced archive read nothing and said nothing, exit 0: a user
+    who meant to re-read that range believed it was."""
+    with Emulator(seed_operations=100, days=60, seed=33) as emu:
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        alone = cli_sync(runner, archive, emu.url, "--until", "40d", "--json")
+        assert alone.exit_code == 0 and "nothing to read: --until is before" in alone.stderr
+        assert json.loads(alone.stdout)["windows"] == 0
+        ranged = cli_sync(runner, archive, emu.url, "--since", "50d", "--until", "40d", "--json")
+        assert ranged.exit_code == 0 and ranged.stderr == ""
+        assert json.loads(ranged.stdout)["listed"] > 0
+
+
 def test_operations_listed_late_are_archived_with_the_default_lookback(runner, archive):
     """An operation that becomes visible stamped 40 minutes before the previous run
     ended was never archived with a 15-minute lookback."""
