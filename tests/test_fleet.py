@@ -68,6 +68,26 @@ max_attempts = 2
         assert b.counters.calls["ListOperations"] > 0
 
 
+def test_status_check_names_a_configured_source_that_never_synced(runner, db, tmp_path) -> None:
+    """A [[source]] whose every sync fails before it starts (its profile is gone) left
+    no run behind: the README's `--config F status --check` said all was well, exit 0."""
+    with Emulator(seed_operations=20, seed=74) as emu:
+        config = _config(tmp_path, f"""db = "{db}"
+[defaults]
+region = "us-east-1"
+endpoint_url = "{emu.url}"
+[[source]]
+name = "a"
+[[source]]
+name = "b"
+profile = "gone"
+""")  # fmt: skip
+        assert invoke(runner, "--config", config, "sync", "--all").exit_code == 2
+    check = invoke(runner, "--config", config, "status", "--check")
+    assert (check.exit_code, check.stdout) == (1, "stale: source b: configured, never synced\n")
+    assert invoke(runner, "--config", config, "status", "--check", "--source", "a").exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

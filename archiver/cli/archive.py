@@ -611,7 +611,11 @@ def status(
             json.dumps(summary, indent=2, ensure_ascii=False) if as_json else state.to_text(summary)
         )
         return
-    problems = state.check_freshness(summary, max_age=age)
+    fleet, db = settings_of(ctx).config, settings_of(ctx).db
+    # a config's [[source]]s are expected in its archive: its db, or any if it names none
+    ours = fleet is not None and fleet.db in (None, db) and source is None
+    expected = [s["source"] for s in fleet.sources] if fleet and ours else []
+    problems = state.check_freshness(summary, max_age=age, expected=expected)
     if rates is not None and max_fail_rate is not None:
         problems += state.check_failures(rates, max_rate=max_fail_rate, window=window,
                                          min_operations=min_operations)  # fmt: skip

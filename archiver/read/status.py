@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -120,17 +121,19 @@ def to_text(summary: dict[str, Any]) -> str:
     return "\n".join(map(guards.printable, lines))  # server text never moves a cursor
 
 
-def check_freshness(
-    summary: dict[str, Any], *, max_age: timedelta, now: datetime | None = None
-) -> list[str]:
+def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetime | None = None,
+                    expected: Sequence[str] = ()) -> list[str]:  # fmt: skip
     """One line per source that is stale (no successful sync within ``max_age``) or
     failing (its latest finished run failed, was interrupted or abandoned): what cron
-    mails, and what an alert fires on. An archive with no source at all is stale too.
+    mails, and what an alert fires on. An archive with no source at all is stale too,
+    and so is each ``expected`` (a config's) source it lacks: one whose every sync
+    fails before it starts (a profile that is gone) leaves no run to be stale by.
     """
     now = now or utc_now()
-    if not summary["sources"]:
+    held = {s["source"] for s in summary["sources"]}
+    problems = [f"stale: source {n}: configured, never synced" for n in expected if n not in held]
+    if not held and not problems:
         return ["stale: the archive has no source; no sync has run"]
-    problems = []
     for s in summary["sources"]:
         runs = s["last_runs"]
         finished = [r for r in runs if r["outcome"] != "running"]
