@@ -1,7 +1,7 @@
 """Errors that the CLI turns into one line on stderr and a documented exit code.
 
 The library raises these instead of calling ``sys.exit`` so that it stays importable
-and testable; ``cli.main`` is the only place that maps them to exit codes.
+and testable; ``cli.app.report`` is the only place that maps them to exit codes.
 """
 
 

@@ -309,13 +309,3 @@ def terminal_width() -> int | None:
     import shutil
 
     return shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else None
-
-
-def main() -> None:
-    """Console-script entry point. The stop handler is installed first, so that a
-    signal in the command's first moments is one line, 130 or 143, never a traceback
-    or a silent exit. It stops at once: only the sync and the demo wait for a safe
-    moment, and they say so (``stopping.install()``); a command with no such wait would
-    never take the stop."""
-    stopping.install(at_once=True)
-    app()

@@ -157,8 +157,7 @@ def query(
                              order_by=order_by, ascending=ascending, limit=max_items,
                              include_incomplete=include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
-        width = terminal_width()
-        render.write(output, archive, selection, sys.stdout, width=width)
+        render.write(output, archive, selection, sys.stdout, width=terminal_width())
         sys.stdout.flush()
 
 

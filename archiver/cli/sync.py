@@ -433,8 +433,7 @@ def _refuse_a_real_archive(target: str) -> None:
     from archiver.store.archive import Archive
     from archiver.store.write import source_ids
 
-    probe = Archive(target)
-    if probe.is_new:
+    if Archive(target).is_new:
         return
     with Archive.open(target) as archive, archive.reader.connect() as conn:
         others = sorted(set(source_ids(conn, None).values()) - {SOURCE})
