@@ -150,13 +150,12 @@ def write_file(t: Target, data: bytes) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (one we may not signal still runs)."""
+    """Whether a process of this host still runs; when unsure (one we may not signal),
+    it does: its lock record is kept, and its temporary file too."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    except OSError as exc:
+        return not isinstance(exc, ProcessLookupError)
     return True
 
 

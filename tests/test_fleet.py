@@ -70,10 +70,10 @@ max_attempts = 2
 
 def test_status_check_names_a_configured_source_that_never_synced(runner, db, tmp_path) -> None:
     """A [[source]] whose every sync fails before it starts (its profile is gone) left
-    no run behind: the README's `--config F status --check` said all was well, exit 0."""
+    no run behind: the README's `--config F status --check` said all was well, exit 0.
+    Another archive checked beside the config (which names no db) is not the fleet's."""
     with Emulator(seed_operations=20, seed=74) as emu:
-        config = _config(tmp_path, f"""db = "{db}"
-[defaults]
+        config = _config(tmp_path, f"""[defaults]
 region = "us-east-1"
 endpoint_url = "{emu.url}"
 [[source]]
@@ -82,10 +82,14 @@ name = "a"
 name = "b"
 profile = "gone"
 """)  # fmt: skip
-        assert invoke(runner, "--config", config, "sync", "--all").exit_code == 2
-    check = invoke(runner, "--config", config, "status", "--check")
+        assert invoke(runner, "--config", config, "--db", db, "sync", "--all").exit_code == 2
+        other = str(tmp_path / "other.db")
+        assert invoke(runner, "--db", other, "sync", "--endpoint-url", emu.url).exit_code == 0
+    check = invoke(runner, "--config", config, "--db", db, "status", "--check")
     assert (check.exit_code, check.stdout) == (1, "stale: source b: configured, never synced\n")
-    assert invoke(runner, "--config", config, "status", "--check", "--source", "a").exit_code == 0
+    only_a = invoke(runner, "--config", config, "--db", db, "status", "--check", "--source", "a")
+    beside = invoke(runner, "--config", config, "--db", other, "status", "--check")
+    assert (only_a.exit_code, beside.exit_code) == (0, 0), beside.stdout
 
 
 @pytest.mark.parametrize(

@@ -611,10 +611,12 @@ def status(
         )
         return
     fleet, db = settings_of(ctx).config, settings_of(ctx).db
-    # a config's [[source]]s are expected in its archive: its db, or any if it names none
-    ours = fleet is not None and fleet.db in (None, db) and source is None
-    expected = [s["source"] for s in fleet.sources] if fleet and ours else []
-    problems = state.check_freshness(summary, max_age=age, expected=expected)
+    # a config's [[source]]s are expected in its archive: its db, or, when it names none,
+    # one that holds any of them (not another archive checked beside a config found)
+    names = [s["source"] for s in fleet.sources] if fleet and source is None else []
+    held = {s["source"] for s in summary["sources"]}
+    ours = fleet is not None and (fleet.db == db or (fleet.db is None and bool(held & {*names})))
+    problems = state.check_freshness(summary, max_age=age, expected=names if ours else [])
     if rates is not None and max_fail_rate is not None:
         problems += state.check_failures(rates, max_rate=max_fail_rate, window=window,
                                          min_operations=min_operations)  # fmt: skip
