@@ -108,6 +108,8 @@ def emulator_serve(
     """
     from archiver.emulator import serve
 
+    if not (account.isascii() and account.isdigit() and len(account) == 12):
+        raise UsageError(f"--account {account!r} is not an AWS account id (12 digits)")
     serve(host=host, port=port, seed_operations=seed, days=days, seed=random_seed,
           latency_ms=latency_ms, throttle_rate=throttle_rate, error_rate=error_rate,
           update_date_unit=update_date_unit, account_id=account, shared=shared,

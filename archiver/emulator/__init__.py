@@ -13,7 +13,10 @@ or from the shell with ``archiver emulator serve``.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -24,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from archiver.emulator.service import Account, ApiError, Clock, CloudMapApi
+from archiver.errors import UsageError
 from archiver.records import jsonable
 
 __all__ = ["Account", "Clock", "Emulator", "Faults", "Gate", "serve"]
@@ -116,12 +120,6 @@ class Emulator:
 
 def serve(*, host: str, port: int, **settings: Any) -> None:
     """`archiver emulator serve`: print the URL, serve until SIGINT/SIGTERM, then close."""
-    import logging
-    import signal
-    import sys
-
-    from archiver.errors import UsageError
-
     try:
         emu = Emulator(host=host, port=port, **settings)
     except OSError as exc:
