@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -363,10 +363,8 @@ def describe(selection: Selection) -> str:
 
     parts = [f"{f['Name']} {f['Condition']} {','.join(f['Values'])}"
              for f in selection.filters.to_request()]  # fmt: skip
-    if selection.since:
-        parts.append(f"since {iso(selection.since)}")
-    if selection.until:
-        parts.append(f"until {iso(selection.until)}")
+    bounds = (("since", selection.since), ("until", selection.until))
+    parts += [f"{word} {iso(when)}" for word, when in bounds if when]
     if selection.source:
         parts.append(f"source {selection.source}")
     return "; ".join(parts) or "everything"
@@ -470,13 +468,13 @@ def sources_list(
     with open_archive(ctx) as archive:
         rows = [{"name": s["source"], **{k: s[k] for k in ("region", "endpoint_url",
                  "operations", "watermark")}} for s in summarize(archive)["sources"]]  # fmt: skip
-    _print(rows, as_json, lambda r: f"{r['name']}  region {r['region'] or '-'}  operations "
-           f"{r['operations']}  watermark {r['watermark'] or 'none'}")  # fmt: skip
+    _print(rows, as_json, (f"{r['name']}  region {r['region'] or '-'}  operations {r['operations']}"
+                           f"  watermark {r['watermark'] or 'none'}" for r in rows))  # fmt: skip
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool, line: Any) -> None:
-    """Rows as a JSON list (--json), or a line each."""
-    for text in [json.dumps(rows, indent=2, ensure_ascii=False)] if as_json else map(line, rows):
+def _print(data: Any, as_json: bool, lines: Iterable[str]) -> None:
+    """``data`` as indented JSON (--json), or ``lines``, one each: every command's two forms."""
+    for text in [json.dumps(data, indent=2, ensure_ascii=False)] if as_json else lines:
         typer.echo(text)
 
 
@@ -504,9 +502,9 @@ def sources_plan(
          "endpoint_url": mask_url(job.client.endpoint_url) or None}
         for job in fleet.plan(config, None)
     ]  # fmt: skip
-    _print(rows, as_json, lambda r: f"{r['name']}  region {r['region']}  profile "
-           f"{r['profile'] or 'default'}"
-           + (f"  endpoint {r['endpoint_url']}" if r["endpoint_url"] else ""))  # fmt: skip
+    _print(rows, as_json, (f"{r['name']}  region {r['region']}  profile {r['profile'] or 'default'}"
+                           + (f"  endpoint {r['endpoint_url']}" if r["endpoint_url"] else "")
+                           for r in rows))  # fmt: skip
 
 
 @sources_app.command("remove")
@@ -606,9 +604,7 @@ def status(
         summary = state.summarize(archive, source=source)
         rates = state.fail_rates(archive, window=window, source=source) if rated else None
     if not check:
-        typer.echo(
-            json.dumps(summary, indent=2, ensure_ascii=False) if as_json else state.to_text(summary)
-        )
+        _print(summary, as_json, [state.to_text(summary)])
         return
     fleet, db = settings_of(ctx).config, settings_of(ctx).db
     # a config's [[source]]s are expected in its archive: its db, or, when it names none,
@@ -623,7 +619,6 @@ def status(
     summary["check"] = {"ok": not problems, "max_age": max_age, "problems": problems,
                         **({"fail_window": fail_window, "max_fail_rate": max_fail_rate,
                             "fail_rates": rates} if rates is not None else {})}  # fmt: skip
-    for line in [json.dumps(summary, indent=2, ensure_ascii=False)] if as_json else problems:
-        typer.echo(line)
+    _print(summary, as_json, problems)
     if problems:
         raise typer.Exit(1)
