@@ -176,6 +176,27 @@ regions = ["us-east-1", "eu-west-1"]
     assert got == {name: ids for name, ids in want.items() if name != busy}
 
 
+def test_an_include_that_names_no_active_account_says_so(runner, tmp_path, moto_url,
+                                                          monkeypatch) -> None:  # fmt: skip
+    """An [[organization]]'s include with a mistyped account id (11 digits) synced
+    nothing of that account, and said nothing, exit 0."""
+    from tests.conftest import invoke
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", moto_url)
+    org = boto3.client("organizations", endpoint_url=moto_url, region_name="us-east-1")
+    org.create_organization(FeatureSet="ALL")
+    org.create_account(AccountName="orders", Email="orders@example.invalid")
+    (orders,) = [a["Id"] for a in org.list_accounts()["Accounts"] if a["Name"] == "orders"]
+    config = tmp_path / "fleet.toml"
+    config.write_text('[[organization]]\nrole_name = "R"\nregions = ["us-east-1"]\n'
+                      f'include = ["{orders}", "{orders[:-1]}"]\n')  # fmt: skip
+    planned = invoke(runner, "--config", str(config), "sources", "plan")
+    assert planned.exit_code == 0 and planned.stdout.startswith(f"{orders}@us-east-1 ")
+    assert planned.stderr == (f"WARNING: config {config}: [[organization]] 1: include names "
+                              f"{orders[:-1]}, no active account of the organization: not "
+                              "synced\n")  # fmt: skip
+
+
 def test_an_assumed_role_is_fetched_again_when_it_expires_mid_run(moto_url, monkeypatch) -> None:
     """role_arn: the client's credentials are STS AssumeRole's, and botocore fetches
     new ones (through the sync's own refresh) once they expire, so a run longer than

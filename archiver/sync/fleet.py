@@ -28,7 +28,7 @@ from archiver import guards, stopping
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import client, options
-from archiver.sync.run import Summary, sync_source
+from archiver.sync.run import Summary, log, sync_source
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,13 @@ class Organization:
         named ACCOUNT@REGION, each assuming arn:aws:iam::ACCOUNT:role/ROLE_NAME. Listed
         when a plan needs them, not when any command reads the config."""
         settings = options.build(self.values, context=f"{self.where}: ", key=True)[1]
+        accounts = client.organization_accounts(settings)
+        if unknown := sorted(set(self.include or ()) - set(accounts)):  # a typo, or suspended
+            log.warning("%s: include names %s, no active account of the organization: not "
+                        "synced", self.where, ", ".join(unknown))  # fmt: skip
         return [{**self.values, "source": f"{account}@{region}", "region": region,
                  "role_arn": f"arn:aws:iam::{account}:role/{self.role}"}
-                for account in client.organization_accounts(settings)
+                for account in accounts
                 if (self.include is None or account in self.include)
                 and account not in self.exclude for region in self.regions]  # fmt: skip
 
