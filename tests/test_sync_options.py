@@ -62,6 +62,9 @@ def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) 
     assert result.exit_code == 2 and "no AWS region" in result.stderr
     result = invoke(runner, "--db", archive, "sync", "--profile", "nope", "--region", "us-east-1")
     assert result.exit_code == 2 and "profile 'nope' not found" in result.stderr
+    monkeypatch.setenv("AWS_PROFILE", "ghost")  # it said "AWS profile None not found"
+    result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1")
+    assert result.exit_code == 2 and "profile 'ghost' not found" in result.stderr
 
 
 @pytest.mark.slow

@@ -121,8 +121,8 @@ def session(settings: ClientSettings, botocore_session: Any = None) -> Any:
 
     try:
         return boto3.Session(profile_name=settings.profile, botocore_session=botocore_session)
-    except ProfileNotFound:
-        raise UsageError(f"AWS profile {settings.profile!r} not found") from None
+    except ProfileNotFound as exc:  # named by --profile, a config or AWS_PROFILE
+        raise UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found") from None
     except ConfigParseError as exc:
         raise UsageError(f"cannot read the AWS config: {first_line(exc)}") from None
 
