@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 
 import boto3
@@ -49,8 +50,11 @@ def moto_url() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps its accounts in the process, not in the server: each test starts afresh
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 
