@@ -205,6 +205,24 @@ def test_a_broken_aws_config_is_bad_input(runner, archive, tmp_path, monkeypatch
     assert "AWS config" in _one_error_line(result, 2)
 
 
+def test_credentials_a_profile_cannot_produce_are_bad_input(runner, tmp_path,
+                                                            monkeypatch) -> None:  # fmt: skip
+    """A credential_process that fails, or a source_profile that is gone, was exit 1 as
+    "CredentialRetrievalError: …", as if the service had failed; like credentials that
+    are missing, they are bad input, and the message names the profile."""
+    fails = f'"{sys.executable}" -c "import sys; sys.exit(\'token expired\')"'
+    config = tmp_path / "config"
+    config.write_text(f"[profile p]\nregion = eu-west-1\ncredential_process = {fails}\n"
+                      "[profile r]\nregion = eu-west-1\nsource_profile = gone\n"
+                      "role_arn = arn:aws:iam::123456789012:role/x\n")  # fmt: skip
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for profile, says in (("p", "token expired"), ("r", 'source_profile "gone"')):
+        result = invoke(runner, "--db", str(tmp_path / "a.db"), "sync", "--profile", profile)
+        assert f"profile {profile!r}: " in (line := _one_error_line(result, 2)) and says in line
+
+
 @pytest.mark.parametrize("target", ["/dev/zero", "FIFO", "BIG"])
 def test_filters_files_are_small_regular_files(runner, filled, tmp_path, target) -> None:
     path = {"/dev/zero": Path("/dev/zero"), "FIFO": tmp_path / "f", "BIG": tmp_path / "big.json"}

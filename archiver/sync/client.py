@@ -93,19 +93,21 @@ def _check_credentials(boto3_session: Any, profile: str | None) -> None:
     missing ones are bad input before the archive is touched (a new archive file was
     made, then the run said "no AWS credentials"), and an SSO profile whose token is
     missing or expired says what fixes it (it said "Error loading SSO Token", exit 1)."""
-    from botocore.exceptions import SSOError, SSOTokenLoadError, TokenRetrievalError
+    from botocore.exceptions import BotoCoreError, SSOError, SSOTokenLoadError, TokenRetrievalError
 
+    name = profile or os.environ.get("AWS_PROFILE") or "default"
     try:
         credentials = boto3_session.get_credentials()
         if credentials is None:
             raise UsageError(_CREDENTIALS)
         credentials.get_frozen_credentials()
     except (SSOTokenLoadError, SSOError, TokenRetrievalError) as exc:
-        name = profile or os.environ.get("AWS_PROFILE") or "default"
         raise UsageError(
             f"the AWS SSO session of profile {name!r} is missing or expired "
             f"({first_line(exc)}): run `aws sso login --profile {name}`"
         ) from None
+    except BotoCoreError as exc:  # a credential_process that fails, a source_profile gone
+        raise UsageError(f"no AWS credentials from profile {name!r}: {first_line(exc)}") from None
 
 
 def make_client(settings: ClientSettings, *, pool_size: int = 10,
