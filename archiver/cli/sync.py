@@ -307,10 +307,8 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     from archiver.sync import run as sync_run
 
     settings = settings_of(ctx)
-    metrics = None
-    if metrics_file is not None:
-        metrics = guards.target(metrics_file, flag="--metrics-file",
-                                protected=Archive(settings.db).files)  # fmt: skip
+    metrics = None if metrics_file is None else guards.target(
+        metrics_file, flag="--metrics-file", protected=Archive(settings.db).files)  # fmt: skip
     if dry_run:
         plans = [sync_run.dry_run(settings.db, job.opts, job.client) for job in jobs]
         typer.echo(json.dumps(plans[0] if one else plans, indent=2))

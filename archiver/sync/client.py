@@ -252,6 +252,9 @@ class RateLimit:
             time.sleep(delay)
 
 
+UNLIMITED = RateLimit(None)  # no --max-rps: every call goes at once
+
+
 def window_filter(start: datetime, end: datetime, unit: str = "ms") -> list[dict[str, Any]]:
     """UPDATE_DATE BETWEEN [start, end] in epoch milliseconds (F7, M4 inclusive), or in
     seconds for a service found to read seconds (widened to whole seconds, so nothing
@@ -263,7 +266,7 @@ def window_filter(start: datetime, end: datetime, unit: str = "ms") -> list[dict
 
 
 def first_page(
-    client: CloudMapClient, filters: list[dict[str, Any]], *, limit: RateLimit | None = None
+    client: CloudMapClient, filters: list[dict[str, Any]], *, limit: RateLimit = UNLIMITED
 ) -> list[str]:
     """The ids of one ListOperations page (the first) under ``filters``."""
     params = {"MaxResults": PAGE_SIZE, **({"Filters": filters} if filters else {})}
@@ -277,7 +280,7 @@ def _paged(
     params: dict[str, Any],
     *,
     token: str | None = None,
-    limit: RateLimit | None = None,
+    limit: RateLimit = UNLIMITED,
 ) -> Iterator[dict[str, Any]]:
     """Every answer of one pass of a paged call, following NextToken until it is absent.
 
@@ -287,8 +290,7 @@ def _paged(
     seen: set[str] = {token} if token else set()
     while True:
         page_params = {**params, **({"NextToken": token} if token else {})}
-        if limit:
-            limit.wait()
+        limit.wait()
         with translated(call, token_sent=token is not None):
             answer: dict[str, Any] = send(**page_params)
         token = answer.get("NextToken")
@@ -310,7 +312,7 @@ def list_operations(
     end: datetime,
     *,
     token: str | None = None,
-    limit: RateLimit | None = None,
+    limit: RateLimit = UNLIMITED,
     unit: str = "ms",
 ) -> Iterator[Page]:
     """Every page of one pass over the window, following NextToken across empty pages (P2)."""
@@ -329,7 +331,7 @@ def list_catalog(
     kind: str,
     *,
     namespace: Listed | None = None,
-    limit: RateLimit | None = None,
+    limit: RateLimit = UNLIMITED,
 ) -> list[Listed]:
     """Every namespace (``kind`` "namespaces") or service ("services").
 
@@ -356,11 +358,10 @@ def list_catalog(
 
 
 def service_namespace(client: CloudMapClient, service_id: str, *,
-                      limit: RateLimit | None = None) -> str | None:  # fmt: skip
+                      limit: RateLimit = UNLIMITED) -> str | None:  # fmt: skip
     """The namespace of a service, by GetService: only for a service that ListServices
     by NAMESPACE_ID put in several namespaces (a server that ignores the filter)."""
-    if limit:
-        limit.wait()
+    limit.wait()
     with translated("GetService"):
         found = client.get_service(Id=service_id).get("Service", {}).get("NamespaceId")
     return found if isinstance(found, str) else None
@@ -371,15 +372,14 @@ def get_operation(
     op_id: str,
     *,
     owner: str | None = None,
-    limit: RateLimit | None = None,
+    limit: RateLimit = UNLIMITED,
 ) -> tuple[OperationRecord | None, int]:
     """The full record, or None when the service does not know the id (G2); and retries.
 
     ``owner``: the account that owns the operation's namespace, required for namespaces
     shared with ours.
     """
-    if limit:
-        limit.wait()
+    limit.wait()
     params = {"OperationId": op_id, **({"OwnerAccount": owner} if owner else {})}
     with translated("GetOperation"):
         try:

@@ -670,7 +670,7 @@ def check_unit(
     now: datetime,
     *,
     known: str | None,
-    limit: cloudmap.RateLimit | None = None,
+    limit: cloudmap.RateLimit = cloudmap.UNLIMITED,
 ) -> tuple[str, int]:
     """The unit the service reads, and the ListOperations calls it took; ``known`` is
     what the last run found (None: never). A window over every plausible UpdateDate
