@@ -608,7 +608,7 @@ def status(
         return
     fleet, db = settings_of(ctx).config, settings_of(ctx).db
     # a config's [[source]]s are expected in its archive: its db, or, when it names none,
-    # one that holds any of them (not another archive checked beside a config found)
+    # one that holds any of them (an unrelated archive is not held to a config in effect)
     names = [s["source"] for s in fleet.sources] if fleet and source is None else []
     held = {s["source"] for s in summary["sources"]}
     ours = fleet is not None and (fleet.db == db or (fleet.db is None and bool(held & {*names})))
