@@ -1,16 +1,20 @@
-"""`archiver` and `python -m archiver`: the stop handler first, then the command line.
+"""`archiver` and `python -m archiver`: the streams and the stop handler, then the CLI.
 
 Importing the command line takes a tenth of a second; a signal in it is taken as it
 is later (one line, exit 130 or 143), never as a traceback or a silent exit. The stop
 is taken at once: only the sync and the demo install it again to wait for a safe moment.
 """
 
+import os
 import sys
 
 
 def run() -> None:
     from archiver import stopping
 
+    for name in ("stdin", "stdout", "stderr"):  # closed (`2>&-`): Python leaves None, and
+        if getattr(sys, name) is None:  # every message failed; /dev/null takes its number
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))  # noqa: SIM115
     stopping.install(at_once=True)
     try:
         from archiver.cli import app

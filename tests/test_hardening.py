@@ -447,3 +447,31 @@ def test_a_batch_that_rolls_back_leaves_the_runs_counts_as_they_were(runner, arc
     stored = read_rows(archive, select(func.count()).select_from(Operation))[0][0]
     assert run.outcome == "failed" and 0 < stored < 1500
     assert (run.inserted, run.listed) == (stored, stored)
+
+
+# --- the process's own streams --------------------------------------------------------------
+
+
+@pytest.mark.slow  # processes and a server
+@pytest.mark.engine_free  # the process's streams; the archive is a file here
+def test_a_closed_stdout_or_stderr_is_like_dev_null(tmp_path) -> None:
+    """`2>&-` in a crontab: the sync still runs and its exit code tells; a command whose
+    stdout is closed prints to nowhere. Python leaves None for a closed stream, and each
+    failed with "unexpected AttributeError" (the sync before any call)."""
+    from archiver.emulator import Emulator
+
+    db = str(tmp_path / "a.db")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+
+    def closed(fd: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "archiver", "--db", db, *args], env=env,
+                              capture_output=True, preexec_fn=lambda: os.close(fd),
+                              timeout=120)  # fmt: skip
+
+    with Emulator(seed_operations=40, seed=8) as emu:
+        synced = closed(2, "sync", "--endpoint-url", emu.url, "--region", "us-east-1", "-v")
+    assert synced.returncode == 0
+    assert read_rows(db, select(func.count()).select_from(Operation)) == [(40,)]
+    queried = closed(1, "query", "-o", "count")
+    assert (queried.returncode, queried.stderr) == (0, b"")
+    assert closed(2, "--db", str(tmp_path / "none.db"), "status").returncode == 2  # still told

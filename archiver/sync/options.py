@@ -129,12 +129,8 @@ def session(settings: ClientSettings, botocore_session: Any = None) -> Any:
 
 def resolve_region(settings: ClientSettings, profile_region: str | None) -> str | None:
     """--region, then AWS_REGION (which boto3 ignores), AWS_DEFAULT_REGION, the profile's."""
-    return (
-        settings.region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or profile_region
-    )
+    environment = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return settings.region or environment or profile_region
 
 
 def build(
