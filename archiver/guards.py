@@ -78,6 +78,8 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
     any other name of a process's file (it resolves to whatever stdout is)."""
     if str(path) in ("", ".", "..", "-"):  # "-" made a file of that name: stdout is no --out
         raise UsageError(f"{flag} needs a file name, not {str(path)!r}")
+    if (size := len(os.fsencode(path.name))) > 238:  # 255 less the temporary file's additions
+        raise UsageError(f"{flag}: the file name {path.name[:20]}… is {size} bytes; 238 fit")
     if re.match(r"/(proc/|dev/fd/|dev/std(in|out|err)$)", os.path.abspath(path)):  # fd links
         raise UsageError(f"{flag} {path} names a process's file; name a regular file")
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
@@ -161,10 +163,9 @@ def pid_alive(pid: int) -> bool:
 
 def _same_file(st: os.stat_result, path: Path) -> bool:
     try:
-        other = os.stat(path)
+        return os.path.samestat(st, os.stat(path))  # the same device and inode
     except OSError:
         return False
-    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _remove_stale_partials(target: Path) -> None:

@@ -81,6 +81,24 @@ def test_export_refuses_devices_fifos_and_directories(runner, filled, tmp_path) 
     assert list(outs.iterdir()) == [fifo]  # nothing written
 
 
+def test_a_file_name_with_no_room_for_its_temporary_name_is_refused_first(
+    runner, filled, tmp_path
+) -> None:
+    """A CSV whose manifest's temporary name was too long was written, then the export
+    failed with "unexpected OSError" and left it without a manifest; a name over the
+    file system's 255 bytes was "unexpected" too."""
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    for name, refused in (("x" * 230 + ".csv", "manifest"), ("y" * 300 + ".csv", "--out:")):
+        result = invoke(runner, "--db", filled, "export", "--out", str(outs / name))
+        assert refused in _one_error_line(result, 2)
+    too_long = str(outs / ("y" * 300 + ".html"))
+    _one_error_line(invoke(runner, "--db", filled, "report", "--out", too_long), 2)
+    assert list(outs.iterdir()) == []  # nothing written
+    done = invoke(runner, "--db", filled, "export", "--out", str(outs / ("z" * 220 + ".csv")))
+    assert done.exit_code == 0, done.output
+
+
 def test_export_keeps_the_mode_follows_a_symlink_and_gzips_any_case(runner, filled, tmp_path):
     secret = tmp_path / "secret.csv"
     secret.write_text("old")
