@@ -187,7 +187,7 @@ READ_LIMIT = 1_000_000
 def read_text(path: Path, *, what: str) -> str:
     """A user's file (``read_bytes``) as UTF-8 text."""
     try:
-        return read_bytes(path, what=what).decode("utf-8")
+        return read_bytes(path, what=what).decode("utf-8-sig")  # a BOM (Notepad's) is dropped
     except UnicodeDecodeError:
         raise UsageError(f"{what} {path} is not UTF-8 text") from None
 

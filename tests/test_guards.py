@@ -18,7 +18,7 @@ from archiver import guards
 from archiver.emulator import Emulator
 from archiver.errors import UsageError
 from tests.conftest import invoke, requires_sqlite
-from tests.helpers import cli_sync
+from tests.helpers import cli_sync, fill, op
 
 pytestmark = requires_sqlite  # about files beside a SQLite archive
 
@@ -120,6 +120,21 @@ def test_a_config_that_is_no_regular_file_is_refused_at_once(tmp_path, kind) -> 
 def test_a_filters_file_that_is_a_directory_is_bad_input(runner, archive, tmp_path) -> None:
     result = invoke(runner, "--db", archive, "query", "--filters", f"file://{tmp_path}")
     assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_a_users_file_saved_with_a_byte_order_mark_is_read(runner, archive, tmp_path) -> None:
+    """Windows editors save UTF-8 with a BOM: a config was "not TOML (at line 1, column
+    1)", and a filters file an unreadable shorthand."""
+    from archiver.sync import fleet
+
+    config = tmp_path / "c.toml"
+    config.write_bytes(b'\xef\xbb\xbf[[source]]\nname = "a"\nregion = "us-east-1"\n')
+    assert [s["source"] for s in fleet.load(config).sources] == ["a"]
+    fill(archive, [op(1, status="FAIL"), op(2)])
+    filters = tmp_path / "f.json"
+    filters.write_bytes(b'\xef\xbb\xbf[{"Name": "STATUS", "Values": ["FAIL"]}]')
+    found = invoke(runner, "--db", archive, "query", "--filters", f"file://{filters}", "-o", "ids")
+    assert (found.exit_code, found.stdout) == (0, f"{op(1).id}\n"), found.output
 
 
 def test_the_write_guard_keeps_a_files_mode_and_leaves_nothing_on_failure(tmp_path) -> None:
