@@ -22,7 +22,7 @@ from archiver.store.models import Operation, OperationEvent, Source, SyncRun, Sy
 from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from archiver.timeutil import utc_ms
-from tests.conftest import invoke
+from tests.conftest import PG_URL, invoke
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
 
 pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
@@ -114,6 +114,30 @@ def test_two_syncs_of_one_source_one_exits_3(runner, archive) -> None:
         assert_archive_equals(archive, emu.account)
         # another source of the same archive is not held up by that lock
         assert cli_sync(runner, archive, emu.url, "--source", "other").exit_code == 0
+
+
+@pytest.mark.skipif(not PG_URL, reason="a PostgreSQL server's session lock (ARCHIVER_TEST_DB_URL)")
+def test_a_lock_session_the_server_ends_mid_run_does_not_fail_the_run(archive) -> None:
+    """A server restart during a sync ends the session that holds the source's advisory
+    lock. The run's own connections reconnect (pre-ping) and it completes, but releasing
+    the lock on the dead session made it exit 1 "AdminShutdown", a night's work stored."""
+    from sqlalchemy import create_engine, text
+
+    with Emulator(seed_operations=500, seed=15) as emu:
+        gate = emu.hold("ListOperations", after=2)
+        proc = start_sync(archive, emu.url)
+        assert gate.reached.wait(60), proc.communicate()
+        admin = create_engine(archive, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # the server ends the lock's session, as a restart does
+            ended = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
+                                      "locktype = 'advisory' AND granted")).scalars().all()  # fmt: skip
+        admin.dispose()
+        gate.release()
+        _, err = proc.communicate(timeout=120)
+    assert ended == [True]
+    assert proc.returncode == 0, err
+    assert "the run went on without it" in err and err.count("\n") == 1
+    assert_archive_equals(archive, emu.account)
 
 
 def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -211,7 +212,14 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(source)})
-            conn.commit()
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(source)})
+                conn.commit()
+            except DBAPIError as exc:  # a server restart ended the session, and the lock with
+                if not exc.connection_invalidated:  # it; the run's own connections reconnected
+                    raise
+                logging.getLogger("archiver").warning("source %s: the server ended the session "
+                    "holding its lock mid-run (a restart?); the run went on without it",
+                    source)  # fmt: skip
     finally:
         conn.close()
