@@ -26,6 +26,7 @@ def installed():
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopping.install()
     yield
+    stopping.install()  # forgets this test's request: a later test of this worker has none
     for sig, handler in saved.items():
         signal.signal(sig, handler)
 
