@@ -5,6 +5,7 @@ docs/design.md, "Trusting the service".
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -12,7 +13,8 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -213,24 +215,12 @@ def _deadline_error() -> Any:
     return CallDeadline
 
 
-class _Call:
-    """One HTTP send handed to a runner thread; ``done`` is set when it has ended."""
-
-    __slots__ = ("done", "error", "request", "response", "session")
-
-    def __init__(self, session: Any, request: Any) -> None:
-        self.session, self.request = session, request
-        self.done = threading.Event()
-        self.response: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.response = self.session.send(self.request)
-        except BaseException as exc:  # handed to the caller, which re-raises it
-            self.error = exc
-        finally:
-            self.done.set()
+def _send(call: Future[Any], session: Any, request: Any) -> None:
+    """One HTTP send, on a runner thread: its answer, or its error, goes to ``call``."""
+    try:
+        call.set_result(session.send(request))
+    except BaseException as exc:  # handed to the caller, which re-raises it
+        call.set_exception(exc)
 
 
 class _Runners:
@@ -244,11 +234,11 @@ class _Runners:
         """No runner yet. Also in a forked child: the runners did not survive the fork
         (only the thread that forked does), so none may be counted idle, or calls would
         wait for no one."""
-        self._tasks: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._idle = 0
         self._lock = threading.Lock()
 
-    def start(self, call: _Call) -> None:
+    def start(self, call: Callable[[], None]) -> None:
         with self._lock:
             spawn = self._idle == 0
             if not spawn:
@@ -259,7 +249,7 @@ class _Runners:
 
     def _serve(self) -> None:
         while True:
-            self._tasks.get().run()
+            self._tasks.get()()
             with self._lock:
                 self._idle += 1
 
@@ -279,10 +269,10 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event,
             raise Interrupted("the run had failed before the call was sent")
         with _COUNTING:  # counted as it leaves: a call stopped before it is not
             sent[event_name.rsplit(".", 1)[-1]] += 1
-        call = _Call(session, request)
-        _RUNNERS.start(call)
+        call: Future[Any] = Future()
+        _RUNNERS.start(functools.partial(_send, call, session, request))
         deadline = time.monotonic() + call_timeout
-        while not call.done.is_set():
+        while not call.done():
             left = deadline - time.monotonic()
             if left <= 0:
                 raise deadline_error(endpoint_url=mask_url(request.url), seconds=call_timeout)
@@ -290,9 +280,7 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event,
                 raise Interrupted(f"{stopping.reason()} while a call was in flight; abandoned")
             if abandon.is_set():
                 raise Interrupted("the run had failed while a call was in flight; abandoned")
-            call.done.wait(min(_POLL, left))
-        if call.error is not None:
-            raise call.error
-        return call.response
+            wait([call], timeout=min(_POLL, left))
+        return call.result()  # or its error, raised
 
     return send
