@@ -96,3 +96,13 @@ def test_the_writer_holds_a_batch_in_its_page_cache_and_readers_keep_the_default
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -WRITER_CACHE_KIB
         with handle.reader.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+
+
+@requires_sqlite
+def test_a_writer_waits_minutes_for_the_lock_not_seconds(archive) -> None:
+    """A fleet syncs its sources at once into one archive, and SQLite's busy handler
+    polls, which is not fair: a writer of 16 sources waited up to 44 s for one batch,
+    and at a 10 s busy timeout 12 of the 16 failed with "database is locked" on their
+    first night. A writer waits ten minutes; a reader never waits on a writer (WAL)."""
+    with Archive(archive) as handle, handle.writer.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 600_000
