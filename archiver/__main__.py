@@ -15,6 +15,7 @@ def run() -> None:
     for name in ("stdin", "stdout", "stderr"):  # closed (`2>&-`): Python leaves None, and
         if getattr(sys, name) is None:  # every message failed; /dev/null takes its number
             setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))  # noqa: SIM115
+    sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]  # CSV, JSON: UTF-8
     stopping.install(at_once=True)
     try:
         from archiver.cli import app

@@ -493,3 +493,18 @@ def test_a_closed_stdout_or_stderr_is_like_dev_null(tmp_path) -> None:
     queried = closed(1, "query", "-o", "count")
     assert (queried.returncode, queried.stderr) == (0, b"")
     assert closed(2, "--db", str(tmp_path / "none.db"), "status").returncode == 2  # still told
+
+
+@pytest.mark.slow  # a process
+def test_csv_and_json_on_stdout_are_utf_8_whatever_the_locale(archive) -> None:
+    """A locale that is not UTF-8 (here ISO-8859-1) made `query -o csv` "unexpected
+    UnicodeEncodeError" at the first character it lacks, after printing part of the
+    file, and wrote the rest in Latin-1: CSV and JSON are UTF-8 (RFC 4180's charset as
+    the README states it, RFC 8259)."""
+    fill(archive, [op(1, status="FAIL", error_message="Ünïcödé: 服务不可用")])
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    for output in ("csv", "json"):
+        done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "query", "-o",
+                               output], env=env, capture_output=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Ünïcödé: 服务不可用" in done.stdout.decode("utf-8")
