@@ -218,8 +218,8 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
             except DBAPIError as exc:  # a server restart ended the session, and the lock with
                 if not exc.connection_invalidated:  # it; the run's own connections reconnected
                     raise
-                logging.getLogger("archiver").warning("source %s: the server ended the session "
-                    "holding its lock mid-run (a restart?); the run went on without it",
-                    source)  # fmt: skip
+                logging.getLogger("archiver").warning(
+                    "source %s: the server ended the session holding its lock mid-run (a "
+                    "restart?); the run went on without it", source)  # fmt: skip
     finally:
         conn.close()

@@ -23,8 +23,8 @@ from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
 from archiver.guards import irregular, mask_url
 
 #: How long a SQLite writer waits for another's lock. SQLite's busy handler polls, which
-#: is not fair: a fleet of 16 sources in one archive (or two cron jobs) waited up to 44 s
-#: for one batch, and at 10 s most failed with "database is locked".
+#: is not fair: a fleet of 16 sources in one archive waited up to 44 s for one batch (two
+#: cron jobs contend alike), and at 10 s most of them failed with "database is locked".
 BUSY_TIMEOUT_MS = 600_000
 
 
