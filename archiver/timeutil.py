@@ -67,6 +67,16 @@ def parse_span(text: str) -> timedelta:
     return count * _UNITS[m.group(2)]
 
 
+def span_text(delta: timedelta) -> str:
+    """A span as people write it, in the largest unit that keeps it whole: 26h, 90s,
+    2d, 1500ms ("0.000277778h" said 1s)."""
+    ms = round(delta.total_seconds() * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0 and not (unit == "d" and ms < 2 * size):
+            return f"{ms // size}{unit}"
+    return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
+
+
 def parse_when(text: str, *, now_: datetime | None = None) -> datetime:
     """A point in time as users write it: ISO-8601, epoch seconds, or a span ago (``30d``)."""
     text = text.strip()

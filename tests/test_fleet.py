@@ -142,7 +142,7 @@ profile = "gone"
         ),
         (
             "[[source]]\nname = 'x'\nregion = 'us-east-1'\nsince = '20d'\nwindow = '1s'",
-            "source 'x': window 0:00:01 cuts the range into more than 10,000 windows; use a "
+            "source 'x': window 1s cuts the range into more than 10,000 windows; use a "
             "larger one, or cut the backfill into runs with since/until",
         ),
     ],

@@ -13,7 +13,7 @@ from archiver.errors import UsageError
 from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncState
-from archiver.timeutil import iso, parse_iso, parse_span
+from archiver.timeutil import iso, parse_iso, parse_span, span_text
 from archiver.timeutil import now as utc_now
 
 
@@ -147,7 +147,7 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
             problems.append(f"stale: source {s['source']}: no successful sync yet")
         elif now - parse_iso(ok) > max_age:
             problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
-                            f"older than {_span(max_age)}")  # fmt: skip
+                            f"older than {span_text(max_age)}")  # fmt: skip
     return [guards.printable(p) for p in problems]  # one line each, whatever a server said
 
 
@@ -185,19 +185,9 @@ def check_failures(rates: dict[str, dict[str, Any]], *, max_rate: float, window:
         if f["operations"] >= min_operations and f["failed_ratio"] > max_rate:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(f["by_status"].items()))
             lines.append(f"failing operations: source {name}: {f['failed_ratio']:.0%} of "
-                         f"{f['operations']} operations updated in the last {_span(window)} "
+                         f"{f['operations']} operations updated in the last {span_text(window)} "
                          f"failed ({counts})")  # fmt: skip
     return [guards.printable(line) for line in lines]
-
-
-def _span(delta: timedelta) -> str:
-    """A span as people write it, in the largest unit that keeps it whole: 26h, 90s,
-    2d, 1500ms ("0.000277778h" said 1s)."""
-    ms = round(delta.total_seconds() * 1000)
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0 and not (unit == "d" and ms < 2 * size):
-            return f"{ms // size}{unit}"
-    return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
 
 
 #: sync_runs columns exported as counters of the source's latest run.

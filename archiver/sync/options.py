@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from archiver.errors import UsageError, first_line
 from archiver.guards import mask_url
-from archiver.timeutil import EPOCH, iso, named, now, parse_span, parse_when
+from archiver.timeutil import EPOCH, iso, named, now, parse_span, parse_when, span_text
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ def check_windows(start: datetime | None, end: datetime, window: timedelta, cont
         raise UsageError(f"{context}{flag('window', key=key)} must be at least 1s")
     if start is not None and (end - start) / window > MAX_WINDOWS:
         raise UsageError(
-            f"{context}{flag('window', key=key)} {window} cuts the range into more than "
+            f"{context}{flag('window', key=key)} {span_text(window)} cuts the range into more than "
             f"{MAX_WINDOWS:,} windows; use a larger one, or cut the backfill into runs with "
             f"{flag('since', key=key)}/{flag('until', key=key)}"
         )
