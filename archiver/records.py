@@ -126,15 +126,9 @@ def _specs() -> tuple[FieldSpec, ...]:
     hints = get_type_hints(OperationRecord)
     out = []
     for f in _fields(OperationRecord):
-        hint = hints[f.name]
-        out.append(
-            FieldSpec(
-                name=f.name,
-                is_date=datetime in (hint, *getattr(hint, "__args__", ())),
-                optional=type(None) in getattr(hint, "__args__", ()),
-                **f.metadata,
-            )
-        )
+        args = getattr(hints[f.name], "__args__", ())  # of X | None: (X, NoneType)
+        out.append(FieldSpec(name=f.name, is_date=datetime in (hints[f.name], *args),
+                             optional=type(None) in args, **f.metadata))  # fmt: skip
     return tuple(out)
 
 
