@@ -508,3 +508,35 @@ def test_csv_and_json_on_stdout_are_utf_8_whatever_the_locale(archive) -> None:
                                output], env=env, capture_output=True, timeout=60)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "Ünïcödé: 服务不可用" in done.stdout.decode("utf-8")
+
+
+@pytest.mark.slow  # two connections that time out
+@pytest.mark.engine_free  # a socket that plays a server that never answers
+def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, monkeypatch):
+    """libpq waits for ever on a server that accepts a connection and never answers (a
+    frozen server, a stuck balancer): each night's cron job hung, and the next piled
+    up beside it. A connection now gives up (30 s), unless the URL sets its own."""
+    import socket
+    import threading
+
+    from archiver.store import db
+
+    server = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), says nothing
+    url = f"postgresql+psycopg://u@127.0.0.1:{server.getsockname()[1]}/x"
+
+    def status(query: str) -> list[object]:
+        done: list[object] = []
+        thread = threading.Thread(target=lambda: done.append(
+            invoke(runner, "--db", url + query, "status")), daemon=True)  # fmt: skip
+        thread.start()
+        thread.join(20)
+        return done
+
+    try:
+        for default, query in ((1, ""), (600, "?connect_timeout=1")):  # the URL's own wins
+            monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", default, raising=False)
+            done = status(query)
+            assert done, "status hung on a server that never answers"
+            assert "timeout expired" in _one_error_line(done[0], 1)
+    finally:
+        server.close()  # a connection still waiting is refused

@@ -26,6 +26,7 @@ from archiver.guards import irregular, mask_url
 #: is not fair: a fleet of 16 sources in one archive waited up to 44 s for one batch (two
 #: cron jobs contend alike), and at 10 s most of them failed with "database is locked".
 BUSY_TIMEOUT_MS = 600_000
+CONNECT_TIMEOUT_S = 30  # a database server's answer to a new connection
 
 
 def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared: Any) -> Any:
@@ -118,8 +119,9 @@ def create(db: str, *, write: bool) -> Engine:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine, write=write)
         return engine
-    try:
-        return create_engine(url, pool_pre_ping=True)
+    try:  # libpq waits for ever on a server that accepts and never answers; a URL's own wins
+        wait = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=wait)
     except ModuleNotFoundError as exc:  # the postgres extra installs psycopg 3 only
         raise UsageError(
             f"no driver for {url.drivername} ({exc.name} is not installed); archives are "
