@@ -88,14 +88,14 @@ def retry_settings(settings: ClientSettings, profile: dict[str, Any]) -> tuple[i
     return attempts, mode or "standard"
 
 
-def _check_credentials(boto3_session: Any, profile: str | None) -> None:
+def _check_credentials(boto3_session: Any) -> None:
     """Resolve the credentials when the client is made, not at its first call, so that
     missing ones are bad input before the archive is touched (a new archive file was
     made, then the run said "no AWS credentials"), and an SSO profile whose token is
     missing or expired says what fixes it (it said "Error loading SSO Token", exit 1)."""
     from botocore.exceptions import BotoCoreError, SSOError, SSOTokenLoadError, TokenRetrievalError
 
-    name = profile or os.environ.get("AWS_PROFILE") or "default"
+    name = boto3_session.profile_name  # the one botocore read: --profile, AWS_PROFILE, …
     try:
         credentials = boto3_session.get_credentials()
         if credentials is None:
@@ -141,7 +141,7 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
         kwargs = {"aws_access_key_id": settings.access_key,
                   "aws_secret_access_key": settings.secret_key}  # fmt: skip
     else:
-        _check_credentials(boto3_session, settings.profile)
+        _check_credentials(boto3_session)
         if settings.role_arn:
             _assume_role(boto3_session, settings, region)
     from botocore.exceptions import InvalidRegionError
@@ -187,7 +187,7 @@ def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> N
 def organization_accounts(settings: ClientSettings) -> list[str]:
     """The ids of the organization's active accounts (Organizations ListAccounts)."""
     boto3_session = session(settings)
-    _check_credentials(boto3_session, settings.profile)
+    _check_credentials(boto3_session)
     org = boto3_session.client("organizations", region_name=resolve_region(settings, None)
                                or boto3_session.region_name or "us-east-1")  # fmt: skip
     found = []
