@@ -156,9 +156,9 @@ def pid_alive(pid: int) -> bool:
     it does: its lock record is kept, and its temporary file too."""
     try:
         os.kill(pid, 0)
+        return True
     except OSError as exc:
         return not isinstance(exc, ProcessLookupError)
-    return True
 
 
 def _same_file(st: os.stat_result, path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from archiver.read.query import Selection, run
@@ -99,10 +100,32 @@ def test_the_writer_holds_a_batch_in_its_page_cache_and_readers_keep_the_default
 
 
 @requires_sqlite
-def test_a_writer_waits_minutes_for_the_lock_not_seconds(archive) -> None:
+def test_a_writer_waits_minutes_for_the_lock_not_seconds(archive, monkeypatch) -> None:
     """A fleet syncs its sources at once into one archive, and SQLite's busy handler
     polls, which is not fair: a writer of 16 sources waited up to 44 s for one batch,
     and at a 10 s busy timeout 12 of the 16 failed with "database is locked" on their
-    first night. A writer waits ten minutes; a reader never waits on a writer (WAL)."""
-    with Archive(archive) as handle, handle.writer.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 600_000
+    first night. A writer waits ten minutes (in slices, to look for a stop request
+    between them), then gives up."""
+    import sqlite3
+    import threading
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from archiver.store import db
+
+    assert db.BUSY_TIMEOUT_S >= 600
+    holder = sqlite3.connect(archive, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(1.0, holder.execute, ["ROLLBACK"]).start()  # five slices later
+    with Archive(archive) as handle:
+        began = time.monotonic()
+        with handle.writer.begin() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        assert time.monotonic() - began >= 0.9
+        monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.5)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            handle.writer.connect().begin()
+        assert time.monotonic() - began >= 1.4
+    holder.close()

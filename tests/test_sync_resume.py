@@ -22,7 +22,7 @@ from archiver.store.models import Operation, OperationEvent, Source, SyncRun, Sy
 from archiver.sync.options import ClientSettings
 from archiver.sync.run import SyncOptions
 from archiver.timeutil import utc_ms
-from tests.conftest import PG_URL, invoke
+from tests.conftest import PG_URL, invoke, requires_sqlite
 from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
 
 pytestmark = pytest.mark.slow  # over HTTP or in subprocesses (docs/design.md, "Tests")
@@ -155,6 +155,36 @@ def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
         check_watermark_not_ahead(archive, emu)
         again = start_sync(archive, emu.url)
         assert again.wait(timeout=120) == 0
+        assert_archive_equals(archive, emu.account)
+
+
+@requires_sqlite
+def test_sigterm_stops_a_sync_waiting_for_another_writers_lock(archive) -> None:
+    """SQLite's busy wait is deaf to signals. A sync waiting for another writer's lock
+    (a fleet's other source, a second cron job, an operator's shell) took SIGTERM only
+    once the lock came free, up to ten minutes later: systemd kills it long before."""
+    import sqlite3
+
+    with Emulator(seed_operations=1000, seed=8) as emu:
+        gate = emu.hold("ListOperations", after=2)
+        proc = start_sync(archive, emu.url)
+        assert gate.reached.wait(60), proc.communicate()
+        holder = sqlite3.connect(archive, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer's lock, held for as long as it likes
+        gate.release()
+        time.sleep(1)  # the run goes on to its next write, and waits
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert proc.returncode == 143, err
+        assert err.strip().splitlines()[-1].startswith("error: stopped by signal SIGTERM")
+        again = start_sync(archive, emu.url)
+        _, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
         assert_archive_equals(archive, emu.account)
 
 

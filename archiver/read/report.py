@@ -27,14 +27,9 @@ from archiver.timeutil import iso, now
 UNFINISHED = ("SUBMITTED", "PENDING")
 #: Duration buckets: (upper bound in seconds, label); the last has no bound.
 BUCKETS: tuple[tuple[float | None, str], ...] = (
-    (1, "< 1 s"),
-    (10, "1–10 s"),
-    (60, "10–60 s"),
-    (300, "1–5 min"),
-    (1800, "5–30 min"),
-    (7200, "30 min–2 h"),
-    (None, "≥ 2 h"),
-)
+    (1, "< 1 s"), (10, "1–10 s"), (60, "10–60 s"), (300, "1–5 min"), (1800, "5–30 min"),
+    (7200, "30 min–2 h"), (None, "≥ 2 h"),
+)  # fmt: skip
 TOP_SERVICES = 10
 
 

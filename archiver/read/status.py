@@ -34,8 +34,6 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                 .group_by(column).order_by(column)).all())
                 for column in (Operation.status, Operation.type))  # fmt: skip
             holder = _live_holder(state.lock_holder if state else None)
-            last_success = store.last_success(conn, src.id)
-            held = store.incomplete_counts(conn, src.id)
             out.append(
                 {
                     "source": src.name,
@@ -43,10 +41,10 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "endpoint_url": src.endpoint_url,
                     "update_date_unit": src.update_date_unit,
                     "watermark": _iso(state.watermark if state else None),
-                    "last_success": _iso(last_success),
+                    "last_success": _iso(store.last_success(conn, src.id)),
                     "lock_holder": holder,
                     "operations": sum(by_status.values()),
-                    **held,
+                    **store.incomplete_counts(conn, src.id),
                     "by_status": by_status,
                     "by_type": by_type,
                     "last_runs": [_run(r, holder_alive=holder is not None) for r in runs],

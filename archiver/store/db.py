@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,16 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from archiver import stopping
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
 from archiver.guards import irregular, mask_url
 
 #: How long a SQLite writer waits for another's lock. SQLite's busy handler polls, which
 #: is not fair: a fleet of 16 sources in one archive waited up to 44 s for one batch (two
 #: cron jobs contend alike), and at 10 s most of them failed with "database is locked".
-BUSY_TIMEOUT_MS = 600_000
+#: A writer waits in slices of ``stopping.POLL``: SQLite's own wait is deaf to signals,
+#: and a SIGTERM waited for the lock, minutes on end.
+BUSY_TIMEOUT_S = 600
 CONNECT_TIMEOUT_S = 30  # a database server's answer to a new connection
 
 
@@ -116,7 +120,7 @@ def create(db: str, *, write: bool) -> Engine:
     if url.get_backend_name() == "sqlite":
         if not write and _read_only_for_us(path := Path(url.database or "")):
             url = _read_only_url(path)
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         _configure_sqlite(engine, write=write)
         return engine
     try:  # libpq waits for ever on a server that accepts and never answers; a URL's own wins
@@ -186,9 +190,9 @@ def _configure_sqlite(engine: Engine, *, write: bool) -> None:
         # Let SQLAlchemy's "begin" event own transactions (pysqlite's own are deferred).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA foreign_keys = ON")  # busy timeout: connect()'s
         if write:
+            cur.execute(f"PRAGMA busy_timeout = {stopping.POLL * 1000:.0f}")  # slices: _on_begin
             # Persistent settings are a writer's business: a reader leaves the file alone.
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
@@ -205,7 +209,16 @@ def _configure_sqlite(engine: Engine, *, write: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:  # a stop is taken between slices; a run that stopped still records
+            try:  # itself when the lock is free
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+                return
+            except OperationalError as exc:
+                busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                stopping.check()
 
 
 def check_file(db: str, *, must_exist: bool) -> None:

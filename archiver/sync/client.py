@@ -287,20 +287,18 @@ def _paged(
     A token handed back twice in one pass would page for ever: the pass stops with
     WorkFailed, and since its last page never comes, nothing of it moves a watermark.
     """
-    seen: set[str] = {token} if token else set()
+    seen: set[str | None] = {token} if token else set()
     while True:
         page_params = {**params, **({"NextToken": token} if token else {})}
         limit.wait()
         with translated(call, token_sent=token is not None):
             answer: dict[str, Any] = send(**page_params)
-        token = answer.get("NextToken")
-        if token is not None and token in seen:
+        if (token := answer.get("NextToken")) in seen:
             raise WorkFailed(
                 f"{call} returned a NextToken it had already returned in this pass; "
                 "stopping instead of paging for ever"
             )
-        if token is not None:
-            seen.add(token)
+        seen.add(token)
         yield answer
         if not token:
             return
