@@ -277,8 +277,7 @@ def from_command_line(
     """
     if more and not given:
         raise UsageError(f"unexpected argument {more[0]!r}; filters go after --filters")
-    args = [*given, *more]
-    if not args:
+    if not (args := [*given, *more]):
         return Filters()
     try:
         return parse(args)
@@ -323,8 +322,7 @@ def _parse_shorthand(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pos = 0
     while pos < len(text):
-        m = _KEY.match(text, pos)
-        if not m:
+        if not (m := _KEY.match(text, pos)):
             raise FilterError(
                 f"--filters shorthand: expected Key=Value at {text[pos:]!r} "
                 "(e.g. Name=STATUS,Condition=IN,Values=PENDING,SUCCESS)"

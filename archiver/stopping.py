@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -58,6 +59,15 @@ def reason() -> str:
 def exit_code() -> int:
     """128 + the number of the signal that stopped the process (130 without one)."""
     return 128 + int(_signum)
+
+
+def sleep(seconds: float) -> None:
+    """A pool thread's pause (``--max-rps``), cut short by a stop request: its next call
+    is then refused (``sync.wire``). A pause at 0.1 call a second, queued behind others,
+    kept a stopped run alive for a minute or more."""
+    end = time.monotonic() + seconds
+    while not requested() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, POLL))
 
 
 def check() -> None:

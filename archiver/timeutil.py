@@ -58,8 +58,7 @@ def parse_iso(text: str) -> datetime:
 
 def parse_span(text: str) -> timedelta:
     """``15m``, ``2h``, ``30d``, ``1w``, ``90s``, ``500ms``; at most a century."""
-    m = _SPAN.match(text)
-    if not m:
+    if not (m := _SPAN.match(text)):
         raise UsageError(f"{text!r} is not a span; use a number and a unit: ms, s, m, h, d or w")
     count = int(m.group(1))
     if count * _UNITS[m.group(2)].total_seconds() > MAX_SPAN.total_seconds():

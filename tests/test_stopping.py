@@ -132,3 +132,17 @@ def test_sigterm_stops_a_command_that_reads_at_once(archive: str, command: list[
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)  # drained: a command that ignored it now ends
     assert (proc.returncode, err.decode()) == (143, "error: stopped by signal SIGTERM\n")
+
+
+def test_a_stop_cuts_short_a_pause_of_max_rps(installed) -> None:
+    """At `--max-rps 0.1` a call waits ten seconds for its turn, and calls queued behind
+    it longer: a stopped run waited for each pause to end before it could exit."""
+    from archiver.sync.client import RateLimit
+
+    limit = RateLimit(0.1)
+    limit.wait()  # the first call goes at once; the next waits ten seconds
+    threading.Timer(0.3, os.kill, [os.getpid(), signal.SIGTERM]).start()
+    began = time.monotonic()
+    limit.wait()
+    assert time.monotonic() - began < 2
+    assert stopping.requested()

@@ -277,8 +277,7 @@ def sync(
     typed["retry_gone"] = retry_gone or None
     from_config = sync_all or (settings.config is not None and bool(source))
     if from_config:
-        given = [n for n, v in typed.items() if v is not None and n != "source"]
-        if given:
+        if given := [n for n, v in typed.items() if v is not None and n != "source"]:
             raise UsageError(f"{options.flag(given[0])} applies to one source; for the "
                              "sources of --config, set it in the config ([defaults] or "
                              "[[source]])")  # fmt: skip

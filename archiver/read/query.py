@@ -304,8 +304,7 @@ def resolve(conn: Connection, kind: str, given: str, source_id: int | None) -> l
     ):
         return [given]
     found = conn.execute(select(model.id, model.source_id).where(model.name == given, *mine))
-    ids = sorted({r.id for r in found})
-    if not ids:
+    if not (ids := sorted({r.id for r in found})):
         raise UsageError(f"--{kind} {printable(given)!r}: no {kind} of that id or name")
     if len(ids) > 1:
         raise UsageError(f"--{kind} {printable(given)!r} names {len(ids)} {kind}s: "

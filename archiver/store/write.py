@@ -401,8 +401,7 @@ def source_ids(conn: Connection, source: str | None) -> dict[int, str]:
     names = {row.id: row.name for row in rows}
     if source is None:
         return names
-    chosen = {i: n for i, n in names.items() if n == source}
-    if not chosen:
+    if not (chosen := {i: n for i, n in names.items() if n == source}):
         known = ", ".join(sorted(names.values())) or "none yet"
         raise UsageError(f"no source named {source!r} in the archive (sources: {known})")
     return chosen

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from archiver import __version__
+from archiver import __version__, stopping
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
@@ -121,8 +121,7 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
         timestamp_parser=wire.api_timestamp
     )
     boto3_session = session(settings, botocore_session)
-    region = resolve_region(settings, boto3_session.region_name)
-    if not region:
+    if not (region := resolve_region(settings, boto3_session.region_name)):
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     attempts, mode = retry_settings(settings, botocore_session.get_scoped_config())
     config = Config(
@@ -249,7 +248,7 @@ class RateLimit:
             delay = self._next - now
             self._next = max(now, self._next) + self._interval
         if delay > 0:
-            time.sleep(delay)
+            stopping.sleep(delay)
 
 
 UNLIMITED = RateLimit(None)  # no --max-rps: every call goes at once

@@ -47,8 +47,7 @@ def load(path: Path) -> Config:
         data = tomllib.loads(guards.read_text(path, what="config"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path} is not TOML: {first_line(exc)}") from None
-    unknown = set(data) - {"db", "defaults", "source", "organization"}
-    if unknown:
+    if unknown := set(data) - {"db", "defaults", "source", "organization"}:
         raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (a config has "
                          "db, [defaults], [[source]] and [[organization]])")  # fmt: skip
     defaults = _section(path, data.get("defaults", {}), "[defaults]", allow_name=False)
@@ -71,10 +70,7 @@ def load(path: Path) -> Config:
         # with regions, one source per region, named NAME@REGION
         by_region = [{**values, "region": r, "source": f"{values['source']}@{r}"}
                      for r in regions or ()]  # fmt: skip
-        for one in by_region or [values]:
-            if any(s["source"] == one["source"] for s in sources):
-                raise UsageError(f"config {path}: source {one['source']!r} is named twice")
-            sources.append(one)
+        sources.extend(by_region or [values])  # a name used twice is refused by ``plan``
     db = data.get("db")
     if db is not None and not (isinstance(db, str) and db.strip()):  # "": the config's folder
         raise UsageError(f"config {path}: db must be a path or URL string")
@@ -166,8 +162,7 @@ def plan(config: Config, names: list[str] | None) -> list[Job]:
     if twice := {n for n in known if known.count(n) > 1}:
         raise UsageError(f"config {config.path}: source {sorted(twice)[0]!r} is named twice")
     if names:
-        missing = [n for n in names if n not in known]
-        if missing:
+        if missing := [n for n in names if n not in known]:
             raise UsageError(f"config {config.path} has no source {missing[0]!r} "
                              f"(sources: {', '.join(sorted(str(k) for k in known))})")  # fmt: skip
         chosen = [s for s in chosen if s["source"] in names]

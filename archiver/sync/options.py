@@ -80,8 +80,7 @@ def check(name: str, value: Any, *, context: str = "", key: bool | str = False) 
     2). ``key``: the value comes from a config, after ``context`` (the file and table);
     named as written there (``key`` itself, when text), else as ``--flag``."""
     shown = key if isinstance(key, str) else flag(name, key=key)
-    spec = SPECS.get(name)
-    if spec is None:
+    if (spec := SPECS.get(name)) is None:
         near = difflib.get_close_matches(name, SPECS, n=1)
         hint = f"; did you mean {flag(near[0], key=bool(key))!r}?" if near else ""
         raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")

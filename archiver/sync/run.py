@@ -213,7 +213,7 @@ class Syncer:
                     stale = record
                     break
             if attempt < brief_retries:
-                time.sleep(NOT_FOUND_DELAY * (attempt + 1))
+                stopping.sleep(NOT_FOUND_DELAY * (attempt + 1))
         self.log.debug("operation %s: listed %s, fetched %s; kept incomplete", op_id, listed,
                        stale.status if stale else "not found")  # fmt: skip
         return stale
