@@ -129,8 +129,11 @@ def test_a_lock_session_the_server_ends_mid_run_does_not_fail_the_run(archive) -
         assert gate.reached.wait(60), proc.communicate()
         admin = create_engine(archive, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:  # the server ends the lock's session, as a restart does
+            # only this test's database: the other workers' syncs hold advisory locks too
             ended = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
-                                      "locktype = 'advisory' AND granted")).scalars().all()  # fmt: skip
+                                      "locktype = 'advisory' AND granted AND database = (SELECT "
+                                      "oid FROM pg_database WHERE datname = current_database())")
+                                 ).scalars().all()  # fmt: skip
         admin.dispose()
         gate.release()
         _, err = proc.communicate(timeout=120)
