@@ -143,6 +143,29 @@ def test_a_lock_session_the_server_ends_mid_run_does_not_fail_the_run(archive) -
     assert_archive_equals(archive, emu.account)
 
 
+@pytest.mark.skipif(not PG_URL, reason="a PostgreSQL server's connections (ARCHIVER_TEST_DB_URL)")
+def test_a_sync_into_postgresql_holds_two_connections(archive) -> None:
+    """A fleet's sources each hold their connections for the whole run, and a server's
+    max_connections is often 100: at three apiece, a fleet of 8 sources into a server
+    of 20 connections lost 3 of them to "too many clients already". A source holds two:
+    the session of its lock, and one pool for its reads and writes."""
+    from sqlalchemy import create_engine, text
+
+    with Emulator(seed_operations=500, seed=16) as emu:
+        gate = emu.hold("ListOperations", after=3)  # the run has read and written by now
+        proc = start_sync(archive, emu.url)
+        assert gate.reached.wait(60), proc.communicate()
+        admin = create_engine(archive, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            held = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                     "current_database() AND pid <> pg_backend_pid()")).scalar()  # fmt: skip
+        admin.dispose()
+        gate.release()
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert held == 2
+
+
 def test_sigterm_rolls_back_and_records_interrupted(archive) -> None:
     with Emulator(seed_operations=2000, seed=6) as emu:
         gate = emu.hold("ListOperations", after=5)  # the run waits for page 6

@@ -1,8 +1,8 @@
 """One archive, opened once from ``--db``: the handle every library entry point takes.
 
 Why a handle (as sqlite-utils has its ``Database``): the archive is a path or a URL,
-two engines (a writer that takes SQLite's write lock up front, and readers that never
-write), a per-source lock whose kind depends on the engine, and a schema version that
+two engines on SQLite (a writer that takes the write lock up front, and readers that
+never write), a per-source lock whose kind depends on the engine, and a schema version that
 every command checks. Opening all of that in one place keeps the engine differences
 in ``db`` and here, and lets sync, query, export, status, the db commands and demo
 share one way in (docs/design.md, "The parts").
@@ -113,6 +113,8 @@ class Archive:
 
     @property
     def reader(self) -> Engine:
+        if self.sqlite_path is None:  # the split is SQLite's: one pool, one connection less
+            return self.writer  # for each source of a fleet (max_connections)
         if self._reader is None:
             self._reader = db.create(self.location, write=False)
         return self._reader
