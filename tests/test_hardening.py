@@ -496,6 +496,36 @@ def test_a_closed_stdout_or_stderr_is_like_dev_null(tmp_path) -> None:
 
 
 @pytest.mark.slow  # a process
+def test_a_fleet_whose_json_reader_leaves_still_tells_its_failure(tmp_path) -> None:
+    """`sync --all --json | head -1` (or a log shipper that dies): the first source's
+    line broke the pipe, and the fleet ended with exit 0 though a later source failed,
+    without that source's error line and without writing its metrics file."""
+    from archiver.emulator import Emulator
+
+    db, prom = tmp_path / "a.db", tmp_path / "archiver.prom"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    with Emulator(seed_operations=40, seed=8) as emu:
+        config = tmp_path / "fleet.toml"
+        config.write_text(f'[defaults]\nregion = "us-east-1"\nendpoint_url = "{emu.url}"\n'
+                          '[[source]]\nname = "a"\n[[source]]\nname = "b"\n[[source]]\n'
+                          'name = "broken"\nendpoint_url = "http://127.0.0.1:9"\n'
+                          "max_attempts = 1\n")  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "archiver", "--config", str(config),
+                                 "--db", str(db), "sync", "--all", "--parallel", "1", "--json",
+                                 "--metrics-file", str(prom)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["source"] == "a"
+        proc.stdout.close()  # the reader leaves
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 1, err
+    assert err.startswith("error: source broken: ") and err.count("\n") == 1, err
+    assert 'archiver_sync_last_run_outcome{outcome="failed",source="broken"} 1.0' in (
+        prom.read_text()
+    )
+
+
+@pytest.mark.slow  # a process
 def test_csv_and_json_on_stdout_are_utf_8_whatever_the_locale(archive) -> None:
     """A locale that is not UTF-8 (here ISO-8859-1) made `query -o csv` "unexpected
     UnicodeEncodeError" at the first character it lacks, after printing part of the

@@ -40,9 +40,7 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
     JSON object under ``--log-format json`` (so a log shipper still reads one object).
     """
     if isinstance(exc, BrokenPipeError):
-        # `archiver query | head`: the reader has all it wanted.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        stdout_gone()  # `archiver query | head`: the reader has all it wanted
         return 0
     trace = "".join(traceback.format_exception(exc)) if verbose else None
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):  # Ctrl-C, SIGTERM (errors.Stopped)
@@ -56,6 +54,11 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
     say(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)",
         log_format, trace=trace)  # fmt: skip
     return 1
+
+
+def stdout_gone() -> None:
+    """Its reader left: what is still written (and flushed at exit) goes to /dev/null."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def usage(exc: Any, args: list[str]) -> int:

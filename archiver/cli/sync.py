@@ -19,6 +19,7 @@ from archiver.cli.app import (
     log,
     say,
     settings_of,
+    stdout_gone,
     terminal_width,
 )
 from archiver.errors import UsageError
@@ -316,7 +317,10 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
 
     def report(result: fleet.Result) -> None:
         if as_json:
-            typer.echo(json.dumps(result.to_json()))
+            try:
+                typer.echo(json.dumps(result.to_json()))
+            except BrokenPipeError:  # its reader left (`| head -1`): stderr, the metrics
+                stdout_gone()  # and the exit code still tell every source's outcome
         if result.summary is not None:
             s = result.summary
             log.info("source %s: done in %.1fs: listed %d, new %d, changed %d; calls: "

@@ -226,9 +226,7 @@ _DATES = frozenset({*(f.name for f in FIELDS if f.is_date), *_SEEN, "observed_at
 
 def guard(cell: str | None) -> str | None:
     """Neutralise a cell a spreadsheet would evaluate as a formula."""
-    if cell and cell.startswith(_TRIGGERS):
-        return "'" + cell
-    return cell
+    return "'" + cell if cell and cell.startswith(_TRIGGERS) else cell
 
 
 class csv_field(FunctionElement[str]):

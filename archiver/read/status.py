@@ -104,10 +104,8 @@ def to_text(summary: dict[str, Any]) -> str:
             lines.append(f"  unsettled   {s['unsettled']} fetched behind their listed Status; "
                          "asked again every run")  # fmt: skip
         for name in ("by_status", "by_type"):
-            if s[name]:
-                lines.append(
-                    f"  {name[3:]:<11} " + ", ".join(f"{k} {v}" for k, v in s[name].items())
-                )
+            if counts := ", ".join(f"{k} {v}" for k, v in s[name].items()):
+                lines.append(f"  {name[3:]:<11} {counts}")
         for r in s["last_runs"]:
             counts = (
                 f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "

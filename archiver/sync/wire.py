@@ -28,7 +28,6 @@ RAW_OPERATION = "ArchiverRawOperation"
 #: What GetOperation's Operation must carry to be a record at all: its dates too, as
 #: the archive's date columns are never NULL.
 _REQUIRED, _DATES = ("Id", "Status", "Type"), ("CreateDate", "UpdateDate")
-_POLL = 0.1  # how often a waiting call looks for a stop request
 
 
 class JunkAnswer(WorkFailed):
@@ -240,8 +239,7 @@ class _Runners:
 
     def start(self, call: Callable[[], None]) -> None:
         with self._lock:
-            spawn = self._idle == 0
-            if not spawn:
+            if not (spawn := self._idle == 0):
                 self._idle -= 1  # an idle runner takes this call
         if spawn:
             threading.Thread(target=self._serve, name="call", daemon=True).start()
@@ -280,7 +278,7 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event,
                 raise Interrupted(f"{stopping.reason()} while a call was in flight; abandoned")
             if abandon.is_set():
                 raise Interrupted("the run had failed while a call was in flight; abandoned")
-            wait([call], timeout=min(_POLL, left))
+            wait([call], timeout=min(stopping.POLL, left))
         return call.result()  # or its error, raised
 
     return send
