@@ -103,8 +103,11 @@ def test_names_that_match_several_or_none_are_exit_2(runner, archive) -> None:
         services = [Listed("srv-1", "api", None, None, None, None),
                     Listed("srv-2", "api", None, None, None, None)]  # fmt: skip
         store.record_catalog(conn, 1, "services", services, seen_at=T, complete=True)
-    for given, says in (("api", "names 2 services: srv-1, srv-2"), ("nope", "no service")):
-        result = invoke(runner, "--db", archive, "instances", "--service", given)
+    # an empty name (`--service "$SVC"` with SVC unset) answered for every service
+    for kind, given, says in (("service", "api", "names 2 services: srv-1, srv-2"),
+                              ("service", "nope", "no service"), ("service", "", "no service"),
+                              ("namespace", "", "no namespace")):  # fmt: skip
+        result = invoke(runner, "--db", archive, "instances", f"--{kind}", given)
         assert result.exit_code == 2 and says in result.stderr, result.output
         assert result.stderr.count("\n") == 1
     table = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--at", "2026-03-02")

@@ -320,8 +320,8 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
     with archive.reader.connect() as conn:
         names = source_ids(conn, source)  # an unknown --source is exit 2
         sid = chosen_source(source, names)
-        services = resolve(conn, "service", service, sid) if service else None
-        if namespace:  # its services (of those --service names, when both are given)
+        services = resolve(conn, "service", service, sid) if service is not None else None
+        if namespace is not None:  # its services (of those --service names, when both are)
             spaces = resolve(conn, "namespace", namespace, sid)
             theirs = conn.execute(select(Service.id).where(Service.namespace_id.in_(spaces)))
             services = [s for s in theirs.scalars() if services is None or s in services]
