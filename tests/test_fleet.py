@@ -145,6 +145,8 @@ profile = "gone"
             "source 'x': window 1s cuts the range into more than 10,000 windows; use a "
             "larger one, or cut the backfill into runs with since/until",
         ),
+        # an empty role was no role: the base credentials' account, archived as 'x'
+        ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nrole_arn = ''", "role_arn is empty"),
     ],
     ids=[
         "not toml",
@@ -166,6 +168,7 @@ profile = "gone"
         "endpoint port",
         "until future",
         "window tiny",
+        "empty role",
     ],
 )
 def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_path, monkeypatch,

@@ -143,6 +143,10 @@ def test_export_removes_what_a_killed_export_left_for_the_same_path(runner, fill
         ("sync", "--region", "us-east-1", "--workers", "1" + "0" * 400, "--dry-run"),
         ("sync", "--region", "us-east-1", "--endpoint-url", "notaurl", "--dry-run"),
         ("sync", "--region", "us-east-1", "--endpoint-url", "ftp://127.0.0.1:9"),
+        # `--source "$NAME"` with NAME unset synced as default@REGION; an empty endpoint
+        # was AWS itself
+        ("sync", "--region", "us-east-1", "--source", "", "--dry-run"),
+        ("sync", "--region", "us-east-1", "--endpoint-url", "", "--dry-run"),
         ("emulator", "serve", "--seed", "1000000000000"),
         ("emulator", "serve", "--port", "0", "--account", "abc"),  # served as the caller's
     ],

@@ -90,6 +90,8 @@ def check(name: str, value: Any, *, context: str = "", key: bool | str = False) 
     if not isinstance(value, kinds) or (spec.kind is not bool and isinstance(value, bool)):
         words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
         raise UsageError(f"{context}{shown}: {value!r} is not {words[spec.kind]}")
+    if spec.kind is str and not str(value).strip():  # "$VAR" unset: never the default
+        raise UsageError(f"{context}{shown} is empty: give a value, or leave it out")
     number = cast(float, value)  # as given: an int too large for a float is out of range
     if spec.low is not None and spec.high is not None and not spec.low <= number <= spec.high:
         raise UsageError(f"{context}{shown}: {value!r} is not from {spec.low:g} to {spec.high:g}")
@@ -158,11 +160,9 @@ def build(
     def when(text: str) -> datetime:
         return parse_when(text, now_=started)
 
-    client = ClientSettings(
-        **{k: v[k] for k in _CLIENT_OPTIONS},
-        access_key=credentials[0] if credentials else None,
-        secret_key=credentials[1] if credentials else None,
-    )
+    access, secret = credentials or (None, None)
+    client = ClientSettings(**{k: v[k] for k in _CLIENT_OPTIONS}, access_key=access,
+                            secret_key=secret)  # fmt: skip
     # the profile's own region last, as the client would use it (``session`` reports a
     # broken config: creating the session parses it)
     region = resolve_region(client, None) or session(client).region_name
