@@ -137,6 +137,10 @@ def test_a_port_in_use_is_exit_2_one_line_before_any_url(runner, tmp_path) -> No
     assert result.exit_code == 2 and result.stdout == "", result.output
     assert result.stderr.startswith("error: cannot listen: ") and port in result.stderr
     assert result.stderr.count("\n") == 1
+    # `--host "$HOST"` with HOST unset served every interface (0.0.0.0), SQL and all
+    empty = invoke(runner, "--db", db, "web", "--host", "", "--port", "0")
+    assert (empty.exit_code, empty.stdout) == (2, ""), empty.output
+    assert empty.stderr == "error: --host is empty: give an address (0.0.0.0 for every interface)\n"
 
 
 @pytest.mark.slow  # a server in a subprocess

@@ -236,9 +236,9 @@ def web(
     from archiver.read.web import app as web_app
     from archiver.store.db import sqlite_path
 
-    db = settings_of(ctx).db
-    path = sqlite_path(db)
-    if path is None:
+    if not host.strip():  # "$HOST" unset bound every interface, the SQL console with it
+        raise UsageError("--host is empty: give an address (0.0.0.0 for every interface)")
+    if (path := sqlite_path(settings_of(ctx).db)) is None:
         raise UsageError("archiver web serves a SQLite archive; for PostgreSQL, point "
                          "Datasette's PostgreSQL peers or psql at the database")  # fmt: skip
     open_archive(ctx).close()  # it exists, and is at our revision
