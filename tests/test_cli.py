@@ -8,6 +8,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from archiver.store import db as archive_db
 from archiver.store.archive import Archive
 from tests.conftest import invoke, requires_sqlite
@@ -112,10 +114,15 @@ def test_db_upgrade_current_downgrade(runner, db) -> None:
     assert invoke(runner, "--db", db, "status").exit_code == 2
 
 
-def test_db_downgrade_to_an_unknown_revision_is_bad_input(runner, archive) -> None:
-    result = invoke(runner, "--db", archive, "db", "downgrade", "feedfacecafe", "--yes")
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: ")
+@pytest.mark.parametrize(("action", "target"), [("downgrade", "feedfacecafe"),
+                                               ("downgrade", ""), ("upgrade", "")])  # fmt: skip
+def test_db_downgrade_to_an_unknown_revision_is_bad_input(runner, archive, action, target) -> None:
+    """An empty revision (`db upgrade "$REV"` with REV unset) was "unexpected
+    AssertionError", exit 1: Alembic asserts on it."""
+    yes = ["--yes"] if action == "downgrade" else []
+    result = invoke(runner, "--db", archive, "db", action, target, *yes)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "unexpected" not in result.stderr
     assert result.stderr.count("\n") == 1
 
 

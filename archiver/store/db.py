@@ -38,11 +38,8 @@ def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared:
     length, so a widened column needs no change there (migration d3f8b2a6c471)."""
     from sqlalchemy import String
 
-    if (
-        context.dialect.name == "sqlite"
-        and isinstance(found, String)
-        and isinstance(declared, String)
-    ):
+    sqlite = context.dialect.name == "sqlite"
+    if sqlite and isinstance(found, String) and isinstance(declared, String):
         return False
     return None  # alembic's own comparison
 
@@ -293,15 +290,16 @@ def migrate(db: str, action: str, target: str) -> None:
     from alembic.config import Config
     from alembic.util import CommandError
 
+    if not target.strip():  # Alembic asserted on it: "unexpected AssertionError"
+        raise UsageError(f"db {action} needs a revision: head, base, an id, or a step (+1, -1)")
     check_file(db, must_exist=action != "upgrade")
     if problem := write_problem(db):
         raise UsageError(problem)
     engine = create(db, write=True)
     try:
         with engine.connect() as probe:  # its own connection: a failed read aborts a
-            newer = newer_than_us(revision(probe), mask_url(db))  # PostgreSQL transaction
-        if newer:
-            raise newer
+            if newer := newer_than_us(revision(probe), mask_url(db)):  # PostgreSQL transaction
+                raise newer
         with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # Batch migrations copy a table and drop the old one; with foreign keys
