@@ -401,6 +401,14 @@ def test_demo_refuses_an_archive_with_other_sources_and_ignores_archiver_db(
     assert read_rows(filled, select(Source.name)) == [("test@us-east-1",)]
 
 
+def test_demo_makes_its_archive_where_db_names_a_new_one(runner, db) -> None:
+    """A new SQLite file, or an empty PostgreSQL database: the demo makes the archive
+    there as the sync does. Into an empty PostgreSQL database it said "run db upgrade"."""
+    result = invoke(runner, "--db", db, "demo", "--operations", "10")
+    assert result.exit_code == 0, result.output
+    assert read_rows(db, select(Source.name)) == [("demo@emulator",)]
+
+
 @requires_sqlite
 def test_sources_remove_says_what_it_deletes_before_asking_and_leaves_no_lock_file(
     runner, archive

@@ -437,8 +437,8 @@ def _refuse_a_real_archive(target: str) -> None:
     from archiver.store.write import source_ids
 
     if Archive(target).is_new:
-        return
-    with Archive.open(target) as archive, archive.reader.connect() as conn:
+        return  # an empty PostgreSQL database is made an archive, as the sync makes one
+    with Archive.open(target, create_missing=True) as archive, archive.reader.connect() as conn:
         others = sorted(set(source_ids(conn, None).values()) - {SOURCE})
     if others:
         raise UsageError(
