@@ -51,6 +51,25 @@ def test_a_stale_and_a_failing_source_each_get_one_line_and_exit_1(runner, archi
     assert verdict["check"]["ok"] is False and len(verdict["check"]["problems"]) == 2
 
 
+@pytest.mark.slow  # a process
+def test_a_failed_check_whose_reader_left_still_exits_1(archive) -> None:
+    """`status --check | …` under pipefail, its reader gone (a monitoring wrapper that
+    died): the broken pipe turned the verdict into exit 0, "all well"."""
+    import os
+    import subprocess
+    import sys
+
+    _run(archive, "old@us-east-1", "succeeded", ago=timedelta(days=3))
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "status",
+                               "--check"], stdout=write, stderr=subprocess.PIPE, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, b"")
+
+
 def test_a_source_that_never_succeeded_and_an_empty_archive_are_stale(runner, archive) -> None:
     empty = invoke(runner, "--db", archive, "status", "--check")
     assert empty.exit_code == 1 and empty.stdout.startswith("stale: the archive has no source")

@@ -61,6 +61,14 @@ def stdout_gone() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def echo(text: str) -> None:
+    """A line whose reader may leave (`| head -1`): the command's exit code still tells."""
+    try:
+        typer.echo(text)
+    except BrokenPipeError:
+        stdout_gone()
+
+
 def usage(exc: Any, args: list[str]) -> int:
     """A usage error from option parsing (click's), as one line; exit 2 (or its code).
 

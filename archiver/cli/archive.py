@@ -17,6 +17,7 @@ import typer
 from archiver.cli.app import (
     app,
     db_app,
+    echo,
     guarded,
     log,
     open_archive,
@@ -475,7 +476,7 @@ def sources_list(
 def _print(data: Any, as_json: bool, lines: Iterable[str]) -> None:
     """``data`` as indented JSON (--json), or ``lines``, one each: every command's two forms."""
     for text in [json.dumps(data, indent=2, ensure_ascii=False)] if as_json else lines:
-        typer.echo(text)
+        echo(text)  # status --check's verdict stands when its reader has left
 
 
 @sources_app.command("plan")
@@ -494,8 +495,7 @@ def sources_plan(
     from archiver.guards import mask_url
     from archiver.sync import fleet
 
-    config = settings_of(ctx).config
-    if config is None:
+    if (config := settings_of(ctx).config) is None:
         raise UsageError("sources plan needs --config PATH (or ARCHIVER_CONFIG)")
     rows = [
         {"name": job.opts.source, "region": job.opts.region, "profile": job.client.profile,

@@ -14,12 +14,12 @@ import typer
 
 from archiver.cli.app import (
     app,
+    echo,
     emulator_app,
     guarded,
     log,
     say,
     settings_of,
-    stdout_gone,
     terminal_width,
 )
 from archiver.errors import UsageError
@@ -316,11 +316,8 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     stopping.install()
 
     def report(result: fleet.Result) -> None:
-        if as_json:
-            try:
-                typer.echo(json.dumps(result.to_json()))
-            except BrokenPipeError:  # its reader left (`| head -1`): stderr, the metrics
-                stdout_gone()  # and the exit code still tell every source's outcome
+        if as_json:  # a reader that leaves: stderr, metrics and exit code still tell all
+            echo(json.dumps(result.to_json()))
         if result.summary is not None:
             s = result.summary
             log.info("source %s: done in %.1fs: listed %d, new %d, changed %d; calls: "
@@ -436,8 +433,7 @@ def _refuse_a_real_archive(target: str) -> None:
     from archiver.store.archive import Archive
     from archiver.store.write import source_ids
 
-    if Archive(target).is_new:
-        return  # an empty PostgreSQL database is made an archive, as the sync makes one
+    # a new file, or an empty PostgreSQL database, is made an archive, as the sync makes one
     with Archive.open(target, create_missing=True) as archive, archive.reader.connect() as conn:
         others = sorted(set(source_ids(conn, None).values()) - {SOURCE})
     if others:

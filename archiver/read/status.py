@@ -107,10 +107,8 @@ def to_text(summary: dict[str, Any]) -> str:
             if counts := ", ".join(f"{k} {v}" for k, v in s[name].items()):
                 lines.append(f"  {name[3:]:<11} {counts}")
         for r in s["last_runs"]:
-            counts = (
-                f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "
-                f"calls: get {r['get_calls']}, list {r['list_calls']}"
-            )
+            counts = (f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "
+                      f"calls: get {r['get_calls']}, list {r['list_calls']}")  # fmt: skip
             lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
             if r["error"]:
                 lines.append(f"              error: {r['error']}")
