@@ -82,9 +82,7 @@ def parse_when(text: str, *, now_: datetime | None = None) -> datetime:
     if re.fullmatch(r"\d+(\.\d+)?", text):
         seconds = float(text)
         if seconds > 1e11:
-            raise UsageError(
-                f"{text!r} looks like epoch milliseconds; --since/--until take seconds"
-            )
+            raise UsageError(f"{text!r} looks like epoch milliseconds; give epoch seconds")
         return utc_ms(EPOCH + timedelta(seconds=seconds))
     if _SPAN.match(text):
         return utc_ms((now_ or now()) - parse_span(text))

@@ -106,7 +106,9 @@ def test_names_that_match_several_or_none_are_exit_2(runner, archive) -> None:
     # an empty name (`--service "$SVC"` with SVC unset) answered for every service
     for kind, given, says in (("service", "api", "names 2 services: srv-1, srv-2"),
                               ("service", "nope", "no service"), ("service", "", "no service"),
-                              ("namespace", "", "no namespace")):  # fmt: skip
+                              ("namespace", "", "no namespace"),
+                              ("at", "99999999999999", "--at: '99999999999999' looks like "
+                               "epoch milliseconds; give epoch seconds")):  # fmt: skip
         result = invoke(runner, "--db", archive, "instances", f"--{kind}", given)
         assert result.exit_code == 2 and says in result.stderr, result.output
         assert result.stderr.count("\n") == 1
