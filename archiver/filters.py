@@ -324,7 +324,7 @@ def _parse_shorthand(text: str) -> dict[str, Any]:
     while pos < len(text):
         if not (m := _KEY.match(text, pos)):
             raise FilterError(
-                f"--filters shorthand: expected Key=Value at {text[pos:]!r} "
+                f"--filters shorthand: expected Key=Value at {_near(text, pos)} "
                 "(e.g. Name=STATUS,Condition=IN,Values=PENDING,SUCCESS)"
             )
         key = m.group(1)
@@ -348,7 +348,7 @@ def _parse_shorthand(text: str) -> dict[str, Any]:
                 values.append(item)
         if pos < len(text):
             if text[pos] != ",":
-                raise FilterError(f"--filters shorthand: expected ',' at {text[pos:]!r}")
+                raise FilterError(f"--filters shorthand: expected ',' at {_near(text, pos)}")
             pos += 1
             if pos == len(text):
                 raise FilterError("--filters shorthand: trailing ','")
@@ -361,36 +361,38 @@ def _parse_shorthand(text: str) -> dict[str, Any]:
     return out
 
 
+def _near(text: str, pos: int) -> str:
+    """Where the parse stopped, in a few characters: never a file:// (a key, by mistake)."""
+    return repr(text[pos : pos + 20]) + ("…" if len(text) > pos + 20 else "")
+
+
 def _parse_scalar(text: str, pos: int) -> tuple[str, int]:
     if pos < len(text) and text[pos] in "'\"":
         quote = text[pos]
         end = text.find(quote, pos + 1)
         if end < 0:
-            raise FilterError(f"--filters shorthand: unbalanced {quote} in {text[pos:]!r}")
+            raise FilterError(f"--filters shorthand: unbalanced {quote} at {_near(text, pos)}")
         return text[pos + 1 : end], end + 1
     end = pos
     while end < len(text) and text[end] not in ",[]":
         end += 1
     if end < len(text) and text[end] in "[]":
-        raise FilterError(f"--filters shorthand: unexpected {text[end]!r} in {text!r}")
+        raise FilterError(f"--filters shorthand: unexpected {_near(text, end)}")
     return text[pos:end].strip(), end
 
 
-def _parse_bracketed(text: str, pos: int) -> tuple[list[str], int]:
-    pos += 1  # past '['
+def _parse_bracketed(text: str, start: int) -> tuple[list[str], int]:
+    pos = start + 1  # past '['
     values: list[str] = []
     if text[pos : pos + 1] == "]":
         return values, pos + 1
-    while True:
-        if pos >= len(text):
-            raise FilterError(f"--filters shorthand: unbalanced '[' in {text!r}")
+    while pos < len(text):
         item, pos = _parse_scalar_in_list(text, pos)
         values.append(item)
-        if pos >= len(text):
-            raise FilterError(f"--filters shorthand: unbalanced '[' in {text!r}")
-        if text[pos] == "]":
+        if text[pos : pos + 1] == "]":
             return values, pos + 1
         pos += 1  # ','
+    raise FilterError(f"--filters shorthand: unbalanced '[' at {_near(text, start)}")
 
 
 def _parse_scalar_in_list(text: str, pos: int) -> tuple[str, int]:
@@ -399,6 +401,6 @@ def _parse_scalar_in_list(text: str, pos: int) -> tuple[str, int]:
     end = pos
     while end < len(text) and text[end] not in ",]":
         if text[end] == "[":
-            raise FilterError(f"--filters shorthand: nested '[' in {text!r}")
+            raise FilterError(f"--filters shorthand: nested '[' at {_near(text, end)}")
         end += 1
     return text[pos:end].strip(), end

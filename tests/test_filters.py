@@ -266,6 +266,20 @@ def test_malformed_input_is_one_clear_error(text, says) -> None:
     assert "\n" not in message
 
 
+def test_a_file_that_is_no_filter_is_quoted_a_few_characters_not_whole(tmp_path) -> None:
+    # `--filters file://id_rsa` by mistake: the error line (shipped to a log) names where
+    # the parse stopped, never the key
+    key = tmp_path / "id_rsa"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n" * 50)
+    message = err(f"file://{key}")
+    assert "expected Key=Value at '-----BEGIN OPENSSH P'…" in message, message
+    assert "b3Blbn" not in message and len(message) < 200
+    for text, says in (("Name=STATUS,Values=[FAIL,SUCCESS" + ",X" * 500, "unbalanced '[' at '[FAIL"),
+                       ("Name=STATUS,Values=FAIL]" + "x" * 500, "unexpected ']xxx"),
+                       ("Name=STATUS,Values=[a,[b]" + "x" * 500, "nested '[' at '[b]x")):  # fmt: skip
+        assert says in (message := err(text)) and len(message) < 200, message
+
+
 def test_to_request_round_trips_through_json_and_shorthand() -> None:
     fs = parse(
         [
