@@ -507,6 +507,20 @@ def test_a_closed_stdout_or_stderr_is_like_dev_null(tmp_path) -> None:
     assert closed(2, "--db", str(tmp_path / "none.db"), "status").returncode == 2  # still told
 
 
+@pytest.mark.slow  # processes
+def test_a_full_disk_is_told_in_the_systems_words_exit_1(archive) -> None:
+    """`archiver query -o json > out.json` on a full disk said "unexpected OSError", as
+    if the tool had a bug; /dev/full answers every write with ENOSPC, as that disk does."""
+    fill(archive, [op(i) for i in range(3)])
+    for args in (("query", "-o", "json"), ("export",), ("status", "--json")):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, *args],
+                                  stdout=full, stderr=subprocess.PIPE, timeout=60)  # fmt: skip
+        assert done.returncode == 1 and done.stderr.decode() == (
+            "error: [Errno 28] No space left on device (run with -v for details)\n"
+        )
+
+
 @pytest.mark.slow  # a process
 def test_a_fleet_whose_json_reader_leaves_still_tells_its_failure(tmp_path) -> None:
     """`sync --all --json | head -1` (or a log shipper that dies): the first source's

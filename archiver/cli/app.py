@@ -50,9 +50,10 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
     if isinstance(exc, ArchiverError):
         say(str(exc), log_format, trace=trace)
         return exc.exit_code
-    # The last line of defence: an error nobody translated is still one line.
-    say(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with -v for details)",
-        log_format, trace=trace)  # fmt: skip
+    # The last line of defence: an error nobody translated is still one line. The OS's
+    # (a full disk, a lost mount) is told in its own words: no surprise, nor a bug.
+    kind = "" if isinstance(exc, OSError) else f"unexpected {type(exc).__name__}: "
+    say(f"{kind}{first_line(exc)} (run with -v for details)", log_format, trace=trace)
     return 1
 
 
@@ -89,8 +90,7 @@ def say(message: str, log_format: str, *, trace: str | None = None,
         sys.stderr.write(redact(trace))
     message = redact(message) if log_format == "json" else printable(redact(message))
     line = error_line(message, log_format, trace=redact(trace) if trace else None, source=source)
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    print(line, file=sys.stderr, flush=True)
 
 
 def hoisted(root: Any, words: list[str]) -> list[str]:
