@@ -180,6 +180,41 @@ regions = ["us-east-1", "eu-west-1"]
     assert got == {name: ids for name, ids in want.items() if name != busy}
 
 
+def test_an_account_whose_role_is_refused_is_a_failed_run_that_status_check_sees(
+    runner, tmp_path, moto_url, monkeypatch
+) -> None:
+    """An organization's account whose role cannot be assumed (a new account without
+    it; here STS does not answer) failed every night before its run began: nothing in
+    the archive, so the README's morning `status --check` and the metrics were silent
+    while the account went unarchived. The role is assumed at the run's first call now,
+    and its refusal is the source's failed run."""
+    import socket
+
+    from tests.conftest import invoke
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{s.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", moto_url)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    org = boto3.client("organizations", endpoint_url=moto_url, region_name="us-east-1")
+    org.create_organization(FeatureSet="ALL")
+    org.create_account(AccountName="new", Email="new@example.invalid")
+    names = [f"{a['Id']}@us-east-1" for a in org.list_accounts()["Accounts"]]
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'db = "archive.db"\n[defaults]\nendpoint_url = "{moto_url}"\n'
+                      '[[organization]]\nrole_name = "ArchiverRead"\nregions = ["us-east-1"]\n')  # fmt: skip
+    prom = tmp_path / "archiver.prom"
+    done = invoke(runner, "--config", str(config), "sync", "--all", "--metrics-file", str(prom))
+    assert done.exit_code == 1 and done.stderr.count("AssumeRole failed") == 2, done.output
+    check = invoke(runner, "--config", str(config), "status", "--check")
+    assert check.exit_code == 1, check.output
+    for name in names:
+        assert f"failing: source {name}: its latest run" in check.stdout, check.output
+        assert f'archiver_sync_last_run_outcome{{outcome="failed",source="{name}"}} 1.0' in (
+            prom.read_text())  # fmt: skip
+
+
 def test_an_include_that_names_no_active_account_says_so(runner, tmp_path, moto_url,
                                                           monkeypatch) -> None:  # fmt: skip
     """An [[organization]]'s include with a mistyped account id (11 digits) synced

@@ -163,9 +163,10 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
 
 
 def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> None:
-    """From now on the session's calls are the role's: credentials from STS AssumeRole,
-    which botocore refreshes before they expire (a run may outlast an hour)."""
-    from botocore.credentials import RefreshableCredentials
+    """From now on the session's calls are the role's: STS AssumeRole's credentials,
+    fetched at the run's first call (a refused role is a failed run, which `status
+    --check` sees) and refreshed by botocore before they expire (a run may outlast an hour)."""
+    from botocore.credentials import DeferredRefreshableCredentials
 
     sts = boto3_session.client("sts", region_name=region)  # AWS_ENDPOINT_URL_STS applies
     extra = {"ExternalId": settings.external_id} if settings.external_id else {}
@@ -178,8 +179,7 @@ def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> N
         return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
                 "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}  # fmt: skip
 
-    credentials = RefreshableCredentials.create_from_metadata(
-        metadata=fetch(), refresh_using=fetch, method="assume-role")  # fmt: skip
+    credentials = DeferredRefreshableCredentials(refresh_using=fetch, method="assume-role")
     boto3_session._session._credentials = credentials  # the session's own, for every client
 
 
