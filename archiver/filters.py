@@ -362,7 +362,7 @@ def _parse_shorthand(text: str) -> dict[str, Any]:
 
 
 def _near(text: str, pos: int) -> str:
-    """Where the parse stopped, in a few characters: never a file:// (a key, by mistake)."""
+    """A few characters where the parse stopped: never the rest of a file, which may be a key."""
     return repr(text[pos : pos + 20]) + ("…" if len(text) > pos + 20 else "")
 
 
