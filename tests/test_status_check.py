@@ -11,7 +11,7 @@ from sqlalchemy import update
 from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.store.models import SyncRun
-from archiver.timeutil import now
+from archiver.timeutil import EPOCH, now
 from tests.conftest import invoke
 from tests.helpers import fill, op
 
@@ -22,6 +22,8 @@ def _run(archive: str, source: str, outcome: str, *, ago: timedelta, error: str 
         run_id = store.start_run(conn, sid, since=None, until=None)
         store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now() - ago)
         conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(started_at=now() - ago))
+        if outcome == "succeeded":  # as a real run does: the archive holds up to its start
+            store.advance_watermark(conn, sid, (EPOCH, now() - ago))
 
 
 def test_fresh_sources_pass_silently(runner, archive) -> None:
@@ -68,6 +70,26 @@ def test_a_failed_check_whose_reader_left_still_exits_1(archive) -> None:
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, b"")
+
+
+@pytest.mark.slow  # syncs from an emulator
+def test_runs_that_succeed_but_read_nothing_new_are_stale(runner, archive) -> None:
+    """A backfill's `--until 30d` left in the cron line (or `until` in a config): each
+    night's run read nothing, said so in a warning, and succeeded, so the check stayed
+    green while the archive stopped a month ago and the service forgot what followed."""
+    from archiver.emulator import Emulator
+    from tests.helpers import cli_sync
+
+    with Emulator(seed_operations=50, days=60, seed=3) as emu:
+        for _ in range(2):
+            assert cli_sync(runner, archive, emu.url, "--until", "30d").exit_code == 0
+        result = invoke(runner, "--db", archive, "status", "--check")
+        assert result.exit_code == 1 and result.stdout.startswith(
+            "stale: source default@us-east-1: its runs succeed, but its watermark "
+        ), result.output
+        assert "is older than 26h (an --until?)\n" in result.stdout
+        assert cli_sync(runner, archive, emu.url).exit_code == 0  # the cron line mended
+    assert invoke(runner, "--db", archive, "status", "--check").exit_code == 0
 
 
 def test_a_source_that_never_succeeded_and_an_empty_archive_are_stale(runner, archive) -> None:

@@ -129,19 +129,20 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
     if not held and not problems:
         return ["stale: the archive has no source; no sync has run"]
     for s in summary["sources"]:
-        runs = s["last_runs"]
-        finished = [r for r in runs if r["outcome"] != "running"]
-        latest = finished[0] if finished else None
+        latest = next((r for r in s["last_runs"] if r["outcome"] != "running"), None)  # finished
         if latest and latest["outcome"] in ("failed", "interrupted", "abandoned"):
             why = f": {latest['error']}" if latest.get("error") else ""
             problems.append(f"failing: source {s['source']}: its latest run "
                             f"({latest['started_at']}) {latest['outcome']}{why}")  # fmt: skip
-        ok = s["last_success"]
+        ok, mark = s["last_success"], s["watermark"]
         if ok is None:
             problems.append(f"stale: source {s['source']}: no successful sync yet")
         elif now - parse_iso(ok) > max_age:
             problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
                             f"older than {span_text(max_age)}")  # fmt: skip
+        elif mark is None or now - parse_iso(mark) > max_age:  # runs that read nothing new
+            problems.append(f"stale: source {s['source']}: its runs succeed, but its watermark "
+                            f"{mark} is older than {span_text(max_age)} (an --until?)")  # fmt: skip
     return [guards.printable(p) for p in problems]  # one line each, whatever a server said
 
 
@@ -238,14 +239,12 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     with archive.reader.connect() as conn:
         for sid, name in store.source_ids(conn, None).items():
             r = next(iter(store.latest_runs(conn, sid)), None)
-            ok = store.last_success(conn, sid)
-            mark = store.watermark(conn, sid)
             for kind, n in store.incomplete_counts(conn, sid).items():
                 g[f"operations_{kind}"].labels(name).set(n)
-            if ok is not None:
-                g["sync_last_success_timestamp_seconds"].labels(name).set(ok.timestamp())
-            if mark is not None:
-                g["sync_watermark_timestamp_seconds"].labels(name).set(mark.timestamp())
+            for gauge_name, at in (("sync_last_success", store.last_success(conn, sid)),
+                                   ("sync_watermark", store.watermark(conn, sid))):  # fmt: skip
+                if at is not None:
+                    g[f"{gauge_name}_timestamp_seconds"].labels(name).set(at.timestamp())
             if name in retries:
                 g["sync_last_run_retries"].labels(name).set(retries[name])
             if r is None:
