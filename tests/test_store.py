@@ -129,3 +129,24 @@ def test_a_writer_waits_minutes_for_the_lock_not_seconds(archive, monkeypatch) -
             handle.writer.connect().begin()
         assert time.monotonic() - began >= 1.4
     holder.close()
+
+
+@pytest.mark.engine_free  # SQLite file names
+@pytest.mark.parametrize("name", ["a?b.db", "a%20b.db", "a#b.db"])
+def test_a_path_is_the_files_name_never_a_url(runner, tmp_path, monkeypatch, name) -> None:
+    """`--db 'a?b.db'` made the archive `a` (the rest was read as a URL's query), and
+    `--db 'a%20b.db'` made `a b.db`; the reader that may not write opens the file by a
+    URI, where the same characters must be escaped."""
+    from sqlalchemy import create_engine, text
+
+    from archiver.store import db
+    from tests.conftest import invoke
+    from tests.helpers import fill
+
+    monkeypatch.chdir(tmp_path)
+    assert invoke(runner, "--db", name, "db", "upgrade").exit_code == 0
+    fill(name, [op(1), op(2)])
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("lock")) == [name]
+    assert invoke(runner, "--db", name, "query", "-o", "count").stdout == "2\n"
+    with create_engine(db._read_only_url(tmp_path / name)).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM operations")).scalar() == 2

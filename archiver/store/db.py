@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -53,9 +54,8 @@ def known_revisions() -> dict[str, str | None]:
     for script in files("archiver.migrations").joinpath("versions").iterdir():
         if script.name.endswith(".py") and not script.name.startswith("__"):
             text_ = script.read_text(encoding="utf-8")
-            rev = _REVISION.search(text_)
-            down = _DOWN_REVISION.search(text_)
-            if rev:
+            if rev := _REVISION.search(text_):
+                down = _DOWN_REVISION.search(text_)
                 revisions[rev.group(1)] = down.group(1) if down else None
     return revisions
 
@@ -97,8 +97,9 @@ def url_of(db: str) -> URL:
     SQLite database in memory is refused: it would vanish with the command."""
     if not db.strip():  # not the working directory
         raise UsageError("the archive's name is empty (--db or ARCHIVER_DB)")
-    try:
-        url = make_url(db if "://" in db else f"sqlite:///{Path(db).expanduser().absolute()}")
+    try:  # a path is never parsed as a URL: `a?b.db` and `a%20b.db` are files' names
+        url = make_url(db) if "://" in db else URL.create(
+            "sqlite", database=str(Path(db).expanduser().absolute()))  # fmt: skip
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UsageError(f"{mask_url(db)!r} is not a database URL or path") from None
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
@@ -151,8 +152,8 @@ def _read_only_url(path: Path) -> Any:
     it ``immutable`` (SQLite's own advice for read-only WAL databases), creating nothing.
     """
     shm = path.with_name(path.name + "-shm")
-    query = "mode=ro" if shm.exists() else "mode=ro&immutable=1"
-    return make_url(f"sqlite:///file:{path}?{query}&uri=true")
+    query = {"mode": "ro", "uri": "true", **({} if shm.exists() else {"immutable": "1"})}
+    return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
 
 
 def write_problem(db: str) -> str | None:
