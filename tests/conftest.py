@@ -33,13 +33,6 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (pyproject.toml's addopts) is two workers a CPU: most tests wait on
-    emulated latency, retry backoff or a subprocess, so with a worker a CPU the cores
-    sat idle much of the run (README, "Development", has the figures)."""
-    return 2 * len(os.sched_getaffinity(0))
-
-
 def on_postgres() -> bool:
     return bool(PG_URL)
 
