@@ -16,18 +16,23 @@ from tests.conftest import invoke
 from tests.helpers import fill, op
 
 
-def _run(archive: str, source: str, outcome: str, *, ago: timedelta, error: str | None = None):
+def _run(archive: str, source: str, outcome: str, *, ago: timedelta, error: str | None = None,
+         took: timedelta = timedelta(0)):  # fmt: skip
     with Archive(archive) as handle, handle.writer.begin() as conn:
         sid = store.ensure_source(conn, source)
         run_id = store.start_run(conn, sid, since=None, until=None)
         store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now() - ago)
-        conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(started_at=now() - ago))
+        started = now() - ago - took
+        conn.execute(update(SyncRun).where(SyncRun.id == run_id).values(started_at=started))
         if outcome == "succeeded":  # as a real run does: the archive holds up to its start
-            store.advance_watermark(conn, sid, (EPOCH, now() - ago))
+            store.advance_watermark(conn, sid, (EPOCH, started))
 
 
 def test_fresh_sources_pass_silently(runner, archive) -> None:
     _run(archive, "prod@eu-west-1", "succeeded", ago=timedelta(hours=3))
+    # a long run reads up to its start: 25 h after it ended its watermark is 28 h old,
+    # and the archive holds all that run could read
+    _run(archive, "big@eu-west-1", "succeeded", ago=timedelta(hours=25), took=timedelta(hours=3))
     result = invoke(runner, "--db", archive, "status", "--check")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
 
@@ -85,9 +90,9 @@ def test_runs_that_succeed_but_read_nothing_new_are_stale(runner, archive) -> No
             assert cli_sync(runner, archive, emu.url, "--until", "30d").exit_code == 0
         result = invoke(runner, "--db", archive, "status", "--check")
         assert result.exit_code == 1 and result.stdout.startswith(
-            "stale: source default@us-east-1: its runs succeed, but its watermark "
+            "stale: source default@us-east-1: its last successful sync ("
         ), result.output
-        assert "is older than 26h (an --until?)\n" in result.stdout
+        assert "more than 26h behind (an --until?)\n" in result.stdout
         assert cli_sync(runner, archive, emu.url).exit_code == 0  # the cron line mended
     assert invoke(runner, "--db", archive, "status", "--check").exit_code == 0
 

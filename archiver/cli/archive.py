@@ -579,9 +579,9 @@ def status(
     """Per source: watermark, last runs and their counts, archive totals by status and type.
 
     With --check, a verdict for cron and alerting instead: silent and exit 0 when
-    every source's last successful sync and its watermark are younger than
-    --max-age, its latest run did not fail and (with --max-fail-rate) its operations
-    do not fail more than that; otherwise one line per problem, exit 1.
+    every source's last successful sync is younger than --max-age (its watermark no
+    more than that behind it), its latest run did not fail and (with --max-fail-rate)
+    its operations do not fail more than that; otherwise one line per problem, exit 1.
 
     \b
     Examples:

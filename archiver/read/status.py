@@ -63,9 +63,8 @@ def _live_holder(holder: str | None) -> str | None:
     import socket
 
     host, _, pid = holder.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not guards.pid_alive(int(pid)):
-        return None
-    return holder
+    gone = host == socket.gethostname() and pid.isdigit() and not guards.pid_alive(int(pid))
+    return None if gone else holder
 
 
 def _iso(value: Any) -> str | None:
@@ -140,9 +139,10 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
         elif now - parse_iso(ok) > max_age:
             problems.append(f"stale: source {s['source']}: last successful sync {ok}, "
                             f"older than {span_text(max_age)}")  # fmt: skip
-        elif mark is None or now - parse_iso(mark) > max_age:  # runs that read nothing new
-            problems.append(f"stale: source {s['source']}: its runs succeed, but its watermark "
-                            f"{mark} is older than {span_text(max_age)} (an --until?)")  # fmt: skip
+        elif mark is None or parse_iso(ok) - parse_iso(mark) > max_age:  # read nothing new
+            problems.append(f"stale: source {s['source']}: its last successful sync ({ok}) "
+                            f"left its watermark at {mark}, more than {span_text(max_age)} "
+                            "behind (an --until?)")  # fmt: skip
     return [guards.printable(p) for p in problems]  # one line each, whatever a server said
 
 
