@@ -236,6 +236,43 @@ def test_an_include_that_names_no_active_account_says_so(runner, tmp_path, moto_
                               "synced\n")  # fmt: skip
 
 
+def test_a_profiles_role_that_sts_refuses_is_one_line_exit_1(runner, tmp_path, moto_url,
+                                                              monkeypatch) -> None:  # fmt: skip
+    """A profile with role_arn whose role the caller may not assume (moto enforcing IAM,
+    as AWS does): botocore's ClientError got past the client's translation and was
+    printed as "ClientError: An error occurred (AccessDenied) …" by the fleet, the one
+    error of this edge not told as the project's own."""
+    from tests.conftest import invoke
+
+    iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
+    iam.create_user(UserName="archiver")  # no policy: sts:AssumeRole is denied
+    key = iam.create_access_key(UserName="archiver")["AccessKey"]
+    (tmp_path / "config").write_text("[profile r]\nregion = us-east-1\nsource_profile = base\n"
+                                     "role_arn = arn:aws:iam::123456789012:role/ArchiverRead\n")  # fmt: skip
+    (tmp_path / "credentials").write_text(f"[base]\naws_access_key_id = {key['AccessKeyId']}\n"
+                                          f"aws_secret_access_key = {key['SecretAccessKey']}\n")  # fmt: skip
+    for name, value in (("AWS_CONFIG_FILE", "config"), ("AWS_SHARED_CREDENTIALS_FILE",
+                                                         "credentials")):  # fmt: skip
+        monkeypatch.setenv(name, str(tmp_path / value))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_url)
+
+    def checks_iam(count: bytes) -> None:  # moto's setting is its process's, not its server's
+        urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset-auth",
+                               data=count, headers={"Content-Type": "text/plain"}))  # fmt: skip
+
+    checks_iam(b"0")  # from the next call on, IAM policies apply
+    try:
+        result = invoke(runner, "--db", str(tmp_path / "a.db"), "sync", "--profile", "r",
+                        "--endpoint-url", moto_url)  # fmt: skip
+    finally:
+        checks_iam(b"inf")  # the tests after this one in this process run without IAM
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: AssumeRole for profile 'r' failed: AccessDenied: ")
+    assert result.stderr.count("\n") == 1 and "ClientError" not in result.stderr
+
+
 def test_an_assumed_role_is_fetched_again_when_it_expires_mid_run(moto_url, monkeypatch) -> None:
     """role_arn: the client's credentials are STS AssumeRole's, and botocore fetches
     new ones (through the sync's own refresh) once they expire, so a run longer than

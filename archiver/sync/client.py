@@ -93,7 +93,7 @@ def _check_credentials(boto3_session: Any) -> None:
     missing ones are bad input before the archive is touched (a new archive file was
     made, then the run said "no AWS credentials"), and an SSO profile whose token is
     missing or expired says what fixes it (it said "Error loading SSO Token", exit 1)."""
-    from botocore.exceptions import BotoCoreError, SSOError, SSOTokenLoadError, TokenRetrievalError
+    from botocore import exceptions as bx
 
     name = boto3_session.profile_name  # the one botocore read: --profile, AWS_PROFILE, …
     try:
@@ -101,13 +101,16 @@ def _check_credentials(boto3_session: Any) -> None:
         if credentials is None:
             raise UsageError(_CREDENTIALS)
         credentials.get_frozen_credentials()
-    except (SSOTokenLoadError, SSOError, TokenRetrievalError) as exc:
+    except (bx.SSOTokenLoadError, bx.SSOError, bx.TokenRetrievalError) as exc:
         raise UsageError(
             f"the AWS SSO session of profile {name!r} is missing or expired "
             f"({first_line(exc)}): run `aws sso login --profile {name}`"
         ) from None
-    except BotoCoreError as exc:  # a credential_process that fails, a source_profile gone
+    except bx.BotoCoreError as exc:  # a credential_process that fails, a source_profile gone
         raise UsageError(f"no AWS credentials from profile {name!r}: {first_line(exc)}") from None
+    except bx.ClientError as exc:  # STS refused the profile's role: the service's answer
+        with translated(f"{exc.operation_name} for profile {name!r}"):
+            raise
 
 
 def make_client(settings: ClientSettings, *, pool_size: int = 10,
@@ -316,11 +319,9 @@ def list_operations(
     params = {"Filters": window_filter(start, end, unit), "MaxResults": PAGE_SIZE}
     for answer in _paged("ListOperations", client.list_operations, params, token=token,
                          limit=limit):  # fmt: skip
-        yield Page(
-            [(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
-            answer.get("NextToken"),
-            answer.get("ResponseMetadata", {}).get("RetryAttempts", 0),
-        )
+        yield Page([(o["Id"], o["Status"]) for o in answer.get("Operations", [])],
+                   answer.get("NextToken"),
+                   answer.get("ResponseMetadata", {}).get("RetryAttempts", 0))  # fmt: skip
 
 
 def list_catalog(
@@ -346,10 +347,10 @@ def list_catalog(
         params["Filters"] = [{"Name": "NAMESPACE_ID", "Condition": "EQ",
                               "Values": [namespace.arn or namespace.id]}]  # fmt: skip
     found: dict[str, Listed] = {}
+    home = namespace.id if namespace else None
     for answer in _paged(call, send, params, limit=limit):
         for item in answer.get(key, []):
             if item.get("Id") and item.get("Name") is not None:
-                home = namespace.id if namespace else None
                 found[item["Id"]] = Listed.from_api(item, namespace_id=home)
     return list(found.values())
 
@@ -381,9 +382,7 @@ def get_operation(
     with translated("GetOperation"):
         try:
             answer = client.get_operation(**params)
-        except client.exceptions.OperationNotFound:
-            return None, 0
-        except client.exceptions.ClientError as exc:
+        except client.exceptions.ClientError as exc:  # OperationNotFound (G2) is a 4xx too
             if not _unreadable(exc.response):
                 raise
             return None, 0
