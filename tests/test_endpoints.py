@@ -57,6 +57,19 @@ def test_a_profiles_endpoint_url_is_used(monkeypatch, tmp_path) -> None:
     assert _endpoint(profile="everywhere") == "http://127.0.0.1:5555"
 
 
+def test_a_configured_endpoint_that_is_no_url_is_bad_input(runner, tmp_path, monkeypatch) -> None:
+    """AWS_ENDPOINT_URL=localhost:8765 (no scheme) was botocore's "ValueError: Invalid
+    endpoint", exit 1, naming neither the variable nor a fix; --endpoint-url is checked
+    before, so the variables and the profile's endpoint_url are what is left."""
+    from tests.conftest import invoke
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:8765")
+    result = invoke(runner, "--db", str(tmp_path / "a.db"), "sync", "--region", "us-east-1")
+    assert (result.exit_code, result.stderr) == (2, "error: Invalid endpoint: localhost:8765 "
+        "(AWS_ENDPOINT_URL_SERVICEDISCOVERY, AWS_ENDPOINT_URL or the profile's endpoint_url)\n")  # fmt: skip
+    assert not (tmp_path / "a.db").exists()
+
+
 @pytest.mark.parametrize(
     "resolved",
     [

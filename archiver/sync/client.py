@@ -161,6 +161,9 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
         )
     except InvalidRegionError:
         raise UsageError(f"{region!r} is not a valid AWS region name") from None
+    except ValueError as exc:  # a configured endpoint_url (--endpoint-url is checked before)
+        raise UsageError(f"{redact(first_line(exc))} (AWS_ENDPOINT_URL_SERVICEDISCOVERY, "
+                         "AWS_ENDPOINT_URL or the profile's endpoint_url)") from None  # fmt: skip
     wire.install(client, call_timeout=settings.call_timeout)
     return client  # type: ignore[no-any-return]
 
