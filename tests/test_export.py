@@ -161,6 +161,26 @@ def test_manifest_matches_the_file(runner, filled, tmp_path) -> None:
     assert manifest["formula_guard"] is True
 
 
+@pytest.mark.slow  # a process on a pseudo-terminal
+def test_gzip_to_a_terminal_is_refused_and_to_a_pipe_is_written(filled) -> None:
+    """`archiver export --gzip` typed at a shell poured compressed bytes onto the
+    terminal, where any of them may be a control sequence; gzip itself refuses."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "archiver", "--db", filled, "export",
+                               "--gzip"], stdout=follower, stderr=subprocess.PIPE, timeout=60)  # fmt: skip
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert (done.returncode, done.stderr) == (2, b"error: --gzip writes binary: give --out PATH, "
+                                              b"or send stdout to a file or pipe\n")  # fmt: skip
+    piped = subprocess.run([sys.executable, "-m", "archiver", "--db", filled, "export", "--gzip"],
+                           capture_output=True, timeout=60)  # fmt: skip
+    assert piped.returncode == 0 and gzip.decompress(piped.stdout).startswith(HEADER.encode())
+
+
 def test_gzip_decompresses_to_the_same_csv(runner, filled, tmp_path) -> None:
     plain, packed, implied = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv.gz"
     assert invoke(runner, "--db", filled, "export", "--out", str(plain)).exit_code == 0

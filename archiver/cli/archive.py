@@ -25,6 +25,7 @@ from archiver.cli.app import (
     sources_app,
     terminal_width,
 )
+from archiver.errors import UsageError
 from archiver.read import OrderBy, Output
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ def selection_of(
     """The options as a ``Selection``, checked before the archive is read (exit 2): a bad
     filter writes nothing. A TYPE or STATUS the model does not list is checked against
     what the archive holds."""
-    from archiver.errors import UsageError
     from archiver.filters import from_command_line
     from archiver.read.query import Selection, stored_values
     from archiver.timeutil import named, now, parse_when
@@ -199,7 +199,6 @@ def instances(
     Example:
       archiver instances --service checkout --at 2026-11-30T12:00:00Z
     """
-    from archiver.errors import UsageError
     from archiver.read import outputs, query
     from archiver.timeutil import named, now, parse_when
 
@@ -233,7 +232,6 @@ def web(
     Example:
       archiver --db archive.db web --open
     """
-    from archiver.errors import UsageError
     from archiver.read.web import app as web_app
     from archiver.store.db import sqlite_path
 
@@ -301,7 +299,6 @@ def export(
       archiver export --filters Name=STATUS,Values=FAIL --out failures.csv.gz
     """
     from archiver import guards
-    from archiver.errors import UsageError
     from archiver.read import outputs
 
     if include_incomplete and history:
@@ -310,6 +307,8 @@ def export(
                              ascending=True,  # oldest first
                              include_incomplete=include_incomplete)  # fmt: skip
     compress = gzip or (out is not None and guards.named_gz(out))  # --gzip, or --out x.gz
+    if compress and out is None and sys.stdout.isatty():  # as gzip: no binary to a terminal
+        raise UsageError("--gzip writes binary: give --out PATH, or send stdout to a file or pipe")
     with open_archive(ctx) as archive:
         sys.stdout.flush()
         result = outputs.export(archive, selection, out, stdout=sys.stdout.buffer,
@@ -376,8 +375,6 @@ YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask (required wit
 
 def _confirm(yes: bool, action: str, consequence: str) -> None:
     """Ask on a terminal; without one (cron, a pipe), refuse unless --yes (exit 2)."""
-    from archiver.errors import UsageError
-
     if yes:
         return
     if not sys.stdin.isatty():
@@ -491,7 +488,6 @@ def sources_plan(
     Example:
       archiver --config /etc/archiver/fleet.toml sources plan
     """
-    from archiver.errors import UsageError
     from archiver.guards import mask_url
     from archiver.sync import fleet
 
@@ -588,7 +584,6 @@ def status(
       archiver --db /var/lib/archiver/archive.db status --check --max-age 26h
       archiver --db archive.db status --check --max-fail-rate 0.5 --fail-window 1h
     """
-    from archiver.errors import UsageError
     from archiver.read import status as state  # this function is named status
     from archiver.timeutil import named, parse_span
 
