@@ -27,7 +27,7 @@ from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
 from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
 from archiver.sync import wire
-from archiver.sync.options import ClientSettings, resolve_region, session
+from archiver.sync.options import ClientSettings, check_endpoint, resolve_region, session
 from archiver.timeutil import to_epoch_ms
 
 if TYPE_CHECKING:  # the stubs' client: the calls and their arguments, checked by mypy
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the stubs' client: the calls and their arguments, checked b
 PAGE_SIZE = 100  # P1: the most the service gives per page
 
 _CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
+_CONFIGURED = "AWS_ENDPOINT_URL_SERVICEDISCOVERY, AWS_ENDPOINT_URL or the profile's endpoint_url"
 
 
 @contextlib.contextmanager
@@ -162,8 +163,8 @@ def make_client(settings: ClientSettings, *, pool_size: int = 10,
     except InvalidRegionError:
         raise UsageError(f"{region!r} is not a valid AWS region name") from None
     except ValueError as exc:  # a configured endpoint_url (--endpoint-url is checked before)
-        raise UsageError(f"{redact(first_line(exc))} (AWS_ENDPOINT_URL_SERVICEDISCOVERY, "
-                         "AWS_ENDPOINT_URL or the profile's endpoint_url)") from None  # fmt: skip
+        raise UsageError(f"{_CONFIGURED}: {redact(first_line(exc))}") from None
+    check_endpoint(_CONFIGURED, client.meta.endpoint_url)  # one botocore took: ftp://…
     wire.install(client, call_timeout=settings.call_timeout)
     return client  # type: ignore[no-any-return]
 

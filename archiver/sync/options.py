@@ -154,7 +154,7 @@ def build(
         return context + flag(name, key=key)
 
     if v["endpoint_url"]:
-        _check_endpoint(where("endpoint_url"), v["endpoint_url"])
+        check_endpoint(where("endpoint_url"), v["endpoint_url"])
     started = started or now()
 
     def when(text: str) -> datetime:
@@ -185,9 +185,9 @@ def build(
     return opts, client
 
 
-def _check_endpoint(name: str, url: str) -> None:
+def check_endpoint(name: str, url: str) -> None:
     """botocore refuses a malformed endpoint only when the client is made, as a ValueError
-    that says neither which option nor which source, after the archive is opened."""
+    that says neither which option nor which source; one it takes (ftp://) fails later."""
     try:
         parts = urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
