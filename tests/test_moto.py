@@ -188,13 +188,9 @@ def test_an_account_whose_role_is_refused_is_a_failed_run_that_status_check_sees
     the archive, so the README's morning `status --check` and the metrics were silent
     while the account went unarchived. The role is assumed at the run's first call now,
     and its refusal is the source's failed run."""
-    import socket
-
     from tests.conftest import invoke
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{s.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{_free_port()}")  # no one there
     monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", moto_url)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     org = boto3.client("organizations", endpoint_url=moto_url, region_name="us-east-1")
