@@ -141,8 +141,8 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
                             f"older than {span_text(max_age)}")  # fmt: skip
         elif mark is None or parse_iso(ok) - parse_iso(mark) > max_age:  # read nothing new
             problems.append(f"stale: source {s['source']}: its last successful sync ({ok}) "
-                            f"left its watermark at {mark}, more than {span_text(max_age)} "
-                            "behind (an --until?)")  # fmt: skip
+                            f"left its watermark at {mark or 'none'}, more than "
+                            f"{span_text(max_age)} behind (an --until?)")  # fmt: skip
     return [guards.printable(p) for p in problems]  # one line each, whatever a server said
 
 
