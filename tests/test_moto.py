@@ -289,3 +289,54 @@ def test_an_assumed_role_is_fetched_again_when_it_expires_mid_run(moto_url, monk
     credentials._expiry_time = datetime.now(UTC) - timedelta(seconds=1)  # the session ended
     client.list_operations()
     assert credentials.get_frozen_credentials().access_key != first  # fetched again
+
+
+def test_a_refused_role_is_asked_for_once_by_the_runs_first_calls(monkeypatch) -> None:
+    """The role is fetched at the first call, and a run's first calls start together
+    (the unit check and the two listings): each asked STS again once the one before
+    was refused, so a stalled STS held a run three times its retries (9 min, not 3)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from archiver.errors import WorkFailed
+    from archiver.sync.client import make_client
+    from archiver.sync.options import ClientSettings
+
+    refusal = (b'<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>'
+               b"not authorized to perform: sts:AssumeRole</Message></Error></ErrorResponse>")  # fmt: skip
+    asked: list[str] = []
+
+    class Sts(BaseHTTPRequestHandler):  # STS's query protocol, as a refusing STS answers
+        def do_POST(self) -> None:
+            asked.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(refusal)))
+            self.end_headers()
+            self.wfile.write(refusal)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Sts) as sts:
+        threading.Thread(target=sts.serve_forever, daemon=True).start()
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{sts.server_port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        client = make_client(ClientSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9",
+                                            role_arn="arn:aws:iam::123456789012:role/R"))  # fmt: skip
+        errors: list[BaseException] = []
+
+        def first_call() -> None:
+            try:
+                client.list_operations()
+            except BaseException as exc:  # what each of the run's first calls gets
+                errors.append(exc)
+
+        callers = [threading.Thread(target=first_call) for _ in range(3)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(60)
+        sts.shutdown()
+    assert len(errors) == 3 and all(isinstance(e, WorkFailed) for e in errors), errors
+    assert "AssumeRole failed: AccessDenied" in str(errors[0])
+    assert len(asked) == 1 and "Action=AssumeRole" in asked[0], asked

@@ -178,10 +178,19 @@ def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> N
     sts = boto3_session.client("sts", region_name=region)  # AWS_ENDPOINT_URL_STS applies
     extra = {"ExternalId": settings.external_id} if settings.external_id else {}
 
+    first: list[WorkFailed | None] = []  # how the first fetch ended (None: with credentials)
+
     def fetch() -> dict[str, str]:
-        with translated("AssumeRole"):
-            got = sts.assume_role(RoleArn=settings.role_arn,
-                                  RoleSessionName=settings.session_name, **extra)  # fmt: skip
+        if first and first[0]:  # the run's first calls wait in turn: one refusal serves all
+            raise first[0]
+        try:
+            with translated("AssumeRole"):
+                got = sts.assume_role(RoleArn=settings.role_arn,
+                                      RoleSessionName=settings.session_name, **extra)  # fmt: skip
+        except WorkFailed as exc:
+            first[:] = first or [exc]
+            raise
+        first[:] = first or [None]
         c = got["Credentials"]
         return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
                 "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}  # fmt: skip

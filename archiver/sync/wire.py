@@ -107,12 +107,8 @@ def abandoned(client: Any) -> Iterator[None]:
 
 
 def _check_body(endpoint: str) -> Any:
-    def check(
-        operation_model: Any,
-        response_dict: dict[str, Any],
-        customized_response_dict: dict[str, Any],
-        **_: Any,
-    ) -> None:
+    def check(operation_model: Any, response_dict: dict[str, Any],
+              customized_response_dict: dict[str, Any], **_: Any) -> None:  # fmt: skip
         status = response_dict.get("status_code", 0)
         if not 200 <= status < 300:
             return  # errors are botocore's to parse and ours to translate
