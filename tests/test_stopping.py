@@ -146,3 +146,28 @@ def test_a_stop_cuts_short_a_pause_of_max_rps(installed) -> None:
     limit.wait()
     assert time.monotonic() - began < 2
     assert stopping.requested()
+
+
+@pytest.mark.slow  # a local socket
+def test_a_stop_ends_a_call_waiting_on_a_stalled_sts(installed, monkeypatch) -> None:
+    """A source's role is assumed at its first call: an STS that took the request and
+    never answered held a stopped run for minutes, as only Cloud Map's calls heard a
+    stop (systemd's stop timeout killed it first)."""
+    import socket
+
+    from archiver.errors import Interrupted
+    from archiver.sync.client import make_client
+    from archiver.sync.options import ClientSettings
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # unfixed, the test fails in a minute, not five
+    with socket.socket() as sts:  # takes connections (the kernel's backlog), never answers
+        sts.bind(("127.0.0.1", 0))
+        sts.listen()
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{sts.getsockname()[1]}")
+        client = make_client(ClientSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9",
+                                            role_arn="arn:aws:iam::123456789012:role/R"))  # fmt: skip
+        threading.Timer(0.5, os.kill, [os.getpid(), signal.SIGTERM]).start()
+        began = time.monotonic()
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            client.list_operations()
+    assert time.monotonic() - began < 5

@@ -285,7 +285,6 @@ def root(
     configure(verbose=verbose, quiet=quiet, log_format=log_format)
     config = config or _discovered_config()
     if config is not None:
-        from archiver.errors import ArchiverError
         from archiver.sync import fleet
 
         try:

@@ -176,6 +176,7 @@ def _assume_role(boto3_session: Any, settings: ClientSettings, region: str) -> N
     from botocore.credentials import DeferredRefreshableCredentials
 
     sts = boto3_session.client("sts", region_name=region)  # AWS_ENDPOINT_URL_STS applies
+    wire.install(sts, call_timeout=settings.call_timeout)
     extra = {"ExternalId": settings.external_id} if settings.external_id else {}
 
     first: list[WorkFailed | None] = []  # how the first fetch ended (None: with credentials)
@@ -422,7 +423,7 @@ _MALFORMED = frozenset({"InvalidInput", "ValidationException", "SerializationExc
 
 
 START = 8
-FLOOR = 4  # never fewer in flight: see the module's docstring
+FLOOR = 4  # never fewer in flight: below it botocore's backoff paces the calls itself
 AVOIDANCE = 16  # rounds of clean answers per added call, once the service has throttled
 
 

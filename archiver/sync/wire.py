@@ -75,8 +75,8 @@ def _count_throttling(response: Any = None, **_: Any) -> None:
 
 
 def install(client: Any, *, call_timeout: float) -> None:
-    """Register both guards, and the throttling count, on ``client``'s events (they
-    apply to its calls only)."""
+    """Register the guards on ``client``'s events, for its calls only: the deadline and
+    the stop on any client's (STS's too), the answer checks and throttling on Cloud Map's."""
     endpoint = mask_url(client.meta.endpoint_url)
     events = client.meta.events
     events.register("needs-retry.servicediscovery.*", _count_throttling)
@@ -84,8 +84,7 @@ def install(client: Any, *, call_timeout: float) -> None:
     session = client._endpoint.http_session  # the client's own pool, proxies and TLS
     abandon = _ABANDON.setdefault(client, threading.Event())
     sent = _CALLS.setdefault(client, Counter())
-    events.register("before-send.servicediscovery.*",
-                    _send_by(session, call_timeout, abandon, sent))  # fmt: skip
+    events.register("before-send", _send_by(session, call_timeout, abandon, sent))
 
 
 #: Per client: set while its calls are to end at once (``abandoned``).
