@@ -213,7 +213,7 @@ def run(
         except ArchiverError as exc:
             error = exc
         except Exception as exc:
-            error = ArchiverError(f"{type(exc).__name__}: {first_line(exc)}")
+            error = ArchiverError(guards.redact(f"{type(exc).__name__}: {first_line(exc)}"))
         return Result(job.opts.source, None, error)
 
     if len(jobs) > 1:
