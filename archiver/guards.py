@@ -57,6 +57,13 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def excerpt(text: str, limit: int = 40) -> str:
+    """Server text quoted in a message, on one line and at most ``limit`` characters and
+    "…": a proxy's 403 page was a 100 kB error line, its stored error only "<html>"."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 # --- files the tool writes ----------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Real HTTP servers that misbehave the ways a broken endpoint or proxy does.
 
 They speak just enough of the JSON 1.1 protocol for botocore to send them calls; what
-they answer is the test's choice: a junk 200, a body trickled a byte at a time.
+they answer is the test's choice: a junk 200, a proxy's error page, a body trickled a
+byte at a time.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class _Handler(BaseHTTPRequestHandler):
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.server.requests.append((operation, request))
         body = self.server.answer(operation, request)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_response(self.server.status)
+        kind = "application/x-amz-json-1.1" if self.server.status == 200 else "text/html"
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.server.trickle is None:
@@ -57,9 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, answer: Answer, trickle: float | None) -> None:
+    def __init__(self, answer: Answer, trickle: float | None, status: int) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answer = answer
+        self.status = status
         self.trickle = trickle
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.stopping = threading.Event()
@@ -67,10 +70,10 @@ class _Server(ThreadingHTTPServer):
 
 class Misbehaving:
     """``with Misbehaving(answer) as server:`` … ``server.url``; ``server.calls``,
-    ``server.requests``."""
+    ``server.requests``; ``status``: the HTTP status every answer has (a proxy's page)."""
 
-    def __init__(self, answer: Answer, *, trickle: float | None = None) -> None:
-        self._server = _Server(answer, trickle)
+    def __init__(self, answer: Answer, *, trickle: float | None = None, status: int = 200) -> None:
+        self._server = _Server(answer, trickle, status)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -58,6 +58,24 @@ def test_a_junk_200_fails_the_run_and_the_next_run_converges(runner, archive) ->
     assert count.stdout == "2000\n"
 
 
+def test_a_proxys_error_page_is_one_short_line_and_the_run_keeps_its_words(runner, archive,
+                                                                           monkeypatch) -> None:  # fmt: skip
+    """A proxy in front of the endpoint that refuses with its own HTML page: botocore
+    takes the whole body for the error's message, so the error line was the page (100 kB
+    of one line in cron's mail), and the run's stored error its first line, "<html>"."""
+    page = (b"<html>\r\n<head><title>403 Forbidden: blocked by the proxy</title></head>\r\n"
+            b"<body>\r\n" + b"<p>policy</p>\r\n" * 6000 + b"</body>\r\n</html>\r\n")  # fmt: skip
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with Misbehaving(lambda _op, _req: page, status=403) as proxy:
+        result = cli_sync(runner, archive, proxy.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    line = result.stderr
+    assert line.count("\n") == 1 and len(line) < 700, line[:1000]
+    assert line.startswith("error: ") and "403 Forbidden: blocked by the proxy" in line, line
+    (error,) = [r.error for r in read_rows(archive, select(SyncRun.error))]
+    assert "403 Forbidden: blocked by the proxy" in error and error.endswith("…"), error
+
+
 @pytest.mark.parametrize(
     "operation", [b"{}", b'{"Operation": {"Id": "op-1"}}', b'{"Operation": 1}']
 )

@@ -103,16 +103,10 @@ def find_source(conn: Connection, name: str) -> int | None:
 
 def archived_statuses(conn: Connection, source_id: int, ids: Sequence[str]) -> dict[str, str]:
     """Archived status of each listed id: one query per page decides what to fetch."""
-    out: dict[str, str] = {}
-    for chunk in _chunks(ids):
-        out.update(
-            conn.execute(
-                select(Operation.id, Operation.status).where(
-                    Operation.source_id == source_id, Operation.id.in_(chunk)
-                )
-            ).all()
-        )
-    return out
+    mine = select(Operation.id, Operation.status).where(Operation.source_id == source_id)
+    return {
+        i: s for chunk in _chunks(ids) for i, s in conn.execute(mine.where(Operation.id.in_(chunk)))
+    }
 
 
 #: O5: what a re-archived operation may change (the record says which fields do).

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from archiver import __version__, stopping
 from archiver.errors import TokenRefused, UsageError, WorkFailed, first_line
-from archiver.guards import redact
+from archiver.guards import excerpt, redact
 from archiver.records import Listed, OperationRecord
 from archiver.sync import wire
 from archiver.sync.options import ClientSettings, check_endpoint, resolve_region, session
@@ -57,12 +57,12 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         raise UsageError(_CREDENTIALS) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), error.get("Message", "")
+        code, message = error.get("Code", "?"), excerpt(error.get("Message", ""), 500)
         if token_sent and code == "InvalidInput":
             raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
         raise WorkFailed(redact(f"{call} failed: {code}: {message}")) from None
     except BotoCoreError as exc:
-        raise WorkFailed(redact(f"{call} failed: {first_line(exc)}")) from None
+        raise WorkFailed(redact(f"{call} failed: {excerpt(first_line(exc), 500)}")) from None
 
 
 #: Attempts per call when neither --max-attempts, AWS_MAX_ATTEMPTS nor the profile
@@ -404,8 +404,9 @@ def get_operation(
     raw = cast("dict[str, Any] | None", answer.get(wire.RAW_OPERATION))  # as sent, all members
     if (got := answer["Operation"]["Id"]) != op_id:  # a proxy's or a cache's mix-up
         endpoint = redact(client.meta.endpoint_url)
-        raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation {got!r} when "
-                              f"asked for {op_id!r}; nothing of it was stored")  # fmt: skip
+        raise wire.JunkAnswer(f"GetOperation: {endpoint} answered operation "
+                              f"{excerpt(repr(got))} when asked for {op_id!r}; nothing of it "
+                              "was stored")  # fmt: skip
     return OperationRecord.from_api(cast("dict[str, Any]", answer["Operation"]), raw), retries
 
 

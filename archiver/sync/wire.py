@@ -21,7 +21,7 @@ from typing import Any
 
 from archiver import stopping
 from archiver.errors import Interrupted, WorkFailed
-from archiver.guards import mask_url
+from archiver.guards import excerpt, mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"
@@ -185,8 +185,7 @@ def _date_problem(value: Any) -> str | None:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (bool, int, float, str)) else repr(value)
-    return text if len(text) <= 40 else text[:40] + "…"
+    return excerpt(json.dumps(value) if isinstance(value, (bool, int, float, str)) else repr(value))
 
 
 def _preview(body: bytes) -> str:
