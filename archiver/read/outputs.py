@@ -330,22 +330,21 @@ def _history_select(selection: Selection, names: dict[int, str], *, raw: bool) -
 
 def csv_rows(
     archive: Archive, selection: Selection, *, history: bool = False, raw: bool = False
-) -> Iterator[list[str]]:
+) -> Iterator[Sequence[str]]:
     """The CSV's lines (without their line ends), in the export's order, streamed a
     batch at a time. An unknown ``--source`` fails here, before any output."""
     if history:
-        _, found = streamed(archive, selection,
-                            lambda names: _history_select(selection, names, raw=raw))  # fmt: skip
-    else:
-        named = {"namespace_name": Namespace.name, "service_name": Service.name}
-        cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
-                for c in COLUMNS}  # fmt: skip
-        _, found = batches(archive, selection,
-                           lambda n: with_names(_line(cols, Operation, n, raw=raw)))  # fmt: skip
-    return ([r.line for r in batch] for batch in found)  # merged arms' sort keys ride after it
+        return streamed(archive, selection, lambda names: _history_select(selection, names,
+                        raw=raw), first=True)[1]  # fmt: skip
+    named = {"namespace_name": Namespace.name, "service_name": Service.name}
+    cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
+            for c in COLUMNS}  # fmt: skip
+    return batches(  # the line: merged arms' sort keys ride after it
+        archive, selection, lambda n: with_names(_line(cols, Operation, n, raw=raw)), first=True
+    )[1]
 
 
-def write_csv(batches: Iterable[list[str]], out: TextIO, *, history: bool = False) -> int:
+def write_csv(batches: Iterable[Sequence[str]], out: TextIO, *, history: bool = False) -> int:
     """RFC 4180, UTF-8, CRLF line ends; None is an empty cell. The header comes from
     the csv module; the lines come rendered from the database (``rows``)."""
     csv.writer(out, lineterminator="\r\n").writerow(HISTORY_COLUMNS if history else COLUMNS)
@@ -385,7 +384,7 @@ class Written:
 
 
 def write_stream(
-    records: Iterable[list[str]], binary: BinaryIO, *, history: bool, compress: bool,
+    records: Iterable[Sequence[str]], binary: BinaryIO, *, history: bool, compress: bool,
     name: str = "",
 ) -> Written:  # fmt: skip
     """The CSV (gzipped when asked) onto a binary stream, counted and hashed as it goes."""
