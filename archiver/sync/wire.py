@@ -189,10 +189,8 @@ def _shown(value: Any) -> str:
 
 
 def _preview(body: bytes) -> str:
-    if not body:
-        return "empty"
-    text = body[:40].decode("utf-8", "replace").replace("\n", " ")
-    return f"{len(body)} bytes: {text!r}" + ("…" if len(body) > 40 else "")
+    text = excerpt(body[:400].decode("utf-8", "replace"))  # enough to tell a page from junk
+    return f"{len(body)} bytes: {text!r}" if body else "empty"
 
 
 def _deadline_error() -> Any:
