@@ -76,6 +76,21 @@ def test_a_proxys_error_page_is_one_short_line_and_the_run_keeps_its_words(runne
     assert "403 Forbidden: blocked by the proxy" in error and error.endswith("…"), error
 
 
+@pytest.mark.parametrize("body", [b'{"__type": "InvalidInput", "message": null}',
+                                  b'{"__type": "InvalidInput", "message": {"a": 1}}'])  # fmt: skip
+def test_an_error_whose_message_is_no_text_is_still_the_services_error(runner, archive,
+                                                                        monkeypatch, body) -> None:  # fmt: skip
+    """An error answer whose message is null or an object (a gateway's) reached the
+    quoting of server text as it was, and the run failed as "AttributeError: 'NoneType'
+    object has no attribute 'split'" instead of with the service's code."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with Misbehaving(lambda _op, _req: body, status=400) as gateway:
+        result = cli_sync(runner, archive, gateway.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ListOperations failed: InvalidInput: "), result.stderr
+    assert result.stderr.count("\n") == 1 and "Error" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     "operation", [b"{}", b'{"Operation": {"Id": "op-1"}}', b'{"Operation": 1}']
 )

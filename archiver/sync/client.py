@@ -57,7 +57,7 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         raise UsageError(_CREDENTIALS) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), excerpt(error.get("Message", ""), 500)
+        code, message = error.get("Code", "?"), excerpt(str(error.get("Message", "")), 500)
         if token_sent and code == "InvalidInput":
             raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
         raise WorkFailed(redact(f"{call} failed: {code}: {message}")) from None
