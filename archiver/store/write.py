@@ -92,8 +92,7 @@ def read_from(conn: Connection, source_id: int, region: str | None, endpoint_url
                          "full = true)")  # fmt: skip
     if moved and write:  # the other service's watermark and NextToken say nothing here
         save_resume(conn, source_id, None, None)
-        conn.execute(update(SyncState).where(SyncState.source_id == source_id)
-                     .values(watermark=None))  # fmt: skip
+        conn.execute(_state(source_id).values(watermark=None))
         conn.execute(update(Source).where(Source.id == source_id).values(endpoint_url=now_))
 
 
@@ -276,15 +275,9 @@ def advance_watermark(conn: Connection, source_id: int, window: tuple[datetime, 
     complete to 40 days ago) leaves a gap no run has read, so it moves nothing, and a
     plain sync still reads the gap."""
     start, end = window
-    conn.execute(
-        update(SyncState)
-        .where(
-            SyncState.source_id == source_id,
-            SyncState.watermark.is_(None)
-            | ((SyncState.watermark < end) & (SyncState.watermark >= start)),
-        )
-        .values(watermark=end)
-    )
+    mark = SyncState.watermark
+    moves = mark.is_(None) | ((mark < end) & (mark >= start))  # forward, from within
+    conn.execute(_state(source_id).where(moves).values(watermark=end))
 
 
 def save_resume(
@@ -295,11 +288,8 @@ def save_resume(
 ) -> None:
     """Where the pass stands: the window and the NextToken after the last stored page."""
     start, end = window if window and token else (None, None)
-    conn.execute(
-        update(SyncState)
-        .where(SyncState.source_id == source_id)
-        .values(resume_start=start, resume_end=end, resume_token=token if start else None)
-    )
+    conn.execute(_state(source_id).values(resume_start=start, resume_end=end,
+                                          resume_token=token if start else None))  # fmt: skip
 
 
 def resume_point(conn: Connection, source_id: int) -> tuple[datetime, datetime, str] | None:
@@ -314,11 +304,12 @@ def resume_point(conn: Connection, source_id: int) -> tuple[datetime, datetime, 
 
 
 def set_lock_holder(conn: Connection, source_id: int, holder: str | None) -> None:
-    conn.execute(
-        update(SyncState)
-        .where(SyncState.source_id == source_id)
-        .values(lock_holder=holder, lock_since=now() if holder else None)
-    )
+    conn.execute(_state(source_id).values(lock_holder=holder, lock_since=now() if holder else None))
+
+
+def _state(source_id: int) -> Any:
+    """An UPDATE of the source's sync_state row: its watermark, resume point and holder."""
+    return update(SyncState).where(SyncState.source_id == source_id)
 
 
 def start_run(
