@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -22,7 +23,7 @@ from archiver.sync.run import SyncOptions
 from archiver.sync.wire import JunkAnswer
 from tests.clients import protocol_session
 from tests.conftest import invoke
-from tests.helpers import assert_archive_equals, cli_sync, read_rows, run_library_sync
+from tests.helpers import archived, assert_archive_equals, cli_sync, read_rows, run_library_sync
 from tests.misbehaving import Misbehaving
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine_free]  # over HTTP or in subprocesses; no engine
@@ -323,6 +324,48 @@ def test_an_answer_without_type_or_status_is_junk_naming_the_endpoint(runner, ar
     assert result.exit_code == 1, result.output
     assert result.stderr.count("\n") == 1 and junk.url in result.stderr, result.stderr
     assert _watermark(archive) is None
+
+
+def _one_operation(operation: dict, namespace: object) -> Any:
+    """An account of one operation (whose members the test chooses) and one namespace
+    summary, as a Misbehaving server answers them."""
+    now = time.time()
+    record = {"Id": "op-1", "Status": "SUCCESS", "Type": "UPDATE_SERVICE", "CreateDate": now - 60,
+              "UpdateDate": now - 30, "Targets": {"SERVICE": "srv-1"}, **operation}  # fmt: skip
+    answers = {"ListOperations": {"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]},
+               "GetOperation": {"Operation": record}, "ListNamespaces": {"Namespaces": [namespace]},
+               "ListServices": {"Services": [{"Id": "srv-1", "Name": "checkout"}]}}  # fmt: skip
+    return lambda call, _request: json.dumps(answers[call]).encode()
+
+
+@pytest.mark.parametrize("namespace", [{"Id": "ns-1", "Name": {"x": 1}}, {"Id": 7, "Name": "n"},
+                                       {"Id": "ns-1", "Name": "n", "ResourceOwner": ["1"]},
+                                       "ns-1"])  # fmt: skip
+def test_a_namespace_summary_of_the_wrong_kind_is_a_warning_not_a_stop(runner, archive,
+                                                                        namespace) -> None:  # fmt: skip
+    """A name that is no text stopped every run with the driver's "Error binding
+    parameter" (an Id: "unhashable type"; a summary that is no object: "AttributeError"):
+    the names help read the archive, and a listing that fails is a warning, so the run
+    stores its operations and says which listing it could not use."""
+    with Misbehaving(_one_operation({}, namespace)) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("\n") == 1 and "cannot list the namespaces" in result.stderr
+    assert "ListNamespaces" in result.stderr and junk.url in result.stderr, result.stderr
+    assert set(archived(archive)) == {"op-1"} and _watermark(archive) is not None
+
+
+@pytest.mark.parametrize("member", [{"ErrorMessage": {"text": "x"}}, {"OwnerAccount": [1]},
+                                    {"Targets": {"SERVICE": {"id": "srv-1"}}}])  # fmt: skip
+def test_an_operation_member_of_the_wrong_kind_is_a_junk_answer(runner, archive, member) -> None:
+    """GetOperation's ErrorMessage as an object failed the run as the driver's
+    "ProgrammingError: Error binding parameter", which says nothing of the service."""
+    with Misbehaving(_one_operation(member, {"Id": "ns-1", "Name": "n"})) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"GetOperation: {junk.url} answered HTTP 200 with Operation" in result.stderr
+    assert _watermark(archive) is None and not archived(archive)
 
 
 def test_a_service_that_pages_for_ever_is_stopped_with_one_line(runner, archive, monkeypatch):

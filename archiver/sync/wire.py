@@ -25,9 +25,12 @@ from archiver.guards import excerpt, mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"
-#: What GetOperation's Operation must carry to be a record at all: its dates too, as
-#: the archive's date columns are never NULL.
-_REQUIRED, _DATES = ("Id", "Status", "Type"), ("CreateDate", "UpdateDate")
+#: Per call: where its records stand, and what each must carry as text to be one at all
+#: (GetOperation's, its dates too: the archive's date columns are never NULL).
+_RECORDS = {"GetOperation": ("Operation", ("Id", "Status", "Type")),
+            "ListOperations": ("Operations", ("Id", "Status")),
+            **{c: (c[4:], ("Id", "Name")) for c in ("ListNamespaces", "ListServices")}}  # fmt: skip
+_DATES = ("CreateDate", "UpdateDate")
 
 
 class JunkAnswer(WorkFailed):
@@ -138,21 +141,29 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
         return None, f"a body that is not {kind} ({_preview(body)})"
     if not isinstance(data, dict):
         return None, f"a {type(data).__name__} instead of an object ({_preview(body)})"
-    if call == "GetOperation":
-        op = data.get("Operation")
-        if not isinstance(op, dict) or not all(isinstance(op.get(k), str) for k in _REQUIRED):
-            return None, f"no Operation carrying {' and '.join(_REQUIRED)} ({_preview(body)})"
-        for key in _DATES:
-            if (problem := _date_problem(op.get(key))) is not None:
-                return None, f"Operation {op['Id']!r} whose {key} is {problem}"
-    if call == "ListOperations":
-        ops = data.get("Operations", [])  # absent: an empty page, as JSON protocols allow
-        summary = ("Id", "Status")
-        if not isinstance(ops, list) or not all(
-            isinstance(o, dict) and all(isinstance(o.get(k), str) for k in summary) for o in ops
-        ):
-            return None, f"Operations that are not summaries with Id and Status ({_preview(body)})"
+    key, required = _RECORDS.get(call, ("", ()))
+    records = [data.get(key)] if call == "GetOperation" else data.get(key, [])  # absent: none
+    shape = operation_model.output_shape.members.get(key)
+    if not isinstance(records, list) or not all(_typed(r, required, shape) for r in records):
+        return None, f"{key} without {'/'.join(required)} or of another kind ({_preview(body)})"
+    for name in _DATES if call == "GetOperation" else ():
+        if (problem := _date_problem(records[0].get(name))) is not None:
+            return None, f"Operation {records[0]['Id']!r} whose {name} is {problem}"
     return data, None
+
+
+def _typed(record: Any, required: tuple[str, ...], shape: Any) -> bool:
+    """An object with ``required`` as text, and text wherever the model says text (a map's
+    values too: Targets): botocore takes any JSON there; a junk name stopped every run."""
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in required):
+        return False
+    members = (shape.member if shape.type_name == "list" else shape).members
+    for name, value in record.items():
+        kind = members[name].type_name if name in members and value is not None else ""
+        texts = list(value.values()) if kind == "map" and isinstance(value, dict) else [value]
+        if kind in ("string", "map") and not all(isinstance(t, str) for t in texts):
+            return False
+    return True
 
 
 def api_timestamp(value: Any) -> datetime:
