@@ -326,16 +326,23 @@ def test_an_answer_without_type_or_status_is_junk_naming_the_endpoint(runner, ar
     assert _watermark(archive) is None
 
 
-def _one_operation(operation: dict, namespace: object) -> Any:
+def _one_operation(operation: dict, namespace: object, tokens: dict | None = None) -> Any:
     """An account of one operation (whose members the test chooses) and one namespace
-    summary, as a Misbehaving server answers them."""
+    summary, as a Misbehaving server answers them; ``tokens``: by call, the NextToken
+    its first page carries."""
     now = time.time()
     record = {"Id": "op-1", "Status": "SUCCESS", "Type": "UPDATE_SERVICE", "CreateDate": now - 60,
               "UpdateDate": now - 30, "Targets": {"SERVICE": "srv-1"}, **operation}  # fmt: skip
     answers = {"ListOperations": {"Operations": [{"Id": "op-1", "Status": "SUCCESS"}]},
                "GetOperation": {"Operation": record}, "ListNamespaces": {"Namespaces": [namespace]},
                "ListServices": {"Services": [{"Id": "srv-1", "Name": "checkout"}]}}  # fmt: skip
-    return lambda call, _request: json.dumps(answers[call]).encode()
+
+    def answer(call: str, request: dict) -> bytes:
+        first = {} if request.get("NextToken") or call not in (tokens or {}) else {
+            "NextToken": (tokens or {})[call]}  # fmt: skip
+        return json.dumps({**answers[call], **first}).encode()
+
+    return answer
 
 
 @pytest.mark.parametrize("namespace", [{"Id": "ns-1", "Name": {"x": 1}}, {"Id": 7, "Name": "n"},
@@ -353,6 +360,27 @@ def test_a_namespace_summary_of_the_wrong_kind_is_a_warning_not_a_stop(runner, a
     assert result.stderr.count("\n") == 1 and "cannot list the namespaces" in result.stderr
     assert "ListNamespaces" in result.stderr and junk.url in result.stderr, result.stderr
     assert set(archived(archive)) == {"op-1"} and _watermark(archive) is not None
+
+
+@pytest.mark.parametrize("token", [{"page": 2}, [2]])
+@pytest.mark.parametrize("call", ["ListOperations", "ListNamespaces"])
+def test_a_nexttoken_that_is_no_text_is_junk_and_in_a_listing_of_names_a_warning(
+    runner, archive, call, token
+) -> None:
+    """A NextToken sent as an object or a list failed every run with "TypeError:
+    unhashable type" (the pass's check for a token handed back twice), in a listing of
+    names too, where a failed listing is only a warning."""
+    with Misbehaving(_one_operation({}, {"Id": "ns-1", "Name": "n"}, {call: token})) as junk:
+        result = cli_sync(runner, archive, junk.url, "--source", "acct")
+    assert result.stderr.count("\n") == 1, result.stderr
+    if call == "ListOperations":
+        assert result.exit_code == 1, result.output
+        assert f"error: ListOperations: {junk.url} answered HTTP 200 with" in result.stderr
+        assert _watermark(archive) is None
+    else:
+        assert result.exit_code == 0, result.output
+        assert "cannot list the namespaces (ListNamespaces" in result.stderr, result.stderr
+        assert set(archived(archive)) == {"op-1"} and _watermark(archive) is not None
 
 
 @pytest.mark.parametrize("member", [{"ErrorMessage": {"text": "x"}}, {"OwnerAccount": [1]},

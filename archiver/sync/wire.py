@@ -25,12 +25,11 @@ from archiver.guards import excerpt, mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
 RAW_OPERATION = "ArchiverRawOperation"
-#: Per call: where its records stand, and what each must carry as text to be one at all
-#: (GetOperation's, its dates too: the archive's date columns are never NULL).
+#: Per call: where its records stand, and what each must carry as text to be one at all.
 _RECORDS = {"GetOperation": ("Operation", ("Id", "Status", "Type")),
             "ListOperations": ("Operations", ("Id", "Status")),
             **{c: (c[4:], ("Id", "Name")) for c in ("ListNamespaces", "ListServices")}}  # fmt: skip
-_DATES = ("CreateDate", "UpdateDate")
+_DATES = ("CreateDate", "UpdateDate")  # GetOperation's too: date columns are never NULL
 
 
 class JunkAnswer(WorkFailed):
@@ -141,10 +140,12 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
         return None, f"a body that is not {kind} ({_preview(body)})"
     if not isinstance(data, dict):
         return None, f"a {type(data).__name__} instead of an object ({_preview(body)})"
+    output = operation_model.output_shape  # its own members too: a NextToken {} stopped a run
     key, required = _RECORDS.get(call, ("", ()))
     records = [data.get(key)] if call == "GetOperation" else data.get(key, [])  # absent: none
-    shape = operation_model.output_shape.members.get(key)
-    if not isinstance(records, list) or not all(_typed(r, required, shape) for r in records):
+    shape = getattr(output.members.get(key), "member", output.members.get(key))  # a list's item
+    if not (_typed(data, (), output) and isinstance(records, list)
+            and all(_typed(r, required, shape) for r in records)):  # fmt: skip
         return None, f"{key} without {'/'.join(required)} or of another kind ({_preview(body)})"
     for name in _DATES if call == "GetOperation" else ():
         if (problem := _date_problem(records[0].get(name))) is not None:
@@ -157,9 +158,8 @@ def _typed(record: Any, required: tuple[str, ...], shape: Any) -> bool:
     values too: Targets): botocore takes any JSON there; a junk name stopped every run."""
     if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in required):
         return False
-    members = (shape.member if shape.type_name == "list" else shape).members
     for name, value in record.items():
-        kind = members[name].type_name if name in members and value is not None else ""
+        kind = shape.members[name].type_name if name in shape.members and value is not None else ""
         texts = list(value.values()) if kind == "map" and isinstance(value, dict) else [value]
         if kind in ("string", "map") and not all(isinstance(t, str) for t in texts):
             return False
