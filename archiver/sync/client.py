@@ -364,7 +364,7 @@ def list_catalog(
     home = namespace.id if namespace else None
     for answer in _paged(call, send, params, limit=limit):
         for item in answer.get(key, []):
-            if item.get("Id") and item.get("Name") is not None:
+            if item["Id"]:  # Id and Name are text (``wire``); an empty Id names nothing
                 found[item["Id"]] = Listed.from_api(item, namespace_id=home)
     return list(found.values())
 
