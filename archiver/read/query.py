@@ -233,8 +233,7 @@ def streamed(archive: Archive, selection: Selection,
     time, from a reader connection the stream owns (on PostgreSQL a server-side cursor;
     each row's columns are read by name). The source is checked here, before the first
     row is asked for, so that an unknown ``--source`` fails before any output starts (a
-    JSON ``[`` or a CSV header). ``first``: each row's first column alone (an id, a CSV
-    line), without a Row object per row, which cost the export 4% (bench/README.md)."""
+    JSON ``[`` or a CSV header). ``first``: first columns alone, no Row each (4% of an export)."""
     conn = archive.reader.connect()
     try:
         names = source_ids(conn, selection.source)

@@ -28,7 +28,7 @@ from archiver import guards, stopping
 from archiver.errors import ArchiverError, Interrupted, LockHeld, UsageError, first_line
 from archiver.store.archive import Archive
 from archiver.sync import client, options
-from archiver.sync.run import Summary, log, sync_source
+from archiver.sync.run import Summary, describe, log, sync_source
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def run(
         except ArchiverError as exc:
             error = exc
         except Exception as exc:
-            error = ArchiverError(guards.redact(f"{type(exc).__name__}: {first_line(exc)}"))
+            error = ArchiverError(describe(exc))
         return Result(job.opts.source, None, error)
 
     if len(jobs) > 1:

@@ -288,7 +288,7 @@ class Syncer:
                 outcome = (
                     "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
                 )
-                error = _describe(exc)
+                error = describe(exc)
                 self._finish(sid, run_id, outcome, error)
                 if isinstance(exc, ArchiverError):
                     raise
@@ -633,7 +633,8 @@ def _wait_for(future: Future[Any]) -> Any:
                 stopping.check()
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A failed run's error as stored and told: masked, its type named if untranslated."""
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
     text = redact(first_line(exc))
