@@ -53,19 +53,12 @@ def ensure_source(
     conn: Connection, name: str, *, region: str | None = None, endpoint_url: str | None = None
 ) -> int:
     """The source's id, creating it (and its sync_state row) on first use."""
-    conn.execute(
-        insert(conn, Source)
-        .values(
-            name=name, region=region, endpoint_url=mask_url(endpoint_url) or None, created_at=now()
-        )
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
+    new = insert(conn, Source).values(name=name, region=region, created_at=now(),
+                                      endpoint_url=mask_url(endpoint_url) or None)  # fmt: skip
+    conn.execute(new.on_conflict_do_nothing(index_elements=["name"]))
     source_id = conn.execute(select(Source.id).where(Source.name == name)).scalar_one()
-    conn.execute(
-        insert(conn, SyncState)
-        .values(source_id=source_id)
-        .on_conflict_do_nothing(index_elements=["source_id"])
-    )
+    state = insert(conn, SyncState).values(source_id=source_id)
+    conn.execute(state.on_conflict_do_nothing(index_elements=["source_id"]))
     return int(source_id)
 
 
@@ -210,13 +203,9 @@ def incomplete_counts(conn: Connection, source_id: int) -> dict[str, int]:
     ``gone`` (given up on) and ``unsettled`` (found behind their listed Status: stored,
     and retried)."""
     i = IncompleteOperation
-    found = (
-        select(Operation.id).where(Operation.source_id == source_id, Operation.id == i.id).exists()
-    )
-    kind = case((i.gone_at.is_not(None), "gone"), (found, "unsettled"), else_="incomplete")
-    rows = conn.execute(
-        select(kind, func.count()).where(i.source_id == source_id).group_by(kind)
-    ).all()
+    found = select(Operation.id).where(Operation.source_id == source_id, Operation.id == i.id)
+    kind = case((i.gone_at.is_not(None), "gone"), (found.exists(), "unsettled"), else_="incomplete")
+    rows = conn.execute(select(kind, func.count()).where(i.source_id == source_id).group_by(kind))
     return {"incomplete": 0, "gone": 0, "unsettled": 0, **{k: int(n) for k, n in rows}}
 
 
@@ -280,12 +269,8 @@ def advance_watermark(conn: Connection, source_id: int, window: tuple[datetime, 
     conn.execute(_state(source_id).where(moves).values(watermark=end))
 
 
-def save_resume(
-    conn: Connection,
-    source_id: int,
-    window: tuple[datetime, datetime] | None,
-    token: str | None,
-) -> None:
+def save_resume(conn: Connection, source_id: int, window: tuple[datetime, datetime] | None,
+                token: str | None) -> None:  # fmt: skip
     """Where the pass stands: the window and the NextToken after the last stored page."""
     start, end = window if window and token else (None, None)
     conn.execute(_state(source_id).values(resume_start=start, resume_end=end,
@@ -293,11 +278,8 @@ def save_resume(
 
 
 def resume_point(conn: Connection, source_id: int) -> tuple[datetime, datetime, str] | None:
-    row = conn.execute(
-        select(SyncState.resume_start, SyncState.resume_end, SyncState.resume_token).where(
-            SyncState.source_id == source_id
-        )
-    ).first()
+    state = select(SyncState.resume_start, SyncState.resume_end, SyncState.resume_token)
+    row = conn.execute(state.where(SyncState.source_id == source_id)).first()
     if row is None or row.resume_token is None:
         return None
     return row.resume_start, row.resume_end, row.resume_token
@@ -324,12 +306,8 @@ def start_run(
 def close_abandoned_runs(conn: Connection, source_id: int) -> int:
     """Runs of the source left ``running`` by a killed process: the caller holds the
     source's lock, so none of them is alive. They are recorded ``abandoned``."""
-    result = conn.execute(
-        update(SyncRun)
-        .where(SyncRun.source_id == source_id, SyncRun.outcome == "running")
-        .values(outcome="abandoned", finished_at=now())
-    )
-    return int(result.rowcount or 0)
+    running = update(SyncRun).where(SyncRun.source_id == source_id, SyncRun.outcome == "running")
+    return int(conn.execute(running.values(outcome="abandoned", finished_at=now())).rowcount or 0)
 
 
 def record_run(conn: Connection, run_id: int, **values: Any) -> None:
@@ -342,15 +320,8 @@ _REFRESHED = ("name", "type", "arn", "resource_owner", "create_date", "last_seen
               "description", "extra")  # fmt: skip
 
 
-def record_catalog(
-    conn: Connection,
-    source_id: int,
-    kind: str,
-    listed: Sequence[Listed],
-    *,
-    seen_at: datetime,
-    complete: bool,
-) -> None:
+def record_catalog(conn: Connection, source_id: int, kind: str, listed: Sequence[Listed], *,
+                   seen_at: datetime, complete: bool) -> None:  # fmt: skip
     """Store one listing of ``kind`` ("namespaces" or "services") as seen at ``seen_at``.
 
     ``complete``: every page was read, so what it does not show is gone; a listing cut
@@ -367,16 +338,11 @@ def record_catalog(
         if model is Service:  # a listing not by namespace does not unlearn the link
             refreshed["namespace_id"] = func.coalesce(stmt.excluded.namespace_id,
                                                       Service.namespace_id)  # fmt: skip
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["source_id", "id"], set_=refreshed),
-            rows,
-        )
+        upsert = stmt.on_conflict_do_update(index_elements=["source_id", "id"], set_=refreshed)
+        conn.execute(upsert, rows)
     if complete:
-        unseen = (
-            model.source_id == source_id,
-            model.last_seen_at < seen_at,
-            model.gone_at.is_(None),
-        )
+        unseen = (model.source_id == source_id, model.last_seen_at < seen_at,
+                  model.gone_at.is_(None))  # fmt: skip
         conn.execute(update(model).where(*unseen).values(gone_at=seen_at))
 
 

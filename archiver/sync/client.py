@@ -290,14 +290,8 @@ def first_page(
     return [o["Id"] for o in answer.get("Operations", [])]
 
 
-def _paged(
-    call: str,
-    send: Any,
-    params: dict[str, Any],
-    *,
-    token: str | None = None,
-    limit: RateLimit = UNLIMITED,
-) -> Iterator[dict[str, Any]]:
+def _paged(call: str, send: Any, params: dict[str, Any], *, token: str | None = None,
+           limit: RateLimit = UNLIMITED) -> Iterator[dict[str, Any]]:  # fmt: skip
     """Every answer of one pass of a paged call, following NextToken until it is absent.
 
     A token handed back twice in one pass would page for ever: the pass stops with
@@ -338,13 +332,8 @@ def list_operations(
                    answer.get("ResponseMetadata", {}).get("RetryAttempts", 0))  # fmt: skip
 
 
-def list_catalog(
-    client: CloudMapClient,
-    kind: str,
-    *,
-    namespace: Listed | None = None,
-    limit: RateLimit = UNLIMITED,
-) -> list[Listed]:
+def list_catalog(client: CloudMapClient, kind: str, *, namespace: Listed | None = None,
+                 limit: RateLimit = UNLIMITED) -> list[Listed]:  # fmt: skip
     """Every namespace (``kind`` "namespaces") or service ("services").
 
     ``namespace``: only the services of that namespace (NAMESPACE_ID: its ARN, which
@@ -379,13 +368,8 @@ def service_namespace(client: CloudMapClient, service_id: str, *,
     return found if isinstance(found, str) else None
 
 
-def get_operation(
-    client: CloudMapClient,
-    op_id: str,
-    *,
-    owner: str | None = None,
-    limit: RateLimit = UNLIMITED,
-) -> tuple[OperationRecord | None, int]:
+def get_operation(client: CloudMapClient, op_id: str, *, owner: str | None = None,
+                  limit: RateLimit = UNLIMITED) -> tuple[OperationRecord | None, int]:  # fmt: skip
     """The full record, or None when the service does not know the id (G2); and retries.
 
     ``owner``: the account that owns the operation's namespace, required for namespaces
