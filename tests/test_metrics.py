@@ -98,3 +98,41 @@ def test_the_readmes_alert_rules_name_metrics_the_file_holds(runner, archive, tm
     for expr in exprs:
         for name in re.findall(r"archiver_[a-z_]+", expr):
             assert name in written, (name, expr)
+
+
+def test_a_retired_source_leaves_the_check_and_the_metrics_until_it_syncs_again(
+    runner, archive, tmp_path
+) -> None:
+    """An account closed or a region left is synced no more: `status --check` called it
+    stale every night for ever, and only `sources remove`, which deletes its history,
+    quietened it. Retired, its history stays and nothing asks it to be fresh."""
+    from tests.conftest import invoke
+
+    path = tmp_path / "archiver.prom"
+
+    def check() -> list[str]:
+        verdict = invoke(runner, "--db", archive, "status", "--check", "--max-age", "1ms")
+        assert verdict.exit_code == (1 if verdict.stdout else 0), verdict.output
+        return [line.split(":")[1] for line in verdict.stdout.splitlines()]
+
+    with Emulator(seed_operations=40, seed=62) as a, Emulator(seed_operations=30, seed=63) as b:
+        for url, name in ((a.url, "a"), (b.url, "b")):
+            assert cli_sync(runner, archive, url, "--source", name).exit_code == 0
+        assert check() == [" source a", " source b"]  # both stale by a 1 ms --max-age
+        retired = invoke(runner, "--db", archive, "sources", "retire", "a")
+        assert (retired.exit_code, retired.stderr) == (0, "retired source 'a'; its history "
+                                                           "stays, and a sync of it brings it back\n")  # fmt: skip
+        again = invoke(runner, "--db", archive, "sources", "retire", "a")
+        assert again.exit_code == 0 and again.stderr.startswith("already retired: ")
+        assert check() == [" source b"]
+        done = cli_sync(runner, archive, b.url, "--source", "b", "--metrics-file", str(path))
+        assert done.exit_code == 0, done.output
+        assert {dict(labels).get("source") for _, labels in _samples(path)} == {None, "b"}
+        count = invoke(runner, "--db", archive, "query", "--source", "a", "-o", "count")
+        assert count.stdout == "40\n"  # its history stays
+        back = cli_sync(runner, archive, a.url, "--source", "a", "--metrics-file", str(path))
+        assert back.exit_code == 0, back.output
+    assert check() == [" source a", " source b"]
+    assert ("archiver_sync_last_run_listed", (("source", "a"),)) in _samples(path)
+    unknown = invoke(runner, "--db", archive, "sources", "retire", "nope")
+    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1

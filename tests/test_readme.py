@@ -99,8 +99,9 @@ def test_every_readme_command_line_runs_as_written(tmp_path: Path) -> None:
             return subprocess.run(["bash", "-c", line], cwd=work, env=env, text=True,
                                   capture_output=True, timeout=300)  # fmt: skip
 
-        # the README removes a source named by a typo: there must be one to remove
-        assert run("archiver --db archive.db sync --source typo@eu-west-9").returncode == 0
+        # the README retires a source and removes one named by a typo: they must exist
+        for name in ("111122223333@ap-southeast-2", "typo@eu-west-9"):
+            assert run(f"archiver --db archive.db sync --source {name}").returncode == 0
         ran = 0
         for line, cron in command_lines():
             if "emulator serve" in line or " web " in line:

@@ -174,7 +174,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create, inspect and migrate the archive's schema (Alembic).")
 app.add_typer(db_app, name="db")
-sources_app = typer.Typer(help="List the archive's sources, or remove one with all it holds.")
+sources_app = typer.Typer(help="List the archive's sources; retire or remove one.")
 app.add_typer(sources_app, name="sources")
 emulator_app = typer.Typer(
     help="A local Cloud Map operations API (JSON 1.1 and CBOR) for tests, demos and tooling."

@@ -534,6 +534,31 @@ def sources_remove(
         typer.echo(f"removed source {name!r}: %d operations, %d events, %d runs" % counts, err=True)
 
 
+@sources_app.command("retire")
+@guarded
+def sources_retire(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The source, as `sources list` names it.")
+    ],
+) -> None:
+    """Stop watching a source that is synced no more (an account closed, a region left),
+    keeping all it holds: `status --check` and the metrics leave it out. A later sync of
+    it brings it back.
+
+    \b
+    Example:
+      archiver --db archive.db sources retire 111122223333@ap-southeast-2
+    """
+    from archiver.store.write import retire_source
+
+    with open_archive(ctx) as archive:
+        done = retire_source(archive, name)
+    if not settings_of(ctx).quiet:
+        typer.echo(f"{'retired' if done else 'already retired:'} source {name!r}; its history "
+                   "stays, and a sync of it brings it back", err=True)  # fmt: skip
+
+
 @app.command()
 @guarded
 def status(

@@ -129,6 +129,8 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
         return ["stale: the archive has no source; no sync has run"]
     for s in summary["sources"]:
         latest = next((r for r in s["last_runs"] if r["outcome"] != "running"), None)  # finished
+        if latest and latest["outcome"] == "retired":  # `sources retire`: watched no more
+            continue
         if latest and latest["outcome"] in ("failed", "interrupted", "abandoned"):
             why = f": {latest['error']}" if latest.get("error") else ""
             problems.append(f"failing: source {s['source']}: its latest run "
@@ -229,16 +231,18 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     g = {name: gauge(name, doc, *labels) for name, doc, *labels in _GAUGES}
     counts = {c: gauge(f"sync_last_run_{c}", f"Number of {c} operations in the source's last "
                        "run.") for c in _COUNTS}  # fmt: skip
-    failed = g["operations_failed_ratio"]
-    for span in ("1h", "24h"):
-        for name, figures in fail_rates(archive, window=parse_span(span)).items():
-            failed.labels(name, span).set(figures["failed_ratio"] or 0)  # none updated: 0
+    rates = {span: fail_rates(archive, window=parse_span(span)) for span in ("1h", "24h")}
     size = Gauge("archiver_archive_size_bytes", "Size of the archive in bytes (SQLite: its "
                  "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip
     size.set(archive.size_bytes())
     with archive.reader.connect() as conn:
         for sid, name in store.source_ids(conn, None).items():
             r = next(iter(store.latest_runs(conn, sid)), None)
+            if r is not None and r.outcome == "retired":  # `sources retire`: no series
+                continue
+            for span, by_source in rates.items():  # none updated (or a source new since): 0
+                ratio = by_source.get(name, {}).get("failed_ratio")
+                g["operations_failed_ratio"].labels(name, span).set(ratio or 0)
             for kind, n in store.incomplete_counts(conn, sid).items():
                 g[f"operations_{kind}"].labels(name).set(n)
             for gauge_name, at in (("sync_last_success", store.last_success(conn, sid)),

@@ -376,6 +376,20 @@ def source_holdings(archive: Archive, name: str) -> dict[str, int]:
                 for t in tables}  # fmt: skip
 
 
+def retire_source(archive: Archive, name: str) -> bool:
+    """Record that ``name`` is synced no more, keeping all it holds: a run ``retired``,
+    which its next sync's run (should it come back) follows; False if it was already.
+    Under the source's lock, so never beside a running sync; an unknown name is bad input."""
+    with archive.reader.connect() as conn:
+        (source_id,) = source_ids(conn, name)  # before the lock: no lock file for a typo
+    with archive.lock(name), archive.writer.begin() as conn:
+        if [r.outcome for r in latest_runs(conn, source_id)] == ["retired"]:
+            return False
+        record_run(conn, start_run(conn, source_id, since=None, until=None), outcome="retired",
+                   finished_at=now())  # fmt: skip
+    return True
+
+
 def drop_source(archive: Archive, name: str) -> dict[str, int]:
     """Delete the source ``name`` and all it holds, and its lock file; an unknown name
     is bad input."""
