@@ -26,6 +26,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import cbor2
+
 from archiver.emulator.service import Account, ApiError, Clock, CloudMapApi
 from archiver.errors import UsageError
 from archiver.records import jsonable
@@ -205,8 +207,6 @@ class Counters:
 
 
 def _cbor_timestamps(value: Any) -> Any:
-    import cbor2
-
     if isinstance(value, datetime):
         return cbor2.CBORTag(1, value.timestamp())
     if isinstance(value, dict):
@@ -276,12 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         if not body:
             return {}
         try:
-            if cbor:
-                import cbor2
-
-                data = cbor2.loads(body)
-            else:
-                data = json.loads(body)
+            data = cbor2.loads(body) if cbor else json.loads(body)
         except Exception:
             raise ApiError("SerializationException", "request body is not valid") from None
         if not isinstance(data, dict):
@@ -291,8 +286,6 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, cbor: bool, status: int, payload: dict[str, Any],
               headers: dict[str, str] | None = None) -> None:  # fmt: skip
         if cbor:
-            import cbor2
-
             data = cbor2.dumps(_cbor_timestamps(payload))
             ctype = "application/cbor"
         else:
@@ -354,8 +347,6 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (killed, or a call it abandoned) is not an error."""
-        import sys
-
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)

@@ -191,14 +191,9 @@ class Result:
                 "exit_code": self.error.exit_code}  # fmt: skip
 
 
-def run(
-    location: str,
-    jobs: list[Job],
-    *,
-    parallel: int,
-    on_done: Callable[[Result], None] | None = None,
-    on_page: Callable[[Any], None] | None = None,
-) -> list[Result]:
+def run(location: str, jobs: list[Job], *, parallel: int,
+        on_done: Callable[[Result], None] | None = None,
+        on_page: Callable[[Any], None] | None = None) -> list[Result]:  # fmt: skip
     """Sync every job, at most ``parallel`` at once, each on its own archive handle
     (its own engines and lock); one source's failure never stops another. A stop
     request starts no queued source (each is reported interrupted), lets the runs

@@ -641,14 +641,9 @@ def describe(exc: BaseException) -> str:
     return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
 
 
-def sync_source(
-    location: str,
-    opts: SyncOptions,
-    client_settings: ClientSettings,
-    *,
-    on_page: Callable[[Stats], None] | None = None,
-    botocore_session: Any = None,
-) -> Summary:
+def sync_source(location: str, opts: SyncOptions, client_settings: ClientSettings, *,
+                on_page: Callable[[Stats], None] | None = None,
+                botocore_session: Any = None) -> Summary:  # fmt: skip
     """One source end to end: the client first (bad AWS settings fail before any file
     is made), then the archive (created when new), then the run. The client keeps a
     connection for each call the run may have in flight: GetOperation's, the listing's
@@ -666,13 +661,8 @@ UNITS = ("ms", "s")
 PLAUSIBLE = (timedelta(days=20 * 366), timedelta(days=1))
 
 
-def check_unit(
-    client: cloudmap.CloudMapClient,
-    now: datetime,
-    *,
-    known: str | None,
-    limit: cloudmap.RateLimit = cloudmap.UNLIMITED,
-) -> tuple[str, int]:
+def check_unit(client: cloudmap.CloudMapClient, now: datetime, *, known: str | None,
+               limit: cloudmap.RateLimit = cloudmap.UNLIMITED) -> tuple[str, int]:  # fmt: skip
     """The unit the service reads, and the ListOperations calls it took; ``known`` is
     what the last run found (None: never). A window over every plausible UpdateDate
     in each unit, the documented one first: the first to match any operation is the
