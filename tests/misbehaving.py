@@ -1,8 +1,8 @@
 """Real HTTP servers that misbehave the ways a broken endpoint or proxy does.
 
-They speak just enough of the JSON 1.1 protocol for botocore to send them calls; what
-they answer is the test's choice: a junk 200, a proxy's error page, a body trickled a
-byte at a time.
+They speak just enough of JSON 1.1 (and of smithy-rpc-v2-cbor's requests) for botocore
+to send them calls; what they answer is the test's choice: a junk 200, a proxy's error
+page, a body trickled a byte at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import cbor2
 
 Answer = Callable[[str, dict[str, Any]], bytes]  # (operation, request) → the 200 body
 
@@ -32,8 +34,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
-        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or "{}")
-        operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/service/"):  # smithy-rpc-v2-cbor: the call is in the path
+            request, operation = cbor2.loads(raw) if raw else {}, self.path.rpartition("/")[2]
+        else:
+            request = json.loads(raw or "{}")
+            operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.server.requests.append((operation, request))
         body = self.server.answer(operation, request)
         self.send_response(self.server.status)

@@ -92,6 +92,47 @@ def test_an_error_whose_message_is_no_text_is_still_the_services_error(runner, a
     assert result.stderr.count("\n") == 1 and "Error" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("body", [b'{"__type": {"a": 1}, "message": "no"}', b"[1, 2]",
+                                  b'{"__type": null}', b'"denied"'])  # fmt: skip
+def test_an_error_answer_botocore_cannot_read_is_junk_naming_the_endpoint(runner, archive,
+                                                                         monkeypatch, body):  # fmt: skip
+    """An error whose body is no object, or whose __type is no text (a gateway's),
+    broke botocore's parse: the run failed as "TypeError: unhashable type: 'dict'",
+    naming neither the call nor the endpoint."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with Misbehaving(lambda _op, _req: body, status=400) as gateway:
+        result = cli_sync(runner, archive, gateway.url, "--source", "acct")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (f"error: ListOperations: {gateway.url} answered HTTP 400 with an "
+                             f"error that is not one ({len(body)} bytes: {body.decode()!r})\n")  # fmt: skip
+    assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
+
+
+@pytest.mark.parametrize(("body", "said"), [(b"<html>forbidden</html>", "22 bytes"),
+                                            (b"", "empty")])  # fmt: skip
+def test_an_error_that_is_not_cbor_is_junk_over_cbor(archive, tmp_path, body, said) -> None:
+    """Over smithy-rpc-v2-cbor, botocore decoded a 4xx body that is not CBOR (a proxy's
+    page) as an integer, or an empty one not at all, and failed: "ResponseParserError:
+    Invalid CBOR integer", "AttributeError: 'bytes' object has no attribute 'get'"."""
+    session = protocol_session("smithy-rpc-v2-cbor", tmp_path / "models")
+    settings = ClientSettings(region="us-east-1", endpoint_url="", access_key="k",
+                              secret_key="s", max_attempts=1)  # fmt: skip
+    with Misbehaving(lambda _op, _req: body, status=403) as proxy:
+        settings = replace(settings, endpoint_url=proxy.url)
+        with pytest.raises(JunkAnswer, match=f"answered HTTP 403 with an error that is not one "
+                                             f"\\({said}"):  # fmt: skip
+            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
+
+
+def test_an_error_with_a_code_and_no_message_is_told_without_a_dangling_colon(runner, archive,
+                                                                              monkeypatch) -> None:  # fmt: skip
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with Misbehaving(lambda _op, _req: b'{"__type": "InternalFailure"}', status=500) as bare:
+        result = cli_sync(runner, archive, bare.url, "--source", "acct")
+    assert (result.exit_code, result.stderr) == (1, "error: ListOperations failed: "
+                                                    "InternalFailure\n")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "operation", [b"{}", b'{"Operation": {"Id": "op-1"}}', b'{"Operation": 1}']
 )

@@ -60,7 +60,8 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         code, message = error.get("Code", "?"), excerpt(str(error.get("Message", "")), 500)
         if token_sent and code == "InvalidInput":
             raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
-        raise WorkFailed(redact(f"{call} failed: {code}: {message}")) from None
+        said = f"{code}: {message}" if message else code  # a bare 500 has no message
+        raise WorkFailed(redact(f"{call} failed: {said}")) from None
     except BotoCoreError as exc:
         raise WorkFailed(redact(f"{call} failed: {excerpt(first_line(exc), 500)}")) from None
 

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import cbor2
+
 from archiver import stopping
 from archiver.errors import Interrupted, WorkFailed
 from archiver.guards import excerpt, mask_url
@@ -33,7 +35,7 @@ _DATES = ("CreateDate", "UpdateDate")  # GetOperation's too: date columns are ne
 
 
 class JunkAnswer(WorkFailed):
-    """The service answered 2xx with something that is not an answer to the call."""
+    """The service answered with something that is not an answer to the call, nor an error."""
 
 
 #: Error codes botocore's standard retry mode treats as throttling (and HTTP 429).
@@ -110,11 +112,14 @@ def abandoned(client: Any) -> Iterator[None]:
 def _check_body(endpoint: str) -> Any:
     def check(operation_model: Any, response_dict: dict[str, Any],
               customized_response_dict: dict[str, Any], **_: Any) -> None:  # fmt: skip
-        status = response_dict.get("status_code", 0)
+        status, call = response_dict.get("status_code", 0), operation_model.name
+        body = response_dict.get("body") or b""
         if not 200 <= status < 300:
-            return  # errors are botocore's to parse and ours to translate
-        call = operation_model.name
-        data, problem = _decode(call, response_dict.get("body") or b"", operation_model)
+            if _readable_error(status, body, operation_model):
+                return  # botocore's to parse and ``client``'s to translate
+            raise JunkAnswer(f"{call}: {endpoint} answered HTTP {status} with an error that is "
+                             f"not one ({_preview(body)})")  # fmt: skip
+        data, problem = _decode(call, body, operation_model)
         if problem:
             raise JunkAnswer(f"{call}: {endpoint} answered HTTP {status} with {problem}")
         if call == "GetOperation":
@@ -127,16 +132,8 @@ def _check_body(endpoint: str) -> Any:
 
 def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | None]:
     """The decoded body, or why it is not a well-formed answer to ``call``."""
-    protocol = operation_model.service_model.resolved_protocol
-    try:
-        if protocol == "smithy-rpc-v2-cbor":
-            import cbor2
-
-            data = cbor2.loads(body)
-        else:
-            data = json.loads(body)
-    except Exception:
-        kind = "CBOR" if protocol == "smithy-rpc-v2-cbor" else "JSON"
+    if (data := _loads(body, operation_model)) is _NOT_DECODED:
+        kind = "CBOR" if _is_cbor(operation_model) else "JSON"
         return None, f"a body that is not {kind} ({_preview(body)})"
     if not isinstance(data, dict):
         return None, f"a {type(data).__name__} instead of an object ({_preview(body)})"
@@ -151,6 +148,31 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
         if (problem := _date_problem(records[0].get(name))) is not None:
             return None, f"Operation {records[0]['Id']!r} whose {name} is {problem}"
     return data, None
+
+
+def _is_cbor(operation_model: Any) -> bool:
+    return bool(operation_model.service_model.resolved_protocol == "smithy-rpc-v2-cbor")
+
+
+_NOT_DECODED = object()
+
+
+def _loads(body: bytes, operation_model: Any) -> Any:
+    """The body decoded in the protocol botocore speaks, or _NOT_DECODED."""
+    try:
+        return cbor2.loads(body) if _is_cbor(operation_model) else json.loads(body)
+    except Exception:
+        return _NOT_DECODED
+
+
+def _readable_error(status: int, body: bytes, operation_model: Any) -> bool:
+    """Whether botocore's parse of an error answer holds: it broke ("TypeError") on a
+    body that is no object or whose __type is no text. One it cannot decode is the
+    message in JSON; over CBOR only a 5xx's page (or none) is, as a generic error."""
+    if (data := _loads(body, operation_model)) is _NOT_DECODED:
+        generic = status >= 500 and body.strip()[:6] in (b"", b"<html>")
+        return generic or not _is_cbor(operation_model)
+    return isinstance(data, dict) and isinstance(data.get("__type", ""), str)
 
 
 def _typed(record: Any, required: tuple[str, ...], shape: Any) -> bool:
