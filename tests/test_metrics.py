@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -125,6 +126,10 @@ def test_a_retired_source_leaves_the_check_and_the_metrics_until_it_syncs_again(
         again = invoke(runner, "--db", archive, "sources", "retire", "a")
         assert again.exit_code == 0 and again.stderr.startswith("already retired: ")
         assert check() == [" source b"]
+        listed = json.loads(invoke(runner, "--db", archive, "sources", "list", "--json").stdout)
+        assert {r["name"]: r["retired"] for r in listed} == {"a": True, "b": False}
+        shown = invoke(runner, "--db", archive, "status").stdout
+        assert "source a  (region us-east-1, UPDATE_DATE unit ms)  retired: not synced" in shown
         done = cli_sync(runner, archive, b.url, "--source", "b", "--metrics-file", str(path))
         assert done.exit_code == 0, done.output
         assert {dict(labels).get("source") for _, labels in _samples(path)} == {None, "b"}
@@ -134,5 +139,7 @@ def test_a_retired_source_leaves_the_check_and_the_metrics_until_it_syncs_again(
         assert back.exit_code == 0, back.output
     assert check() == [" source a", " source b"]
     assert ("archiver_sync_last_run_listed", (("source", "a"),)) in _samples(path)
+    listed = json.loads(invoke(runner, "--db", archive, "sources", "list", "--json").stdout)
+    assert not any(r["retired"] for r in listed)
     unknown = invoke(runner, "--db", archive, "sources", "retire", "nope")
     assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1

@@ -455,7 +455,7 @@ def sources_list(
     ctx: typer.Context,
     as_json: JsonOption = False,
 ) -> None:
-    """Every source in the archive: region, endpoint, operations, watermark.
+    """Every source in the archive: region, endpoint, operations, watermark, retired.
 
     \b
     Example:
@@ -464,10 +464,12 @@ def sources_list(
     from archiver.read.status import summarize
 
     with open_archive(ctx) as archive:
-        rows = [{"name": s["source"], **{k: s[k] for k in ("region", "endpoint_url",
-                 "operations", "watermark")}} for s in summarize(archive)["sources"]]  # fmt: skip
+        shown = ("region", "endpoint_url", "operations", "watermark", "retired")
+        rows = [{"name": s["source"], **{k: s[k] for k in shown}}
+                for s in summarize(archive)["sources"]]  # fmt: skip
     _print(rows, as_json, (f"{r['name']}  region {r['region'] or '-'}  operations {r['operations']}"
-                           f"  watermark {r['watermark'] or 'none'}" for r in rows))  # fmt: skip
+                           f"  watermark {r['watermark'] or 'none'}"
+                           + ("  retired" if r["retired"] else "") for r in rows))  # fmt: skip
 
 
 def _print(data: Any, as_json: bool, lines: Iterable[str]) -> None:

@@ -43,6 +43,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "watermark": _iso(state.watermark if state else None),
                     "last_success": _iso(store.last_success(conn, src.id)),
                     "lock_holder": holder,
+                    "retired": bool(runs) and runs[0].outcome == "retired",  # sources retire
                     "operations": sum(by_status.values()),
                     **store.incomplete_counts(conn, src.id),
                     "by_status": by_status,
@@ -87,9 +88,9 @@ def to_text(summary: dict[str, Any]) -> str:
     lines: list[str] = []
     for s in summary["sources"]:
         unit = s["update_date_unit"] or "not checked yet"
-        lines.append(
-            f"source {s['source']}  (region {s['region'] or '-'}, UPDATE_DATE unit {unit})"
-        )
+        retired = "  retired: not synced any more" if s["retired"] else ""
+        lines.append(f"source {s['source']}  (region {s['region'] or '-'}, UPDATE_DATE unit "
+                     f"{unit}){retired}")  # fmt: skip
         lines.append(f"  watermark   {s['watermark'] or 'none (never completed a window)'}")
         if s["lock_holder"]:
             lines.append(f"  running     {s['lock_holder']}")
@@ -128,9 +129,9 @@ def check_freshness(summary: dict[str, Any], *, max_age: timedelta, now: datetim
     if not held and not problems:
         return ["stale: the archive has no source; no sync has run"]
     for s in summary["sources"]:
-        latest = next((r for r in s["last_runs"] if r["outcome"] != "running"), None)  # finished
-        if latest and latest["outcome"] == "retired":  # `sources retire`: watched no more
+        if s["retired"]:  # `sources retire`: watched no more
             continue
+        latest = next((r for r in s["last_runs"] if r["outcome"] != "running"), None)  # finished
         if latest and latest["outcome"] in ("failed", "interrupted", "abandoned"):
             why = f": {latest['error']}" if latest.get("error") else ""
             problems.append(f"failing: source {s['source']}: its latest run "
