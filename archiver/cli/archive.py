@@ -84,15 +84,8 @@ UntilOption = Annotated[
 ]
 
 
-def selection_of(
-    ctx: typer.Context,
-    filters: list[str] | None,
-    more: list[str] | None,
-    *,
-    since: str | None,
-    until: str | None,
-    **choices: Any,
-) -> Selection:
+def selection_of(ctx: typer.Context, filters: list[str] | None, more: list[str] | None, *,
+                 since: str | None, until: str | None, **choices: Any) -> Selection:  # fmt: skip
     """The options as a ``Selection``, checked before the archive is read (exit 2): a bad
     filter writes nothing. A TYPE or STATUS the model does not list is checked against
     what the archive holds."""

@@ -403,16 +403,9 @@ def write_stream(
     return Written(n, counting.sha256.hexdigest(), counting.size)
 
 
-def export(
-    archive: Archive,
-    selection: Selection,
-    out: Path | None,
-    *,
-    stdout: BinaryIO | None = None,
-    history: bool = False,
-    raw: bool = False,
-    compress: bool = False,
-) -> Written:
+def export(archive: Archive, selection: Selection, out: Path | None, *,
+           stdout: BinaryIO | None = None, history: bool = False, raw: bool = False,
+           compress: bool = False) -> Written:  # fmt: skip
     """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``.
     Both files pass the write guard before any row is read."""
     if out is None:

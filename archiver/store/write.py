@@ -124,15 +124,9 @@ def _insert_event(dialect: str) -> Any:
     )
 
 
-def upsert_operations(
-    conn: Connection,
-    source_id: int,
-    records: Iterable[OperationRecord],
-    *,
-    seen_at: datetime,
-    run_id: int | None,
-    events: bool = True,
-) -> int:
+def upsert_operations(conn: Connection, source_id: int, records: Iterable[OperationRecord],
+                      *, seen_at: datetime, run_id: int | None,
+                      events: bool = True) -> int:  # fmt: skip
     """Insert or update operations and append one event per newly observed status
     (``events``: False for a Status that was listed, not observed with its date)."""
     rows = [{"source_id": source_id, **rec.values(), "first_seen_at": seen_at,

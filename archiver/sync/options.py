@@ -134,14 +134,9 @@ def resolve_region(settings: ClientSettings, profile_region: str | None) -> str 
     return settings.region or environment or profile_region
 
 
-def build(
-    values: Mapping[str, Any],
-    *,
-    started: datetime | None = None,
-    context: str = "",
-    key: bool = False,
-    credentials: tuple[str, str] | None = None,
-) -> tuple[SyncOptions, ClientSettings]:
+def build(values: Mapping[str, Any], *, started: datetime | None = None, context: str = "",
+          key: bool = False, credentials: tuple[str, str] | None = None,
+          ) -> tuple[SyncOptions, ClientSettings]:  # fmt: skip
     """The run's options and the client's settings from ``values`` (option → value;
     a missing or None value takes the default). Every value is checked (``check``,
     which names it as ``context`` and ``key`` say);
@@ -290,13 +285,8 @@ def check_windows(start: datetime | None, end: datetime, window: timedelta, cont
         )
 
 
-def plan(
-    opts: SyncOptions,
-    watermark: datetime | None,
-    resume: tuple[datetime, datetime, str] | None,
-    *,
-    started: datetime,
-) -> Plan:
+def plan(opts: SyncOptions, watermark: datetime | None,
+         resume: tuple[datetime, datetime, str] | None, *, started: datetime) -> Plan:  # fmt: skip
     if opts.full or watermark is None:
         start = opts.since or EPOCH
     else:
