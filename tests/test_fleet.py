@@ -357,3 +357,35 @@ def test_sources_plan_masks_an_endpoints_password(runner, tmp_path) -> None:
         assert result.exit_code == 0, result.output
         assert "http://archiver:***@127.0.0.1:9/?password=***" in result.stdout
         assert "Sh0uldNeverShow" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.engine_free  # its archive is the config's SQLite file
+def test_an_organization_that_cannot_be_listed_stops_only_its_own_accounts(
+    runner, tmp_path, monkeypatch
+) -> None:
+    """Organizations' ListAccounts failing (here: no one answers) stopped the whole
+    fleet before any run, so the config's own [[source]]s went unarchived that night
+    too. The organization fails alone now, told in one line and counted in the exit;
+    a plan, which must show everything, still fails as a whole."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    config = tmp_path / "fleet.toml"
+    with Emulator(seed_operations=30, seed=7) as emu:
+        config.write_text(f'db = "archive.db"\n[[source]]\nname = "mine"\nregion = "us-east-1"\n'
+                          f'endpoint_url = "{emu.url}"\n[[organization]]\nrole_name = "R"\n'
+                          'regions = ["us-east-1"]\n')  # fmt: skip
+        done = invoke(runner, "--config", str(config), "sync", "--all", "--json")
+    assert done.exit_code == 1, done.output
+    assert done.stderr.startswith("error: source [[organization]] 1: ListAccounts failed: "), (
+        done.stderr)  # fmt: skip
+    assert done.stderr.count("\n") == 1, done.stderr
+    lines = {r["source"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert lines["mine"]["outcome"] == "succeeded" and lines["mine"]["inserted"] == 30
+    assert lines["[[organization]] 1"]["outcome"] == "failed"
+    check = invoke(runner, "--db", str(tmp_path / "archive.db"), "status", "--check")
+    assert check.exit_code == 0, check.output  # the source that could sync did
+    planned = invoke(runner, "--config", str(config), "sources", "plan")
+    assert planned.exit_code == 1 and planned.stderr.startswith("error: ListAccounts failed")
+    one = invoke(runner, "--config", str(config), "sync", "--source", "111122223333@us-east-1")
+    assert one.exit_code == 1 and "ListAccounts failed" in one.stderr, one.output

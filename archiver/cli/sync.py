@@ -277,6 +277,7 @@ def sync(
     typed["full"] = full or None
     typed["retry_gone"] = retry_gone or None
     from_config = sync_all or (settings.config is not None and bool(source))
+    unlisted: list[fleet.Result] = []  # organizations not listed (a dry run's plan is whole)
     if from_config:
         if given := [n for n, v in typed.items() if v is not None and n != "source"]:
             raise UsageError(f"{options.flag(given[0])} applies to one source; for the "
@@ -284,7 +285,8 @@ def sync(
                              "[[source]])")  # fmt: skip
         if settings.config is None:
             raise UsageError("--all needs --config PATH (or ARCHIVER_CONFIG) naming the sources")
-        jobs = fleet.plan(settings.config, None if sync_all else source)
+        jobs = fleet.plan(settings.config, None if sync_all else source,
+                          failed=None if dry_run else unlisted)  # fmt: skip
     elif settings.config is not None:
         raise UsageError(f"config {settings.config.path} names the sources to sync: add --all, "
                          "or --source NAME for some of them")  # fmt: skip
@@ -293,13 +295,14 @@ def sync(
     else:
         jobs = [fleet.Job(*options.build(typed))]
     _sync(ctx, jobs, parallel=parallel, dry_run=dry_run, as_json=as_json,
-          metrics_file=metrics_file, one=not from_config)  # fmt: skip
+          metrics_file=metrics_file, one=not from_config, failed=unlisted)  # fmt: skip
 
 
 def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, as_json: bool,
-          metrics_file: Path | None, one: bool) -> None:  # fmt: skip
+          metrics_file: Path | None, one: bool, failed: list[Any]) -> None:  # fmt: skip
     """Every job through ``fleet.run`` (one source is a fleet of one): the same runs,
-    locks and metrics, whichever way the sources were named."""
+    locks and metrics, whichever way the sources were named. ``failed``: organizations
+    whose accounts could not be listed, told and counted as the sources' failures are."""
     from archiver import guards, stopping
     from archiver.read import status
     from archiver.store.archive import Archive
@@ -329,7 +332,10 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
             say(f"source {result.source}: {result.error}", settings.log_format,
                 source=result.source)  # fmt: skip
 
-    with for_terminal(quiet=settings.quiet or not one, source=jobs[0].opts.source) as shown:
+    for result in failed:
+        report(result)
+    with for_terminal(quiet=settings.quiet or not one, source=jobs[0].opts.source if one
+                      else "") as shown:  # fmt: skip
         results = fleet.run(settings.db, jobs, parallel=parallel, on_done=report, on_page=shown)
     if metrics is not None and not Archive(settings.db).is_new:  # new: no run made it
         with Archive.open(settings.db) as archive:  # every source's (none run keep theirs)
@@ -337,7 +343,7 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
             status.write_metrics(metrics, archive, retries=retries)
     if one and results[0].error is not None:
         raise results[0].error
-    raise typer.Exit(fleet.worst_exit(results))
+    raise typer.Exit(fleet.worst_exit(results + failed))
 
 
 @app.command()

@@ -3,8 +3,9 @@
 Why: an organisation archiving many accounts and regions would otherwise keep one
 cron line per source. The config names them once; `archiver sync --all` runs them
 with bounded concurrency, each under its own lock and with its own run row, and
-exits with the worst outcome. A config that cannot be run (not TOML, an unknown key,
-a duplicate name, a region that cannot be resolved) is refused before any API call.
+exits with the worst outcome; an [[organization]] whose accounts cannot be listed
+fails alone. A config that cannot be run (not TOML, an unknown key, a duplicate
+name, a region that cannot be resolved) is refused before any Cloud Map call.
 
     db = "/var/lib/archiver/archive.db"   # optional; --db and ARCHIVER_DB win
     [defaults]                            # optional: any sync option, for every source
@@ -154,15 +155,27 @@ class Job:
     client: options.ClientSettings
 
 
-def plan(config: Config, names: list[str] | None) -> list[Job]:
+def plan(config: Config, names: list[str] | None, *,
+         failed: list[Result] | None = None) -> list[Job]:  # fmt: skip
     """Every chosen source's options, resolved now: a region that cannot be resolved,
-    or a name the config does not have, stops everything before any API call."""
-    chosen = [*config.sources, *(s for org in config.organizations for s in org.sources())]
+    or a name the config does not have, stops everything before any API call. So does
+    an organization whose accounts cannot be listed, unless ``failed`` takes it (a
+    fleet run: the other sources still sync, and its failure is the run's)."""
+    chosen = list(config.sources)
+    for org in config.organizations:
+        try:
+            chosen += org.sources()
+        except ArchiverError as exc:
+            if failed is None:
+                raise
+            failed.append(Result(org.where.rpartition(": ")[2], None, exc))
     known = [s["source"] for s in chosen]
     if twice := {n for n in known if known.count(n) > 1}:
         raise UsageError(f"config {config.path}: source {sorted(twice)[0]!r} is named twice")
     if names:
-        if missing := [n for n in names if n not in known]:
+        if (missing := [n for n in names if n not in known]) and failed and failed[0].error:
+            raise failed[0].error  # the missing one may be that organization's
+        if missing:
             raise UsageError(f"config {config.path} has no source {missing[0]!r} "
                              f"(sources: {', '.join(sorted(str(k) for k in known))})")  # fmt: skip
         chosen = [s for s in chosen if s["source"] in names]
