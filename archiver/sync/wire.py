@@ -140,7 +140,8 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
     output = operation_model.output_shape  # its own members too: a NextToken {} stopped a run
     key, required = _RECORDS.get(call, ("", ()))
     records = [data.get(key)] if call == "GetOperation" else data.get(key, [])  # absent: none
-    shape = getattr(output.members.get(key), "member", output.members.get(key))  # a list's item
+    member = output.members.get(key)
+    shape = getattr(member, "member", member)  # a list's item, or GetOperation's Operation
     if not (_typed(data, (), output) and isinstance(records, list)
             and all(_typed(r, required, shape) for r in records)):  # fmt: skip
         return None, f"{key} without {'/'.join(required)} or of another kind ({_preview(body)})"
