@@ -216,10 +216,13 @@ def test_unsigned_requests_and_unknown_operations_are_refused(emu, sd) -> None:
     assert err.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_serve_prints_its_url_answers_and_stops_cleanly(sig) -> None:
+@pytest.mark.parametrize(("sig", "host", "shown"), [(signal.SIGINT, "127.0.0.1", "127.0.0.1"),
+                                                    (signal.SIGTERM, "::1", "[::1]")])  # fmt: skip
+def test_serve_prints_its_url_answers_and_stops_cleanly(sig, host, shown) -> None:
+    """On IPv6 too: `--host ::1` was "Address family for hostname not supported"."""
+    serve = ["emulator", "serve", "--host", host, "--port", "0", "--seed", "500"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver", "emulator", "serve", "--port", "0", "--seed", "500"],
+        [sys.executable, "-m", "archiver", *serve],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -227,7 +230,7 @@ def test_serve_prints_its_url_answers_and_stops_cleanly(sig) -> None:
     )
     try:
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
+        assert url.startswith(f"http://{shown}:")
         assert len(paginate(client(url), [])) == 500
     finally:
         proc.send_signal(sig)

@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -79,7 +80,7 @@ class Emulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://[{host!s}]:{port}" if ":" in str(host) else f"http://{host!s}:{port}"
 
     def set_faults(self, operation: str | None = None, **values: float) -> None:
         """Change latency_ms / throttle_rate / error_rate / denied for one operation or all."""
@@ -343,6 +344,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], emulator: Any) -> None:
         self.emulator = emulator
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # ::1
         super().__init__(address, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
