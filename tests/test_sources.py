@@ -117,9 +117,9 @@ def test_same_operation_id_in_two_sources_is_two_rows(runner, archive) -> None:
 @pytest.mark.slow  # over HTTP
 def test_removing_a_source_while_its_first_sync_runs_waits_its_turn(runner, db) -> None:
     """U7: `sources remove` between a new source's making and its sync's lock gave
-    "unexpected IntegrityError". The source is made under the lock now: a remove that
-    lands while the first sync runs is refused as "running" (exit 3), and the sync
-    completes its archive."""
+    "unexpected IntegrityError". The source is made under the lock now: a remove (or a
+    retire) that lands while the first sync runs is refused as "running" (exit 3), and
+    the sync completes its archive."""
     import threading
     from datetime import timedelta
 
@@ -136,9 +136,11 @@ def test_removing_a_source_while_its_first_sync_runs_waits_its_turn(runner, db) 
         syncing.start()
         assert gate.reached.wait(60)
         removed = invoke(runner, "--db", db, "sources", "remove", "acct", "--yes")
+        retired = invoke(runner, "--db", db, "sources", "retire", "acct")  # the same lock
         gate.release()
         syncing.join(60)
-        assert removed.exit_code == 3 and "Traceback" not in removed.output, removed.output
-        assert removed.stderr.count("\n") == 1
+        for refused in (removed, retired):
+            assert refused.exit_code == 3 and "Traceback" not in refused.output, refused.output
+            assert refused.stderr.count("\n") == 1
         assert done and done[0].outcome == "succeeded"  # type: ignore[attr-defined]
         assert_archive_equals(db, emu.account)
