@@ -185,6 +185,22 @@ def test_a_bad_config_is_one_line_and_exit_2_before_any_call(runner, db, tmp_pat
         # config names no endpoint that could answer, and the check runs before any
 
 
+def test_a_source_named_twice_is_refused_before_an_organization_is_listed(runner, db, tmp_path,
+                                                                          monkeypatch) -> None:  # fmt: skip
+    """Two [[source]]s of one name beside an [[organization]] were refused only after
+    Organizations' ListAccounts: a call, and its failure told first, for a config error."""
+    from tests.misbehaving import Misbehaving
+
+    with Misbehaving(lambda _op, _req: b"{}") as organizations:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", organizations.url)
+        config = _config(tmp_path, "[[source]]\nname = 'x'\nregion = 'us-east-1'\n" * 2
+                         + "[[organization]]\nrole_name = 'R'\nregions = ['us-east-1']\n")  # fmt: skip
+        for command in (["sync", "--all"], ["sources", "plan"]):
+            result = invoke(runner, "--db", db, "--config", config, *command)
+            assert result.exit_code == 2 and "source 'x' is named twice" in result.stderr
+        assert organizations.calls == []
+
+
 @pytest.mark.parametrize("value", ["full = 'no'", "workers = 'four'", "workers = 1000"])
 def test_a_value_the_command_line_refuses_is_refused_from_a_config_before_any_call(
     runner, db, tmp_path, value

@@ -71,7 +71,8 @@ def load(path: Path) -> Config:
         # with regions, one source per region, named NAME@REGION
         by_region = [{**values, "region": r, "source": f"{values['source']}@{r}"}
                      for r in regions or ()]  # fmt: skip
-        sources.extend(by_region or [values])  # a name used twice is refused by ``plan``
+        sources.extend(by_region or [values])
+    _named_once(path, [s["source"] for s in sources])  # before an organization is listed
     db = data.get("db")
     if db is not None and not (isinstance(db, str) and db.strip()):  # "": the config's folder
         raise UsageError(f"config {path}: db must be a path or URL string")
@@ -149,6 +150,12 @@ def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[st
     return out
 
 
+def _named_once(path: Path, names: list[str]) -> None:
+    """Two sources of one name would share one watermark: refused, naming it."""
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise UsageError(f"config {path}: source {twice[0]!r} is named twice")
+
+
 @dataclass(frozen=True)
 class Job:
     opts: options.SyncOptions
@@ -169,9 +176,7 @@ def plan(config: Config, names: list[str] | None, *,
             if failed is None:
                 raise
             failed.append(Result(org.where.rpartition(": ")[2], None, exc))
-    known = [s["source"] for s in chosen]
-    if twice := {n for n in known if known.count(n) > 1}:
-        raise UsageError(f"config {config.path}: source {sorted(twice)[0]!r} is named twice")
+    _named_once(config.path, known := [s["source"] for s in chosen])
     if names:
         if (missing := [n for n in names if n not in known]) and failed and failed[0].error:
             raise failed[0].error  # the missing one may be that organization's
