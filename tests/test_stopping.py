@@ -171,3 +171,35 @@ def test_a_stop_ends_a_call_waiting_on_a_stalled_sts(installed, monkeypatch) -> 
         with pytest.raises(Interrupted, match="SIGTERM"):
             client.list_operations()
     assert time.monotonic() - began < 5
+
+
+@pytest.mark.slow  # a local socket
+def test_a_stop_ends_the_wait_for_a_profiles_role_on_a_stalled_sts(installed, monkeypatch,
+                                                                  tmp_path) -> None:  # fmt: skip
+    """A profile's own role_arn is assumed by botocore's STS client, not ours, when the
+    client is made: an STS that took the request and never answered held a stop for
+    as long as botocore waited (a minute a read, each attempt)."""
+    import socket
+
+    from archiver.errors import Interrupted
+    from archiver.sync.client import make_client
+    from archiver.sync.options import ClientSettings
+
+    (tmp_path / "config").write_text("[profile base]\naws_access_key_id = k\n"
+                                     "aws_secret_access_key = s\n[profile roled]\n"
+                                     "role_arn = arn:aws:iam::123456789012:role/R\n"
+                                     "source_profile = base\n")  # fmt: skip
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # unfixed, the test fails in a minute
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as sts:  # takes connections (the kernel's backlog), never answers
+        sts.bind(("127.0.0.1", 0))
+        sts.listen()
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{sts.getsockname()[1]}")
+        threading.Timer(0.5, os.kill, [os.getpid(), signal.SIGTERM]).start()
+        began = time.monotonic()
+        with pytest.raises(Interrupted, match="SIGTERM while AWS credentials were fetched"):
+            make_client(ClientSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9",
+                                       profile="roled"))  # fmt: skip
+    assert time.monotonic() - began < 5

@@ -44,25 +44,20 @@ _CONFIGURED = "AWS_ENDPOINT_URL_SERVICEDISCOVERY, AWS_ENDPOINT_URL or the profil
 @contextlib.contextmanager
 def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
     """botocore's exceptions, raised in ``call``, as the project's own."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        NoCredentialsError,
-        PartialCredentialsError,
-    )
+    from botocore import exceptions as bx
 
     try:
         yield
-    except (NoCredentialsError, PartialCredentialsError):
+    except (bx.NoCredentialsError, bx.PartialCredentialsError):
         raise UsageError(_CREDENTIALS) from None
-    except ClientError as exc:
+    except bx.ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), excerpt(str(error.get("Message", "")), 500)
         if token_sent and code == "InvalidInput":
             raise TokenRefused(f"{call}: the service refused NextToken: {message}") from None
         said = f"{code}: {message}" if message else code  # a bare 500 has no message
         raise WorkFailed(redact(f"{call} failed: {said}")) from None
-    except BotoCoreError as exc:
+    except bx.BotoCoreError as exc:
         raise WorkFailed(redact(f"{call} failed: {excerpt(first_line(exc), 500)}")) from None
 
 
@@ -98,11 +93,10 @@ def _check_credentials(boto3_session: Any) -> None:
     from botocore import exceptions as bx
 
     name = boto3_session.profile_name  # the one botocore read: --profile, AWS_PROFILE, …
-    try:
-        credentials = boto3_session.get_credentials()
-        if credentials is None:
+    try:  # a stop ends the wait: a profile's role is assumed by botocore's own STS client
+        if (credentials := wire.waited(boto3_session.get_credentials)) is None:
             raise UsageError(_CREDENTIALS)
-        credentials.get_frozen_credentials()
+        wire.waited(credentials.get_frozen_credentials)
     except (bx.SSOTokenLoadError, bx.SSOError, bx.TokenRetrievalError) as exc:
         raise UsageError(
             f"the AWS SSO session of profile {name!r} is missing or expired "

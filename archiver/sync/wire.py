@@ -237,12 +237,25 @@ def _deadline_error() -> Any:
     return CallDeadline
 
 
-def _send(call: Future[Any], session: Any, request: Any) -> None:
-    """One HTTP send, on a runner thread: its answer, or its error, goes to ``call``."""
+def _run(call: Future[Any], work: Callable[[], Any]) -> None:
+    """``work`` (one HTTP send), on a runner thread: its result, or its error, to ``call``."""
     try:
-        call.set_result(session.send(request))
+        call.set_result(work())
     except BaseException as exc:  # handed to the caller, which re-raises it
         call.set_exception(exc)
+
+
+def waited(work: Callable[[], Any]) -> Any:
+    """``work()`` on a runner thread, waited for until a stop is asked: for what botocore
+    sends through clients of its own, outside ``install``'s sender (the STS call behind
+    a profile's role_arn), which would otherwise hold a stop for as long as it hangs."""
+    call: Future[Any] = Future()
+    _RUNNERS.start(functools.partial(_run, call, work))
+    while not call.done():
+        if stopping.requested():
+            raise Interrupted(f"{stopping.reason()} while AWS credentials were fetched")
+        wait([call], timeout=stopping.POLL)
+    return call.result()
 
 
 class _Runners:
@@ -291,7 +304,7 @@ def _send_by(session: Any, call_timeout: float, abandon: threading.Event,
         with _COUNTING:  # counted as it leaves: a call stopped before it is not
             sent[event_name.rsplit(".", 1)[-1]] += 1
         call: Future[Any] = Future()
-        _RUNNERS.start(functools.partial(_send, call, session, request))
+        _RUNNERS.start(functools.partial(_run, call, functools.partial(session.send, request)))
         deadline = time.monotonic() + call_timeout
         while not call.done():
             left = deadline - time.monotonic()
