@@ -460,7 +460,10 @@ def test_server_text_longer_than_any_old_column_is_kept(runner, db) -> None:
 def test_a_batch_that_rolls_back_leaves_the_runs_counts_as_they_were(runner, archive) -> None:
     """U9: the counts of a batch whose transaction failed stayed in sync_runs. Here the
     archive itself refuses one operation (a trigger), so the batch holding it rolls
-    back: the run fails, and its recorded counts are those of what was stored."""
+    back: the run fails, and its recorded counts are those of what was stored. The
+    driver's words are told, without SQLAlchemy's "(sqlite3.IntegrityError)" around
+    them (a full disk read "OperationalError: (sqlite3.OperationalError) database or
+    disk is full")."""
     import sqlite3
 
     from archiver.emulator import Emulator
@@ -472,10 +475,11 @@ def test_a_batch_that_rolls_back_leaves_the_runs_counts_as_they_were(runner, arc
             conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON operations WHEN NEW.id = "
                          f"'{doomed}' BEGIN SELECT RAISE(ABORT, 'refused'); END")  # fmt: skip
         result = cli_sync(runner, archive, emu.url, "--source", "acct")
-    assert result.exit_code == 1, result.output
-    (run,) = read_rows(archive, select(SyncRun.outcome, SyncRun.inserted, SyncRun.listed))
+    assert (result.exit_code, result.stderr) == (1, "error: IntegrityError: refused\n")
+    (run,) = read_rows(archive, select(SyncRun.outcome, SyncRun.inserted, SyncRun.listed,
+                                       SyncRun.error))  # fmt: skip
     stored = read_rows(archive, select(func.count()).select_from(Operation))[0][0]
-    assert run.outcome == "failed" and 0 < stored < 1500
+    assert run.outcome == "failed" and 0 < stored < 1500 and run.error == "IntegrityError: refused"
     assert (run.inserted, run.listed) == (stored, stored)
 
 

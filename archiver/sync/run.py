@@ -637,6 +637,7 @@ def describe(exc: BaseException) -> str:
     """A failed run's error as stored and told: masked, its type named if untranslated."""
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
+    exc = getattr(exc, "orig", None) or exc  # a driver's error, not SQLAlchemy's wrapping of it
     text = redact(first_line(exc))
     return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
 
