@@ -110,3 +110,12 @@ def test_the_design_docs_module_map_names_every_module_and_no_other() -> None:
     present = {str(p.relative_to(root)) for p in (root / "archiver").rglob("*.py")}
     assert sorted(present - mapped) == [], "modules the map does not name"
     assert sorted(mapped - present) == [], "modules the map names that are gone"
+
+
+def test_every_link_of_the_readmes_contents_finds_its_heading() -> None:
+    """The contents named `sources list | plan | remove` after `retire` joined the
+    heading, and its link led nowhere. Anchors as GitHub makes them from a heading."""
+    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#{2,3} (.+)$", README, flags=re.M)}  # fmt: skip
+    links = re.findall(r"^- \[.*\]\(#([^)]+)\)$", README, flags=re.M)
+    assert len(links) >= 10 and not [link for link in links if link not in anchors]
