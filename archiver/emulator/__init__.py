@@ -68,11 +68,8 @@ class Emulator:
         self.faults = {op: Faults(latency_ms, throttle_rate, error_rate) for op in OPERATIONS}
         self.roll = random.Random(seed).random  # C code under the GIL: safe across threads
         #: --rate-limit/--burst: one token bucket per operation, as AWS throttles per API.
-        self.buckets = (
-            {op: TokenBucket(rate_limit, burst or max(1, round(rate_limit))) for op in OPERATIONS}
-            if rate_limit
-            else {}
-        )
+        size = burst or max(1, round(rate_limit or 1))  # a second's worth by default
+        self.buckets = {op: TokenBucket(rate_limit, size) for op in OPERATIONS if rate_limit}
         self.gates: dict[str, Gate] = {}
         self._server = EmulatorHTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

@@ -165,11 +165,13 @@ class Job:
 def plan(config: Config, names: list[str] | None, *,
          failed: list[Result] | None = None) -> list[Job]:  # fmt: skip
     """Every chosen source's options, resolved now: a region that cannot be resolved,
-    or a name the config does not have, stops everything before any API call. So does
-    an organization whose accounts cannot be listed, unless ``failed`` takes it (a
-    fleet run: the other sources still sync, and its failure is the run's)."""
+    or a name the config does not have, stops everything before any Cloud Map call. So
+    does an organization whose accounts cannot be listed, unless ``failed`` takes it (a
+    fleet run: the other sources still sync, and its failure is the run's). Names that
+    are all [[source]]s need no organization listed."""
     chosen = list(config.sources)
-    for org in config.organizations:
+    explicit = {s["source"] for s in chosen}  # --source of these alone lists no organization
+    for org in config.organizations if not names or set(names) - explicit else ():
         try:
             chosen += org.sources()
         except ArchiverError as exc:
