@@ -43,7 +43,7 @@ def summarize(archive: Archive, *, source: str | None = None, last_runs: int = 3
                     "watermark": _iso(state.watermark if state else None),
                     "last_success": _iso(store.last_success(conn, src.id)),
                     "lock_holder": holder,
-                    "retired": bool(runs) and runs[0].outcome == "retired",  # sources retire
+                    "retired": store.retired(runs[0] if runs else None),  # sources retire
                     "operations": sum(by_status.values()),
                     **store.incomplete_counts(conn, src.id),
                     "by_status": by_status,
@@ -239,7 +239,7 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
     with archive.reader.connect() as conn:
         for sid, name in store.source_ids(conn, None).items():
             r = next(iter(store.latest_runs(conn, sid)), None)
-            if r is not None and r.outcome == "retired":  # `sources retire`: no series
+            if store.retired(r):  # `sources retire`: no series
                 continue
             for span, by_source in rates.items():  # none updated (or a source new since): 0
                 ratio = by_source.get(name, {}).get("failed_ratio")

@@ -377,11 +377,16 @@ def retire_source(archive: Archive, name: str) -> bool:
     with archive.reader.connect() as conn:
         (source_id,) = source_ids(conn, name)  # before the lock: no lock file for a typo
     with archive.lock(name), archive.writer.begin() as conn:
-        if [r.outcome for r in latest_runs(conn, source_id)] == ["retired"]:
+        if retired(next(iter(latest_runs(conn, source_id)), None)):
             return False
         record_run(conn, start_run(conn, source_id, since=None, until=None), outcome="retired",
                    finished_at=now())  # fmt: skip
     return True
+
+
+def retired(latest_run: Any) -> bool:
+    """Whether a source whose latest run is ``latest_run`` is retired: watched no more."""
+    return latest_run is not None and latest_run.outcome == "retired"
 
 
 def drop_source(archive: Archive, name: str) -> dict[str, int]:
