@@ -364,6 +364,8 @@ def describe(selection: Selection) -> str:
 
 
 YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask (required without a terminal).")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The source, as `sources list` "
+                                             "names it.")]  # fmt: skip
 
 
 def _confirm(yes: bool, action: str, consequence: str) -> None:
@@ -502,10 +504,7 @@ def sources_plan(
 @guarded
 def sources_remove(
     ctx: typer.Context,
-    name: Annotated[
-        str,
-        typer.Argument(metavar="NAME", help="The source to remove, as `sources list` names it."),
-    ],
+    name: NameArgument,
     yes: YesOption = False,
 ) -> None:
     """Delete a source with its operations, events, runs and state, in one transaction.
@@ -533,9 +532,7 @@ def sources_remove(
 @guarded
 def sources_retire(
     ctx: typer.Context,
-    name: Annotated[
-        str, typer.Argument(metavar="NAME", help="The source, as `sources list` names it.")
-    ],
+    name: NameArgument,
 ) -> None:
     """Stop watching a source that is synced no more (an account closed, a region left),
     keeping all it holds: `status --check` and the metrics leave it out. A later sync of

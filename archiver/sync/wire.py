@@ -32,6 +32,7 @@ _RECORDS = {"GetOperation": ("Operation", ("Id", "Status", "Type")),
             "ListOperations": ("Operations", ("Id", "Status")),
             **{c: (c[4:], ("Id", "Name")) for c in ("ListNamespaces", "ListServices")}}  # fmt: skip
 _DATES = ("CreateDate", "UpdateDate")  # GetOperation's too: date columns are never NULL
+_NOT_DECODED = object()  # what ``_loads`` returns for a body it cannot decode
 
 
 class JunkAnswer(WorkFailed):
@@ -153,9 +154,6 @@ def _decode(call: str, body: bytes, operation_model: Any) -> tuple[Any, str | No
 
 def _is_cbor(operation_model: Any) -> bool:
     return bool(operation_model.service_model.resolved_protocol == "smithy-rpc-v2-cbor")
-
-
-_NOT_DECODED = object()
 
 
 def _loads(body: bytes, operation_model: Any) -> Any:
