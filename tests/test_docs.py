@@ -112,10 +112,17 @@ def test_the_design_docs_module_map_names_every_module_and_no_other() -> None:
     assert sorted(mapped - present) == [], "modules the map names that are gone"
 
 
-def test_every_link_of_the_readmes_contents_finds_its_heading() -> None:
+def _anchor(heading: str) -> str:
+    """The anchor GitHub makes from a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_contents_and_its_sections_match() -> None:
     """The contents named `sources list | plan | remove` after `retire` joined the
-    heading, and its link led nowhere. Anchors as GitHub makes them from a heading."""
-    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#{2,3} (.+)$", README, flags=re.M)}  # fmt: skip
+    heading, and its link led nowhere; `instances` and `web` got sections the
+    contents never listed. Each link finds a heading, and each section is listed."""
+    anchors = {_anchor(h) for h in re.findall(r"^#{2,3} (.+)$", README, flags=re.M)}
+    sections = {_anchor(h) for h in re.findall(r"^## (.+)$", README, flags=re.M)}
     links = re.findall(r"^- \[.*\]\(#([^)]+)\)$", README, flags=re.M)
-    assert len(links) >= 10 and not [link for link in links if link not in anchors]
+    assert not [link for link in links if link not in anchors]
+    assert sorted(sections - set(links)) == []
