@@ -13,6 +13,7 @@ from sqlalchemy import event
 from archiver.emulator import Emulator
 from archiver.read import outputs, query
 from archiver.store.archive import Archive
+from archiver.timeutil import iso
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import T0 as T
 from tests.helpers import cli_sync, fill, op
@@ -83,6 +84,9 @@ def test_the_rule_failures_pending_and_ties(archive) -> None:
             return {r["InstanceId"]: r["OperationId"] for r in got.rows}
 
         assert registered(-1) == {}
+        early = outputs.instances_note(query.instances(archive, service="srv-1", at=at(-1)))
+        assert early == (f"the archive cannot say what was registered at {iso(at(-1))}: "
+                         f"its record of these services begins {iso(at(0))}")  # fmt: skip
         assert registered(1) == {"i-a": "op-000001"}
         assert registered(25) == {"i-a": "op-000001", "i-b": "op-000004"}
         assert registered(30) == {"i-a": "op-000001", "i-b": "op-y"}

@@ -459,11 +459,14 @@ _FREE_TEXT = frozenset({"Source", "ServiceName", "NamespaceName"})
 
 def instances_note(result: Instances) -> str | None:
     """What the answer cannot know, in one line, or None."""
-    if not result.uncertain:
+    at, start = result.at, result.coverage_start
+    if at is not None and (start is None or at < start):  # before the archive knew them
+        return (f"the archive cannot say what was registered at {iso(at)}: its record of "
+                f"these services {f'begins {iso(start)}' if start else 'is empty'}")  # fmt: skip
+    if not result.uncertain or start is None:  # an instance is uncertain after the start
         return None
-    since = iso(result.coverage_start) if result.coverage_start else "its first operation"
     return (f"{len(result.uncertain)} instance(s) were registered before the archive began "
-            f"({since}): their first archived change is a later deregistration, so they "
+            f"({iso(start)}): their first archived change is a later deregistration, so they "
             "may have been registered then too")  # fmt: skip
 
 
