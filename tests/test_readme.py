@@ -31,6 +31,7 @@ PLACES = {
     "/var/lib/archiver/archive.db": "archive.db",
     "/var/lib/node_exporter/textfile/archiver.prom": "archiver.prom",
     "/etc/archiver/fleet.toml": "fleet.toml",
+    "/var/backups/archive.db": "backup.db",
 }
 CRON = re.compile(r"^(\S+\s+){5}")  # a crontab line's five time fields
 
@@ -40,8 +41,8 @@ def blocks(kind: str) -> list[str]:
 
 
 def command_lines() -> list[tuple[str, bool]]:
-    """Each README command that runs archiver, in the README's order, and whether it
-    is a cron line (which must print nothing on success)."""
+    """Each README command that runs archiver (or backs its archive up), in the
+    README's order, and whether it is a cron line (which must print nothing on success)."""
     out = []
     text = README.read_text()
     for kind, body in re.findall(r"```(sh|cron)\n(.*?)```", text, flags=re.S):
@@ -53,7 +54,7 @@ def command_lines() -> list[tuple[str, bool]]:
                 line = CRON.sub("", line)
             for old, new in PLACES.items():
                 line = line.replace(old, new)
-            if line.startswith("archiver "):
+            if line.startswith(("archiver ", "sqlite3 ")):  # the backup's, with the shell
                 out.append((line, kind == "cron"))
     return out
 
