@@ -268,6 +268,18 @@ def test_invalid_filters_create_no_file(runner, filled, tmp_path) -> None:
     )
 
 
+def test_options_that_cannot_go_together_create_no_file(runner, filled, tmp_path) -> None:
+    """Incomplete operations have only their listed Status: no history to add."""
+    out = tmp_path / "x.csv"
+    result = invoke(runner, "--db", filled, "export", "--out", str(out), "--history",
+                    "--include-incomplete")  # fmt: skip
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --include-incomplete has no history to add: use it without --history\n",
+    )
+    assert not out.exists()
+
+
 def test_unwritable_out_exits_2_with_one_line(runner, filled, tmp_path) -> None:
     result = invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "no" / "x.csv"))
     assert result.exit_code == 2
