@@ -116,7 +116,7 @@ def test_names_that_match_several_or_none_are_exit_2(runner, archive) -> None:
         result = invoke(runner, "--db", archive, "instances", f"--{kind}", given)
         assert result.exit_code == 2 and says in result.stderr, result.output
         assert result.stderr.count("\n") == 1
-    # a timeline is one service's; a namespace's would interleave its services'
+    # --history is one service's timeline, as the README documents it
     alone = invoke(runner, "--db", archive, "instances", "--namespace", "ns-1", "--history")
     assert (alone.exit_code, alone.stderr) == (2, "error: --history needs --service\n")
     table = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--at", "2026-03-02")
