@@ -197,11 +197,10 @@ def instances(
 
     if history and not service:
         raise UsageError("--history needs --service")
-    started = now()
-    when = None if history else named("--at", at, lambda t: parse_when(t, now_=started))
-    with open_archive(ctx) as archive:
+    when = None if history else named("--at", at, lambda t: parse_when(t, now_=now()))
+    with open_archive(ctx) as archive:  # no --at: the library's now
         result = query.instances(archive, service=service, namespace=namespace,
-                                 at=when or started, history=history, source=source)  # fmt: skip
+                                 at=when, history=history, source=source)  # fmt: skip
     outputs.write_instances(result, output, sys.stdout)
     if (line := outputs.instances_note(result)) and output != "json":
         log.warning("%s", line)

@@ -42,7 +42,7 @@ from archiver.records import NAMES, OperationRecord
 from archiver.store.archive import Archive
 from archiver.store.models import IncompleteOperation, Namespace, Operation, Service, UTCDateTime
 from archiver.store.write import source_ids
-from archiver.timeutil import iso
+from archiver.timeutil import iso, now
 
 STREAM_BATCH = 2000
 
@@ -315,8 +315,8 @@ def resolve(conn: Connection, kind: str, given: str, source_id: int | None) -> l
 def instances(archive: Archive, *, service: str | None = None, namespace: str | None = None,
               at: datetime | None = None, history: bool = False,
               source: str | None = None) -> Instances:  # fmt: skip
-    """The instances registered at ``at`` (or, with ``history``, every change in
-    order) of the services ``service`` and ``namespace`` name."""
+    """The instances registered at ``at`` (default: now; or, with ``history``, every
+    change in order) of the services ``service`` and ``namespace`` name."""
     with archive.reader.connect() as conn:
         names = source_ids(conn, source)  # an unknown --source is exit 2
         sid = chosen_source(source, names)
@@ -339,8 +339,7 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
             return Instances(
                 [_row(r, history=True) for r in conn.execute(stmt)], None, coverage, []
             )
-        if at is None:
-            raise UsageError("instances: give --at, or --history")
+        at = at or now()
         rows = conn.execute(select(STATES).where(*where, registered_at(at)).order_by(*order)).all()
         unsure = select(STATES.c.instance_id).where(
             *where, STATES.c.previous_type.is_(None), STATES.c.registered == 0,
