@@ -452,6 +452,27 @@ def test_a_source_read_from_another_endpoint_needs_a_full_pass(runner, archive) 
         assert len(archived(archive)) == 150
 
 
+def test_a_source_that_now_reaches_another_account_is_warned_of(runner, archive) -> None:
+    """`--profile prod` re-pointed at another account (same region, same endpoint) read
+    it from the first account's watermark: its older operations were never listed, exit
+    0, nothing said. The namespaces' owners tell: only accounts never listed before."""
+    with Emulator(seed_operations=60, seed=36, account_id="111122223333") as one:
+        port = int(one.url.rsplit(":", 1)[1])
+        assert cli_sync(runner, archive, one.url, "--source", "prod").exit_code == 0
+    with Emulator(seed_operations=70, seed=37, account_id="444455556666", port=port) as two:
+        two.account.add_operations(5)
+        moved = cli_sync(runner, archive, two.url, "--source", "prod")
+        assert moved.exit_code == 0, moved.output  # the archive holds what it listed
+        assert moved.stderr.count("\n") == 1, moved.stderr
+        assert ("WARNING: source prod: its namespaces belong to 444455556666 now, to "
+                "111122223333 before: if it now reaches another account, sync that account "
+                "as a source of its own") in moved.stderr  # fmt: skip
+        again = cli_sync(runner, archive, two.url, "--source", "prod")  # said once
+        assert (again.exit_code, again.stderr) == (0, ""), again.output
+        assert cli_sync(runner, archive, two.url, "--source", "444455556666").exit_code == 0
+        assert {o.id for o in two.account.all()} <= set(archived(archive))
+
+
 def test_an_endpoint_from_the_environment_is_the_sources_too(runner, archive, monkeypatch):
     """AWS_ENDPOINT_URL_SERVICEDISCOVERY (or a profile's endpoint_url) pointed at one
     service, then at another: both were recorded as AWS's, and the second was read from

@@ -360,9 +360,15 @@ class Syncer:
         listings["services"] = (list(services.values()), not isinstance(namespaces, str)
                                 and not failed)  # fmt: skip
         with self.writer.begin() as conn:
-            if set(self.owners) - store.known_owners(conn, sid):
+            if (owners := set(self.owners)) - (known := store.known_owners(conn, sid)):
                 # operations given up as gone may belong to an owner learned only now
                 self._retry_gone = True
+                if known and not known & owners:  # only strangers: another account?
+                    new, old = ", ".join(sorted(owners)), ", ".join(sorted(known))
+                    self.log.warning("source %s: its namespaces belong to %s now, to %s before: "
+                                     "if it now reaches another account, sync that account as "
+                                     "a source of its own (this one's watermark is past its "
+                                     "older operations)", self.opts.source, new, old)  # fmt: skip
             for kind, (items, complete) in listings.items():
                 store.record_catalog(conn, sid, kind, items, seen_at=seen, complete=complete)
 
