@@ -47,7 +47,7 @@ from archiver.store.models import (
     Service,
     SyncState,
     iso_text,
-    templated,
+    sql_function,
     text_format,
 )
 from archiver.store.write import source_ids
@@ -120,15 +120,9 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
     return write_table(query.run(archive, selection), out, width=width, sources=sources)
 
 
+@sql_function(String(), "json_quote({0})", "CAST(to_json(CAST({0} AS text)) AS text)")
 class json_text(FunctionElement[str]):
     """A text value as a JSON string literal (quoted and escaped), in SQL."""
-
-    type = String()
-    name = "json_text"
-    inherit_cache = True
-
-
-templated(json_text, "json_quote({0})", "CAST(to_json(CAST({0} AS text)) AS text)")
 
 
 def _member(key: str, value: Any, text: Any, *, first: bool = False) -> Any:

@@ -6,8 +6,9 @@ Table and column names are a contract with people who query the file directly
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -77,10 +78,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return parsed if len(value) == 24 and value[-1] == "Z" else utc_ms(parsed)
 
 
-def templated(element: type[FunctionElement[Any]], default: str, postgresql: str) -> None:
-    """Compile a SQL function of ours from a template per dialect ({0}, {1}: its
-    arguments; {args}: all of them, comma-separated): the default serves SQLite, where
-    the archive stores dates as text."""
+_Function = TypeVar("_Function", bound=type[FunctionElement[Any]])
+
+
+def sql_function(kind: Any, default: str, postgresql: str) -> Callable[[_Function], _Function]:
+    """Declare a SQL function of ours on its class: the type of its result, and its SQL
+    as a template per dialect ({0}, {1}: its arguments; {args}: all of them, comma-
+    separated); the default serves SQLite, where the archive stores dates as text. Its
+    name is its class's, and its statements are cached as SQLAlchemy's own functions'."""
 
     def render(template: str) -> Any:
         def compile_(fn: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
@@ -89,10 +94,17 @@ def templated(element: type[FunctionElement[Any]], default: str, postgresql: str
 
         return compile_
 
-    compiles(element)(render(default))
-    compiles(element, "postgresql")(render(postgresql))
+    def declared(element: _Function) -> _Function:
+        it: Any = element
+        it.type, it.name, it.inherit_cache = kind, element.__name__, True
+        compiles(element)(render(default))
+        compiles(element, "postgresql")(render(postgresql))
+        return element
+
+    return declared
 
 
+@sql_function(String(), "{0}", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 class iso_text(FunctionElement[str]):
     """A UTCDateTime column as the text users see, ``2026-01-31T12:00:00.000Z``, in SQL.
 
@@ -100,33 +112,19 @@ class iso_text(FunctionElement[str]):
     otherwise build a million datetimes). SQLite already stores exactly this text.
     """
 
-    type = String()
-    name = "iso_text"
-    inherit_cache = True
 
-
+@sql_function(String(), "substr({0}, 1, 10)", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD')")
 class utc_day(FunctionElement[str]):
     """A UTCDateTime column's UTC day as text, ``2026-01-31``, in SQL (for GROUP BY)."""
 
-    type = String()
-    name = "utc_day"
-    inherit_cache = True
 
-
+@sql_function(Float(), "((julianday({1}) - julianday({0})) * 86400.0)",
+              "CAST(EXTRACT(EPOCH FROM ({1}) - ({0})) AS double precision)")  # fmt: skip
 class seconds_between(FunctionElement[float]):
     """Seconds from the first UTCDateTime to the second, with the milliseconds, in SQL."""
 
-    type = Float()
-    name = "seconds_between"
-    inherit_cache = True
 
-
-templated(iso_text, "{0}", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-templated(utc_day, "substr({0}, 1, 10)", "to_char(timezone('UTC', {0}), 'YYYY-MM-DD')")
-templated(seconds_between, "((julianday({1}) - julianday({0})) * 86400.0)",
-          "CAST(EXTRACT(EPOCH FROM ({1}) - ({0})) AS double precision)")  # fmt: skip
-
-
+@sql_function(String(), "printf({args})", "format({args})")
 class text_format(FunctionElement[str]):
     """``text_format("%s,%s", a, b)``: one text from a format and its arguments, in SQL
     (SQLite's printf, PostgreSQL's format). A NULL argument is written as nothing.
@@ -136,13 +134,6 @@ class text_format(FunctionElement[str]):
     fifth of the SQL's time on a million rows. Only ``%s`` and ``%%`` are used, which
     both engines read alike.
     """
-
-    type = String()
-    name = "text_format"
-    inherit_cache = True
-
-
-templated(text_format, "printf({args})", "format({args})")
 
 
 class Base(DeclarativeBase):
