@@ -15,7 +15,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -86,6 +86,8 @@ def check(name: str, value: Any, *, context: str = "", key: bool | str = False) 
         raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")
     if value is None:
         return spec.default
+    if name in ("since", "until") and isinstance(value, date):  # TOML's own date or time
+        value = value.isoformat()  # read as typed text is: without an offset, UTC
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[spec.kind]
     if not isinstance(value, kinds) or (spec.kind is not bool and isinstance(value, bool)):
         words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
