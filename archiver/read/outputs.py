@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from sqlalchemy import String, case, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from archiver import __version__, guards
@@ -223,23 +222,9 @@ def guard(cell: str | None) -> str | None:
     return "'" + cell if cell and cell.startswith(_TRIGGERS) else cell
 
 
-class csv_field(FunctionElement[str]):
-    """A text cell as it stands in the CSV line, in SQL: quoted with its quotes doubled
-    when it holds a quote, comma, CR or LF (RFC 4180, as Python's csv module writes
-    it); NULL stays NULL, which ``text_format`` writes as the empty cell.
-    ``csv_guarded_field`` also applies the formula guard (inside the quotes)."""
-
-    type = String()
-    name = "csv_field"
-    inherit_cache = True
-
-
-class csv_guarded_field(csv_field):
-    name = "csv_guarded_field"
-    inherit_cache = True
-
-
-def _field_sql(value: str, guarded: bool, dialect: str) -> str:
+def _cell_sql(guarded: bool, dialect: str) -> str:
+    """``csv_field``'s SQL in ``dialect``, as a template of the cell's text ({0})."""
+    value = "{0}"
     if dialect == "postgresql":
         lf, cr, tab, find = "chr(10)", "chr(13)", "chr(9)", "strpos({}, {}) > 0"
     else:
@@ -262,11 +247,16 @@ def _field_sql(value: str, guarded: bool, dialect: str) -> str:
     )
 
 
-@compiles(csv_field)
-def _csv_field(element: csv_field, compiler: Any, **kw: Any) -> str:
-    value = compiler.process(next(iter(element.clauses)), **kw)
-    guarded = isinstance(element, csv_guarded_field)
-    return _field_sql(value, guarded, compiler.dialect.name)
+@sql_function(String(), _cell_sql(False, "sqlite"), _cell_sql(False, "postgresql"))
+class csv_field(FunctionElement[str]):
+    """A text cell as it stands in the CSV line, in SQL: quoted with its quotes doubled
+    when it holds a quote, comma, CR or LF (RFC 4180, as Python's csv module writes
+    it); NULL stays NULL, which ``text_format`` writes as the empty cell."""
+
+
+@sql_function(String(), _cell_sql(True, "sqlite"), _cell_sql(True, "postgresql"))
+class csv_guarded_field(FunctionElement[str]):
+    """``csv_field`` with the formula guard (inside the quotes)."""
 
 
 def _csv_cell(text: str | None) -> str:
