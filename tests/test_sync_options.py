@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from archiver.store import write as store
+from archiver.store.archive import Archive
 from archiver.sync.options import plan_windows
-from archiver.timeutil import parse_when
+from archiver.timeutil import EPOCH, now, parse_when
 from tests.conftest import invoke, requires_sqlite
 
 
@@ -109,6 +111,25 @@ def test_an_sso_profile_without_a_token_says_aws_sso_login(runner, archive, tmp_
                     "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "aws sso login --profile corp" in result.stderr and result.stderr.count("\n") == 1
+    # a source that synced last night: its failed night is a run, which status tells now
+    # (it said nothing until the source was a day stale); a new source gets no record
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        assert store.source_ids(conn, None) == {}  # nothing made for a source never synced
+        sid = store.ensure_source(conn, "corp@us-east-1")
+        store.record_run(conn, store.start_run(conn, sid, since=None, until=None),
+                         outcome="succeeded", finished_at=now())  # fmt: skip
+        store.advance_watermark(conn, sid, (EPOCH, now()))
+    assert invoke(runner, "--db", archive, "status", "--check").exit_code == 0
+    again = invoke(runner, "--db", archive, "sync", "--profile", "corp",
+                   "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+    assert again.exit_code == 2 and again.stderr == result.stderr
+    check = invoke(runner, "--db", archive, "status", "--check")
+    assert check.exit_code == 1 and "corp@us-east-1: its latest run" in check.stdout
+    assert "failed: the AWS SSO session of profile 'corp' is missing or expired" in check.stdout
+    with Archive(archive) as handle, handle.reader.connect() as conn:
+        runs = store.latest_runs(conn, sid, 5)
+        assert [(r.outcome, r.finished_at is not None) for r in runs] == [
+            ("failed", True), ("succeeded", True)]  # fmt: skip
 
 
 @requires_sqlite

@@ -461,8 +461,7 @@ class TerminalProgress:
             TextColumn("[bold]{task.description}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[line]}"),
-            console=Console(stderr=True),
-            transient=False,
+            console=Console(stderr=True),  # not transient: it ends as a finished line
         )
         self._task = self.progress.add_task(source, total=None, line="starting")
         self._began = time.monotonic()

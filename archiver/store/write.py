@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, select, update
 
-from archiver.errors import UsageError
+from archiver.errors import ArchiverError, UsageError
 from archiver.guards import mask_url
 from archiver.records import FIELDS, Listed, OperationRecord
 from archiver.store.archive import Archive
@@ -382,6 +383,19 @@ def retire_source(archive: Archive, name: str) -> bool:
         record_run(conn, start_run(conn, source_id, since=None, until=None), outcome="retired",
                    finished_at=now())  # fmt: skip
     return True
+
+
+def record_refused(location: str, name: str, error: str) -> None:
+    """A known source's run that failed before its first call (an expired SSO session),
+    recorded: ``status --check`` and the metrics tell it tonight, not a day later. None
+    for a new archive or source, beside a run at work, or on an error of its own."""
+    with suppress(ArchiverError), Archive.open(location) as archive:
+        with archive.reader.connect() as conn:
+            if (source_id := find_source(conn, name)) is None:
+                return
+        with archive.lock(name), archive.writer.begin() as conn:
+            record_run(conn, start_run(conn, source_id, since=None, until=None),
+                       outcome="failed", finished_at=now(), error=error)  # fmt: skip
 
 
 def retired(latest_run: Any) -> bool:

@@ -652,11 +652,15 @@ def sync_source(location: str, opts: SyncOptions, client_settings: ClientSetting
                 on_page: Callable[[Stats], None] | None = None,
                 botocore_session: Any = None) -> Summary:  # fmt: skip
     """One source end to end: the client first (bad AWS settings fail before any file
-    is made), then the archive (created when new), then the run. The client keeps a
-    connection for each call the run may have in flight: GetOperation's, the listing's
-    and the unit check's."""
-    client = cloudmap.make_client(client_settings, pool_size=opts.workers + 2,
-                                  botocore_session=botocore_session)  # fmt: skip
+    is made: a known source's failed run), then the archive (made when new), the run.
+    The client keeps a connection for each call in flight: workers, a listing, a unit check."""
+    try:
+        client = cloudmap.make_client(client_settings, pool_size=opts.workers + 2,
+                                      botocore_session=botocore_session)  # fmt: skip
+    except ArchiverError as exc:
+        if not isinstance(exc, Interrupted):  # a stop while credentials were fetched is none
+            store.record_refused(location, opts.source, describe(exc))
+        raise
     with Archive.open(location, create_missing=True) as archive:
         return Syncer(archive, client, opts, on_page=on_page).run()
 
