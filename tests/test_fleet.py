@@ -214,17 +214,17 @@ def test_a_value_the_command_line_refuses_is_refused_from_a_config_before_any_ca
         assert sum(emu.counters.calls.values()) == 0
 
 
-def test_toml_dates_are_times_as_their_text_is(runner, db, tmp_path) -> None:
+def test_toml_dates_are_times_as_their_text_is(runner, archive, tmp_path) -> None:
     """`since = 2026-01-01` is TOML's own date, and was refused as "datetime.date(2026,
     1, 1) is not text"; a date-time without an offset is UTC, as the text form is."""
     config = _config(tmp_path, "[[source]]\nname = 'x'\nregion = 'us-east-1'\n"
                                "since = 2026-01-01\nuntil = 2026-01-02T06:00:00\n")  # fmt: skip
-    result = invoke(runner, "--db", db, "--config", config, "sync", "--all", "--dry-run")
+    result = invoke(runner, "--db", archive, "--config", config, "sync", "--all", "--dry-run")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["windows"] == [
         {"start": "2026-01-01T00:00:00.000Z", "end": "2026-01-02T06:00:00.000Z"}]  # fmt: skip
     clock = _config(tmp_path, "[[source]]\nname = 'x'\nregion = 'us-east-1'\nsince = 06:00:00\n")
-    refused = invoke(runner, "--db", db, "--config", clock, "sync", "--all", "--dry-run")
+    refused = invoke(runner, "--db", archive, "--config", clock, "sync", "--all", "--dry-run")
     assert refused.exit_code == 2 and "since: " in refused.stderr  # a time of no day
 
 
