@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, select, update
 
-from archiver.errors import ArchiverError, UsageError
+from archiver.errors import UsageError
 from archiver.guards import mask_url
 from archiver.records import FIELDS, Listed, OperationRecord
 from archiver.store.archive import Archive
@@ -389,7 +389,7 @@ def record_refused(location: str, name: str, error: str) -> None:
     """A known source's run that failed before its first call (an expired SSO session),
     recorded: ``status --check`` and the metrics tell it tonight, not a day later. None
     for a new archive or source, beside a run at work, or on an error of its own."""
-    with suppress(ArchiverError), Archive.open(location) as archive:
+    with suppress(Exception), Archive.open(location) as archive:  # the first error is told
         with archive.reader.connect() as conn:
             if (source_id := find_source(conn, name)) is None:
                 return

@@ -86,7 +86,7 @@ def check(name: str, value: Any, *, context: str = "", key: bool | str = False) 
         raise UsageError(f"{context}unknown {'key' if key else 'option'} {shown!r}{hint}")
     if value is None:
         return spec.default
-    if name in ("since", "until") and isinstance(value, date):  # TOML's own date or time
+    if name in ("since", "until") and isinstance(value, date):  # TOML's date or date-time
         value = value.isoformat()  # read as typed text is: without an offset, UTC
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[spec.kind]
     if not isinstance(value, kinds) or (spec.kind is not bool and isinstance(value, bool)):
