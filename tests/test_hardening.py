@@ -572,6 +572,44 @@ def test_csv_and_json_on_stdout_are_utf_8_whatever_the_locale(archive) -> None:
 
 @pytest.mark.slow  # two connections that time out
 @pytest.mark.engine_free  # a socket that plays a server that never answers
+@pytest.mark.skipif(not PG_URL, reason="needs a PostgreSQL server (ARCHIVER_TEST_DB_URL)")
+def test_a_database_server_gone_mid_statement_is_noticed_in_a_minute(archive) -> None:
+    """A server gone in a partition or a failover answers nothing, not even a reset: the
+    sync waited on its socket as long as the system's keepalive says, two hours and 11
+    minutes on Linux. Its connections now probe after 30 s idle, every 10 s, 3 times;
+    a URL's own value wins. Read from the sockets, where the kernel applies them."""
+    import socket
+
+    from archiver.store.archive import Archive
+
+    def probing(url: str) -> tuple[int, ...]:
+        with Archive(url) as handle, handle.writer.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            sock = socket.socket(fileno=raw.fileno())  # type: ignore[union-attr]
+            try:
+                return (
+                    sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    *(
+                        sock.getsockopt(socket.IPPROTO_TCP, option)
+                        for option in (
+                            socket.TCP_KEEPIDLE,
+                            socket.TCP_KEEPINTVL,
+                            socket.TCP_KEEPCNT,
+                        )
+                    ),
+                )
+            finally:
+                sock.detach()  # the connection's own descriptor stays open
+
+    assert probing(archive) == (1, 30, 10, 3)
+    assert probing(archive + ("&" if "?" in archive else "?") + "keepalives_idle=5") == (
+        1,
+        5,
+        10,
+        3,
+    )
+
+
 def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, monkeypatch):
     """libpq waits for ever on a server that accepts a connection and never answers (a
     frozen server, a stuck balancer): each night's cron job hung, and the next piled
@@ -594,7 +632,7 @@ def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, mon
 
     try:
         for default, query in ((1, ""), (600, "?connect_timeout=1")):  # the URL's own wins
-            monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", default, raising=False)
+            monkeypatch.setitem(db.PG_WAITS, "connect_timeout", default)
             done = status(query)
             assert done, "status hung on a server that never answers"
             assert "timeout expired" in _one_error_line(done[0], 1)

@@ -191,5 +191,5 @@ def test_an_archive_a_newer_archiver_wrote_says_so(runner, db: str) -> None:
     for command in (["status"], ["db", "upgrade"], ["query"]):
         result = invoke(runner, "--db", db, *command)
         assert result.exit_code == 2, (command, result.output)
-        assert "f00dfeed1234" in result.stderr and "newer archiver" in result.stderr
+        assert "f00dfeed1234" in result.stderr and "a newer one wrote it" in result.stderr
         assert result.stderr.count("\n") == 1

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, String, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from archiver import stopping
+from archiver import __version__, stopping
 from archiver.errors import ArchiverError, UsageError, WorkFailed, first_line
 from archiver.guards import irregular, mask_url
 
@@ -31,14 +31,16 @@ from archiver.guards import irregular, mask_url
 #: A writer waits in slices of ``stopping.POLL``: SQLite's own wait is deaf to signals,
 #: and a SIGTERM waited for the lock, minutes on end.
 BUSY_TIMEOUT_S = 600
-CONNECT_TIMEOUT_S = 30  # a database server's answer to a new connection
+#: libpq's waits on a silent server, unless the URL sets its own: a new connection's
+#: answer (else for ever) and, by TCP keepalives, one in flight (else two hours): a
+#: frozen server, a partition or a failover fails the night's run within a minute.
+PG_WAITS = {"connect_timeout": 30, "keepalives_idle": 30, "keepalives_interval": 10,
+            "keepalives_count": 3}  # fmt: skip
 
 
 def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared: Any) -> Any:
     """Alembic's type comparison, but SQLite's VARCHAR(n) is its TEXT: it enforces no
     length, so a widened column needs no change there (migration d3f8b2a6c471)."""
-    from sqlalchemy import String
-
     sqlite = context.dialect.name == "sqlite"
     if sqlite and isinstance(found, String) and isinstance(declared, String):
         return False
@@ -65,11 +67,8 @@ def newer_than_us(rev: str | None, name: str) -> UsageError | None:
     is none this archiver knows, so neither `db upgrade` nor any command can use it."""
     if rev is None or rev in known_revisions():
         return None
-    from archiver import __version__
-
-    ours = f"archiver {__version__}"
-    return UsageError(f"archive {name} is at revision {rev}, which {ours} does not know: "
-                      "a newer archiver wrote it; use that version or newer")  # fmt: skip
+    return UsageError(f"archive {name} is at revision {rev}, which archiver {__version__} does "
+                      "not know: a newer one wrote it; use that version or newer")  # fmt: skip
 
 
 @functools.cache
@@ -121,8 +120,8 @@ def create(db: str, *, write: bool) -> Engine:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         _configure_sqlite(engine, write=write)
         return engine
-    try:  # libpq waits for ever on a server that accepts and never answers; a URL's own wins
-        wait = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        wait = {name: value for name, value in PG_WAITS.items() if name not in url.query}
         return create_engine(url, pool_pre_ping=True, connect_args=wait)
     except ModuleNotFoundError as exc:  # the postgres extra installs psycopg 3 only
         raise UsageError(
