@@ -185,8 +185,8 @@ def instances(
     An operation takes effect when it succeeds, at its UpdateDate; FAIL, SUBMITTED and
     PENDING change nothing; the last change at or before --at decides (ties by
     UpdateDate, CreateDate, Id). The archive knows nothing before its first operation
-    of a service: instances registered before it are named on stderr (json:
-    "uncertain" and "coverage_start").
+    of a service: stderr says so of an --at before it, and names the instances
+    registered before it (json: "uncertain" and "coverage_start").
 
     \b
     Example:
