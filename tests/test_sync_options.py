@@ -140,5 +140,7 @@ def test_missing_credentials_are_bad_input_before_any_file(runner, tmp_path, mon
     db = tmp_path / "a.db"
     result = invoke(runner, "--db", str(db), "sync", "--region", "us-east-1",
                     "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
-    assert result.exit_code == 2 and "no AWS credentials" in result.stderr
+    assert (
+        result.exit_code == 2 and "no AWS credentials found for profile 'default'" in result.stderr
+    )
     assert result.stderr.count("\n") == 1 and not db.exists()

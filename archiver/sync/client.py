@@ -95,7 +95,8 @@ def _check_credentials(boto3_session: Any) -> None:
     name = boto3_session.profile_name  # the one botocore read: --profile, AWS_PROFILE, …
     try:  # a stop ends the wait: a profile's role is assumed by botocore's own STS client
         if (credentials := wire.waited(boto3_session.get_credentials)) is None:
-            raise UsageError(_CREDENTIALS)
+            raise UsageError(f"no AWS credentials found for profile {name!r}: add them to it, or "
+                             "use --profile, the AWS_* variables or an instance role")  # fmt: skip
         wire.waited(credentials.get_frozen_credentials)
     except (bx.SSOTokenLoadError, bx.SSOError, bx.TokenRetrievalError) as exc:
         raise UsageError(
