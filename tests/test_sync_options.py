@@ -126,6 +126,11 @@ def test_an_sso_profile_without_a_token_says_aws_sso_login(runner, archive, tmp_
     check = invoke(runner, "--db", archive, "status", "--check")
     assert check.exit_code == 1 and "corp@us-east-1: its latest run" in check.stdout
     assert "failed: the AWS SSO session of profile 'corp' is missing or expired" in check.stdout
+    # beside a run at work (its lock held), the failure is told and recorded by no one
+    with Archive(archive) as handle, handle.lock("corp@us-east-1"):
+        beside = invoke(runner, "--db", archive, "sync", "--profile", "corp",
+                        "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+    assert beside.exit_code == 2 and beside.stderr == result.stderr
     with Archive(archive) as handle, handle.reader.connect() as conn:
         runs = store.latest_runs(conn, sid, 5)
         assert [(r.outcome, r.finished_at is not None) for r in runs] == [
