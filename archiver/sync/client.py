@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the stubs' client: the calls and their arguments, checked b
 
 PAGE_SIZE = 100  # P1: the most the service gives per page
 
-_CREDENTIALS = "no AWS credentials found: use --profile, the AWS_* variables, or an instance role"
+_CREDENTIALS = "use --profile, the AWS_* variables or an instance role"  # where they come from
 _CONFIGURED = "AWS_ENDPOINT_URL_SERVICEDISCOVERY, AWS_ENDPOINT_URL or the profile's endpoint_url"
 
 
@@ -49,7 +49,7 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
     try:
         yield
     except (bx.NoCredentialsError, bx.PartialCredentialsError):
-        raise UsageError(_CREDENTIALS) from None
+        raise UsageError(f"no AWS credentials found: {_CREDENTIALS}") from None
     except bx.ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), excerpt(str(error.get("Message", "")), 500)
@@ -95,8 +95,8 @@ def _check_credentials(boto3_session: Any) -> None:
     name = boto3_session.profile_name  # the one botocore read: --profile, AWS_PROFILE, …
     try:  # a stop ends the wait: a profile's role is assumed by botocore's own STS client
         if (credentials := wire.waited(boto3_session.get_credentials)) is None:
-            raise UsageError(f"no AWS credentials found for profile {name!r}: add them to it, or "
-                             "use --profile, the AWS_* variables or an instance role")  # fmt: skip
+            raise UsageError(f"no AWS credentials found for profile {name!r}: add them to it, "
+                             f"or {_CREDENTIALS}")  # fmt: skip
         wire.waited(credentials.get_frozen_credentials)
     except (bx.SSOTokenLoadError, bx.SSOError, bx.TokenRetrievalError) as exc:
         raise UsageError(
