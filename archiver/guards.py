@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from archiver.errors import UsageError
+from archiver.errors import UsageError, WorkFailed
 
 # --- secrets ------------------------------------------------------------------------------
 
@@ -114,7 +114,8 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
 def replacing(t: Target) -> Iterator[BinaryIO]:
     """A file to write ``t`` through: a temporary file beside it, fsynced and renamed
     into place when the block ends, removed if it raises (SIGTERM included). The target
-    appears complete or not at all, and an existing file keeps its mode."""
+    appears complete or not at all, and an existing file keeps its mode. A write the
+    system refuses (a full disk) is told with the file's name, which the OS's error lacks."""
     _remove_stale_partials(t.path)
     tmp = t.path.with_name(f".{t.path.name}.partial-{os.getpid()}")
     try:  # a stop the moment the file is made still removes it
@@ -125,8 +126,10 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, t.path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write's: no file named
+            raise WorkFailed(f"{t.flag} {t.path} was not written: {exc.strerror or exc}") from None
         raise
 
 

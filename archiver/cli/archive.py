@@ -122,12 +122,7 @@ def query(
     output: OutputOption = "table",
     max_items: Annotated[
         int | None,
-        typer.Option(
-            metavar="N",
-            min=1,
-            max=10**12,
-            help="At most N operations (default: all).",
-        ),
+        typer.Option(metavar="N", min=1, max=10**12, help="At most N operations (default: all)."),
     ] = None,
     order_by: Annotated[OrderBy, typer.Option(help="Sort key.")] = "update_date",
     ascending: Annotated[bool, typer.Option("--ascending", help="Oldest first.")] = False,
