@@ -87,7 +87,8 @@ class Organization:
     that lists the accounts among them), the role to assume, the regions and the
     accounts chosen."""
 
-    where: str
+    where: str  # "config PATH: [[organization]] 2", for messages
+    label: str  # "[[organization]] 2": the result's name when its accounts cannot be listed
     values: dict[str, Any]
     role: str
     regions: list[str]
@@ -123,8 +124,8 @@ def _organization(path: Path, table: Any, defaults: dict[str, Any], where: str) 
             raise UsageError(f"config {path}: {where}: {key} must be a list of account ids")
     values = {k: v for k, v in {**defaults, **_section(path, table, where, allow_name=False)}
               .items() if k != "regions"}  # fmt: skip
-    return Organization(f"config {path}: {where}", values, role, regions, chosen["include"],
-                        chosen["exclude"] or [])  # fmt: skip
+    return Organization(f"config {path}: {where}", where, values, role, regions,
+                        chosen["include"], chosen["exclude"] or [])  # fmt: skip
 
 
 def _section(path: Path, table: Any, where: str, *, allow_name: bool) -> dict[str, Any]:
@@ -177,7 +178,7 @@ def plan(config: Config, names: list[str] | None, *,
         except ArchiverError as exc:
             if failed is None:
                 raise
-            failed.append(Result(org.where.rpartition(": ")[2], None, exc))
+            failed.append(Result(org.label, None, exc))
     _named_once(config.path, known := [s["source"] for s in chosen])
     if names:
         if (missing := [n for n in names if n not in known]) and failed and failed[0].error:
