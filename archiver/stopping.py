@@ -9,7 +9,9 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 from archiver.errors import Stopped
 
@@ -90,3 +92,15 @@ def waiting() -> Iterator[None]:
     finally:
         if main:
             _waiting = False
+
+
+def wait_for(future: Future[Any]) -> Any:
+    """The future's result, or a stop request raised here (never inside a database call):
+    how the run waits for its pool's results, and the client for its credentials. The
+    wait polls, so that a signal the kernel handed to another thread is seen."""
+    with waiting():
+        while True:
+            try:
+                return future.result(timeout=POLL)
+            except TimeoutError:
+                check()

@@ -16,7 +16,6 @@ import pytest
 
 from archiver import stopping
 from archiver.errors import Stopped
-from archiver.sync import run
 
 pytestmark = pytest.mark.engine_free  # the archive's engine plays no part
 
@@ -57,7 +56,7 @@ def test_a_signal_the_kernel_hands_another_thread_stops_the_syncs_wait(installed
     try:
         with pytest.raises(Stopped, match=r"^stopped by signal SIGTERM$"):
             in_wait.set()
-            run._wait_for(never)
+            stopping.wait_for(never)
         assert not came.is_set(), "the stop was taken only once the work was done"
     finally:
         late.cancel()

@@ -380,14 +380,8 @@ def demo(
 SOURCE = "demo@emulator"
 
 
-def run_demo(
-    target: str,
-    out: TextIO,
-    *,
-    operations: int = 3000,
-    width: int | None = None,
-    on_page: Callable[[Any], None] | None = None,
-) -> None:
+def run_demo(target: str, out: TextIO, *, operations: int = 3000, width: int | None = None,
+             on_page: Callable[[Any], None] | None = None) -> None:  # fmt: skip
     """Sync ``operations`` synthetic operations into ``target``, then show what it holds."""
     from archiver import filters
     from archiver.emulator import Emulator

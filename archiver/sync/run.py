@@ -21,6 +21,7 @@ from archiver import stopping
 from archiver.errors import ArchiverError, Interrupted, TokenRefused, WorkFailed, first_line
 from archiver.guards import redact
 from archiver.records import Listed, OperationRecord
+from archiver.stopping import wait_for
 from archiver.store import write as store
 from archiver.store.archive import Archive, holder_name
 from archiver.store.models import CALL_COLUMNS, SyncRun
@@ -269,7 +270,7 @@ class Syncer:
                 namespaces = pool.submit(self._list, "namespaces")
                 services = pool.submit(self._list, "services")
                 self._check_unit(sid, started)
-                self._store_names(pool, sid, seen, _wait_for(namespaces), _wait_for(services))
+                self._store_names(pool, sid, seen, wait_for(namespaces), wait_for(services))
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
@@ -350,7 +351,7 @@ class Syncer:
             # a namespace's ServiceCount (when the service says) against what the archive links
             counts = {n.id: json.loads(n.extra or "{}").get("ServiceCount") for n in namespaces}
             todo = [n for n in namespaces if counts[n.id] != linked.get(n.id, 0)]
-            answers += [_wait_for(f) for f in [pool.submit(self._list, "services", n)
+            answers += [wait_for(f) for f in [pool.submit(self._list, "services", n)
                                                for n in todo]]  # fmt: skip
         if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
             more = f" (and {len(failed) - 1} more namespaces' services)" if len(failed) > 1 else ""
@@ -406,7 +407,7 @@ class Syncer:
             chunk = todo[i : i + cloudmap.PAGE_SIZE]
             futures = [pool.submit(self._get, op_id, listed, brief_retries=0)
                        for op_id, listed, _ in chunk]  # fmt: skip
-            results = [_wait_for(f) for f in futures]
+            results = [wait_for(f) for f in futures]
             found, missed, unsettled = _sorted_out([c[:2] for c in chunk], results)
             first = {op_id: at for op_id, _, at in chunk}
             gone = [op_id for op_id, _ in missed if first[op_id] <= give_up]
@@ -525,12 +526,12 @@ class Syncer:
         each cost more than it saved, only a NextToken a resume could start from."""
         if batch and not upcoming.done() and any(f.rows for f in batch):
             self._store(sid, run_id, window, batch)
-        return _wait_for(upcoming)  # type: ignore[no-any-return]
+        return wait_for(upcoming)  # type: ignore[no-any-return]
 
     def _collect(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                  batch: list[_Fetched], job: _InFlight) -> None:  # fmt: skip
         """Wait for a page's calls; store the batch once it is big or old enough."""
-        batch.append(self._fetched(job, [_wait_for(f) for f in job.futures]))
+        batch.append(self._fetched(job, [wait_for(f) for f in job.futures]))
         self._missed.update(op_id for op_id, _ in job.wanted)  # asked enough for today
         if (sum(f.rows for f in batch) >= COMMIT_ROWS
                 or (self.clock() - batch[0].seen).total_seconds() >= COMMIT_SECONDS):  # fmt: skip
@@ -626,17 +627,6 @@ def _keep_unsettled(conn: Any, sid: int, unsettled: list[tuple[OperationRecord, 
 #: What a pass's last page has after it.
 _NO_PAGE: Future[Any] = Future()
 _NO_PAGE.set_result(None)
-
-
-def _wait_for(future: Future[Any]) -> Any:
-    """The future's result; a stop request is taken here, never inside a database call.
-    The wait polls, so that a signal the kernel handed to another thread is seen."""
-    with stopping.waiting():
-        while True:
-            try:
-                return future.result(timeout=stopping.POLL)
-            except TimeoutError:
-                stopping.check()
 
 
 def describe(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import cbor2
 
 from archiver import stopping
-from archiver.errors import Interrupted, WorkFailed
+from archiver.errors import Interrupted, Stopped, WorkFailed
 from archiver.guards import excerpt, mask_url
 
 #: Where the raw GetOperation ``Operation`` reaches the caller, beside botocore's parse.
@@ -249,11 +249,10 @@ def waited(work: Callable[[], Any]) -> Any:
     a profile's role_arn), which would otherwise hold a stop for as long as it hangs."""
     call: Future[Any] = Future()
     _RUNNERS.start(functools.partial(_run, call, work))
-    while not call.done():
-        if stopping.requested():
-            raise Interrupted(f"{stopping.reason()} while AWS credentials were fetched")
-        wait([call], timeout=stopping.POLL)
-    return call.result()
+    try:
+        return stopping.wait_for(call)
+    except Stopped:
+        raise Interrupted(f"{stopping.reason()} while AWS credentials were fetched") from None
 
 
 class _Runners:
