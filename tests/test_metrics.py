@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -59,6 +60,22 @@ def test_an_unwritable_metrics_directory_is_bad_input(runner, archive) -> None:
     result = cli_sync(runner, archive, "http://127.0.0.1:9", "--metrics-file",
                       "/no/such/dir/archiver.prom")  # fmt: skip
     assert result.exit_code == 2 and "--metrics-file" in result.stderr
+
+
+def test_metrics_without_the_prometheus_client_are_refused_before_the_sync(
+    runner, tmp_path, monkeypatch
+) -> None:
+    """Without the metrics extra, a night's sync ran whole and then exited 2 for the
+    metrics: bad input found after the work, and told only once it was done."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    archive = tmp_path / "new.db"
+    with Emulator(seed_operations=20, seed=3) as emu:
+        result = cli_sync(runner, str(archive), emu.url, "--metrics-file", str(tmp_path / "m"))
+        calls = sum(emu.counters.calls.values())
+    assert (result.exit_code, result.stderr) == (2, "error: --metrics-file needs the Prometheus "
+                                                 "client: pip install 'cloudmap-archiver[metrics]'"
+                                                 "\n")  # fmt: skip
+    assert calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_two_sources_synced_in_turn_into_one_metrics_file_both_keep_their_series(

@@ -440,10 +440,7 @@ def db_current(ctx: typer.Context) -> None:
 
 @sources_app.command("list")
 @guarded
-def sources_list(
-    ctx: typer.Context,
-    as_json: JsonOption = False,
-) -> None:
+def sources_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every source in the archive: region, endpoint, operations, watermark, retired.
 
     \b
@@ -469,10 +466,7 @@ def _print(data: Any, as_json: bool, lines: Iterable[str]) -> None:
 
 @sources_app.command("plan")
 @guarded
-def sources_plan(
-    ctx: typer.Context,
-    as_json: JsonOption = False,
-) -> None:
+def sources_plan(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """The sources a --config expands to (regions, accounts), with no Cloud Map call.
 
     \b
@@ -496,11 +490,7 @@ def sources_plan(
 
 @sources_app.command("remove")
 @guarded
-def sources_remove(
-    ctx: typer.Context,
-    name: NameArgument,
-    yes: YesOption = False,
-) -> None:
+def sources_remove(ctx: typer.Context, name: NameArgument, yes: YesOption = False) -> None:
     """Delete a source with its operations, events, runs and state, in one transaction.
 
     Asks first on a terminal; without one (cron, a pipe) it refuses unless --yes.
@@ -524,10 +514,7 @@ def sources_remove(
 
 @sources_app.command("retire")
 @guarded
-def sources_retire(
-    ctx: typer.Context,
-    name: NameArgument,
-) -> None:
+def sources_retire(ctx: typer.Context, name: NameArgument) -> None:
     """Stop watching a source that is synced no more (an account closed, a region left),
     keeping all it holds: `status --check` and the metrics leave it out. A later sync of
     it brings it back.

@@ -303,15 +303,15 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     """Every job through ``fleet.run`` (one source is a fleet of one): the same runs,
     locks and metrics, whichever way the sources were named. ``failed``: organizations
     whose accounts could not be listed, told and counted as the sources' failures are."""
-    from archiver import guards, stopping
+    from archiver import stopping
     from archiver.read import status
     from archiver.store.archive import Archive
     from archiver.sync import fleet
     from archiver.sync import run as sync_run
 
     settings = settings_of(ctx)
-    metrics = None if metrics_file is None else guards.target(
-        metrics_file, flag="--metrics-file", protected=Archive(settings.db).files)  # fmt: skip
+    metrics = None if metrics_file is None else status.metrics_target(
+        metrics_file, Archive(settings.db))  # fmt: skip
     if dry_run:
         plans = [sync_run.dry_run(settings.db, job.opts, job.client) for job in jobs]
         typer.echo(json.dumps(plans[0] if one else plans, indent=2))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -214,16 +216,22 @@ _GAUGES = (
 )  # fmt: skip
 
 
+def metrics_target(path: Path, archive: Archive) -> guards.Target:
+    """Where ``--metrics-file`` writes, refused before the sync's first call: a path the
+    write guard refuses, or no Prometheus client to write it with (the metrics extra)."""
+    if find_spec("prometheus_client") is None:
+        raise UsageError(
+            "--metrics-file needs the Prometheus client: pip install 'cloudmap-archiver[metrics]'"
+        )
+    return guards.target(path, flag="--metrics-file", protected=archive.files)
+
+
 def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:
     """Write the metrics of every source of the archive (its latest run, last success,
     watermark): a file shared by runs of several sources keeps each one's series.
     ``retries``: of the sources run now (the archive does not keep them)."""
-    try:
-        from prometheus_client import CollectorRegistry, Gauge, generate_latest
-    except ModuleNotFoundError:
-        raise UsageError(
-            "--metrics-file needs the Prometheus client: pip install 'cloudmap-archiver[metrics]'"
-        ) from None
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, *labels: str) -> Any:
