@@ -55,6 +55,20 @@ def read_rows(db: str, stmt) -> list:  # type: ignore[no-untyped-def]
         return conn.execute(stmt).all()
 
 
+def small_files(limit: int):  # type: ignore[no-untyped-def]
+    """A child process's ``preexec_fn`` after which no file of its grows past ``limit``
+    bytes (RLIMIT_FSIZE): the kernel refuses the write as on a full disk, or takes part
+    of it, with no root needed to fill one."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limited
+
+
 def cli_sync(runner, db: str, url: str, *extra: str):  # type: ignore[no-untyped-def]
     """`archiver sync` against an emulator URL, through the CLI."""
     from tests.conftest import invoke

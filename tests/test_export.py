@@ -25,7 +25,7 @@ from archiver.read.query import Selection
 from archiver.store.archive import Archive
 from archiver.timeutil import iso
 from tests.conftest import invoke
-from tests.helpers import T0, fill, op
+from tests.helpers import T0, fill, op, small_files
 
 HEADER = (
     "source,id,type,status,error_code,error_message,create_date,update_date,"
@@ -296,6 +296,22 @@ def test_unwritable_out_exits_2_with_one_line(runner, filled, tmp_path) -> None:
         assert result.stderr.count("\n") == 1
     finally:
         locked.chmod(0o700)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_an_export_to_stdout_the_disk_cuts_short_fails(archive, tmp_path, unbuffered) -> None:
+    """Where PYTHONUNBUFFERED=1 (many container images set it), stdout takes each write
+    straight to the file and may take part of it on a full disk: the export counted the
+    rest as written, and exited 0 with the CSV cut short."""
+    fill(archive, [op(i) for i in range(1000)])  # about 300 kB of CSV, more than the limit
+    with open(tmp_path / "ops.csv", "wb") as stdout:
+        done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "export"],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=30,
+                              env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+                              preexec_fn=small_files(100_000))  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, "error: [Errno 27] File too large (run with -v "
+                                              "for details)\n")  # fmt: skip
 
 
 @pytest.mark.slow

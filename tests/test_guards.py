@@ -18,7 +18,7 @@ from archiver import guards
 from archiver.emulator import Emulator
 from archiver.errors import UsageError
 from tests.conftest import invoke, requires_sqlite
-from tests.helpers import cli_sync, fill, op
+from tests.helpers import cli_sync, fill, op, small_files
 
 pytestmark = requires_sqlite  # about files beside a SQLite archive
 
@@ -164,22 +164,13 @@ def test_the_write_guard_keeps_a_files_mode_and_leaves_nothing_on_failure(tmp_pa
 @pytest.mark.slow
 def test_a_write_the_disk_refuses_names_the_file_and_leaves_nothing(archive, tmp_path) -> None:
     """A full disk said "[Errno 28] No space left on device", naming no file; an export
-    and the archive may be on different disks. Here the limit is the process's largest
-    file (RLIMIT_FSIZE), which refuses a write as a full disk does."""
-    import resource
-    import signal
-
+    and the archive may be on different disks."""
     fill(archive, [op(i) for i in range(1000)])  # about 300 kB of CSV
     out = tmp_path / "out" / "ops.csv"
     out.parent.mkdir()
-
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-
     done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "export", "--out",
                            str(out)], capture_output=True, text=True, timeout=30,
-                          preexec_fn=small_files)  # fmt: skip
+                          preexec_fn=small_files(100_000))  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"error: --out {out} was not written: File too large\n"
     assert list(out.parent.iterdir()) == []  # neither the file, nor a partial one

@@ -352,12 +352,14 @@ class _CountingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: Any) -> int:
+    def write(self, b: Any) -> int | None:
         view = memoryview(b)
-        self._raw.write(view)
-        self.sha256.update(view)
-        self.size += view.nbytes
-        return view.nbytes
+        # stdout may be unbuffered (PYTHONUNBUFFERED=1) and take less on a full disk: the
+        # writer above sends the rest, or meets the error. Counting all lost it, exit 0.
+        if n := self._raw.write(view):
+            self.sha256.update(view[:n])
+            self.size += n
+        return n
 
 
 @dataclass(frozen=True)
