@@ -159,3 +159,31 @@ def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> N
     # a value of the subcommand's own option is never taken for a global option
     refused = invoke(runner, "status", "--source", "-v", "--db", archive)
     assert refused.exit_code == 2 and "no source named '-v'" in refused.stderr
+
+
+@pytest.mark.slow  # commands in subprocesses
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("command", [["query", "-o", "table"], ["status"]])
+def test_output_the_disk_takes_only_part_of_is_one_error_line(archive, tmp_path, command,
+                                                               unbuffered) -> None:  # fmt: skip
+    """Stdout to a file on a disk that fills up as the output ends. Python flushed the
+    last of it at exit, said "Exception ignored in: <stdout>" over three lines and exited
+    120; under PYTHONUNBUFFERED=1 (many container images set it) a write the file took
+    only part of was cut short silently, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.helpers import fill, op, small_files
+
+    fill(archive, [op(i, minutes=i) for i in range(300)])
+    args = [sys.executable, "-m", "archiver", "--db", archive, *command]
+    whole = subprocess.run(args, capture_output=True, check=True).stdout
+    limit = 100_000  # above what SQLite's own files need (its -shm is 32 kB)
+    out = tmp_path / "out"
+    out.write_bytes(b"x" * (limit - len(whole) + 10))  # the output's last 10 bytes do not fit
+    with open(out, "ab") as stdout:
+        done = subprocess.run(args, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+                              preexec_fn=small_files(limit), timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, "error: [Errno 27] File too large (run with -v "
+                                              "for details)\n")  # fmt: skip

@@ -42,6 +42,10 @@ def report(exc: BaseException, *, verbose: bool, log_format: str) -> int:
     if isinstance(exc, BrokenPipeError):
         stdout_gone()  # `archiver query | head`: the reader has all it wanted
         return 0
+    try:  # what stdout holds goes now or never: not as "Exception ignored" (exit 120) at exit
+        sys.stdout.flush()
+    except OSError:  # a full disk
+        stdout_gone()
     trace = "".join(traceback.format_exception(exc)) if verbose else None
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):  # Ctrl-C, SIGTERM (errors.Stopped)
         signal_landed = isinstance(exc, KeyboardInterrupt)  # where says nothing of the tool
@@ -202,7 +206,9 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            done = fn(*args, **kwargs)
+            sys.stdout.flush()  # its last output may fail to be written too: told as any error
+            return done
         except (typer.Exit, typer.Abort):  # a command's own exit code, chosen on purpose
             raise
         except (Exception, KeyboardInterrupt) as exc:

@@ -147,7 +147,6 @@ def query(
                              include_incomplete=include_incomplete)  # fmt: skip
     with open_archive(ctx) as archive:
         render.write(output, archive, selection, sys.stdout, width=terminal_width())
-        sys.stdout.flush()
 
 
 @app.command()
@@ -300,7 +299,6 @@ def export(
         sys.stdout.flush()
         result = outputs.export(archive, selection, out, stdout=sys.stdout.buffer,
                                 history=history, raw=raw, compress=compress)  # fmt: skip
-        sys.stdout.buffer.flush()
     if out is not None:
         log.info("exported %d rows to %s (sha256 %s)", result.rows, out, result.sha256)
 

@@ -354,8 +354,7 @@ class _CountingWriter(io.RawIOBase):
 
     def write(self, b: Any) -> int | None:
         view = memoryview(b)
-        # stdout may be unbuffered (PYTHONUNBUFFERED=1) and take less on a full disk: the
-        # writer above sends the rest, or meets the error. Counting all lost it, exit 0.
+        # a raw file (an unbuffered stdout) may take less: the writer above sends the rest
         if n := self._raw.write(view):
             self.sha256.update(view[:n])
             self.size += n
