@@ -182,3 +182,38 @@ def test_a_shm_left_by_another_user_is_named_not_misreported(users, shared) -> N
             "reader is using the archive\n"
         )
         assert Path(db).read_bytes() == before
+
+
+def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users, shared) -> None:
+    """Datasette opens a mutable file mode=ro, which in WAL mode made the reader's own
+    -wal and -shm beside the archive, and the owner's next sync refused them (exit 2);
+    where nothing could be made, every page was a 500. It opens immutable, as query does."""
+    import asyncio
+    import json
+
+    from archiver.read import web
+
+    owner, reader = users[OWNER], users[READER]
+    db = shared / "archive.db"
+    session = botocore.session.get_session()
+    with Emulator(seed_operations=40, seed=24) as emu:
+        warm = shared / "warm" / "archive.db"  # as root, first: the imports
+        warm.parent.mkdir()
+        assert _sync(str(warm), emu.url, session)() == 0
+        assert as_user(owner, _sync(str(db), emu.url, session)) == 0
+        db.chmod(0o644)
+
+        def browse(path: Path) -> Callable[[], int]:
+            def step() -> int:
+                page = asyncio.run(web.app(path).client.get("/archive/operations.json?"
+                                                            "_shape=array&_size=max"))  # fmt: skip
+                return 0 if page.status_code == 200 and len(json.loads(page.text)) == 40 else 1
+
+            return step
+
+        assert browse(warm)() == 0
+        assert as_user(reader, browse(db)) == 0
+        assert [p.name for p in shared.iterdir() if p.stat().st_uid == reader.pw_uid] == []
+        emu.account.add_operations(5)
+        assert as_user(owner, _sync(str(db), emu.url, session)) == 0
+    assert _count(str(db)) == 45

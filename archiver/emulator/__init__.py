@@ -41,24 +41,12 @@ OPERATIONS = ("ListOperations", "GetOperation", "ListNamespaces", "ListServices"
 class Emulator:
     """The server, its account and its fault settings; a context manager yielding itself."""
 
-    def __init__(
-        self,
-        *,
-        seed_operations: int = 0,
-        days: float = 90,
-        seed: int = 0,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency_ms: float = 0.0,
-        throttle_rate: float = 0.0,
-        error_rate: float = 0.0,
-        start: datetime | None = None,
-        update_date_unit: str = "ms",
-        account_id: str = "111122223333",
-        shared: float = 0.0,
-        rate_limit: float | None = None,
-        burst: int | None = None,
-    ) -> None:
+    def __init__(self, *, seed_operations: int = 0, days: float = 90, seed: int = 0,
+                 host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0,
+                 throttle_rate: float = 0.0, error_rate: float = 0.0,
+                 start: datetime | None = None, update_date_unit: str = "ms",
+                 account_id: str = "111122223333", shared: float = 0.0,
+                 rate_limit: float | None = None, burst: int | None = None) -> None:  # fmt: skip
         self.account = Account(Clock(start), seed=seed, caller=account_id, shared=shared)
         if seed_operations:
             # A given start makes the data a pure function of (seed, count, days, start).
@@ -92,9 +80,8 @@ class Emulator:
         return gate
 
     def start(self) -> Emulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="archiver-emulator", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="archiver-emulator", daemon=True)  # fmt: skip
         self._thread.start()
         return self
 

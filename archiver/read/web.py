@@ -2,7 +2,8 @@
 
 Datasette opens a file it is not told is immutable read-only (``mode=ro``) and runs
 only SELECTs, so the archive is never written and a sync beside it is never blocked
-(WAL: readers do not block the writer), and new operations show up as they land. The
+(WAL: readers do not block the writer), and new operations show up as they land; for
+a user who may not write it, as the query reads it (``db.immutable_for_us``). The
 metadata is made here from what defines the archive: each table's model docstring,
 each column's ``doc`` or the record field it holds, the README's cookbook (shipped as
 ``cookbook.md``) as canned queries, and the ``instances`` answer as one with
@@ -11,6 +12,7 @@ parameters ``service`` and ``at``.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from importlib.resources import files
@@ -24,6 +26,7 @@ from archiver import guards
 from archiver.errors import UsageError
 from archiver.read.query import STATES, registered_at
 from archiver.records import FIELDS
+from archiver.store.db import immutable_for_us
 from archiver.store.models import Base
 
 VIEWS = {
@@ -104,7 +107,12 @@ def app(path: Path) -> Any:
     from datasette import handle_exception  # after the app, which registers it as a plugin
 
     handle_exception.rich = None  # bad SQL is a 400 page, not a screen of locals on stdout
-    ds = Datasette([str(path)], metadata=metadata(path.stem, report), static_mounts=mounts,
+    if frozen := immutable_for_us(path):  # Datasette's mode=ro would make -wal and -shm here
+        logging.getLogger("archiver").warning(
+            "%s is read-only for you and no sync is at work: served as it is now, without "
+            "the syncs after it (restart to see them)", path)  # fmt: skip
+    opened = {"immutables" if frozen else "files": [str(path)]}  # else mode=ro
+    ds = Datasette(**opened, static_mounts=mounts, metadata=metadata(path.stem, report),
                    settings={"allow_download": False})  # fmt: skip
     ds.archiver_report = shown if report else None  # lives as long as the server
     return ds

@@ -150,9 +150,14 @@ def _read_only_url(path: Path) -> Any:
     when there is none, no writer is attached and the file is complete, so it opens
     it ``immutable`` (SQLite's own advice for read-only WAL databases), creating nothing.
     """
-    shm = path.with_name(path.name + "-shm")
-    query = {"mode": "ro", "uri": "true", **({} if shm.exists() else {"immutable": "1"})}
+    query = {"mode": "ro", "uri": "true", **({"immutable": "1"} if immutable_for_us(path) else {})}
     return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
+
+
+def immutable_for_us(path: Path) -> bool:
+    """We may not write the archive, and no writer is attached (no -shm): a reader opens
+    it ``immutable``, or it would leave -wal and -shm of its own (``archiver web`` too)."""
+    return _read_only_for_us(path) and not path.with_name(path.name + "-shm").exists()
 
 
 def write_problem(db: str) -> str | None:

@@ -87,7 +87,7 @@ class Organization:
     that lists the accounts among them), the role to assume, the regions and the
     accounts chosen."""
 
-    where: str  # "config PATH: [[organization]] 2", for messages
+    where: str
     label: str  # "[[organization]] 2": the result's name when its accounts cannot be listed
     values: dict[str, Any]
     role: str
