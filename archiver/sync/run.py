@@ -352,7 +352,7 @@ class Syncer:
             counts = {n.id: json.loads(n.extra or "{}").get("ServiceCount") for n in namespaces}
             todo = [n for n in namespaces if counts[n.id] != linked.get(n.id, 0)]
             answers += [wait_for(f) for f in [pool.submit(self._list, "services", n)
-                                               for n in todo]]  # fmt: skip
+                                              for n in todo]]  # fmt: skip
         if failed := [a for a in answers if isinstance(a, str)]:  # one line, however many
             more = f" (and {len(failed) - 1} more namespaces' services)" if len(failed) > 1 else ""
             self.log.warning("%s%s", failed[0], more)
