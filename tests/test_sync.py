@@ -388,6 +388,24 @@ def test_an_until_before_the_watermark_says_it_reads_nothing(runner, archive) ->
         assert json.loads(ranged.stdout)["listed"] > 0
 
 
+def test_a_clock_set_back_past_the_lookback_is_named_not_an_until(archive, caplog) -> None:
+    """A host restored from a snapshot runs with its clock hours behind until NTP mends
+    it: the run read nothing, and its warning blamed an --until no one had given."""
+    from archiver.sync import options
+    from archiver.timeutil import now
+
+    with Emulator(seed_operations=50, seed=34) as emu:
+        values = {"region": "us-east-1", "endpoint_url": emu.url, "source": "s"}
+        run_library_sync(archive, *options.build(values, credentials=("k", "s")))
+        behind = now() - timedelta(hours=3)  # the default --lookback is 2h
+        with caplog.at_level(logging.WARNING, logger="archiver"):
+            summary = run_library_sync(archive, *options.build(values, started=behind,
+                                                               credentials=("k", "s")))  # fmt: skip
+    assert (summary.outcome, summary.stats.windows) == ("succeeded", 0)
+    said = [r.getMessage() for r in caplog.records if "nothing to read" in r.getMessage()]
+    assert len(said) == 1 and "nothing to read: now (" in said[0] and "clock" in said[0], said
+
+
 def test_operations_listed_late_are_archived_with_the_default_lookback(runner, archive):
     """An operation that becomes visible stamped 40 minutes before the previous run
     ended was never archived with a 15-minute lookback."""

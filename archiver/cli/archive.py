@@ -98,8 +98,7 @@ def selection_of(ctx: typer.Context, filters: list[str] | None, more: list[str] 
     def when(text: str) -> datetime:
         return parse_when(text, now_=started)
 
-    start = named("--since", since, when)
-    end = named("--until", until, when)
+    start, end = named("--since", since, when), named("--until", until, when)
     if start is not None and end is not None and end < start:
         raise UsageError("--until is before --since; nothing can match")
 

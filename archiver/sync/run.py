@@ -251,10 +251,11 @@ class Syncer:
                                 store.resume_point(conn, sid), started=started)  # fmt: skip
                 if closed := store.close_abandoned_runs(conn, sid):
                     self.log.info("recorded %d run(s) of a killed sync as abandoned", closed)
-                if not (w := the_plan.windows):
-                    self.log.warning("source %s: nothing to read: --until is before the watermark "
-                                     "less --lookback; add --since to re-read a range before it",
-                                     self.opts.source)  # fmt: skip
+                if not (w := the_plan.windows):  # --until, or this host's clock set back
+                    self.log.warning("source %s: nothing to read: %s is before the watermark less "
+                                     "--lookback; add --since to re-read a range before it",
+                                     self.opts.source, "--until" if self.opts.until else
+                                     f"now ({iso(started)}: this host's clock?)")  # fmt: skip
                 run_id = store.start_run(conn, sid, since=w[0][0] if w else None,
                                          until=w[-1][1] if w else None)  # fmt: skip
                 self.log.extra = {"source": self.opts.source, "run_id": run_id}
