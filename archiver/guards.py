@@ -112,10 +112,9 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
 
 @contextmanager
 def replacing(t: Target) -> Iterator[BinaryIO]:
-    """A file to write ``t`` through: a temporary file beside it, fsynced and renamed
-    into place when the block ends, removed if it raises (SIGTERM included). The target
-    appears complete or not at all, and an existing file keeps its mode. A write the
-    system refuses (a full disk) is told with the file's name, which the OS's error lacks."""
+    """A file to write ``t`` through: a temporary file beside it, fsynced and renamed into
+    place when the block ends, removed if it raises (SIGTERM included): it appears whole or
+    not at all, keeps an existing file's mode, and a write refused (a full disk) names it."""
     _remove_stale_partials(t.path)
     tmp = t.path.with_name(f".{t.path.name}.partial-{os.getpid()}")
     try:  # a stop the moment the file is made still removes it

@@ -187,3 +187,20 @@ def test_output_the_disk_takes_only_part_of_is_one_error_line(archive, tmp_path,
                               preexec_fn=small_files(limit), timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (1, "error: [Errno 27] File too large (run with -v "
                                               "for details)\n")  # fmt: skip
+
+
+@pytest.mark.slow  # a command in a subprocess
+@requires_sqlite
+def test_an_archive_with_no_room_for_its_shm_says_the_disk_may_be_full(archive) -> None:
+    """Reading a WAL archive needs its -shm (32 kB) beside it; on a full disk SQLite
+    said "disk I/O error", which reads as failing hardware, and it was exit 2, bad input."""
+    import subprocess
+    import sys
+
+    from tests.helpers import small_files
+
+    done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "status",
+                           "--check"], capture_output=True, text=True, timeout=60,
+                          preexec_fn=small_files(1000))  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, f"error: cannot open archive {archive}: no room "
+                                              "for its -shm (full disk?)\n")  # fmt: skip

@@ -220,9 +220,8 @@ def metrics_target(path: Path, archive: Archive) -> guards.Target:
     """Where ``--metrics-file`` writes, refused before the sync's first call: a path the
     write guard refuses, or no Prometheus client to write it with (the metrics extra)."""
     if find_spec("prometheus_client") is None:
-        raise UsageError(
-            "--metrics-file needs the Prometheus client: pip install 'cloudmap-archiver[metrics]'"
-        )
+        raise UsageError("--metrics-file needs the Prometheus client: pip install "
+                         "'cloudmap-archiver[metrics]'")  # fmt: skip
     return guards.target(path, flag="--metrics-file", protected=archive.files)
 
 

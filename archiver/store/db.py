@@ -275,6 +275,8 @@ def translate(exc: DBAPIError, db: str) -> ArchiverError:
     if _not_a_database(exc):
         return UsageError(f"{mask_url(db)} is not a SQLite database")
     message = first_line(exc.orig)
+    if getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_IOERR_SHMSIZE":  # SQLite's ENOSPC
+        return WorkFailed(f"cannot open archive {mask_url(db)}: no room for its -shm (full disk?)")
     if "malformed" in message or "disk image" in message:
         return UsageError(f"{mask_url(db)} is damaged: {message}")
     if sqlite_path(db) and ("readonly" in message or "unable to open" in message):
