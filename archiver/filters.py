@@ -135,12 +135,8 @@ _PREDICATES: dict[str, Callable[[Any, Sequence[str]], bool]] = {
 # --- validation (F1–F9) -----------------------------------------------------------------
 
 
-def validate(
-    raw: Iterable[dict[str, Any] | Filter],
-    *,
-    allow_iso: bool = False,
-    known: dict[str, Sequence[str]] | None = None,
-) -> Filters:
+def validate(raw: Iterable[dict[str, Any] | Filter], *, allow_iso: bool = False,
+             known: dict[str, Sequence[str]] | None = None) -> Filters:  # fmt: skip
     """Check every rule, in order, and name the first offending filter (F9).
 
     ``allow_iso`` is the CLI's F7 convenience: ISO-8601 in UPDATE_DATE values becomes
@@ -241,12 +237,8 @@ def _epoch_ms(index: int, value: str, allow_iso: bool, warnings: list[str]) -> s
 # --- parsing the AWS CLI's --filters forms ------------------------------------------------
 
 
-def parse(
-    args: str | Sequence[str],
-    *,
-    allow_iso: bool = True,
-    known: dict[str, Sequence[str]] | None = None,
-) -> Filters:
+def parse(args: str | Sequence[str], *, allow_iso: bool = True,
+          known: dict[str, Sequence[str]] | None = None) -> Filters:  # fmt: skip
     """Parse one or more ``--filters`` arguments and validate them together.
 
     Each argument is shorthand (``Name=STATUS,Condition=IN,Values=PENDING,SUCCESS``,

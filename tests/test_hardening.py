@@ -638,3 +638,25 @@ def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, mon
             assert "timeout expired" in _one_error_line(done[0], 1)
     finally:
         server.close()  # a connection still waiting is refused
+
+
+@pytest.mark.slow  # a sync in a subprocess, over HTTP
+def test_a_sync_under_a_low_open_files_limit_raises_it_and_completes(archive) -> None:
+    """Each GetOperation in flight holds a socket. Under a soft limit of 20 open files
+    (systemd's default of 1,024 is as tight for a fleet at --parallel 30) the sync
+    failed with "Could not connect to the endpoint URL": botocore's words for EMFILE."""
+    import resource
+
+    from archiver.emulator import Emulator
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with Emulator(seed_operations=3000, seed=41) as emu:
+        done = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "sync",
+                               "--endpoint-url", emu.url, "--region", "us-east-1", "--json"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "AWS_ACCESS_KEY_ID": "k",
+                                   "AWS_SECRET_ACCESS_KEY": "s"},
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                    (20, hard)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["inserted"] == 3000

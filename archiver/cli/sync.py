@@ -303,6 +303,8 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
     """Every job through ``fleet.run`` (one source is a fleet of one): the same runs,
     locks and metrics, whichever way the sources were named. ``failed``: organizations
     whose accounts could not be listed, told and counted as the sources' failures are."""
+    import resource
+
     from archiver import stopping
     from archiver.read import status
     from archiver.store.archive import Archive
@@ -317,6 +319,11 @@ def _sync(ctx: typer.Context, jobs: list[Any], *, parallel: int, dry_run: bool, 
         typer.echo(json.dumps(plans[0] if one else plans, indent=2))
         return
     stopping.install()
+    # Each call in flight holds a socket, up to --workers + 2 a source: a fleet at
+    # --parallel 30 needs about systemd's default of 1,024 open files, past which botocore
+    # tells EMFILE as "Could not connect to the endpoint URL". Up to the hard limit, then.
+    if (hard := resource.getrlimit(resource.RLIMIT_NOFILE)[1]) != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     def report(result: fleet.Result) -> None:
         if as_json:  # a reader that leaves: stderr, metrics and exit code still tell all

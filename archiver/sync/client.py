@@ -310,15 +310,9 @@ def _paged(call: str, send: Any, params: dict[str, Any], *, token: str | None = 
             return
 
 
-def list_operations(
-    client: CloudMapClient,
-    start: datetime,
-    end: datetime,
-    *,
-    token: str | None = None,
-    limit: RateLimit = UNLIMITED,
-    unit: str = "ms",
-) -> Iterator[Page]:
+def list_operations(client: CloudMapClient, start: datetime, end: datetime, *,
+                    token: str | None = None, limit: RateLimit = UNLIMITED,
+                    unit: str = "ms") -> Iterator[Page]:  # fmt: skip
     """Every page of one pass over the window, following NextToken across empty pages (P2)."""
     params = {"Filters": window_filter(start, end, unit), "MaxResults": PAGE_SIZE}
     for answer in _paged("ListOperations", client.list_operations, params, token=token,
