@@ -660,3 +660,33 @@ def test_a_sync_under_a_low_open_files_limit_raises_it_and_completes(archive) ->
                                                                     (20, hard)))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["inserted"] == 3000
+
+
+@pytest.mark.slow  # syncs in subprocesses
+def test_a_call_that_cannot_connect_says_the_systems_reason(archive, tmp_path) -> None:
+    """botocore says "Could not connect to the endpoint URL" for a refused connection,
+    a name that does not resolve and a process out of open files alike; the reason
+    under it is what sends its reader to the right place."""
+    import resource
+    import socket
+
+    from archiver.emulator import Emulator
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+           "AWS_MAX_ATTEMPTS": "1"}  # fmt: skip
+
+    def sync(url: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "sync",
+                               "--endpoint-url", url, "--region", "us-east-1", "--source",
+                               url], capture_output=True, text=True, timeout=120, env=env,
+                              **kw)  # fmt: skip
+
+    refused = sync(closed)
+    assert refused.returncode == 1 and refused.stderr.endswith(" (Connection refused)\n")
+    with Emulator(seed_operations=3000, seed=42) as emu:  # the hard limit too: no way up
+        starved = sync(emu.url, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                      (20, 20)))  # fmt: skip
+    assert starved.returncode == 1 and starved.stderr.endswith(" (Too many open files)\n")

@@ -58,7 +58,19 @@ def translated(call: str, *, token_sent: bool = False) -> Iterator[None]:
         said = f"{code}: {message}" if message else code  # a bare 500 has no message
         raise WorkFailed(redact(f"{call} failed: {said}")) from None
     except bx.BotoCoreError as exc:
-        raise WorkFailed(redact(f"{call} failed: {excerpt(first_line(exc), 500)}")) from None
+        said = f"{call} failed: {excerpt(first_line(exc), 500)}{_system_reason(exc)}"
+        raise WorkFailed(redact(said)) from None
+
+
+def _system_reason(exc: BaseException) -> str:
+    """The system's words under botocore's and urllib3's, for a call that could not
+    connect: " (Connection refused)", " (Too many open files)", or "" when none."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # botocore's error, urllib3's, then the socket's
+        cause = (cause.__cause__ or cause.__context__) if cause else None
+        if isinstance(cause, OSError) and cause.strerror:
+            return f" ({cause.strerror})"
+    return ""
 
 
 #: Attempts per call when neither --max-attempts, AWS_MAX_ATTEMPTS nor the profile

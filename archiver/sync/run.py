@@ -149,15 +149,9 @@ class _Fetched:
 class Syncer:
     """One run of one source: the archive to write to, a client, and the options."""
 
-    def __init__(
-        self,
-        archive: Archive,
-        client: cloudmap.CloudMapClient,
-        opts: SyncOptions,
-        *,
-        clock: Callable[[], datetime] = now,
-        on_page: Callable[[Stats], None] | None = None,
-    ) -> None:
+    def __init__(self, archive: Archive, client: cloudmap.CloudMapClient, opts: SyncOptions, *,
+                 clock: Callable[[], datetime] = now,
+                 on_page: Callable[[Stats], None] | None = None) -> None:  # fmt: skip
         self.archive = archive
         self.writer = archive.writer
         self.reader = archive.reader
