@@ -334,6 +334,20 @@ def test_lock_error_is_lockheld_in_the_library(archive) -> None:
             pass
 
 
+@requires_sqlite
+def test_an_archive_named_through_a_symlink_shares_its_lock(archive, tmp_path) -> None:
+    """Two cron lines, one naming the archive through a symlink, took two locks (each
+    beside the name it was given) and synced one source side by side. SQLite keeps
+    its -wal and -shm beside the real file; the lock lives there too."""
+    linked = tmp_path / "elsewhere" / "archive.db"
+    linked.parent.mkdir()
+    linked.symlink_to(archive)
+    with Archive(archive) as handle, Archive(str(linked)) as other, handle.lock("x"):  # noqa: SIM117
+        with pytest.raises(LockHeld), other.lock("x"):  # the second lock, not the first, fails
+            pass
+    assert list(linked.parent.iterdir()) == [linked]  # no lock file beside the link
+
+
 def test_a_killed_run_is_shown_abandoned_and_closed_by_the_next(runner, archive) -> None:
     with Emulator(seed_operations=1000, seed=5) as emu:
         gate = emu.hold("ListOperations", after=2)  # the run holds the lock, mid-run

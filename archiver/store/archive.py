@@ -187,7 +187,7 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
 
     slug = re.sub(r"[^A-Za-z0-9_.@-]", "_", source)[:80]
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-    path = f"{archive}.{slug}.{digest}.lock"
+    path = f"{archive.resolve()}.{slug}.{digest}.lock"  # beside the file, as SQLite's -wal
     fd = open_in_place(Path(path), what="the lock file")
     try:
         try:
