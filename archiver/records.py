@@ -28,15 +28,9 @@ STATUSES = ("SUBMITTED", "PENDING", "SUCCESS", "FAIL")
 KNOWN_VALUES = {"type": TYPES, "status": STATUSES}
 
 
-def meta(
-    *,
-    api: str | None = None,
-    target: str | None = None,
-    size: int | None = None,
-    free_text: bool = False,
-    changes: bool = True,
-    csv: bool = True,
-) -> dict[str, Any]:
+def meta(*, api: str | None = None, target: str | None = None, size: int | None = None,
+         free_text: bool = False, changes: bool = True,
+         csv: bool = True) -> dict[str, Any]:  # fmt: skip
     """What the rest of the code needs to know about a record field.
 
     ``api``: its key in GetOperation's ``Operation``; ``target``: its key in ``Targets``

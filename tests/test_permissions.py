@@ -217,3 +217,21 @@ def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users,
         emu.account.add_operations(5)
         assert as_user(owner, _sync(str(db), emu.url, session)) == 0
     assert _count(str(db)) == 45
+
+
+def test_a_sync_run_as_root_leaves_its_lock_to_the_archives_owner(users, shared) -> None:
+    """An admin trying a new source with `sudo archiver sync` left a lock file of
+    root's, and the owner's cron line for that source failed every night after
+    ("cannot be written: Permission denied", exit 2). SQLite gives its -wal and -shm
+    to the file's owner when root makes them; the lock goes the same way."""
+    owner = users[OWNER]
+    db = str(shared / "archive.db")
+    with Emulator(seed_operations=30, seed=25) as emu:
+        sync = ("--db", db, "sync", "--region", "us-east-1", "--endpoint-url", emu.url)
+        assert _cli(*sync[:1], str(shared / "warm.db"), *sync[2:], "--source", "a")() == 0
+        assert as_user(owner, _cli(*sync, "--source", "a")) == 0  # the owner's archive
+        assert _cli(*sync, "--source", "new")() == 0  # as root
+        assert as_user(owner, _cli(*sync, "--source", "new")) == 0
+    assert {p.stat().st_uid for p in shared.iterdir() if p.name.startswith("archive.db")} == {
+        owner.pw_uid
+    }
