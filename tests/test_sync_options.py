@@ -149,3 +149,19 @@ def test_missing_credentials_are_bad_input_before_any_file(runner, tmp_path, mon
         result.exit_code == 2 and "no AWS credentials found for profile 'default'" in result.stderr
     )
     assert result.stderr.count("\n") == 1 and not db.exists()
+
+
+def test_a_source_name_longer_than_its_column_is_bad_input_on_both_engines(runner, archive):
+    """PostgreSQL refused a 300-character --source when the run made the source
+    ("StringDataRightTruncation", exit 1); SQLite kept it. Refused before any call now."""
+    name = "s" * 256
+    result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
+                    "http://127.0.0.1:9", "--source", name)  # fmt: skip
+    assert (result.exit_code, result.stderr) == (
+        2, "error: --source: a source's name is at most 255 characters\n")  # fmt: skip
+    with Archive(archive) as handle, handle.reader.connect() as conn:
+        assert store.find_source(conn, name) is None
+    long_enough = invoke(runner, "--db", archive, "sync", "--region", "us-east-1",
+                         "--endpoint-url", "http://127.0.0.1:9", "--source", name[:255],
+                         "--dry-run")  # fmt: skip
+    assert long_enough.exit_code == 0, long_enough.stderr

@@ -169,9 +169,11 @@ def build(values: Mapping[str, Any], *, started: datetime | None = None, context
     _check_range(since, until, window, started, context, key)
     # a source per account and region, named <profile>@<region> (docs/design.md)
     profile = client.profile or os.environ.get("AWS_PROFILE") or "default"
+    if len(source := v["source"] or f"{profile}@{region or 'unknown-region'}") > 255:
+        raise UsageError(f"{where('source')}: a source's name is at most 255 characters")
     opts = SyncOptions(
         **{k: v[k] for k in _RUN_OPTIONS},
-        source=v["source"] or f"{profile}@{region or 'unknown-region'}",
+        source=source,
         region=region,
         since=since,
         until=until,
