@@ -191,7 +191,8 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
     fd = open_in_place(Path(path), what="the lock file")
     try:
         if os.geteuid() == 0 and archive.exists():  # `sudo archiver sync` made it root's, and
-            os.fchown(fd, (st := archive.stat()).st_uid, st.st_gid)  # the owner's cron was stuck
+            with contextlib.suppress(OSError):  # the owner's cron was stuck (NFS may refuse)
+                os.fchown(fd, (st := archive.stat()).st_uid, st.st_gid)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
