@@ -154,7 +154,11 @@ def test_missing_credentials_are_bad_input_before_any_file(runner, tmp_path, mon
 def test_a_source_name_longer_than_its_column_is_bad_input_on_both_engines(runner, archive):
     """PostgreSQL refused a 300-character --source when the run made the source
     ("StringDataRightTruncation", exit 1); SQLite kept it. Refused before any call now."""
-    name = "s" * 256
+    from archiver.store.models import Source
+    from archiver.sync.options import NAME_WIDTH
+
+    assert Source.__table__.c.name.type.length == NAME_WIDTH  # the bound is the column's
+    name = "s" * (NAME_WIDTH + 1)
     result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
                     "http://127.0.0.1:9", "--source", name)  # fmt: skip
     assert (result.exit_code, result.stderr) == (
@@ -162,6 +166,6 @@ def test_a_source_name_longer_than_its_column_is_bad_input_on_both_engines(runne
     with Archive(archive) as handle, handle.reader.connect() as conn:
         assert store.find_source(conn, name) is None
     long_enough = invoke(runner, "--db", archive, "sync", "--region", "us-east-1",
-                         "--endpoint-url", "http://127.0.0.1:9", "--source", name[:255],
+                         "--endpoint-url", "http://127.0.0.1:9", "--source", name[:NAME_WIDTH],
                          "--dry-run")  # fmt: skip
     assert long_enough.exit_code == 0, long_enough.stderr

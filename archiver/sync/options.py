@@ -62,6 +62,8 @@ SPECS: dict[str, Spec] = {
 }
 
 
+NAME_WIDTH = 255  #: sources.name's; store.models may not import this, a test holds them equal
+
 #: The options that reach ClientSettings and SyncOptions as they are (the rest are parsed).
 _CLIENT_OPTIONS = ("region", "profile", "endpoint_url", "max_attempts", "call_timeout",
                    "role_arn", "external_id", "session_name")  # fmt: skip
@@ -169,8 +171,8 @@ def build(values: Mapping[str, Any], *, started: datetime | None = None, context
     _check_range(since, until, window, started, context, key)
     # a source per account and region, named <profile>@<region> (docs/design.md)
     profile = client.profile or os.environ.get("AWS_PROFILE") or "default"
-    if len(source := v["source"] or f"{profile}@{region or 'unknown-region'}") > 255:
-        raise UsageError(f"{where('source')}: a source's name is at most 255 characters")
+    if len(source := v["source"] or f"{profile}@{region or 'unknown-region'}") > NAME_WIDTH:
+        raise UsageError(f"{where('source')}: a source's name is at most {NAME_WIDTH} characters")
     opts = SyncOptions(
         **{k: v[k] for k in _RUN_OPTIONS},
         source=source,
