@@ -31,73 +31,32 @@ from archiver.sync.options import SPECS
 def emulator_serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(metavar="PORT", min=0, max=65535, help="Port; 0 picks a free one.")
-    ] = 8765,
-    seed: Annotated[
-        int,
-        typer.Option(
-            metavar="N", min=0, max=10_000_000, help="Synthetic operations to start with."
-        ),
-    ] = 1000,
-    days: Annotated[
-        float,
-        typer.Option(metavar="DAYS", min=0, max=36_500, help="Spread them over this many days."),
-    ] = 90,
-    random_seed: Annotated[
-        int,
-        typer.Option(
-            metavar="N", min=0, max=2**32, help="Seed of the generator (same seed, same data)."
-        ),
-    ] = 0,
-    latency_ms: Annotated[
-        float, typer.Option(metavar="MS", min=0, max=600_000, help="Added latency per call.")
-    ] = 0,
-    throttle_rate: Annotated[
-        float,
-        typer.Option(
-            metavar="SHARE", min=0, max=1, help="Share of calls answered ThrottlingException."
-        ),
-    ] = 0,
-    error_rate: Annotated[
-        float, typer.Option(metavar="SHARE", min=0, max=1, help="Share of calls answered HTTP 500.")
-    ] = 0,
-    update_date_unit: Annotated[
-        Literal["ms", "s"], typer.Option(help="How the emulated service reads UPDATE_DATE.")
-    ] = "ms",
-    account: Annotated[
-        str,
-        typer.Option(metavar="ACCOUNT", help="The caller's AWS account id (12 digits)."),
-    ] = "111122223333",
-    shared: Annotated[
-        float,
-        typer.Option(
-            metavar="SHARE",
-            min=0,
-            max=1,
-            help="Share of namespaces owned by two other accounts and shared with the caller.",
-        ),
-    ] = 0,
-    rate_limit: Annotated[
-        float | None,
-        typer.Option(
-            metavar="RPS",
-            min=0.1,
-            max=100_000,
-            help="Throttle each API with a token bucket refilled at RPS per second "
-            "(ThrottlingException when empty) [default: no limit].",
-        ),
-    ] = None,
-    burst: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            min=1,
-            max=100_000,
-            help="The token bucket's size [default: one second of --rate-limit].",
-        ),
-    ] = None,
-) -> None:
+    port: Annotated[int, typer.Option(metavar="PORT", min=0, max=65535,
+                                      help="Port; 0 picks a free one.")] = 8765,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=10_000_000,
+                                      help="Synthetic operations to start with.")] = 1000,
+    days: Annotated[float, typer.Option(metavar="DAYS", min=0, max=36_500,
+                                        help="Spread them over this many days.")] = 90,
+    random_seed: Annotated[int, typer.Option(metavar="N", min=0, max=2**32,
+                           help="Seed of the generator (same seed, same data).")] = 0,
+    latency_ms: Annotated[float, typer.Option(metavar="MS", min=0, max=600_000,
+                                              help="Added latency per call.")] = 0,
+    throttle_rate: Annotated[float, typer.Option(metavar="SHARE", min=0, max=1,
+                             help="Share of calls answered ThrottlingException.")] = 0,
+    error_rate: Annotated[float, typer.Option(metavar="SHARE", min=0, max=1,
+                                              help="Share of calls answered HTTP 500.")] = 0,
+    update_date_unit: Annotated[Literal["ms", "s"], typer.Option(
+        help="How the emulated service reads UPDATE_DATE.")] = "ms",
+    account: Annotated[str, typer.Option(metavar="ACCOUNT",
+                       help="The caller's AWS account id (12 digits).")] = "111122223333",
+    shared: Annotated[float, typer.Option(metavar="SHARE", min=0, max=1, help="Share of "
+                      "namespaces owned by two other accounts and shared with the caller.")] = 0,
+    rate_limit: Annotated[float | None, typer.Option(metavar="RPS", min=0.1, max=100_000,
+        help="Throttle each API with a token bucket refilled at RPS per second "
+             "(ThrottlingException when empty) [default: no limit].")] = None,
+    burst: Annotated[int | None, typer.Option(metavar="N", min=1, max=100_000,
+                     help="The token bucket's size [default: one second of --rate-limit].")] = None,
+) -> None:  # fmt: skip
     """Serve the emulator until SIGINT/SIGTERM; prints its URL on stdout.
 
     Point any boto3 client or `archiver sync --endpoint-url URL` at it, with any
