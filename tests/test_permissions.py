@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,8 +72,9 @@ def shared() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def as_user(user: pwd.struct_passwd, step: Callable[[], int]) -> int:
-    """Run ``step`` in a child process as ``user``; its return value is the exit code."""
+def as_user(user: pwd.struct_passwd, step: Callable[[], int], *, wait: bool = True) -> int:
+    """Run ``step`` in a child process as ``user``; its return value is the exit code
+    (``wait=False``: the child's pid, at once)."""
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 99
@@ -83,6 +85,8 @@ def as_user(user: pwd.struct_passwd, step: Callable[[], int]) -> int:
             code = step()
         finally:
             os._exit(code)
+    if not wait:
+        return pid
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
@@ -235,3 +239,49 @@ def test_a_sync_run_as_root_leaves_its_lock_to_the_archives_owner(users, shared)
     assert {p.stat().st_uid for p in shared.iterdir() if p.name.startswith("archive.db")} == {
         owner.pw_uid
     }
+
+
+
+def test_a_read_without_locks_that_a_sync_overlaps_fails_rather_than_mixing(users, shared) -> None:
+    """A reader who may not write the archive reads it immutable, without SQLite's
+    locks; a sync that wrote the file during the read could leave the answer mixing
+    two states (or looking damaged) with exit 0. The command says so, exit 1."""
+    owner, reader = users[OWNER], users[READER]
+    db = str(shared / "archive.db")
+    session = botocore.session.get_session()
+    with Emulator(seed_operations=500, seed=26) as emu:
+        warm = str(shared / "warm.db")
+        assert _sync(warm, emu.url, session)() == 0  # as root, first: the imports
+        assert _cli("--db", warm, "query", "-o", "json")() == 0
+        assert as_user(owner, _sync(db, emu.url, session)) == 0
+        os.chmod(db, 0o644)
+        out, err = os.pipe(), os.pipe()
+
+        def read() -> int:  # the real streams: a pipe that fills and holds the command
+            os.dup2(out[1], 1)
+            os.dup2(err[1], 2)
+            sys.stdout, sys.stderr = open(1, "w"), open(2, "w")  # noqa: SIM115
+            try:
+                app(["--db", db, "query", "-o", "json"])
+            except SystemExit as exc:
+                return int(exc.code or 0)
+            return 0
+
+        pid = as_user(reader, read, wait=False)
+        os.close(out[1])
+        os.close(err[1])
+        with open(out[0], "rb") as answer, open(err[0], "rb") as said:
+            assert answer.read(1) == b"["  # reading, and held by the pipe we do not drain
+            emu.account.add_operations(50)
+            assert as_user(owner, _sync(db, emu.url, session)) == 0  # writes the file
+            answer.read()
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 1
+            assert said.read().decode() == (
+                f"error: {db} was written while this command read it without locks (you "
+                "may not write it), so the answer may mix old and new rows: run it again\n"
+            )
+        counted = shared / "count.txt"
+        counted.touch()
+        counted.chmod(0o666)
+        assert as_user(reader, _cli("--db", db, "query", "-o", "count", output=counted)) == 0
+        assert counted.read_text().strip() == "550"

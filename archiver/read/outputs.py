@@ -403,6 +403,7 @@ def export(archive: Archive, selection: Selection, out: Path | None, *,
     records = csv_rows(archive, selection, history=history, raw=raw)
     with guards.replacing(dest) as fh:
         done = write_stream(records, fh, history=history, compress=compress, name=out.name)
+        archive.check_unchanged()  # before the file takes its name
         manifest.path.unlink(missing_ok=True)  # an old manifest never describes the new file
     with archive.reader.connect() as conn:
         names = source_ids(conn, selection.source)

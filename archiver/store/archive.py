@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from archiver.errors import LockHeld, UsageError
+from archiver.errors import LockHeld, UsageError, WorkFailed
 from archiver.guards import mask_url, open_in_place
 from archiver.store import db
 
@@ -38,6 +38,7 @@ class Archive:
         self.sqlite_path: Path | None = db.sqlite_path(location)
         self._writer: Engine | None = None
         self._reader: Engine | None = None
+        self._seen: tuple[int, ...] | None = None  # the file as an immutable reader found it
 
     def size_bytes(self) -> int:
         """The archive's size: its SQLite files, or its PostgreSQL database."""
@@ -117,7 +118,18 @@ class Archive:
             return self.writer  # for each source of a fleet (max_connections)
         if self._reader is None:
             self._reader = db.create(self.location, write=False)
+            if self._seen is None and self._reader.url.query.get("immutable"):
+                self._seen = _stamp(self.sqlite_path)
         return self._reader
+
+    def check_unchanged(self) -> None:
+        """A reader that may not write the archive opens it immutable (``db``), without
+        the locks that keep a read whole: if a sync wrote the file meanwhile, what was
+        read may mix two states or look damaged. Its stamp tells; the command fails."""
+        if self._seen is not None and _stamp(self.sqlite_path) != self._seen:
+            raise WorkFailed(f"{self.name} was written while this command read it without "
+                             "locks (you may not write it), so the answer may mix old and "
+                             "new rows: run it again")  # fmt: skip
 
     def close(self) -> None:
         for engine in (self._writer, self._reader):
@@ -128,8 +140,12 @@ class Archive:
     def __enter__(self) -> Archive:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:  # a torn read's "damaged" is told as what it is; a stop stays a stop
+            if kind is None or issubclass(kind, Exception):
+                self.check_unchanged()
+        finally:
+            self.close()
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -165,6 +181,15 @@ class Archive:
         else:
             with _advisory_lock(self.writer, source):
                 yield
+
+
+def _stamp(path: Path | None) -> tuple[int, ...]:
+    """What changes when the file is written (a checkpoint) or replaced."""
+    try:
+        st = os.stat(path or "")
+    except OSError:
+        return ()
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def holder_name() -> str:
