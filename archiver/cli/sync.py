@@ -86,134 +86,61 @@ def _default(name: str) -> str:
 @guarded
 def sync(
     ctx: typer.Context,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            metavar="REGION",
-            help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's).",
-        ),
-    ] = None,
-    profile: Annotated[
-        str | None,
-        typer.Option(
-            metavar="PROFILE", help="AWS profile (else AWS_PROFILE or the default chain)."
-        ),
-    ] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="API endpoint, e.g. an `archiver emulator serve` URL "
-            "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).",
-        ),
-    ] = None,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME",
-            help="Name of this source in the archive [default: <profile>@<region>]; with "
-            "--config, a configured source to sync (repeatable).",
-        ),
-    ] = None,
-    sync_all: Annotated[
-        bool, typer.Option("--all", help="Sync every source of --config (ARCHIVER_CONFIG).")
-    ] = False,
-    parallel: Annotated[
-        int,
-        typer.Option(metavar="N", min=1, max=64, help="With --config: sources synced at once."),
-    ] = 4,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            metavar="WHEN",
-            help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
-            "[default: all the service holds].",
-        ),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(metavar="WHEN", help="End of the range [default: now].")
-    ] = None,
-    window: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SPAN",
-            help="Cut the range into windows of this span (e.g. 7d) so the watermark "
-            "advances step by step.",
-        ),
-    ] = None,
-    lookback: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SPAN",
-            help="Re-read this much before the watermark, for late updates." + _default("lookback"),
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            help="The most GetOperation calls in flight, 1 to 64. The run starts at 8 and "
-            "adapts: one more while the service answers without throttling, half as many "
-            "when it throttles." + _default("workers"),
-        ),
-    ] = None,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(metavar="RATE", help="Cap on API calls per second."),
-    ] = None,
-    max_attempts: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            help="Attempts per call, 1 to 50 (botocore's standard retry mode) [default: "
-            "AWS_MAX_ATTEMPTS, else the profile's max_attempts, else 12]. AWS_RETRY_MODE "
-            "and the profile's retry_mode choose the mode, as in every AWS SDK. "
-            "Example: --max-attempts 5",
-        ),
-    ] = None,
-    call_timeout: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds one attempt of a call may take in all (connect and whole answer)."
-            + _default("call_timeout"),
-        ),
-    ] = None,
-    incomplete_retry_days: Annotated[
-        float | None,
-        typer.Option(
-            metavar="DAYS",
-            help="Days to keep retrying a listed operation GetOperation cannot find; "
-            "after that it stays stored, marked gone." + _default("incomplete_retry_days"),
-        ),
-    ] = None,
-    full: Annotated[
-        bool,
-        typer.Option("--full", help="Ignore the watermark: re-read from --since (or everything)."),
-    ] = False,
-    retry_gone: Annotated[
-        bool,
-        typer.Option(
-            "--retry-gone",
-            help="Ask again for operations given up on as gone "
-            "(a run does so by itself when it learns a new namespace owner).",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; no API call, no write.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
-    ] = False,
-    metrics_file: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH",
-            help="After every run, write Prometheus metrics of every source here "
-            "(textfile collector).",
-        ),
-    ] = None,
-) -> None:
+    region: Annotated[str | None, typer.Option(metavar="REGION",
+        help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's).")] = None,
+    profile: Annotated[str | None, typer.Option(metavar="PROFILE",
+        help="AWS profile (else AWS_PROFILE or the default chain).")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(metavar="URL",
+        help="API endpoint, e.g. an `archiver emulator serve` URL "
+             "(else AWS_ENDPOINT_URL_SERVICEDISCOVERY).")] = None,
+    source: Annotated[list[str] | None, typer.Option(metavar="NAME",
+        help="Name of this source in the archive [default: <profile>@<region>]; with "
+             "--config, a configured source to sync (repeatable).")] = None,
+    sync_all: Annotated[bool, typer.Option("--all",
+        help="Sync every source of --config (ARCHIVER_CONFIG).")] = False,
+    parallel: Annotated[int, typer.Option(metavar="N", min=1, max=64,
+        help="With --config: sources synced at once.")] = 4,
+    since: Annotated[str | None, typer.Option(metavar="WHEN",
+        help="First sync's start: ISO-8601, epoch seconds, or a span ago like 30d "
+             "[default: all the service holds].")] = None,
+    until: Annotated[str | None, typer.Option(metavar="WHEN",
+        help="End of the range [default: now].")] = None,
+    window: Annotated[str | None, typer.Option(metavar="SPAN",
+        help="Cut the range into windows of this span (e.g. 7d) so the watermark "
+             "advances step by step.")] = None,
+    lookback: Annotated[str | None, typer.Option(metavar="SPAN",
+        help="Re-read this much before the watermark, for late updates."
+             + _default("lookback"))] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N",
+        help="The most GetOperation calls in flight, 1 to 64. The run starts at 8 and "
+             "adapts: one more while the service answers without throttling, half as many "
+             "when it throttles." + _default("workers"))] = None,
+    max_rps: Annotated[float | None, typer.Option(metavar="RATE",
+        help="Cap on API calls per second.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(metavar="N",
+        help="Attempts per call, 1 to 50 (botocore's standard retry mode) [default: "
+             "AWS_MAX_ATTEMPTS, else the profile's max_attempts, else 12]. AWS_RETRY_MODE "
+             "and the profile's retry_mode choose the mode, as in every AWS SDK. "
+             "Example: --max-attempts 5")] = None,
+    call_timeout: Annotated[float | None, typer.Option(metavar="SECONDS",
+        help="Seconds one attempt of a call may take in all (connect and whole answer)."
+             + _default("call_timeout"))] = None,
+    incomplete_retry_days: Annotated[float | None, typer.Option(metavar="DAYS",
+        help="Days to keep retrying a listed operation GetOperation cannot find; after "
+             "that it stays stored, marked gone." + _default("incomplete_retry_days"))] = None,
+    full: Annotated[bool, typer.Option("--full",
+        help="Ignore the watermark: re-read from --since (or everything).")] = False,
+    retry_gone: Annotated[bool, typer.Option("--retry-gone",
+        help="Ask again for operations given up on as gone "
+             "(a run does so by itself when it learns a new namespace owner).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+        help="Print the plan; no API call, no write.")] = False,
+    as_json: Annotated[bool, typer.Option("--json",
+        help="Print a JSON summary on stdout.")] = False,
+    metrics_file: Annotated[Path | None, typer.Option(metavar="PATH",
+        help="After every run, write Prometheus metrics of every source here "
+             "(textfile collector).")] = None,
+) -> None:  # fmt: skip
     """Sync Cloud Map operations into the archive, incrementally; run it from cron.
 
     Reads UPDATE_DATE windows from the source's watermark (less --lookback) to now,
