@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -70,19 +70,22 @@ def excerpt(text: str, limit: int = 40) -> str:
 @dataclass(frozen=True)
 class Target:
     """Where a write lands (a symlink followed to its file), the option that named it,
-    and the mode an existing file keeps."""
+    and the mode and owner an existing file keeps."""
 
     path: Path
     flag: str
     mode: int | None
+    owner: tuple[int, int] | None = None  # (uid, gid), kept when root writes (hand_over)
 
 
-def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
+def target(path: Path, *, flag: str, protected: Sequence[Path] = (),
+           owner_of: Path | None = None) -> Target:  # fmt: skip
     """Refuse a path whose writing would destroy something, before any work (exit 2):
     any of ``protected`` (the archive and its -wal/-shm/-journal, compared by device and
     inode, or by name while not made yet), a directory, a device, a FIFO, a socket, a
     symlink to nothing or to one of those, an unwritable file or directory, /dev/stdout or
-    any other name of a process's file (it resolves to whatever stdout is)."""
+    any other name of a process's file (it resolves to whatever stdout is). A new file
+    root writes goes to ``owner_of``'s owner."""
     if str(path) in ("", ".", "..", "-"):  # "-" made a file of that name: stdout is no --out
         raise UsageError(f"{flag} needs a file name, not {str(path)!r}")
     if (size := len(os.fsencode(path.name))) > 238:  # 255 less the temporary file's additions
@@ -107,7 +110,25 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = ()) -> Target:
         raise UsageError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: directory {parent} is not writable")
-    return Target(real, flag, stat.S_IMODE(real.stat().st_mode) if real.exists() else None)
+    mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else None
+    return Target(real, flag, mode, owner(real) or owner(owner_of))
+
+
+def owner(path: Path | None) -> tuple[int, int] | None:
+    """A file's (uid, gid), or None when there is none."""
+    try:
+        return (st := os.stat(path or "")).st_uid, st.st_gid
+    except OSError:
+        return None
+
+
+def hand_over(fd: int, to: tuple[int, int] | None) -> None:
+    """A file root writes goes to ``to``, as SQLite gives its -wal and -shm to the
+    archive's owner: a `sudo archiver sync` once must not leave a lock or a metrics
+    file that the owner's cron may not replace. Best effort (NFS may refuse)."""
+    if to is not None and os.geteuid() == 0:
+        with suppress(OSError):
+            os.fchown(fd, *to)
 
 
 @contextmanager
@@ -121,6 +142,7 @@ def replacing(t: Target) -> Iterator[BinaryIO]:
         with os.fdopen(open_in_place(tmp, what=f"{t.flag}'s temporary file", new=True), "wb") as fh:
             if t.mode is not None:
                 os.fchmod(fh.fileno(), t.mode)  # 0600 stays 0600
+            hand_over(fh.fileno(), t.owner)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

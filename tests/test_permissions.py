@@ -285,3 +285,22 @@ def test_a_read_without_locks_that_a_sync_overlaps_fails_rather_than_mixing(user
         counted.chmod(0o666)
         assert as_user(reader, _cli("--db", db, "query", "-o", "count", output=counted)) == 0
         assert counted.read_text().strip() == "550"
+
+
+def test_a_metrics_file_root_writes_is_left_to_the_owners_cron(users, shared) -> None:
+    """`sudo archiver sync --metrics-file …`, once, left a file of root's that the
+    owner's cron may not replace: every later night failed before its first call
+    ("exists and is not writable", exit 2). A file root replaces keeps its owner, and
+    one root makes first goes to the archive's owner, as the lock does."""
+    owner = users[OWNER]
+    db = str(shared / "archive.db")
+    kept, made = shared / "kept.prom", shared / "made.prom"
+    with Emulator(seed_operations=30, seed=27) as emu:
+        sync = ("--db", db, "sync", "--region", "us-east-1", "--endpoint-url", emu.url,
+                "--source", "a", "--metrics-file")  # fmt: skip
+        assert _cli(*sync[:1], str(shared / "warm.db"), *sync[2:], str(shared / "w.prom"))() == 0
+        assert as_user(owner, _cli(*sync, str(kept))) == 0  # the owner's cron
+        for prom in (kept, made):
+            assert _cli(*sync, str(prom))() == 0  # root, trying it by hand
+            assert as_user(owner, _cli(*sync, str(prom))) == 0
+            assert (prom.stat().st_uid, prom.stat().st_gid) == (owner.pw_uid, owner.pw_gid)

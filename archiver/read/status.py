@@ -222,7 +222,8 @@ def metrics_target(path: Path, archive: Archive) -> guards.Target:
     if find_spec("prometheus_client") is None:
         raise UsageError("--metrics-file needs the Prometheus client: pip install "
                          "'cloudmap-archiver[metrics]'")  # fmt: skip
-    return guards.target(path, flag="--metrics-file", protected=archive.files)
+    return guards.target(path, flag="--metrics-file", protected=archive.files,
+                         owner_of=archive.sqlite_path)  # fmt: skip
 
 
 def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str, int]) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import LockHeld, UsageError, WorkFailed
-from archiver.guards import mask_url, open_in_place
+from archiver.guards import hand_over, mask_url, open_in_place, owner
 from archiver.store import db
 
 _SIDECARS = ("", "-wal", "-shm", "-journal")
@@ -215,9 +215,7 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
     path = f"{archive.resolve()}.{slug}.{digest}.lock"  # beside the file, as SQLite's -wal
     fd = open_in_place(Path(path), what="the lock file")
     try:
-        if os.geteuid() == 0 and archive.exists():  # `sudo archiver sync` made it root's, and
-            with contextlib.suppress(OSError):  # the owner's cron was stuck (NFS may refuse)
-                os.fchown(fd, (st := archive.stat()).st_uid, st.st_gid)
+        hand_over(fd, owner(archive))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
