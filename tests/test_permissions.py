@@ -191,7 +191,8 @@ def test_a_shm_left_by_another_user_is_named_not_misreported(users, shared) -> N
 def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users, shared) -> None:
     """Datasette opens a mutable file mode=ro, which in WAL mode made the reader's own
     -wal and -shm beside the archive, and the owner's next sync refused them (exit 2);
-    where nothing could be made, every page was a 500. It opens immutable, as query does."""
+    where nothing could be made, every page was a 500. It opens immutable, as query does,
+    and once a sync has written the file it refuses every page (503) until a restart."""
     import asyncio
     import json
 
@@ -207,19 +208,34 @@ def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users,
         assert as_user(owner, _sync(str(db), emu.url, session)) == 0
         db.chmod(0o644)
 
-        def browse(path: Path) -> Callable[[], int]:
+        synced, browsed = os.pipe(), os.pipe()
+
+        def browse(path: Path, *, then: Callable[[], None] = lambda: None) -> Callable[[], int]:
             def step() -> int:
-                page = asyncio.run(web.app(path).client.get("/archive/operations.json?"
-                                                            "_shape=array&_size=max"))  # fmt: skip
-                return 0 if page.status_code == 200 and len(json.loads(page.text)) == 40 else 1
+                ds = web.app(path)
+                rows = "/archive/operations.json?_shape=array&_size=max"
+                page = asyncio.run(ds.client.get(rows))
+                if page.status_code != 200 or len(json.loads(page.text)) != 40:
+                    return 1
+                then()  # the owner's sync writes the file meanwhile
+                page = asyncio.run(ds.client.get(rows))
+                return 0 if page.status_code == 503 and "restart it" in page.text else 2
 
             return step
 
-        assert browse(warm)() == 0
-        assert as_user(reader, browse(db)) == 0
+        def after_the_sync() -> None:
+            os.write(browsed[1], b"1")
+            os.read(synced[0], 1)
+
+        assert browse(warm)() == 2  # as root, first: the imports; writable, so never refused
+        pid = as_user(reader, browse(db, then=after_the_sync), wait=False)
+        os.close(browsed[1])  # a child that fails first reads as b"", not a hang
+        assert os.read(browsed[0], 1) == b"1", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         assert [p.name for p in shared.iterdir() if p.stat().st_uid == reader.pw_uid] == []
         emu.account.add_operations(5)
         assert as_user(owner, _sync(str(db), emu.url, session)) == 0
+        os.write(synced[1], b"1")
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0  # a 503, not mixed rows
     assert _count(str(db)) == 45
 
 

@@ -26,7 +26,7 @@ from archiver import guards
 from archiver.errors import UsageError
 from archiver.read.query import STATES, registered_at
 from archiver.records import FIELDS
-from archiver.store.db import immutable_for_us
+from archiver.store.db import immutable_for_us, stamp
 from archiver.store.models import Base
 
 VIEWS = {
@@ -104,15 +104,43 @@ def app(path: Path) -> Any:
         html = guards.read_bytes(report, what="report", limit=REPORT_LIMIT)
         guards.write_file(guards.target(Path(shown.name) / report.name, flag="report"), html)
         mounts = [("report", shown.name)]
-    from datasette import handle_exception  # after the app, which registers it as a plugin
+    from datasette import handle_exception, hookimpl  # after the app: registers a plugin
+    from datasette.plugins import pm
 
     handle_exception.rich = None  # bad SQL is a 400 page, not a screen of locals on stdout
     if frozen := immutable_for_us(path):  # Datasette's mode=ro would make -wal and -shm here
         logging.getLogger("archiver").warning(
             "%s is read-only for you and no sync is at work: served as it is now, without "
-            "the syncs after it (restart to see them)", path)  # fmt: skip
+            "locks; once a sync writes it, pages are refused until a restart", path)  # fmt: skip
+        if not pm.has_plugin(_REFUSE_CHANGED):  # a plugin is a hashable object with the hook
+            hook = staticmethod(hookimpl(_refuse_changed))
+            pm.register(type("RefuseChanged", (), {"asgi_wrapper": hook}), _REFUSE_CHANGED)
     opened = {"immutables" if frozen else "files": [str(path)]}  # else mode=ro
     ds = Datasette(**opened, static_mounts=mounts, metadata=metadata(path.stem, report),
                    settings={"allow_download": False})  # fmt: skip
     ds.archiver_report = shown if report else None  # lives as long as the server
+    ds.archiver_seen = (path, stamp(path)) if frozen else None
     return ds
+
+
+_REFUSE_CHANGED = "archiver-refuse-changed"
+
+
+def _refuse_changed(datasette: Any) -> Any:
+    """Datasette's asgi_wrapper hook. An archive served immutable is read without
+    SQLite's locks and with its pages cached for good: once a sync has written the
+    file, a page may mix old and new rows, so every request is a 503 until a restart."""
+
+    def wrap(app: Any) -> Any:
+        async def refusing(scope: Any, receive: Any, send: Any) -> None:
+            path, seen = getattr(datasette, "archiver_seen", None) or (None, None)
+            if scope["type"] != "http" or path is None or stamp(path) == seen:
+                return await app(scope, receive, send)  # type: ignore[no-any-return]
+            said = f"{path.name} was written by a sync since archiver web started: restart it\n"
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": said.encode()})
+
+        return refusing
+
+    return wrap

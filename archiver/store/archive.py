@@ -119,14 +119,14 @@ class Archive:
         if self._reader is None:
             self._reader = db.create(self.location, write=False)
             if self._seen is None and self._reader.url.query.get("immutable"):
-                self._seen = _stamp(self.sqlite_path)
+                self._seen = db.stamp(self.sqlite_path)
         return self._reader
 
     def check_unchanged(self) -> None:
         """A reader that may not write the archive opens it immutable (``db``), without
         the locks that keep a read whole: if a sync wrote the file meanwhile, what was
         read may mix two states or look damaged. Its stamp tells; the command fails."""
-        if self._seen is not None and _stamp(self.sqlite_path) != self._seen:
+        if self._seen is not None and db.stamp(self.sqlite_path) != self._seen:
             raise WorkFailed(f"{self.name} was written while this command read it without "
                              "locks (you may not write it), so the answer may mix old and "
                              "new rows: run it again")  # fmt: skip
@@ -181,15 +181,6 @@ class Archive:
         else:
             with _advisory_lock(self.writer, source):
                 yield
-
-
-def _stamp(path: Path | None) -> tuple[int, ...]:
-    """What changes when the file is written (a checkpoint) or replaced."""
-    try:
-        st = os.stat(path or "")
-    except OSError:
-        return ()
-    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def holder_name() -> str:

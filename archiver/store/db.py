@@ -160,6 +160,16 @@ def immutable_for_us(path: Path) -> bool:
     return _read_only_for_us(path) and not path.with_name(path.name + "-shm").exists()
 
 
+def stamp(path: Path | None) -> tuple[int, ...]:
+    """What changes when the file is written (a checkpoint) or replaced: an immutable
+    reader's check that what it read was one state (``Archive.check_unchanged``, web)."""
+    try:
+        st = os.stat(path or "")
+    except OSError:
+        return ()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def write_problem(db: str) -> str | None:
     """Why a writer could not write this SQLite archive, in its words; None if it can.
 
