@@ -107,7 +107,7 @@ def sync(
         help="End of the range [default: now].")] = None,
     window: Annotated[str | None, typer.Option(metavar="SPAN",
         help="Cut the range into windows of this span (e.g. 7d) so the watermark "
-             "advances step by step.")] = None,
+             "advances step by step; each window reads the service's whole list again.")] = None,
     lookback: Annotated[str | None, typer.Option(metavar="SPAN",
         help="Re-read this much before the watermark, for late updates."
              + _default("lookback"))] = None,
