@@ -257,7 +257,6 @@ def test_a_sync_run_as_root_leaves_its_lock_to_the_archives_owner(users, shared)
     }
 
 
-
 def test_a_read_without_locks_that_a_sync_overlaps_fails_rather_than_mixing(users, shared) -> None:
     """A reader who may not write the archive reads it immutable, without SQLite's
     locks; a sync that wrote the file during the read could leave the answer mixing
