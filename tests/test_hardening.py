@@ -595,19 +595,83 @@ def test_a_database_server_gone_mid_statement_is_noticed_in_a_minute(archive) ->
                             socket.TCP_KEEPIDLE,
                             socket.TCP_KEEPINTVL,
                             socket.TCP_KEEPCNT,
+                            socket.TCP_USER_TIMEOUT,
                         )
                     ),
                 )
             finally:
                 sock.detach()  # the connection's own descriptor stays open
 
-    assert probing(archive) == (1, 30, 10, 3)
+    assert probing(archive) == (1, 30, 10, 3, 60_000)
     assert probing(archive + ("&" if "?" in archive else "?") + "keepalives_idle=5") == (
         1,
         5,
         10,
         3,
+        60_000,
     )
+
+
+@pytest.mark.slow  # a sync partitioned from its database, then run again
+@pytest.mark.skipif(not PG_URL, reason="needs a PostgreSQL server (ARCHIVER_TEST_DB_URL)")
+def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes(archive) -> None:
+    """A partition that begins between two statements: the next one's packets are never
+    acknowledged, and keepalives do not probe a connection with data in flight, so the
+    sync waited on TCP's retransmissions, about 15 minutes on Linux. A connection now
+    gives up once what it sent has gone unacknowledged for 60 s (2 s here, the URL's own
+    value; the shipped value is read back in the test above); the run fails (exit 1)
+    and the next one completes. Real packets, dropped by the kernel (iptables): every
+    packet the sync's process sends to the server, matched by its group id."""
+    import shutil
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from archiver.emulator import Emulator
+    from tests.conftest import prerequisite_missing
+
+    if os.geteuid() != 0 or not shutil.which("iptables"):
+        prerequisite_missing("iptables", "root and iptables, to drop a process's packets")
+    server = make_url(archive)
+    url = archive + ("&" if "?" in archive else "?") + "tcp_user_timeout=2000&connect_timeout=2"
+    gid = 40000 + os.getpid() % 20000  # the sync's alone: its packets are the ones dropped
+    rule = ["OUTPUT", "-p", "tcp", "-d", server.host or "127.0.0.1", "--dport",
+            str(server.port or 5432), "-m", "owner", "--gid-owner", str(gid), "-j", "DROP"]  # fmt: skip
+    watcher = create_engine(archive, isolation_level="AUTOCOMMIT")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    cut = False
+    try:
+        with Emulator(seed_operations=300, latency_ms=50, seed=31) as emu:
+            sync = [sys.executable, "-m", "archiver", "--db", url, "sync", "--region",
+                    "us-east-1", "--endpoint-url", emu.url, "--source", "p"]  # fmt: skip
+            run = subprocess.Popen(sync, env=env, stderr=subprocess.PIPE, text=True, group=gid)
+            deadline = time.monotonic() + 60
+            while emu.counters.get_calls < 30 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert run.poll() is None
+            subprocess.run(["iptables", "-I", *rule], check=True)
+            cut, started = True, time.monotonic()
+            _, err = run.communicate(timeout=300)
+            took = time.monotonic() - started
+            assert run.returncode == 1, err
+            assert took < 30, took  # shipped (60 s a connection): 177 s; 15 minutes each before
+            assert err.endswith("error: ConnectionTimeout: connection timeout expired\n"), err
+            subprocess.run(["iptables", "-D", *rule], check=True)
+            cut = False
+            with watcher.connect() as conn:  # the server's side of the old sessions, as its
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> "
+                                  "pg_backend_pid()"))  # fmt: skip  # keepalive would, later
+            again = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120)
+            assert again.returncode == 0, again.stderr
+            with watcher.connect() as conn:
+                stored = conn.execute(select(func.count()).select_from(Operation)).scalar_one()
+            assert stored == len(emu.account) == 300
+    finally:
+        if cut:
+            subprocess.run(["iptables", "-D", *rule], check=False)
+        watcher.dispose()
 
 
 def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, monkeypatch):

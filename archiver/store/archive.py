@@ -238,7 +238,7 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
                 if not exc.connection_invalidated:  # it; the run's own connections reconnected
                     raise
                 logging.getLogger("archiver").warning(
-                    "source %s: the server ended the session holding its lock mid-run (a "
-                    "restart?); the run went on without it", source)  # fmt: skip
+                    "source %s: the session holding its lock ended mid-run (a server "
+                    "restart, a partition?); the run went on without it", source)  # fmt: skip
     finally:
         conn.close()

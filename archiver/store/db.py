@@ -32,10 +32,11 @@ from archiver.guards import irregular, mask_url
 #: and a SIGTERM waited for the lock, minutes on end.
 BUSY_TIMEOUT_S = 600
 #: libpq's waits on a silent server, unless the URL sets its own: a new connection's
-#: answer (else for ever) and, by TCP keepalives, one in flight (else two hours): a
-#: frozen server, a partition or a failover fails the night's run within a minute.
+#: answer (else for ever); an idle one, by TCP keepalives (else two hours); what a
+#: statement sent, by tcp_user_timeout (else TCP's retries, 15 minutes; keepalives do
+#: not probe data in flight): a partition fails the run in minutes, not an hour.
 PG_WAITS = {"connect_timeout": 30, "keepalives_idle": 30, "keepalives_interval": 10,
-            "keepalives_count": 3}  # fmt: skip
+            "keepalives_count": 3, "tcp_user_timeout": 60_000}  # fmt: skip
 
 
 def same_type(context: Any, inspected: Any, metadata: Any, found: Any, declared: Any) -> Any:
