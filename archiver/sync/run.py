@@ -628,9 +628,10 @@ def describe(exc: BaseException) -> str:
     """A failed run's error as stored and told: masked, its type named if untranslated."""
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
-    exc = getattr(exc, "orig", None) or exc  # a driver's error, not SQLAlchemy's wrapping of it
+    driver = getattr(exc, "orig", None)  # a driver's error, not SQLAlchemy's wrapping of it
+    exc, side = driver or exc, "the archive's database: " if driver else ""  # not the API's
     text = redact(first_line(exc))
-    return text if isinstance(exc, ArchiverError) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, ArchiverError) else f"{side}{type(exc).__name__}: {text}"
 
 
 def sync_source(location: str, opts: SyncOptions, client_settings: ClientSettings, *,
