@@ -656,7 +656,7 @@ def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes
             _, err = run.communicate(timeout=300)
             took = time.monotonic() - started
             assert run.returncode == 1, err
-            assert took < 30, took  # shipped (60 s a connection): 177 s; 15 minutes each before
+            assert took < 30, took  # shipped (60 s a connection): 65-177 s; 15 minutes each before
             assert err.endswith(
                 "error: the archive's database: ConnectionTimeout: connection timeout expired\n"
             ), err
