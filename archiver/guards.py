@@ -95,8 +95,8 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = (),
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
     if path.is_symlink() and not real.exists():
         raise UsageError(f"{flag} {path} is a symlink to nothing ({real})")
-    if real.exists():
-        st = real.stat()
+    st = real.stat() if real.exists() else None  # one look: the checks, mode and owner
+    if st is not None:
         if kind := irregular(st.st_mode):
             raise UsageError(f"{flag} {path} is {kind}")
         if any(_same_file(st, p) for p in protected):
@@ -110,8 +110,9 @@ def target(path: Path, *, flag: str, protected: Sequence[Path] = (),
         raise UsageError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: directory {parent} is not writable")
-    mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else None
-    return Target(real, flag, mode, owner(real) or owner(owner_of))
+    if st is None:
+        return Target(real, flag, None, owner(owner_of))
+    return Target(real, flag, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid))
 
 
 def owner(path: Path | None) -> tuple[int, int] | None:
