@@ -108,6 +108,7 @@ def app(path: Path) -> Any:
     from datasette.plugins import pm
 
     handle_exception.rich = None  # bad SQL is a 400 page, not a screen of locals on stdout
+    seen = stamp(path)  # before the choice: a sync's write after it shows
     if frozen := immutable_for_us(path):  # Datasette's mode=ro would make -wal and -shm here
         logging.getLogger("archiver").warning(
             "%s is read-only for you and no sync is at work: served as it is now, without "
@@ -119,7 +120,7 @@ def app(path: Path) -> Any:
     ds = Datasette(**opened, static_mounts=mounts, metadata=metadata(path.stem, report),
                    settings={"allow_download": False})  # fmt: skip
     ds.archiver_report = shown if report else None  # lives as long as the server
-    ds.archiver_seen = (path, stamp(path)) if frozen else None
+    ds.archiver_seen = (path, seen) if frozen else None
     return ds
 
 

@@ -117,9 +117,10 @@ class Archive:
         if self.sqlite_path is None:  # the split is SQLite's: one pool, one connection less
             return self.writer  # for each source of a fleet (max_connections)
         if self._reader is None:
+            seen = db.stamp(self.sqlite_path)  # before the choice: a write after it shows
             self._reader = db.create(self.location, write=False)
             if self._seen is None and self._reader.url.query.get("immutable"):
-                self._seen = db.stamp(self.sqlite_path)
+                self._seen = seen
         return self._reader
 
     def check_unchanged(self) -> None:
