@@ -13,6 +13,7 @@ never altered. ``raw=True`` turns the guard off.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -320,12 +321,18 @@ def csv_rows(
     if history:
         return streamed(archive, selection, lambda names: _history_select(selection, names,
                         raw=raw), first=True)[1]  # fmt: skip
-    named = {"namespace_name": Namespace.name, "service_name": Service.name}
-    cols = {c: None if c == "source" else named.get(c, getattr(Operation, c, None))
-            for c in COLUMNS}  # fmt: skip
-    return batches(  # the line: merged arms' sort keys ride after it
-        archive, selection, lambda n: with_names(_line(cols, Operation, n, raw=raw)), first=True
-    )[1]
+    with archive.reader.connect() as conn:
+        of = query.target_names(conn)
+    o = Operation
+
+    @functools.cache  # the names' two cells, worked out once a target
+    def names(sid: int, namespace: str | None, service: str | None) -> str:
+        return "".join("," + _csv_cell(n if raw else guard(n)) for n in of(sid, namespace, service))
+
+    cols = {c: None if c == "source" else getattr(o, c) for c in COLUMNS if c not in _NAMES}
+    found = batches(archive, selection, lambda n: select(_line(cols, o, n, raw=raw), o.source_id,
+                    o.namespace_id, o.service_id))[1]  # fmt: skip
+    return ([r[0] + names(r[1], r[2], r[3]) for r in batch] for batch in found)
 
 
 def write_csv(batches: Iterable[Sequence[str]], out: TextIO, *, history: bool = False) -> int:
