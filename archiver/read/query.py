@@ -251,7 +251,7 @@ def streamed(archive: Archive, selection: Selection,
     time, from a reader connection the stream owns (on PostgreSQL a server-side cursor;
     each row's columns are read by name). The source is checked here, before the first
     row is asked for, so that an unknown ``--source`` fails before any output starts (a
-    JSON ``[`` or a CSV header). ``first``: first columns alone, no Row each (4% of an export)."""
+    JSON ``[`` or a CSV header). ``first``: the first column alone, no Row each (ids)."""
     conn = archive.reader.connect()
     try:
         names = source_ids(conn, selection.source)
