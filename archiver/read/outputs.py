@@ -321,18 +321,16 @@ def csv_rows(
     if history:
         return streamed(archive, selection, lambda names: _history_select(selection, names,
                         raw=raw), first=True)[1]  # fmt: skip
-    with archive.reader.connect() as conn:
-        of = query.target_names(conn)
-    o = Operation
+    of = query.target_names(archive)
 
     @functools.cache  # the names' two cells, worked out once a target
     def names(sid: int, namespace: str | None, service: str | None) -> str:
         return "".join("," + _csv_cell(n if raw else guard(n)) for n in of(sid, namespace, service))
 
-    cols = {c: None if c == "source" else getattr(o, c) for c in COLUMNS if c not in _NAMES}
-    found = batches(archive, selection, lambda n: select(_line(cols, o, n, raw=raw), o.source_id,
-                    o.namespace_id, o.service_id))[1]  # fmt: skip
-    return ([r[0] + names(r[1], r[2], r[3]) for r in batch] for batch in found)
+    cols = {c: None if c == "source" else getattr(Operation, c) for c in COLUMNS if c not in _NAMES}
+    keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)  # of the names
+    found = batches(archive, selection, lambda n: select(_line(cols, Operation, n, raw=raw), *keys))
+    return ([r[0] + names(r[1], r[2], r[3]) for r in batch] for batch in found[1])
 
 
 def write_csv(batches: Iterable[Sequence[str]], out: TextIO, *, history: bool = False) -> int:

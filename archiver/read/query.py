@@ -112,16 +112,17 @@ def with_names(*columns: Any) -> Select[Any]:
     )
 
 
-def target_names(conn: Connection) -> Callable[[int, str | None, str | None], tuple[Any, Any]]:
+def target_names(archive: Archive) -> Callable[[int, str | None, str | None], tuple[Any, Any]]:
     """``with_names``' rule from the catalog read once into memory: (source id, NAMESPACE
     target, SERVICE target) → (namespace name, service name). The CSV's many rows take
     their names here, as a lookup costs less than SQLite's two B-tree searches a row
     (bench/README.md); tests hold every output's names to one answer."""
     ns, srv = Namespace, Service
-    spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
-        ns.source_id, ns.id, ns.name))}  # fmt: skip
-    services: dict[tuple[int, Any], Any] = {(s, i): (home, n) for s, i, home, n in conn.execute(
-        select(srv.source_id, srv.id, srv.namespace_id, srv.name))}  # fmt: skip
+    with archive.reader.connect() as conn:
+        spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
+            ns.source_id, ns.id, ns.name))}  # fmt: skip
+        services: dict[tuple[int, Any], Any] = {(s, i): (home, n) for s, i, home, n in
+            conn.execute(select(srv.source_id, srv.id, srv.namespace_id, srv.name))}  # fmt: skip
 
     def names(sid: int, namespace: str | None, service: str | None) -> tuple[Any, Any]:
         home, name = services.get((sid, service), (None, None))

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import LockHeld, UsageError, WorkFailed
@@ -224,6 +224,12 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
 @contextlib.contextmanager
 def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
     conn = engine.connect()
+    lost: list[object] = []  # the archive's connections lost while the lock was held
+
+    def note(*_: object) -> None:
+        lost.append(_)
+
+    event.listen(engine, "invalidate", note)
     try:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(source)}).scalar()
         conn.commit()
@@ -232,14 +238,18 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
         try:
             yield
         finally:
-            try:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(source)})
-                conn.commit()
-            except DBAPIError as exc:  # a server restart ended the session, and the lock with
-                if not exc.connection_invalidated:  # it; the run's own connections reconnected
-                    raise
-                logging.getLogger("archiver").warning(
-                    "source %s: the session holding its lock ended mid-run (a server "
-                    "restart, a partition?); the run went on without it", source)  # fmt: skip
+            if lost:  # the session's end frees the lock: no unlock waits on a partition
+                conn.invalidate()
+            else:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(source)})
+                    conn.commit()
+                except DBAPIError as exc:  # a server restart ended the session, and the
+                    if not exc.connection_invalidated:  # lock with it; the run's own
+                        raise  # connections reconnected
+                    logging.getLogger("archiver").warning(
+                        "source %s: the session holding its lock ended mid-run (a server "
+                        "restart, a partition?); the run went on without it", source)  # fmt: skip
     finally:
+        event.remove(engine, "invalidate", note)
         conn.close()

@@ -440,9 +440,8 @@ class Syncer:
     def _pages(self, window: tuple[datetime, datetime], resume: Any) -> Iterator[cloudmap.Page]:
         token = resume[2] if resume and resume[:2] == window else None
         if token:
-            self.log.info(
-                "resuming the interrupted pass over %s–%s", iso(window[0]), iso(window[1])
-            )
+            self.log.info("resuming the interrupted pass over %s–%s", iso(window[0]),
+                          iso(window[1]))  # fmt: skip
             pages = cloudmap.list_operations(self.client, *window, token=token, limit=self.limit,
                                              unit=self.unit)  # fmt: skip
             try:
