@@ -55,20 +55,17 @@ def best_of_two(cmd: list[str], out: Path) -> dict:
 
 
 def json_statement() -> str:
-    """The SQL `query -o json` runs over the whole archive, as SQLite text (names and
-    Source joined in SQL, as the command does)."""
+    """The SQL `query -o json` runs over the whole archive, as SQLite text (the names
+    and Source are appended in Python, as the command does)."""
+    from sqlalchemy import select
     from sqlalchemy.dialects import sqlite
 
     from archiver.read.outputs import json_head
-    from archiver.read.query import Selection, ordered, with_names
-    from archiver.store.archive import Archive
+    from archiver.read.query import TARGET_KEYS, Selection, ordered
     from archiver.store.models import Operation
-    from archiver.store.write import source_ids
 
-    with Archive(sys.argv[-1]) as archive, archive.reader.connect() as conn:
-        names = source_ids(conn, None)
-    columns = (json_head(names).label("json"), Operation.__table__.c.extra)
-    stmt = ordered(with_names(*columns), Selection(), source_id=None)
+    columns = (json_head().label("json"), Operation.__table__.c.extra, *TARGET_KEYS)
+    stmt = ordered(select(*columns), Selection(), source_id=None)
     sql = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     return f"{sql};"
 

@@ -29,6 +29,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from archiver import __version__, guards
 from archiver.read import Output, query
 from archiver.read.query import (
+    TARGET_KEYS,
     ArchivedOperation,
     Instances,
     Selection,
@@ -36,15 +37,12 @@ from archiver.read.query import (
     chosen_source,
     merged,
     streamed,
-    with_names,
 )
 from archiver.records import FIELDS, KNOWN_VALUES, FieldSpec, with_extra
 from archiver.store.archive import Archive
 from archiver.store.models import (
-    Namespace,
     Operation,
     OperationEvent,
-    Service,
     SyncState,
     iso_text,
     sql_function,
@@ -140,12 +138,12 @@ def _json_value(f: FieldSpec) -> Any:
     return literal('"') + iso_text(column) + literal('"') if f.is_date else json_text(column)
 
 
-def json_head(names: dict[int, str]) -> Any:
-    """One operation as JSON text: GetOperation's record (``OperationRecord.to_api``,
-    dates in ISO-8601) with its targets' names (``with_names``' joins) and Source, in
-    one ``text_format`` (tests/test_as_json.py holds it to that definition); the members of
-    ``extra`` are the reader's (``_finished``). Every member is left out when NULL, as
-    GetOperation omits it (an incomplete operation has only Id and Status)."""
+def json_head() -> Any:
+    """One operation as JSON text, unclosed: GetOperation's record
+    (``OperationRecord.to_api``, dates in ISO-8601) in one ``text_format``; the names,
+    Source and the members of ``extra`` are the reader's (``json_rows``, ``_finished``;
+    tests/test_as_json.py holds the whole to its definition). Every member is left out
+    when NULL, as GetOperation omits it (an incomplete operation has only Id and Status)."""
     api = [f for f in FIELDS if f.api]
     args = [_member(f.api or "", getattr(Operation, f.name), _json_value(f), first=not i)
             for i, f in enumerate(api)]  # fmt: skip
@@ -155,27 +153,26 @@ def json_head(names: dict[int, str]) -> Any:
     present = or_(*(getattr(Operation, f.name).is_not(None) for f in targets))
     body = text_format(', "Targets": {%s}', func.substr(text_format("%s" * len(inner), *inner), 3))
     args.append(case((present, body), else_=""))
-    args.append(_member("NamespaceName", Namespace.name, json_text(Namespace.name)))
-    args.append(_member("ServiceName", Service.name, json_text(Service.name)))
-    # Sources are few and already read: their names go in as a CASE on source_id
-    tails = {
-        sid: f', "Source": {json.dumps(name, ensure_ascii=False)}}}' for sid, name in names.items()
-    }
-    args.append(case(tails, value=Operation.source_id, else_="}") if tails else literal("}"))
     return text_format("{" + "%s" * len(args), *args)
 
 
 def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
-    partial = selection.include_incomplete  # rows carry the incomplete flag
+    partial, of = selection.include_incomplete, query.target_names(archive)
+    sources, found = batches(archive, selection, lambda _: select(json_head().label("json"),
+                             Operation.__table__.c.extra, *TARGET_KEYS))  # fmt: skip
 
-    def build(names: dict[int, str]) -> Any:
-        return with_names(json_head(names).label("json"), Operation.__table__.c.extra)
+    @functools.cache  # a target's names and Source, worked out once
+    def tail(sid: int, namespace: str | None, service: str | None) -> str:
+        shown = zip(("NamespaceName", "ServiceName"), of(sid, namespace, service), strict=True)
+        members = [(k, v) for k, v in shown if v is not None] + [("Source", sources[sid])]
+        return "".join(f", {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+                       for k, v in members) + "}"  # fmt: skip
 
-    _, found = batches(archive, selection, build)
-    return ([_finished(r.json, r.extra, partial and r.incomplete) for r in batch]
-            for batch in found)  # fmt: skip
+    # after the columns selected here: the incomplete flag when ``partial``, else any sort keys
+    return ([_finished(text + tail(sid, ns, svc), extra, partial and rest[0])
+             for text, extra, sid, ns, svc, *rest in batch] for batch in found)  # fmt: skip
 
 
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
@@ -328,9 +325,10 @@ def csv_rows(
         return "".join("," + _csv_cell(n if raw else guard(n)) for n in of(sid, namespace, service))
 
     cols = {c: None if c == "source" else getattr(Operation, c) for c in COLUMNS if c not in _NAMES}
-    keys = (Operation.source_id, Operation.namespace_id, Operation.service_id)  # of the names
-    found = batches(archive, selection, lambda n: select(_line(cols, Operation, n, raw=raw), *keys))
-    return ([r[0] + names(r[1], r[2], r[3]) for r in batch] for batch in found[1])
+    found = batches(archive, selection, lambda n: select(_line(cols, Operation, n, raw=raw),
+                    *TARGET_KEYS))  # fmt: skip
+    return ([line + names(sid, ns, svc) for line, sid, ns, svc, *_ in batch]  # sort keys: _
+            for batch in found[1])  # fmt: skip
 
 
 def write_csv(batches: Iterable[Sequence[str]], out: TextIO, *, history: bool = False) -> int:

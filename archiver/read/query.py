@@ -45,6 +45,8 @@ from archiver.store.write import source_ids
 from archiver.timeutil import iso, now
 
 STREAM_BATCH = 2000
+#: What ``target_names`` takes of a row: its source and its targets.
+TARGET_KEYS = (Operation.source_id, Operation.namespace_id, Operation.service_id)
 
 
 @dataclass(frozen=True)
@@ -92,31 +94,14 @@ class ArchivedOperation:
     service_name: str | None = None  # of its SERVICE target
 
 
-def with_names(*columns: Any) -> Select[Any]:
-    """``SELECT columns…`` over operations joined to its targets' names (``Namespace.name``
-    and ``Service.name`` may be among the columns, labelled as the reader wants them).
-
-    The names of the operation's NAMESPACE and SERVICE targets, NULL where it has
-    none or the name is unknown; an operation with a SERVICE target only is named after
-    that service's namespace. LEFT JOINs on the catalog's primary keys: SQLite keeps
-    operations as the outer loop of a LEFT JOIN, so the filter's index stays in charge,
-    and the joins adapt onto the union with incomplete operations like operations does.
-    """
-    ns, srv = Namespace, Service
-    home = func.coalesce(Operation.namespace_id, srv.namespace_id)
-    return (
-        select(*columns)
-        .select_from(Operation)
-        .outerjoin(srv, (srv.source_id == Operation.source_id) & (srv.id == Operation.service_id))
-        .outerjoin(ns, (ns.source_id == Operation.source_id) & (ns.id == home))
-    )
-
-
 def target_names(archive: Archive) -> Callable[[int, str | None, str | None], tuple[Any, Any]]:
-    """``with_names``' rule from the catalog read once into memory: (source id, NAMESPACE
-    target, SERVICE target) → (namespace name, service name). The CSV's many rows take
-    their names here, as a lookup costs less than SQLite's two B-tree searches a row
-    (bench/README.md); tests hold every output's names to one answer."""
+    """(source id, NAMESPACE target, SERVICE target) → the names of the operation's
+    namespace and service, None where it has none or no sync has listed its name; an
+    operation with a SERVICE target only is named after that service's namespace.
+
+    Every output's names come from here, the catalog read once into memory: for a
+    million rows a lookup costs less than SQLite's two B-tree searches a row, and the
+    outputs rendered in SQL append the names at their end (bench/README.md)."""
     ns, srv = Namespace, Service
     with archive.reader.connect() as conn:
         spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
@@ -217,10 +202,10 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    every = with_names(*Operation.__table__.columns, Namespace.name.label("namespace_name"),
-                       Service.name.label("service_name"))  # fmt: skip
-    names, found = batches(archive, selection, lambda _: every)
-    return (to_archived(row, names[row.source_id], incomplete=row._mapping.get("incomplete", False))
+    of = target_names(archive)
+    names, found = batches(archive, selection, lambda _: select(*Operation.__table__.columns))
+    return (to_archived(row, names[row.source_id], of(row.source_id, row.namespace_id,
+                        row.service_id), incomplete=row._mapping.get("incomplete", False))
             for rows in found for row in rows)  # fmt: skip
 
 
@@ -275,7 +260,8 @@ def chosen_source(source: str | None, names: dict[int, str]) -> int | None:
     return next(iter(names)) if source is not None else None
 
 
-def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOperation:
+def to_archived(op: Any, source: str, names: tuple[Any, Any] = (None, None), *,
+                incomplete: bool = False) -> ArchivedOperation:  # fmt: skip
     values = op._mapping
     return ArchivedOperation(
         source=source,
@@ -283,8 +269,8 @@ def to_archived(op: Any, source: str, *, incomplete: bool = False) -> ArchivedOp
         first_seen_at=values["first_seen_at"],
         last_seen_at=values["last_seen_at"],
         incomplete=incomplete,
-        namespace_name=values.get("namespace_name"),
-        service_name=values.get("service_name"),
+        namespace_name=names[0],
+        service_name=names[1],
     )
 
 

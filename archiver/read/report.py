@@ -9,7 +9,7 @@ are read per source (the filters are about operations, not runs).
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,9 +18,9 @@ from sqlalchemy import Connection, case, func, select
 
 from archiver import __version__
 from archiver.errors import UsageError
-from archiver.read.query import Selection, with_names
+from archiver.read.query import Selection, target_names
 from archiver.store.archive import Archive
-from archiver.store.models import Operation, Service, SyncRun, seconds_between, utc_day
+from archiver.store.models import Operation, SyncRun, seconds_between, utc_day
 from archiver.store.write import source_ids
 from archiver.timeutil import iso, now
 
@@ -57,6 +57,7 @@ class Figures:
 
 def gather(archive: Archive, selection: Selection) -> Figures:
     """Every figure of the report for ``selection``; an unknown source is exit 2."""
+    of = target_names(archive)
     with archive.reader.connect() as conn:
         names = source_ids(conn, selection.source)
         figures = Figures(sources=sorted(names.values()))
@@ -75,7 +76,7 @@ def gather(archive: Archive, selection: Selection) -> Figures:
             (t, n, int(f or 0)) for t, n, f in rows(kind, func.count(), failed, group=[kind])
         ]
         figures.total = sum(n for _, n, _ in figures.by_type)
-        figures.top_failing = _top_failing(conn, where, len(names) > 1, names)
+        figures.top_failing = _top_failing(conn, where, names, of)
         took = seconds_between(Operation.create_date, Operation.update_date)
         whens = [(took < bound, i) for i, (bound, _) in enumerate(BUCKETS) if bound is not None]
         bucket = case(*whens, else_=len(BUCKETS) - 1)  # the index of its BUCKETS entry
@@ -89,22 +90,23 @@ def gather(archive: Archive, selection: Selection) -> Figures:
 
 
 def _top_failing(
-    conn: Connection, where: list[Any], several: bool, names: dict[int, str]
+    conn: Connection, where: list[Any], names: dict[int, str], of: Callable[..., tuple[Any, Any]]
 ) -> list[tuple[str, str, int]]:
     """The services with the most FAIL operations, by name (the id when no sync listed
     it), with the source's name when the report covers several sources."""
     n = func.count().label("n")
     stmt = (
-        with_names(Operation.source_id, Operation.service_id, Service.name, n)
+        select(Operation.source_id, Operation.service_id, n)
         .where(*where, Operation.status == "FAIL", Operation.service_id.is_not(None))
-        .group_by(Operation.source_id, Operation.service_id, Service.name)
+        .group_by(Operation.source_id, Operation.service_id)
         .order_by(n.desc(), Operation.service_id)
         .limit(TOP_SERVICES)
     )
     out: list[tuple[str, str, int]] = []
-    for sid, service_id, name, count in conn.execute(stmt):
-        label = str(name or service_id)
-        out.append((f"{label} ({names[sid]})" if several else label, str(service_id), int(count)))
+    for sid, service_id, count in conn.execute(stmt):
+        label = str(of(sid, None, service_id)[1] or service_id)
+        out.append((f"{label} ({names[sid]})" if len(names) > 1 else label, str(service_id),
+                    int(count)))  # fmt: skip
     return out
 
 
