@@ -159,7 +159,7 @@ def json_head() -> Any:
 def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
-    partial, of = selection.include_incomplete, query.target_names(archive)
+    partial, of = selection.include_incomplete, query.target_names(archive, selection.source)
     sources, found = batches(archive, selection, lambda _: select(json_head().label("json"),
                              Operation.__table__.c.extra, *TARGET_KEYS))  # fmt: skip
 
@@ -318,7 +318,7 @@ def csv_rows(
     if history:
         return streamed(archive, selection, lambda names: _history_select(selection, names,
                         raw=raw), first=True)[1]  # fmt: skip
-    of = query.target_names(archive)
+    of = query.target_names(archive, selection.source)
 
     @functools.cache  # the names' two cells, worked out once a target
     def names(sid: int, namespace: str | None, service: str | None) -> str:

@@ -94,20 +94,23 @@ class ArchivedOperation:
     service_name: str | None = None  # of its SERVICE target
 
 
-def target_names(archive: Archive) -> Callable[[int, str | None, str | None], tuple[Any, Any]]:
+def target_names(archive: Archive, source: str | None) -> Callable[..., tuple[Any, Any]]:
     """(source id, NAMESPACE target, SERVICE target) → the names of the operation's
     namespace and service, None where it has none or no sync has listed its name; an
     operation with a SERVICE target only is named after that service's namespace.
 
     Every output's names come from here, the catalog read once into memory: for a
     million rows a lookup costs less than SQLite's two B-tree searches a row, and the
-    outputs rendered in SQL append the names at their end (bench/README.md)."""
+    outputs rendered in SQL append the names at their end (bench/README.md). Only the
+    catalog of ``source`` (of every source when None) is read."""
     ns, srv = Namespace, Service
     with archive.reader.connect() as conn:
+        ids = list(source_ids(conn, source))  # an unknown one: exit 2, as the stream says
         spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
-            ns.source_id, ns.id, ns.name))}  # fmt: skip
+            ns.source_id, ns.id, ns.name).where(ns.source_id.in_(ids)))}  # fmt: skip
         services: dict[tuple[int, Any], Any] = {(s, i): (home, n) for s, i, home, n in
-            conn.execute(select(srv.source_id, srv.id, srv.namespace_id, srv.name))}  # fmt: skip
+            conn.execute(select(srv.source_id, srv.id, srv.namespace_id, srv.name)
+                         .where(srv.source_id.in_(ids)))}  # fmt: skip
 
     def names(sid: int, namespace: str | None, service: str | None) -> tuple[Any, Any]:
         home, name = services.get((sid, service), (None, None))
@@ -202,7 +205,7 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    of = target_names(archive)
+    of = target_names(archive, selection.source)
     names, found = batches(archive, selection, lambda _: select(*Operation.__table__.columns))
     return (to_archived(row, names[row.source_id], of(row.source_id, row.namespace_id,
                         row.service_id), incomplete=row._mapping.get("incomplete", False))

@@ -57,7 +57,7 @@ class Figures:
 
 def gather(archive: Archive, selection: Selection) -> Figures:
     """Every figure of the report for ``selection``; an unknown source is exit 2."""
-    of = target_names(archive)
+    of = target_names(archive, selection.source)
     with archive.reader.connect() as conn:
         names = source_ids(conn, selection.source)
         figures = Figures(sources=sorted(names.values()))
