@@ -224,7 +224,7 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
 @contextlib.contextmanager
 def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
     conn = engine.connect()
-    lost: list[object] = []  # the archive's connections lost while the lock was held
+    lost: list[object] = []  # the archive's connections lost while the lock is held
 
     def note(*_: object) -> None:
         lost.append(_)
@@ -235,10 +235,12 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
         conn.commit()
         if not got:
             raise _busy(source)
+        failed = True
         try:
             yield
-        finally:
-            if lost:  # the session's end frees the lock: no unlock waits on a partition
+            failed = False
+        finally:  # a run failed by a lost connection: the session's end frees the lock,
+            if failed and lost:  # and no unlock waits a minute on a partition
                 conn.invalidate()
             else:
                 try:
