@@ -159,20 +159,21 @@ def json_head() -> Any:
 def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
     """Each selected operation's JSON text, streamed in the query's order a batch at a
     time. An unknown ``--source`` fails here, before any output."""
-    partial, of = selection.include_incomplete, query.target_names(archive, selection.source)
-    sources, found = batches(archive, selection, lambda _: select(json_head().label("json"),
-                             Operation.__table__.c.extra, *TARGET_KEYS))  # fmt: skip
+    partial = selection.include_incomplete
+    read = batches(archive, selection, lambda _: select(json_head().label("json"),
+                   Operation.__table__.c.extra, *TARGET_KEYS), named=True)  # fmt: skip
 
     @functools.cache  # a target's names and Source, worked out once
     def tail(sid: int, namespace: str | None, service: str | None) -> str:
-        shown = zip(("NamespaceName", "ServiceName"), of(sid, namespace, service), strict=True)
-        members = [(k, v) for k, v in shown if v is not None] + [("Source", sources[sid])]
+        shown = zip(("NamespaceName", "ServiceName"), read.names(sid, namespace, service),
+                    strict=True)  # fmt: skip
+        members = [(k, v) for k, v in shown if v is not None] + [("Source", read.sources[sid])]
         return "".join(f", {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
                        for k, v in members) + "}"  # fmt: skip
 
     # after the columns selected here: the incomplete flag when ``partial``, else any sort keys
     return ([_finished(text + tail(sid, ns, svc), extra, partial and rest[0])
-             for text, extra, sid, ns, svc, *rest in batch] for batch in found)  # fmt: skip
+             for text, extra, sid, ns, svc, *rest in batch] for batch in read.rows)  # fmt: skip
 
 
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
@@ -317,18 +318,18 @@ def csv_rows(
     batch at a time. An unknown ``--source`` fails here, before any output."""
     if history:
         return streamed(archive, selection, lambda names: _history_select(selection, names,
-                        raw=raw), first=True)[1]  # fmt: skip
-    of = query.target_names(archive, selection.source)
+                        raw=raw), first=True).rows  # fmt: skip
+    cols = {c: None if c == "source" else getattr(Operation, c) for c in COLUMNS if c not in _NAMES}
+    read = batches(archive, selection, lambda n: select(_line(cols, Operation, n, raw=raw),
+                   *TARGET_KEYS), named=True)  # fmt: skip
 
     @functools.cache  # the names' two cells, worked out once a target
     def names(sid: int, namespace: str | None, service: str | None) -> str:
-        return "".join("," + _csv_cell(n if raw else guard(n)) for n in of(sid, namespace, service))
+        shown = read.names(sid, namespace, service)
+        return "".join("," + _csv_cell(n if raw else guard(n)) for n in shown)
 
-    cols = {c: None if c == "source" else getattr(Operation, c) for c in COLUMNS if c not in _NAMES}
-    found = batches(archive, selection, lambda n: select(_line(cols, Operation, n, raw=raw),
-                    *TARGET_KEYS))  # fmt: skip
     return ([line + names(sid, ns, svc) for line, sid, ns, svc, *_ in batch]  # sort keys: _
-            for batch in found[1])  # fmt: skip
+            for batch in read.rows)  # fmt: skip
 
 
 def write_csv(batches: Iterable[Sequence[str]], out: TextIO, *, history: bool = False) -> int:

@@ -7,10 +7,10 @@ the order and the limit, so that `query` and `export` give the API's answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -94,23 +94,20 @@ class ArchivedOperation:
     service_name: str | None = None  # of its SERVICE target
 
 
-def target_names(archive: Archive, source: str | None) -> Callable[..., tuple[Any, Any]]:
+def target_names(conn: Connection, sources: Iterable[int]) -> Callable[..., tuple[Any, Any]]:
     """(source id, NAMESPACE target, SERVICE target) → the names of the operation's
     namespace and service, None where it has none or no sync has listed its name; an
     operation with a SERVICE target only is named after that service's namespace.
 
-    Every output's names come from here, the catalog read once into memory: for a
-    million rows a lookup costs less than SQLite's two B-tree searches a row, and the
-    outputs rendered in SQL append the names at their end (bench/README.md). Only the
-    catalog of ``source`` (of every source when None) is read."""
-    ns, srv = Namespace, Service
-    with archive.reader.connect() as conn:
-        ids = list(source_ids(conn, source))  # an unknown one: exit 2, as the stream says
-        spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
-            ns.source_id, ns.id, ns.name).where(ns.source_id.in_(ids)))}  # fmt: skip
-        services: dict[tuple[int, Any], Any] = {(s, i): (home, n) for s, i, home, n in
-            conn.execute(select(srv.source_id, srv.id, srv.namespace_id, srv.name)
-                         .where(srv.source_id.in_(ids)))}  # fmt: skip
+    Every output's names come from here, the catalog of ``sources`` read once into
+    memory: for a million rows a lookup costs less than SQLite's two B-tree searches a
+    row, and the outputs rendered in SQL append the names at their end (bench/README.md)."""
+    ns, srv, ids = Namespace, Service, list(sources)
+    spaces: dict[tuple[int, Any], Any] = {(s, i): n for s, i, n in conn.execute(select(
+        ns.source_id, ns.id, ns.name).where(ns.source_id.in_(ids)))}  # fmt: skip
+    services: dict[tuple[int, Any], Any] = {(s, i): (home, n) for s, i, home, n in
+        conn.execute(select(srv.source_id, srv.id, srv.namespace_id, srv.name)
+                     .where(srv.source_id.in_(ids)))}  # fmt: skip
 
     def names(sid: int, namespace: str | None, service: str | None) -> tuple[Any, Any]:
         home, name = services.get((sid, service), (None, None))
@@ -205,46 +202,55 @@ def count(archive: Archive, selection: Selection) -> int:
 
 def run(archive: Archive, selection: Selection) -> Iterator[ArchivedOperation]:
     """Stream matching operations; memory stays flat whatever the archive's size."""
-    of = target_names(archive, selection.source)
-    names, found = batches(archive, selection, lambda _: select(*Operation.__table__.columns))
-    return (to_archived(row, names[row.source_id], of(row.source_id, row.namespace_id,
-                        row.service_id), incomplete=row._mapping.get("incomplete", False))
-            for rows in found for row in rows)  # fmt: skip
+    read = batches(archive, selection, lambda _: select(*Operation.__table__.columns), named=True)
+    return (to_archived(row, read.sources[row.source_id], read.names(row.source_id,
+                        row.namespace_id, row.service_id),
+                        incomplete=row._mapping.get("incomplete", False))
+            for rows in read.rows for row in rows)  # fmt: skip
 
 
 def ids(archive: Archive, selection: Selection) -> Iterator[Sequence[str]]:
     """Only the ids of the selected operations, in the query's order (``-o ids``), a
     batch at a time."""
-    return batches(archive, selection, lambda _: select(Operation.id), first=True)[1]
+    return batches(archive, selection, lambda _: select(Operation.id), first=True).rows
 
 
 def batches(archive: Archive, selection: Selection,
-            build: Callable[[dict[int, str]], Select[Any]], *,
-            first: bool = False) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:  # fmt: skip
-    """The selected sources' names, and ``build(names)`` (a SELECT over operations, to
-    which some outputs write the names into every row) filtered, ordered and limited
-    as the selection says, its rows streamed a batch at a time. With
-    ``include_incomplete`` a row also has the ``incomplete`` flag."""
+            build: Callable[[dict[int, str]], Select[Any]], *, first: bool = False,
+            named: bool = False) -> Stream:  # fmt: skip
+    """``streamed``, of ``build(sources)`` (a SELECT over operations, to which some
+    outputs write the sources' names into every row) filtered, ordered and limited as
+    the selection says. With ``include_incomplete`` a row also has the ``incomplete`` flag."""
 
     def statement(names: dict[int, str]) -> Any:
         sid = chosen_source(selection.source, names)
         return ordered(build(names), selection, source_id=sid, flag_incomplete=True)
 
-    return streamed(archive, selection, statement, first=first)
+    return streamed(archive, selection, statement, first=first, named=named)
+
+
+class Stream(NamedTuple):
+    """A read: the selected sources (id → name), its rows a batch at a time, and (when
+    ``named``) its targets' names, read by the same connection before the rows."""
+
+    sources: dict[int, str]
+    rows: Iterator[Sequence[Any]]
+    names: Callable[..., tuple[Any, Any]]
 
 
 def streamed(archive: Archive, selection: Selection,
-             statement: Callable[[dict[int, str]], Any], *,
-             first: bool = False) -> tuple[dict[int, str], Iterator[Sequence[Any]]]:  # fmt: skip
-    """The selected sources' names, and the rows of ``statement(names)`` a batch at a
-    time, from a reader connection the stream owns (on PostgreSQL a server-side cursor;
-    each row's columns are read by name). The source is checked here, before the first
-    row is asked for, so that an unknown ``--source`` fails before any output starts (a
-    JSON ``[`` or a CSV header). ``first``: the first column alone, no Row each (ids)."""
+             statement: Callable[[dict[int, str]], Any], *, first: bool = False,
+             named: bool = False) -> Stream:  # fmt: skip
+    """The rows of ``statement(sources)`` a batch at a time, from a reader connection the
+    stream owns (on PostgreSQL a server-side cursor). The source is checked here, and
+    the names read, before the first row is asked for, so that an unknown ``--source``
+    fails before any output starts (a JSON ``[`` or a CSV header). ``first``: the first
+    column alone, no Row each (ids)."""
     conn = archive.reader.connect()
     try:
-        names = source_ids(conn, selection.source)
-        stmt = statement(names)
+        sources = source_ids(conn, selection.source)
+        stmt = statement(sources)
+        names = target_names(conn, sources if named else ())  # one snapshot with the rows
     except BaseException:
         conn.close()
         raise
@@ -254,7 +260,7 @@ def streamed(archive: Archive, selection: Selection,
             result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
             yield from (result.scalars() if first else result).partitions()
 
-    return names, rows()
+    return Stream(sources, rows(), names)
 
 
 def chosen_source(source: str | None, names: dict[int, str]) -> int | None:

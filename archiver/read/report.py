@@ -57,9 +57,9 @@ class Figures:
 
 def gather(archive: Archive, selection: Selection) -> Figures:
     """Every figure of the report for ``selection``; an unknown source is exit 2."""
-    of = target_names(archive, selection.source)
     with archive.reader.connect() as conn:
         names = source_ids(conn, selection.source)
+        of = target_names(conn, names)
         figures = Figures(sources=sorted(names.values()))
         where = [selection.filters.to_sql(Operation), *selection.bounds()]
         if selection.source is not None:
