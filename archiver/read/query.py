@@ -250,7 +250,7 @@ def streamed(archive: Archive, selection: Selection,
     try:
         sources = source_ids(conn, selection.source)
         stmt = statement(sources)
-        names = target_names(conn, sources if named else ())  # one snapshot with the rows
+        names = target_names(conn, sources) if named else lambda *_: (None, None)  # rows' snapshot
     except BaseException:
         conn.close()
         raise
