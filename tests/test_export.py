@@ -13,19 +13,23 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event, select
 
 from archiver.filters import Filters
 from archiver.read import outputs
 from archiver.read.query import Selection
+from archiver.store import write as store
 from archiver.store.archive import Archive
+from archiver.store.models import Operation
 from archiver.timeutil import iso
 from tests.conftest import invoke
-from tests.helpers import T0, fill, op, small_files
+from tests.helpers import T0, fill, op, read_rows, small_files
 
 HEADER = (
     "source,id,type,status,error_code,error_message,create_date,update_date,"
@@ -477,3 +481,32 @@ def test_a_line_break_in_any_cell_keeps_one_record_per_operation(runner, archive
         assert len(rows) == 5 and {r["source"] for r in rows} == {f"prod{broken}"}
         if not history:
             assert {(r["namespace_name"], r["service_name"]) for r in rows} == {(broken, broken)}
+
+
+def test_the_manifest_never_claims_a_watermark_its_rows_were_read_before(filled, tmp_path) -> None:
+    """An auditor reads the manifest's watermark as "everything updated before it is in
+    the file". A sync that commits while the export streams (new operations and the
+    watermark after them) must not make the manifest claim what the file lacks."""
+    with Archive(filled) as archive, archive.writer.begin() as conn:
+        sid = store.ensure_source(conn, "test@us-east-1", region="us-east-1")
+        store.advance_watermark(conn, sid, (T0, T0 + timedelta(hours=1)))
+    late = op("committed-mid-export", minutes=90)
+    with Archive(filled) as archive:
+
+        @event.listens_for(archive.reader, "after_cursor_execute")
+        def a_sync_commits(conn, cursor, statement, *_: object) -> None:  # type: ignore[no-untyped-def]
+            if "FROM operations" in statement and not a_sync_commits.done:
+                a_sync_commits.done = True  # the stream's statement runs: a sync commits
+                with archive.writer.begin() as w:
+                    store.upsert_operations(w, sid, [late], seen_at=T0, run_id=None)
+                    store.advance_watermark(w, sid, (T0, T0 + timedelta(hours=2)))
+
+        a_sync_commits.done = False
+        out = tmp_path / "ops.csv"
+        outputs.export(archive, Selection(Filters()), out)
+    assert a_sync_commits.done
+    mark = json.loads((tmp_path / "ops.csv.manifest.json").read_text())["sources"][0]["watermark"]
+    exported = {row["id"] for row in read(out)}
+    held = read_rows(filled, select(Operation.id, Operation.update_date))
+    claimed = {op_id for op_id, updated in held if mark and iso(updated) <= mark}
+    assert claimed and claimed <= exported, (mark, claimed - exported)

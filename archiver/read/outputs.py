@@ -396,7 +396,8 @@ def export(archive: Archive, selection: Selection, out: Path | None, *,
            stdout: BinaryIO | None = None, history: bool = False, raw: bool = False,
            compress: bool = False) -> Written:  # fmt: skip
     """The export to ``out`` (complete or not at all, with a manifest), or to ``stdout``.
-    Both files pass the write guard before any row is read."""
+    Both files pass the write guard, and the manifest's watermarks are read, before any
+    row: read after, one a sync moved meanwhile would claim rows the file lacks."""
     if out is None:
         assert stdout is not None
         records = csv_rows(archive, selection, history=history, raw=raw)
@@ -404,14 +405,14 @@ def export(archive: Archive, selection: Selection, out: Path | None, *,
     dest = guards.target(out, flag="--out", protected=archive.files)
     manifest = guards.target(out.with_name(out.name + ".manifest.json"),
                              flag="--out's manifest", protected=archive.files)  # fmt: skip
+    with archive.reader.connect() as conn:
+        names = source_ids(conn, selection.source)
+        marks = dict(conn.execute(select(SyncState.source_id, SyncState.watermark)).all())
     records = csv_rows(archive, selection, history=history, raw=raw)
     with guards.replacing(dest) as fh:
         done = write_stream(records, fh, history=history, compress=compress, name=out.name)
         archive.check_unchanged()  # before the file takes its name
         manifest.path.unlink(missing_ok=True)  # an old manifest never describes the new file
-    with archive.reader.connect() as conn:
-        names = source_ids(conn, selection.source)
-        marks = dict(conn.execute(select(SyncState.source_id, SyncState.watermark)).all())
     body = {
         "file": out.name,
         "rows": done.rows,
