@@ -383,3 +383,30 @@ def test_a_malformed_since_or_until_is_one_line_and_exit_2(
     result = invoke(runner, "--db", archive, command, *args)
     assert result.exit_code == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1 and words in result.stderr
+
+
+def test_a_read_takes_its_names_and_rows_from_one_snapshot(archive) -> None:
+    """The catalog and the rows are two statements. A sync that lists a new service and
+    stores its operations between them must not leave them unnamed: on PostgreSQL each
+    statement of a READ COMMITTED transaction had its own snapshot."""
+    from archiver.filters import Filters
+    from archiver.read import outputs
+    from archiver.read.query import Selection
+    from archiver.records import Listed
+    from archiver.store import write as store
+
+    def listing(conn, *services: str) -> None:  # type: ignore[no-untyped-def]
+        sid = store.ensure_source(conn, "test@us-east-1", region="us-east-1")
+        store.record_catalog(conn, sid, "services", [Listed(s, f"name-{s}", "HTTP", None, None, T0)
+                             for s in services], seen_at=T0, complete=False)  # fmt: skip
+        store.upsert_operations(conn, sid, [op(s, service=s) for s in services], seen_at=T0,
+                                run_id=None)  # fmt: skip
+
+    with Archive(archive) as handle:
+        with handle.writer.begin() as conn:
+            listing(conn, "srv-1")
+        objects = outputs.json_rows(handle, Selection(Filters()))  # the names are read
+        with handle.writer.begin() as conn:  # a sync commits before the first row
+            listing(conn, "srv-2")
+        shown = [json.loads(text) for batch in objects for text in batch]
+    assert [o.get("ServiceName") for o in shown] == ["name-srv-1"]

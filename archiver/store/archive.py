@@ -114,8 +114,10 @@ class Archive:
 
     @property
     def reader(self) -> Engine:
-        if self.sqlite_path is None:  # the split is SQLite's: one pool, one connection less
-            return self.writer  # for each source of a fleet (max_connections)
+        if self._reader is None and self.sqlite_path is None:  # the split is SQLite's: one
+            # pool, one connection less for each source of a fleet (max_connections); a
+            # read is one snapshot, as in SQLite, not one a statement (docs/design.md)
+            self._reader = self.writer.execution_options(isolation_level="REPEATABLE READ")
         if self._reader is None:
             seen = db.stamp(self.sqlite_path)  # before the choice: a write after it shows
             self._reader = db.create(self.location, write=False)
