@@ -179,18 +179,11 @@ def json_rows(archive: Archive, selection: Selection) -> Iterator[list[str]]:
 def _finished(text: str, extra: str | None, incomplete: Any) -> str:
     """A closed text with the members of ``extra`` merged, and marked when the
     operation is incomplete (the rare row: the others are as SQL made them)."""
-    if extra is None and not incomplete:
-        return text
-    text = text if extra is None else _with_extra(text, extra)
+    if extra is not None:  # as ``OperationRecord.to_api`` merges it: before Source, the last
+        obj = json.loads(text)
+        source = obj.pop("Source")
+        text = json.dumps({**with_extra(obj, extra), "Source": source}, ensure_ascii=False)
     return text[:-1] + ', "Incomplete": true}' if incomplete else text
-
-
-def _with_extra(text: str, extra: str) -> str:
-    """Merge what ``operations.extra`` holds, as ``OperationRecord.to_api`` does (before
-    Source, which stays last)."""
-    obj = json.loads(text)
-    source = obj.pop("Source")
-    return json.dumps({**with_extra(obj, extra), "Source": source}, ensure_ascii=False)
 
 
 def write_batches(batches: Iterable[Sequence[str]], out: TextIO, *, sep: str, lead: str = "",
