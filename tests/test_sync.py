@@ -520,3 +520,26 @@ def test_a_full_run_onto_another_endpoint_that_fails_leaves_no_watermark_behind(
         two.set_faults("GetOperation", error_rate=0.0)
         assert cli_sync(runner, archive, two.url).exit_code == 0
         assert {o.id for o in two.account.all()} <= set(archived(archive))
+
+
+def test_a_dry_run_of_a_known_source_plans_what_its_next_run_reads(runner, archive) -> None:
+    """--dry-run is how a user checks tonight's run before cron makes it: for a source
+    the archive holds, the plan starts --lookback before its watermark, where the run
+    then starts, with no call and no write."""
+    from archiver.timeutil import iso
+
+    with Emulator(seed_operations=50, seed=3) as emu:
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        mark = read_rows(archive, select(SyncState.watermark))[0].watermark
+        runs = read_rows(archive, select(SyncRun.id))
+        emu.counters.reset()
+        planned = cli_sync(runner, archive, emu.url, "--dry-run", "--lookback", "3h")
+        assert planned.exit_code == 0, planned.output
+        assert sum(emu.counters.calls.values()) == 0
+        assert read_rows(archive, select(SyncRun.id)) == runs
+        plan = json.loads(planned.stdout)
+        assert (plan["watermark"], plan["resumes_interrupted_pass"]) == (iso(mark), False)
+        assert plan["windows"][0]["start"] == iso(mark - timedelta(hours=3))
+        assert cli_sync(runner, archive, emu.url, "--lookback", "3h").exit_code == 0
+    since = read_rows(archive, select(SyncRun.since).order_by(SyncRun.id))[-1].since
+    assert iso(since) == plan["windows"][0]["start"]
