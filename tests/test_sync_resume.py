@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import botocore.session
 import pytest
 from sqlalchemy import func, select
 
@@ -286,19 +287,25 @@ def test_a_listing_that_fails_keeps_the_operations_already_fetched(archive) -> N
         opts = SyncOptions(source="acct", since=now - timedelta(days=20), until=now)
         cs = ClientSettings(region="us-east-1", endpoint_url=emu.url, max_attempts=1)
         gate = emu.hold("ListOperations", after=1 + 5)  # the unit check, then five pages
+        # The pages are kept whose answers the run has, not those the server has sent:
+        # under load a client thread took its last answer after the listing failed.
+        session = botocore.session.get_session()
+        taken: list[int] = []
+        session.register("after-call.servicediscovery.GetOperation", lambda **_: taken.append(1))
 
         def fail_the_sixth_page() -> None:
             gate.reached.wait(60)
             deadline = time.monotonic() + 60
-            while emu.counters.answered["GetOperation"] < 500 and time.monotonic() < deadline:
+            while len(taken) < 500 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            time.sleep(0.2)  # from botocore's answer to the run's: a return, no call
             emu.set_faults("ListOperations", error_rate=1.0)
             gate.release()
 
         failing = threading.Thread(target=fail_the_sixth_page)
         failing.start()
         with pytest.raises(WorkFailed):
-            run_library_sync(archive, opts, cs)
+            run_library_sync(archive, opts, cs, session=session)
         failing.join()
         assert len(archived(archive)) == 500
         check_watermark_not_ahead(archive, emu)
