@@ -226,10 +226,10 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
 @contextlib.contextmanager
 def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
     conn = engine.connect()
-    lost: list[object] = []  # the archive's connections lost while the lock is held
+    lost: list[bool] = []  # an archive's connection was lost while the lock was held
 
-    def note(*_: object) -> None:
-        lost.append(_)
+    def note(*_: object) -> None:  # keeps no reference to the dead connection or its error
+        lost.append(True)
 
     event.listen(engine, "invalidate", note)
     try:
