@@ -144,3 +144,17 @@ def test_removing_a_source_while_its_first_sync_runs_waits_its_turn(runner, db) 
             assert refused.stderr.count("\n") == 1
         assert done and done[0].outcome == "succeeded"  # type: ignore[attr-defined]
         assert_archive_equals(db, emu.account)
+
+
+def test_a_name_already_in_the_archive_is_printed_escaped(runner, archive) -> None:
+    """An archive may hold a name with a control character that an older archiver took,
+    or an account id a server sent: every text line escapes it, as server text is."""
+    from archiver.store import write as store
+    from archiver.store.archive import Archive
+
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        store.ensure_source(conn, "prod\n\x1b[2Jfake", region="us-east-1")
+    for command in (["sources", "list"], ["status"]):
+        result = invoke(runner, "--db", archive, *command)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "prod\\n\\x1b[2Jfake" in result.stdout, command

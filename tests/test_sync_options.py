@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from archiver.store import write as store
@@ -169,3 +171,23 @@ def test_a_source_name_longer_than_its_column_is_bad_input_on_both_engines(runne
                          "--endpoint-url", "http://127.0.0.1:9", "--source", name[:NAME_WIDTH],
                          "--dry-run")  # fmt: skip
     assert long_enough.exit_code == 0, long_enough.stderr
+
+
+@pytest.mark.parametrize("where", ["command line", "config"])
+def test_a_name_holding_a_control_character_is_bad_input(runner, archive, tmp_path, where):
+    """A source named with a line break or an ESC was stored, and `sources list` then
+    printed it: a forged line, or a terminal's escape sequence. Every text option is
+    refused with one, from the command line or a config, before any call."""
+    name = "prod\n\x1b[31mfake line"
+    if where == "config":
+        config = tmp_path / "fleet.toml"
+        config.write_text(f"[[source]]\nname = {json.dumps(name)}\n"  # TOML's escapes too
+                          'region = "us-east-1"\nendpoint_url = "http://127.0.0.1:9"\n')  # fmt: skip
+        result = invoke(runner, "--db", archive, "--config", str(config), "sync", "--all")
+    else:
+        result = invoke(runner, "--db", archive, "sync", "--region", "us-east-1",
+                        "--endpoint-url", "http://127.0.0.1:9", "--source", name)  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "\x1b" not in result.stderr and "control character" in result.stderr
+    with Archive(archive) as handle, handle.reader.connect() as conn:
+        assert store.find_source(conn, name) is None

@@ -26,6 +26,7 @@ from archiver.cli.app import (
     terminal_width,
 )
 from archiver.errors import UsageError
+from archiver.guards import printable
 from archiver.read import OrderBy, Output
 
 if TYPE_CHECKING:
@@ -456,8 +457,10 @@ def sources_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def _print(data: Any, as_json: bool, lines: Iterable[str]) -> None:
-    """``data`` as indented JSON (--json), or ``lines``, one each: every command's two forms."""
-    for text in [json.dumps(data, indent=2, ensure_ascii=False)] if as_json else lines:
+    """``data`` as indented JSON (--json), or ``lines``, one each and escaped as server
+    text is (a name an older archiver took, an account id a server sent)."""
+    texts = [json.dumps(data, indent=2, ensure_ascii=False)] if as_json else map(printable, lines)
+    for text in texts:
         echo(text)  # status --check's verdict stands when its reader has left
 
 
@@ -594,7 +597,7 @@ def status(
         summary = state.summarize(archive, source=source)
         rates = state.fail_rates(archive, window=window, source=source) if rated else None
     if not check:
-        _print(summary, as_json, [state.to_text(summary)])
+        _print(summary, as_json, state.to_text(summary).splitlines())
         return
     fleet, db = settings_of(ctx).config, settings_of(ctx).db
     # a config's [[source]]s are expected in its archive: its db, or, when it names none,

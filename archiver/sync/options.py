@@ -20,7 +20,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from archiver.errors import UsageError, first_line
-from archiver.guards import mask_url
+from archiver.guards import mask_url, printable
 from archiver.timeutil import EPOCH, iso, named, now, parse_span, parse_when, span_text
 
 
@@ -96,6 +96,8 @@ def check(name: str, value: Any, *, context: str = "", key: bool | str = False) 
         raise UsageError(f"{context}{shown}: {value!r} is not {words[spec.kind]}")
     if spec.kind is str and not str(value).strip():  # "$VAR" unset: never the default
         raise UsageError(f"{context}{shown} is empty: give a value, or leave it out")
+    if spec.kind is str and printable(str(value)) != value:  # a name would forge a printed line
+        raise UsageError(f"{context}{shown}: {value!r} holds a control character")
     number = cast(float, value)  # as given: an int too large for a float is out of range
     if spec.low is not None and spec.high is not None and not spec.low <= number <= spec.high:
         raise UsageError(f"{context}{shown}: {value!r} is not from {spec.low:g} to {spec.high:g}")
