@@ -161,6 +161,15 @@ def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> N
     assert refused.exit_code == 2 and "no source named '-v'" in refused.stderr
 
 
+@pytest.mark.parametrize("words", [["status", "--db"], ["sync", "-v", "--log-format"]])
+def test_a_global_option_without_its_value_is_named(runner, words) -> None:
+    """`sync --db $DB` with DB unset: the hoisted --db took the command for its value,
+    and the error read "Missing command." (or "'sync' is not one of 'text', 'json'")."""
+    result = invoke(runner, *words)
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: Option '{words[-1]}' requires an argument.\n")  # fmt: skip
+
+
 @pytest.mark.slow  # commands in subprocesses
 @pytest.mark.parametrize("unbuffered", ["", "1"])
 @pytest.mark.parametrize("command", [["query", "-o", "table"], ["status"]])

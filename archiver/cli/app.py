@@ -102,8 +102,7 @@ def hoisted(root: Any, words: list[str]) -> list[str]:
     were typed: ``archiver sync --db X -v`` reads as ``archiver --db X -v sync``, as the
     AWS CLI takes its global options anywhere. The subcommand's own options are read
     from its definition, so that a value of one (``--source -v``) is never taken for a
-    global option; stacked flags (``-vq``) move when every letter is a global flag;
-    nothing after ``--`` moves."""
+    global option; stacked flags (``-vq``) move when every letter is a global flag."""
     takes_value = _options(root)
     front: list[str] = []
     i = 0
@@ -116,20 +115,19 @@ def hoisted(root: Any, words: list[str]) -> list[str]:
         kept.append(rest.pop(0))
     local = _options(command)
     j = 0
-    while j < len(rest):
+    while j < len(rest) and rest[j] != "--":  # nothing after "--" moves
         word = rest[j]
         name = word.split("=", 1)[0]
-        if word == "--":
-            kept.extend(rest[j:])
-            break
         stacked = len(name) > 2 and name[0] == "-" != name[1]  # -vq: one-letter flags
         flags = [f"-{letter}" for letter in name[1:]] if stacked else [name]
         hoist = all(f in takes_value and f not in local and not (stacked and takes_value[f])
                     for f in flags)  # fmt: skip
         width = 2 if (takes_value if hoist else local).get(name) and "=" not in word else 1
+        if hoist and j + width > len(rest):  # `sync --db` and no value: click's own words
+            return words[:i] + front + [word]  # for it, not the command taken for one
         (front if hoist else kept).extend(rest[j : j + width])
         j += width
-    return words[:i] + front + kept
+    return words[:i] + front + kept + rest[j:]
 
 
 def _options(command: Any) -> dict[str, bool]:
