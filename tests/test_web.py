@@ -247,6 +247,7 @@ def _in_a_browser(base: str) -> None:
             page = browser.new_page()
             page.goto(base + "/")
             assert "Cloud Map operations" in page.inner_text("body")
+            assert page.title() == "Cloud Map operations: archive"  # the archive named once
             page.goto(base + "/archive/daily_counts_by_status")
             assert page.locator("table.rows-and-columns tbody tr").count() > 0
         finally:

@@ -81,7 +81,7 @@ def metadata(name: str, report: Path | None) -> dict[str, Any]:
         "sql": instances_sql()}}  # fmt: skip
     link = f'<a href="/report/{report.name}">The HTML report</a>. ' if report else ""
     return {
-        "title": f"Cloud Map operations: {name}",
+        "title": "Cloud Map operations",  # Datasette names the archive after it: "…: name"
         "description_html": link + "Read-only. `archiver instances`, `query` and `export` "
         "answer the same questions on the command line.",
         "databases": {name: {"tables": tables, "queries": queries}},
