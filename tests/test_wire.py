@@ -424,6 +424,18 @@ def test_a_nexttoken_that_is_no_text_is_junk_and_in_a_listing_of_names_a_warning
         assert set(archived(archive)) == {"op-1"} and _watermark(archive) is not None
 
 
+def test_an_operation_a_pass_lists_twice_is_fetched_once(runner, archive) -> None:
+    """Pages shift as operations change, so a pass may list one on two pages: it is
+    asked of GetOperation once, whether or not the first page is stored yet."""
+    pages = _one_operation({}, {"Id": "ns-1", "Name": "n"}, {"ListOperations": "page-2"})
+    with Misbehaving(pages) as twice:
+        result = cli_sync(runner, archive, twice.url, "--source", "acct", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["listed"] == 2  # the pass did list it twice
+    assert [c for c, _ in twice.requests].count("GetOperation") == 1
+    assert set(archived(archive)) == {"op-1"}
+
+
 @pytest.mark.parametrize("member", [{"ErrorMessage": {"text": "x"}}, {"OwnerAccount": [1]},
                                     {"Targets": {"SERVICE": {"id": "srv-1"}}}])  # fmt: skip
 def test_an_operation_member_of_the_wrong_kind_is_a_junk_answer(runner, archive, member) -> None:

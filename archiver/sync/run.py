@@ -164,7 +164,7 @@ class Syncer:
         # its lines name the source (and the run, once it has one) as JSON members too
         self.log = logging.LoggerAdapter(log, {"source": opts.source})
         self._missed: set[str] = set()  # not found in this run's windows: tried enough today
-        self._asked: set[tuple[str, str]] = set()  # (id, listed status) fetched this run
+        self._asked: dict[str, str] = {}  # id: the listed status this run last compared
         self._held: int | None = None  # operations the source holds: counted when needed
         self._late = 0  # new operations stamped before the window that listed them
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
@@ -220,8 +220,8 @@ class Syncer:
             archived = store.archived_statuses(conn, sid, ids)
         # an operation a pass lists twice (pages shift as it changes) is fetched once
         wanted = [i for i, status in dict.fromkeys(page.operations)
-                  if archived.get(i) != status and (i, status) not in self._asked]  # fmt: skip
-        self._asked.update((i, listed_as) for i, listed_as in page.operations)
+                  if archived.get(i) != status and self._asked.get(i) != status]  # fmt: skip
+        self._asked.update(page.operations)
         unchanged = [i for i, status in page.operations if archived.get(i) == status]
         listed = dict(page.operations)
         futures = [pool.submit(self._get, i, listed[i]) for i in wanted]
