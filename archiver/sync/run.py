@@ -163,7 +163,7 @@ class Syncer:
         self.stats = Stats()
         # its lines name the source (and the run, once it has one) as JSON members too
         self.log = logging.LoggerAdapter(log, {"source": opts.source})
-        self._missed: set[str] = set()  # not found in this run's windows: tried enough today
+        self._missed: set[str] = set()  # not found (or behind) in its windows: tried today
         self._asked: dict[str, str] = {}  # id: the listed status this run last compared
         self._held: int | None = None  # operations the source holds: counted when needed
         self._late = 0  # new operations stamped before the window that listed them
@@ -525,8 +525,8 @@ class Syncer:
     def _collect(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                  batch: list[_Fetched], job: _InFlight) -> None:  # fmt: skip
         """Wait for a page's calls; store the batch once it is big or old enough."""
-        batch.append(self._fetched(job, [wait_for(f) for f in job.futures]))
-        self._missed.update(op_id for op_id, _ in job.wanted)  # asked enough for today
+        batch.append(done := self._fetched(job, [wait_for(f) for f in job.futures]))
+        self._missed.update([i for i, _ in done.missing] + [r.id for r, _ in done.unsettled])
         if (sum(f.rows for f in batch) >= COMMIT_ROWS
                 or (self.clock() - batch[0].seen).total_seconds() >= COMMIT_SECONDS):  # fmt: skip
             self._store(sid, run_id, window, batch)
