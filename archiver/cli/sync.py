@@ -314,7 +314,7 @@ def run_demo(target: str, out: TextIO, *, operations: int = 3000, width: int | N
         render.write("table", archive, selection, out, width=width)
     out.write(
         "\nNext, try:\n"
-        f"  archiver --db {target} report --out report.html   # charts, offline\n"
+        f"  archiver --db {target} report --out report.html   # charts (the report extra)\n"
         f"  archiver --db {target} web --open                   # browse it (the web extra)\n"
         f"  sqlite3 {target} 'SELECT previous_status, status, count(*) FROM status_changes "
         "GROUP BY 1, 2'\n"
