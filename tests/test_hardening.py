@@ -165,6 +165,10 @@ def test_a_too_long_window_plan_says_how_to_cut_a_backfill(runner, filled) -> No
 
 def test_an_unknown_database_scheme_and_a_non_sqlite_file(runner, tmp_path) -> None:
     _one_error_line(invoke(runner, "--db", "foo://bar", "status"), 2)
+    # postgres://, as many hosting services hand out a database's URL: SQLAlchemy takes
+    # postgresql:// only, and the line said so in its words without the form it takes
+    heroku = _one_error_line(invoke(runner, "--db", "postgres://u:S3cret@h/d", "status"), 2)
+    assert "S3cret" not in heroku and "postgresql+psycopg://" in heroku
     # a port that is not a number was "unexpected ValueError", exit 1
     bad_port = _one_error_line(invoke(runner, "--db", "postgresql://u:S3cret@h:x/d", "status"), 2)
     assert "S3cret" not in bad_port and "not a database URL" in bad_port

@@ -124,15 +124,13 @@ def create(db: str, *, write: bool) -> Engine:
     try:
         wait = {name: value for name, value in PG_WAITS.items() if name not in url.query}
         return create_engine(url, pool_pre_ping=True, connect_args=wait)
-    except ModuleNotFoundError as exc:  # the postgres extra installs psycopg 3 only
+    except (ModuleNotFoundError, ArgumentError) as exc:  # psycopg2 (the extra's is psycopg 3),
+        # or a scheme SQLAlchemy does not know: foo://, or postgres:// as hosting services write it
         raise UsageError(
-            f"no driver for {url.drivername} ({exc.name} is not installed); archives are "
-            "SQLite files or PostgreSQL through psycopg 3: install "
-            "'cloudmap-archiver[postgres]' and use postgresql+psycopg://user@host/db"
+            f"no driver for {mask_url(db)} ({first_line(exc)}); archives are SQLite files or "
+            "PostgreSQL through psycopg 3: install 'cloudmap-archiver[postgres]' and use "
+            "postgresql+psycopg://user@host/db"
         ) from None
-    except ArgumentError as exc:  # NoSuchModuleError: an unknown scheme such as foo://
-        raise UsageError(f"{mask_url(db)} is not a database URL SQLAlchemy knows: "
-                         f"{first_line(exc)}") from None  # fmt: skip
 
 
 def _read_only_for_us(path: Path) -> bool:
