@@ -318,6 +318,11 @@ def test_the_config_is_found_where_xdg_says(runner, db, tmp_path, monkeypatch) -
                                                        "region = 'us-east-1'\n")  # fmt: skip
     result = invoke(runner, "--db", db, "sources", "plan")
     assert result.exit_code == 0 and result.stdout.startswith("found  region us-east-1")
+    # --config "$FLEET" with FLEET unset is neither that file nor the working directory
+    # (it was "config . is a directory"), as an empty --db is no archive
+    empty = invoke(runner, "--db", db, "--config", "", "sources", "plan")
+    assert (empty.exit_code, empty.stderr) == (
+        2, "error: the config's name is empty (--config or ARCHIVER_CONFIG)\n")  # fmt: skip
 
 
 def test_an_organization_without_role_name_or_regions_is_exit_2_before_any_call(

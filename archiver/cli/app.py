@@ -268,7 +268,7 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
     config: Annotated[
-        Path | None,
+        str | None,  # not a Path: '' would be the working directory ('.')
         typer.Option(
             envvar="ARCHIVER_CONFIG",
             metavar="PATH",
@@ -287,12 +287,11 @@ def root(
 
     ctx.obj = settings = Settings(db, verbose, quiet, log_format)
     configure(verbose=verbose, quiet=quiet, log_format=log_format)
-    config = config or _discovered_config()
-    if config is not None:
+    if (found := _discovered_config() if config is None else config) is not None:
         from archiver.sync import fleet
 
         try:
-            settings.config = fleet.load(config)
+            settings.config = fleet.load(found)
         except ArchiverError as exc:  # before any command runs: one line, exit 2
             raise typer.Exit(report(exc, verbose=verbose, log_format=log_format)) from None
         source = ctx.get_parameter_source("db")

@@ -41,9 +41,12 @@ class Config:
     organizations: list[Organization]
 
 
-def load(path: Path) -> Config:
+def load(path: str | Path) -> Config:
     """Read and check the config; every problem is one UsageError naming the file. The
     values are checked as the command line's are (``options.check``), before any call."""
+    if not str(path).strip():  # "$CONFIG" unset: never the working directory
+        raise UsageError("the config's name is empty (--config or ARCHIVER_CONFIG)")
+    path = Path(path)
     try:
         data = tomllib.loads(guards.read_text(path, what="config"))
     except tomllib.TOMLDecodeError as exc:
