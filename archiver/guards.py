@@ -216,17 +216,20 @@ def _remove_stale_partials(target: Path) -> None:
 READ_LIMIT = 1_000_000
 
 
-def read_text(path: Path, *, what: str) -> str:
+def read_text(path: str | Path, *, what: str, flag: str = "") -> str:
     """A user's file (``read_bytes``) as UTF-8 text."""
-    try:
-        return read_bytes(path, what=what).decode("utf-8-sig")  # a BOM (Notepad's) is dropped
+    try:  # a BOM (Notepad's) is dropped
+        return read_bytes(path, what=what, flag=flag).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"{what} {path} is not UTF-8 text") from None
 
 
-def read_bytes(path: Path, *, what: str, limit: int = READ_LIMIT) -> bytes:
+def read_bytes(path: str | Path, *, what: str, flag: str = "", limit: int = READ_LIMIT) -> bytes:
     """A user's file: a regular file only, opened without blocking (a FIFO or a device
-    is refused, never waited on), at most ``limit`` bytes."""
+    is refused, never waited on), at most ``limit`` bytes. The name comes as typed: an
+    empty one ("$VAR" unset; a Path makes it ".") is refused, naming ``flag``."""
+    if not str(path).strip():
+        raise UsageError(f"the {what}'s name is empty" + (f" ({flag})" if flag else ""))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -238,7 +241,7 @@ def read_bytes(path: Path, *, what: str, limit: int = READ_LIMIT) -> bytes:
     return data
 
 
-def _regular(fd: int, path: Path, *, what: str) -> int:
+def _regular(fd: int, path: str | Path, *, what: str) -> int:
     """``fd`` if it is a regular file's; else it is closed and refused (exit 2)."""
     if kind := irregular(os.fstat(fd).st_mode):
         os.close(fd)

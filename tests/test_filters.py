@@ -257,6 +257,7 @@ def test_file_form_reads_json_and_shorthand(tmp_path) -> None:
         ('[{"Name": "STATUS"', "not valid JSON"),
         ('"STATUS"', "expected Key=Value"),
         ("file:///no/such/filters.json", "cannot read filters file /no/such/filters.json"),
+        ("file://", "the filters file's name is empty"),  # was ". is a directory"
         ("", "--filters is empty"),
     ],
 )

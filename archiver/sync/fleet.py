@@ -44,13 +44,12 @@ class Config:
 def load(path: str | Path) -> Config:
     """Read and check the config; every problem is one UsageError naming the file. The
     values are checked as the command line's are (``options.check``), before any call."""
-    if not str(path).strip():  # "$CONFIG" unset: never the working directory
-        raise UsageError("the config's name is empty (--config or ARCHIVER_CONFIG)")
-    path = Path(path)
-    try:
-        data = tomllib.loads(guards.read_text(path, what="config"))
+    try:  # the name as typed: the read guard refuses an empty one
+        data = tomllib.loads(guards.read_text(path, what="config",
+                                              flag="--config or ARCHIVER_CONFIG"))  # fmt: skip
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path} is not TOML: {first_line(exc)}") from None
+    path = Path(path)
     if unknown := set(data) - {"db", "defaults", "source", "organization"}:
         raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (a config has "
                          "db, [defaults], [[source]] and [[organization]])")  # fmt: skip
