@@ -470,7 +470,7 @@ class Syncer:
             with ThreadPoolExecutor(1, thread_name_prefix="list") as lister:
                 upcoming: Future[cloudmap.Page | None] = lister.submit(next, pages, None)
                 while (page := self._next_page(upcoming, sid, run_id, window, batch)) is not None:
-                    upcoming = lister.submit(next, pages, None) if page.next_token else _NO_PAGE
+                    upcoming = lister.submit(next, pages if page.next_token else iter(()), None)
                     self.stats.retries += page.retries
                     self._check_paging(sid, window)
                     inflight.append(self._start_fetch(pool, sid, page))
@@ -616,11 +616,6 @@ def _keep_unsettled(conn: Any, sid: int, unsettled: list[tuple[OperationRecord, 
     store.upsert_operations(conn, sid, [replace(r, status=listed) for r, listed in unsettled],
                             seen_at=seen, run_id=run_id, events=False)  # fmt: skip
     store.keep_incomplete(conn, sid, [(r.id, listed) for r, listed in unsettled], seen_at=seen)
-
-
-#: What a pass's last page has after it.
-_NO_PAGE: Future[Any] = Future()
-_NO_PAGE.set_result(None)
 
 
 def describe(exc: BaseException) -> str:
