@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from archiver.emulator import Emulator
+from archiver.errors import UsageError
 from archiver.read import outputs, query
 from archiver.store.archive import Archive
 from archiver.timeutil import iso
@@ -176,9 +177,9 @@ def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None
 
 
 def test_service_and_namespace_together_are_their_intersection(runner, archive) -> None:
-    """--namespace answers for its services; with --service too, for those of its
-    services --service names (none when the service lives elsewhere), and the coverage
-    narrows with the answer."""
+    """--namespace answers for its services; with --service too, for that service, and
+    the coverage narrows with the answer. A service of another namespace is a slip, told
+    as one (exit 2), not an empty answer a script would take for "none registered"."""
     from archiver.records import Listed
     from archiver.store import write as store
 
@@ -203,8 +204,10 @@ def test_service_and_namespace_together_are_their_intersection(runner, archive) 
             {"i-2"},
             T + timedelta(minutes=2),
         )
-        assert answer(namespace="ns-1", service="srv-3") == (set(), None)
+        with pytest.raises(UsageError, match="--service 'srv-3' is not a service of --namespace 'ns-1'"):
+            answer(namespace="ns-1", service="srv-3")
         assert answer(namespace="ns-2") == ({"i-3"}, T - timedelta(minutes=30))
     both = invoke(runner, "--db", archive, "instances", "--namespace", "ns-1", "--service",
                   "srv-3", "--at", "2030-01-01", "-o", "count")  # fmt: skip
-    assert (both.exit_code, both.stdout) == (0, "0\n"), both.output
+    assert (both.exit_code, both.stdout) == (2, ""), both.output
+    assert "is not a service of --namespace" in both.stderr

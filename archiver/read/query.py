@@ -338,7 +338,11 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
         if namespace is not None:  # its services (of those --service names, when both are)
             spaces = resolve(conn, "namespace", namespace, sid)
             theirs = conn.execute(select(Service.id).where(Service.namespace_id.in_(spaces)))
-            services = [s for s in theirs.scalars() if services is None or s in services]
+            mine = [s for s in theirs.scalars() if services is None or s in services]
+            if services and not mine:  # a question with no answer: most likely a slip
+                what = f"--service {printable(str(service))!r}"
+                raise UsageError(f"{what} is not a service of --namespace {printable(namespace)!r}")
+            services = mine
 
         def narrowed(table: Any) -> list[Any]:  # the answer and its coverage alike
             out = [table.source_id == sid] if sid is not None else []
