@@ -436,6 +436,31 @@ def test_an_operation_a_pass_lists_twice_is_fetched_once(runner, archive) -> Non
     assert set(archived(archive)) == {"op-1"}
 
 
+def test_a_pass_that_lists_one_operation_for_ever_fetches_it_once_and_stops(runner, archive,
+                                                                            monkeypatch) -> None:  # fmt: skip
+    """A run forgets what it listed once that is stored (a first sync's memory stays
+    flat): the archive answers a later listing of it. A service repeating one operation
+    with a new NextToken on every page is still asked for it once, and is still stopped
+    as paging for ever, its bound being the operations the pass found, not its pages."""
+    from archiver.sync import run
+
+    monkeypatch.setattr(run, "PAGING_FLOOR", 20)
+    tokens = iter(range(10**6))
+    one = _one_operation({}, {"Id": "ns-1", "Name": "n"})
+
+    def answer(call: str, request: dict) -> bytes:
+        body = json.loads(one(call, request))
+        if call == "ListOperations" and request.get("Filters"):
+            body["NextToken"] = f"t{next(tokens)}"
+        return json.dumps(body).encode()
+
+    with Misbehaving(answer) as looping:
+        result = cli_sync(runner, archive, looping.url, "--source", "acct")
+    assert result.exit_code == 1 and "would page for ever" in result.stderr, result.output
+    assert [c for c, _ in looping.requests].count("GetOperation") == 1
+    assert set(archived(archive)) == {"op-1"} and _watermark(archive) is None
+
+
 @pytest.mark.parametrize("member", [{"ErrorMessage": {"text": "x"}}, {"OwnerAccount": [1]},
                                     {"Targets": {"SERVICE": {"id": "srv-1"}}}])  # fmt: skip
 def test_an_operation_member_of_the_wrong_kind_is_a_junk_answer(runner, archive, member) -> None:

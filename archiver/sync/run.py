@@ -138,8 +138,8 @@ class _Fetched:
     job: _InFlight
     records: list[OperationRecord]
     missing: list[tuple[str, str]]  # listed, but GetOperation did not find them
+    unsettled: list[tuple[OperationRecord, str]]  # found, but behind the listed Status
     seen: datetime
-    unsettled: list[tuple[OperationRecord, str]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -164,7 +164,7 @@ class Syncer:
         # its lines name the source (and the run, once it has one) as JSON members too
         self.log = logging.LoggerAdapter(log, {"source": opts.source})
         self._missed: set[str] = set()  # not found (or behind) in its windows: tried today
-        self._asked: dict[str, str] = {}  # id: the listed status this run last compared
+        self._asked: dict[str, str] = {}  # id: the listed status compared, until stored
         self._held: int | None = None  # operations the source holds: counted when needed
         self._late = 0  # new operations stamped before the window that listed them
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
@@ -501,7 +501,8 @@ class Syncer:
         read PAGING_FLOOR pages and ten per operation the source holds or the run listed
         (held is counted only for a pass that long: on a million, it takes 0.1 s)."""
         pages = self._pass_pages[window] = self._pass_pages.get(window, 0) + 1
-        if pages > (bound := PAGING_FLOOR + 10 * len(self._asked)) and self._held is None:
+        listed = len(self._asked) + self.stats.inserted + self.stats.vanished  # distinct
+        if pages > (bound := PAGING_FLOOR + 10 * listed) and self._held is None:
             with self.reader.connect() as conn:
                 self._held = store.operation_count(conn, sid)
         if pages > bound + 10 * (self._held or 0):
@@ -533,8 +534,7 @@ class Syncer:
 
     def _fetched(self, job: _InFlight, results: list[OperationRecord | None]) -> _Fetched:
         """A page whose calls have all answered, sorted out for its batch."""
-        records, missing, unsettled = _sorted_out(job.wanted, results)
-        return _Fetched(job, records, missing, self.clock(), unsettled)
+        return _Fetched(job, *_sorted_out(job.wanted, results), self.clock())
 
     def _store(self, sid: int, run_id: int, window: tuple[datetime, datetime],
                batch: list[_Fetched]) -> None:  # fmt: skip
@@ -553,6 +553,8 @@ class Syncer:
             for k, v in saved.items():
                 setattr(s, k, v)
             raise
+        done = {o for f in batch for o in f.job.page.operations if o[0] not in self._missed}
+        self._asked = dict(self._asked.items() - done)  # stored: the archive tells them now
         stored, batch[:] = len(batch), []
         for _ in range(stored):
             s.pages += 1
