@@ -164,7 +164,7 @@ class Syncer:
         # its lines name the source (and the run, once it has one) as JSON members too
         self.log = logging.LoggerAdapter(log, {"source": opts.source})
         self._missed: set[str] = set()  # not found (or behind) in its windows: tried today
-        self._asked: dict[str, str] = {}  # id: the listed status compared, until stored
+        self._asked: dict[str, str] = {}  # id: listed status; until stored (the missed: all run)
         self._held: int | None = None  # operations the source holds: counted when needed
         self._late = 0  # new operations stamped before the window that listed them
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
