@@ -461,6 +461,34 @@ def test_a_pass_that_lists_one_operation_for_ever_fetches_it_once_and_stops(runn
     assert set(archived(archive)) == {"op-1"} and _watermark(archive) is None
 
 
+def test_a_long_pass_of_one_new_operation_a_page_is_no_runaway(runner, archive,
+                                                               monkeypatch) -> None:  # fmt: skip
+    """The paging guard counts what a run has listed, now that the run forgets what it
+    has stored: the operations stored as new count, not only the few in flight. A pass
+    of 600 pages of one new operation each, over a floor of 3 pages, is read whole
+    (counting only those in flight, with the archive counted once early on, it stopped
+    at page 234)."""
+    from archiver.sync import run
+
+    monkeypatch.setattr(run, "PAGING_FLOOR", 3)
+    one = _one_operation({}, {"Id": "ns-1", "Name": "n"})
+
+    def answer(call: str, request: dict) -> bytes:
+        body = json.loads(one(call, request))
+        if call == "ListOperations" and request.get("Filters"):
+            n = int(request.get("NextToken") or 0)
+            body = {"Operations": [{"Id": f"op-{n}", "Status": "SUCCESS"}],
+                    **({"NextToken": str(n + 1)} if n < 599 else {})}  # fmt: skip
+        elif call == "GetOperation":
+            body["Operation"]["Id"] = request["OperationId"]
+        return json.dumps(body).encode()
+
+    with Misbehaving(answer) as pages:
+        result = cli_sync(runner, archive, pages.url, "--source", "acct", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["inserted"] == 600 and len(archived(archive)) == 600
+
+
 @pytest.mark.parametrize("member", [{"ErrorMessage": {"text": "x"}}, {"OwnerAccount": [1]},
                                     {"Targets": {"SERVICE": {"id": "srv-1"}}}])  # fmt: skip
 def test_an_operation_member_of_the_wrong_kind_is_a_junk_answer(runner, archive, member) -> None:
