@@ -204,10 +204,10 @@ def test_service_and_namespace_together_are_their_intersection(runner, archive) 
             {"i-2"},
             T + timedelta(minutes=2),
         )
-        with pytest.raises(UsageError, match="'srv-3' is not a service of --namespace 'ns-1'"):
+        with pytest.raises(UsageError, match="is not in --namespace 'ns-1' per the"):
             answer(namespace="ns-1", service="srv-3")
         assert answer(namespace="ns-2") == ({"i-3"}, T - timedelta(minutes=30))
     both = invoke(runner, "--db", archive, "instances", "--namespace", "ns-1", "--service",
                   "srv-3", "--at", "2030-01-01", "-o", "count")  # fmt: skip
     assert (both.exit_code, both.stdout) == (2, ""), both.output
-    assert "is not a service of --namespace" in both.stderr
+    assert "--service 'srv-3' is not in --namespace 'ns-1'" in both.stderr

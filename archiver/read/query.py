@@ -340,8 +340,8 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
             theirs = conn.execute(select(Service.id).where(Service.namespace_id.in_(spaces)))
             mine = [s for s in theirs.scalars() if services is None or s in services]
             if services and not mine:  # a question with no answer: most likely a slip
-                raise UsageError(f"--service {printable(str(service))!r} is not a service of "
-                                 f"--namespace {printable(namespace)!r}")  # fmt: skip
+                raise UsageError(f"--service {printable(str(service))!r} is not in --namespace "
+                                 f"{printable(namespace)!r} per the archive's catalog")  # fmt: skip
             services = mine
 
         def narrowed(table: Any) -> list[Any]:  # the answer and its coverage alike
