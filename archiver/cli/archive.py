@@ -35,54 +35,24 @@ if TYPE_CHECKING:
 
 # --- the selection options that query, export and report share -------------------------
 
-FiltersOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--filters",
-        metavar="FILTER",
-        help="ListOperations filters, as the AWS CLI takes them: shorthand "
-        "'Name=STATUS,Condition=IN,Values=PENDING,SUCCESS' (repeatable), a JSON list, "
-        "or file://path.json. UPDATE_DATE takes epoch milliseconds or ISO-8601.",
-    ),
-]
-MoreFilters = Annotated[
-    list[str] | None,
-    typer.Argument(
-        metavar="[FILTER]...",
-        help="More filter structures, as pasted after --filters from an aws command.",
-        show_default=False,
-    ),
-]
-IncompleteOption = Annotated[
-    bool,
-    typer.Option(
-        "--include-incomplete",
-        help="Also listed operations GetOperation never found (only Id and Status known).",
-    ),
-]
-SourceOption = Annotated[
-    str | None,
-    typer.Option("--source", metavar="NAME", help="Only this source (default: every source)."),
-]
-SinceOption = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        metavar="WHEN",
-        help="Only operations last updated at or after WHEN: ISO-8601, epoch seconds, or a "
-        "span ago like 30d (shorthand for an UPDATE_DATE BETWEEN; ANDed with --filters).",
-    ),
-]
+FiltersOption = Annotated[list[str] | None, typer.Option("--filters", metavar="FILTER",
+    help="ListOperations filters, as the AWS CLI takes them: shorthand "
+         "'Name=STATUS,Condition=IN,Values=PENDING,SUCCESS' (repeatable), a JSON list, "
+         "or file://path.json. UPDATE_DATE takes epoch milliseconds or ISO-8601.")]  # fmt: skip
+MoreFilters = Annotated[list[str] | None, typer.Argument(metavar="[FILTER]...", show_default=False,
+    help="More filter structures, as pasted after --filters from an aws command.")]  # fmt: skip
+IncompleteOption = Annotated[bool, typer.Option("--include-incomplete", help="Also listed "
+    "operations GetOperation never found (only Id and Status known).")]  # fmt: skip
+SourceOption = Annotated[str | None, typer.Option("--source", metavar="NAME",
+    help="Only this source (default: every source).")]  # fmt: skip
+SinceOption = Annotated[str | None, typer.Option("--since", metavar="WHEN",
+    help="Only operations last updated at or after WHEN: ISO-8601, epoch seconds, or a "
+         "span ago like 30d (shorthand for an UPDATE_DATE BETWEEN; ANDed with "
+         "--filters).")]  # fmt: skip
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="How to print.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-UntilOption = Annotated[
-    str | None,
-    typer.Option(
-        "--until",
-        metavar="WHEN",
-        help="Only operations last updated at or before WHEN, in --since's forms.",
-    ),
-]
+UntilOption = Annotated[str | None, typer.Option("--until", metavar="WHEN",
+    help="Only operations last updated at or before WHEN, in --since's forms.")]  # fmt: skip
 
 
 def selection_of(ctx: typer.Context, filters: list[str] | None, more: list[str] | None, *,
