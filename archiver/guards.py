@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from types import SimpleNamespace
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 from archiver.errors import UsageError, WorkFailed
 
@@ -55,6 +56,24 @@ def printable(text: str) -> str:
     """Text a server sent, as it may meet a terminal: every control character (ESC, a
     line break, …) escaped, so that it can neither move the cursor nor forge a line."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+#: What CSV and JSON shown on a terminal must not carry: ``_CONTROL`` but tab and line
+#: ends (CR LF ends a CSV line; a lone CR would write over one).
+_ON_SCREEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+
+
+def shown(out: TextIO, *, on: IO[Any] | None = None) -> TextIO:
+    """``out``; where ``on`` (by default ``out``) is a terminal, ``out`` escaping what
+    ``_ON_SCREEN`` names as JSON does (``\\u001b``): CSV and JSON are data for a file or
+    a pipe, where they stay exact, and shown they must not move the cursor either."""
+    if not (on or out).isatty():
+        return out
+
+    def write(text: str) -> int:
+        return out.write(_ON_SCREEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+    return cast(TextIO, SimpleNamespace(write=write))
 
 
 def excerpt(text: str, limit: int = 40) -> str:

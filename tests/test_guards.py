@@ -231,6 +231,44 @@ def test_server_text_in_the_query_table_and_status_never_reaches_a_terminal_raw(
     assert len(table.stdout.splitlines()) == 3  # header, one operation, the count
 
 
+def _on_a_terminal(*args: str) -> bytes:
+    """What `archiver ARGS` writes on stdout when stdout is a terminal."""
+    import pty
+
+    leader, follower = pty.openpty()
+    done = subprocess.Popen([sys.executable, "-m", "archiver", *args], stdout=follower,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    try:
+        while chunk := os.read(leader, 65536):  # until the process and its terminal end
+            seen += chunk
+    except OSError:  # EIO: nothing holds the terminal any more
+        pass
+    finally:
+        os.close(leader)
+    assert done.wait(timeout=60) == 0, seen
+    return seen
+
+
+@requires_sqlite
+@pytest.mark.slow  # processes on a pseudo-terminal
+@pytest.mark.parametrize("args", [["query", "-o", "csv"], ["query", "-o", "json"], ["export"],
+                                  ["instances", "--service", "srv-1", "--at", "2030-01-01",
+                                   "-o", "csv"]])  # fmt: skip
+def test_csv_and_json_on_a_terminal_are_escaped_and_exact_in_a_pipe(archive, args) -> None:
+    """CSV and JSON are data for a file or a pipe, and passed an ESC (JSON a C1 CSI)
+    from the server straight to a terminal they were shown on."""
+    fill(archive, [op(1, status="FAIL", error_message="no\x1b[2J\x9b31m\rforged"),
+                   op(2, instance="i-1\x1b]0;title\x07")], source="s")  # fmt: skip
+    shown = _on_a_terminal("--db", archive, *args)
+    assert not set(shown.decode()) & {"\x1b", "\x9b", "\x07"}, shown
+    assert b"\\u001b" in shown and shown.count(b"\r\n") > 1  # escaped, and still lines
+    piped = subprocess.run([sys.executable, "-m", "archiver", "--db", archive, *args],
+                           capture_output=True, timeout=60, check=True).stdout  # fmt: skip
+    assert set(piped.decode()) & {"\x1b", "\x9b"}  # a file or a pipe gets the data as it is
+
+
 def test_ids_the_server_sent_with_a_line_break_stay_one_line_each(runner, archive) -> None:
     """`-o ids` is read by people and by xargs: an id holding a line break printed two
     lines, the second an id no operation has."""

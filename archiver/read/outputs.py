@@ -96,6 +96,7 @@ def write(output: Output, archive: Archive, selection: Selection, out: TextIO, *
           width: int | None = None) -> int:  # fmt: skip
     """Print the selection in ``output``'s form, streamed from the archive; returns how
     many. An unknown ``--source`` fails before anything is printed."""
+    out = guards.shown(out)  # CSV and JSON on a terminal: escaped (the table is already)
     if output == "count":
         n = query.count(archive, selection)
         out.write(f"{n}\n")
@@ -376,7 +377,7 @@ def write_stream(
     if compress:
         inner = gzip.GzipFile(filename=name, mode="wb", fileobj=buffered, mtime=0)
     text = io.TextIOWrapper(inner, encoding="utf-8", newline="", write_through=False)
-    n = write_csv(records, text, history=history)
+    n = write_csv(records, guards.shown(text, on=binary), history=history)
     text.flush()
     text.detach()
     if compress:
@@ -457,6 +458,7 @@ def instances_note(result: Instances) -> str | None:
 def write_instances(result: Instances, output: Output, out: TextIO) -> None:
     """table, json (an envelope with the coverage), csv (formula-guarded), ids or count."""
     columns: Sequence[str] = INSTANCE_HISTORY_COLUMNS if result.at is None else INSTANCE_COLUMNS
+    out = guards.shown(out)
     if output == "count":
         out.write(f"{len(result.rows)}\n")
     elif output == "json":
