@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -72,22 +73,35 @@ def shared() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: A step's limit: every one takes seconds. A child forked while another thread of the
+#: parent held a lock inherits it held: CI once saw a child wait for ever on OpenSSL's,
+#: making the client's SSL context before any archive was opened.
+STEP_SECONDS = 120
+
+
 def as_user(user: pwd.struct_passwd, step: Callable[[], int], *, wait: bool = True) -> int:
     """Run ``step`` in a child process as ``user``; its return value is the exit code
-    (``wait=False``: the child's pid, at once)."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 99
-        try:
-            os.setgroups([])
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-            code = step()
-        finally:
-            os._exit(code)
-    if not wait:
-        return pid
-    _, status = os.waitpid(pid, 0)
+    (``wait=False``: the child's pid, at once). A child still running after
+    STEP_SECONDS is ended (SIGALRM) and the step forked once more, saying so."""
+    for attempt in (1, 2):
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 99
+            try:
+                if wait:
+                    signal.alarm(STEP_SECONDS)  # its default action ends the child
+                os.setgroups([])
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+                code = step()
+            finally:
+                os._exit(code)
+        if not wait:
+            return pid
+        _, status = os.waitpid(pid, 0)
+        if attempt == 2 or not os.WIFSIGNALED(status) or os.WTERMSIG(status) != signal.SIGALRM:
+            break
+        print(f"a step as {user.pw_name} hung for {STEP_SECONDS} s; forked again", file=sys.stderr)
     return os.waitstatus_to_exitcode(status)
 
 
