@@ -255,12 +255,14 @@ def _on_a_terminal(*args: str) -> bytes:
 @pytest.mark.slow  # processes on a pseudo-terminal
 @pytest.mark.parametrize("args", [["query", "-o", "csv"], ["query", "-o", "json"], ["export"],
                                   ["instances", "--service", "srv-1", "--at", "2030-01-01",
-                                   "-o", "csv"]])  # fmt: skip
+                                   "-o", "csv"], ["sources", "list", "--json"],
+                                  ["status", "--json"]])  # fmt: skip
 def test_csv_and_json_on_a_terminal_are_escaped_and_exact_in_a_pipe(archive, args) -> None:
     """CSV and JSON are data for a file or a pipe, and passed an ESC (JSON a C1 CSI)
-    from the server straight to a terminal they were shown on."""
+    from the server straight to a terminal they were shown on. A source named by an
+    older archiver may hold one too."""
     fill(archive, [op(1, status="FAIL", error_message="no\x1b[2J\x9b31m\rforged"),
-                   op(2, instance="i-1\x1b]0;title\x07")], source="s")  # fmt: skip
+                   op(2, instance="i-1\x1b]0;title\x07")], source="s\x9b1\x1b")  # fmt: skip
     shown = _on_a_terminal("--db", archive, *args)
     assert not set(shown.decode()) & {"\x1b", "\x9b", "\x07"}, shown
     assert b"\\u001b" in shown and shown.count(b"\r\n") > 1  # escaped, and still lines

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from archiver import DISTRIBUTION, __version__, stopping
 from archiver.errors import ArchiverError, Interrupted, first_line
-from archiver.guards import printable, redact
+from archiver.guards import printable, redact, shown
 from archiver.logs import error_line
 
 if TYPE_CHECKING:
@@ -67,9 +67,11 @@ def stdout_gone() -> None:
 
 
 def echo(text: str) -> None:
-    """A line whose reader may leave (`| head -1`): the command's exit code still tells."""
+    """A line whose reader may leave (`| head -1`): the command's exit code still tells.
+    On a terminal, escaped as CSV and JSON are (``guards.shown``): `status --json`."""
     try:
-        typer.echo(text)
+        shown(sys.stdout).write(text + "\n")
+        sys.stdout.flush()
     except BrokenPipeError:
         stdout_gone()
 
