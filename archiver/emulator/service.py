@@ -125,8 +125,9 @@ class CloudMapApi:
         self._stale[snapshot.id] = (times, snapshot)
 
     def reveal(self) -> None:
-        """Every hidden operation is found again from now on."""
+        """Every operation is found, as it is, from now on: none hidden, none lagging."""
         self._hidden.clear()
+        self._stale.clear()
 
     # --- tokens (P4) ------------------------------------------------------------------------
 
