@@ -5,9 +5,12 @@ own records; names resolved, coverage told, and only index searches."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from sqlalchemy import event
 
 from archiver.emulator import Emulator
@@ -97,6 +100,65 @@ def test_the_rule_failures_pending_and_ties(archive) -> None:
         history = query.instances(archive, service="srv-1", history=True)
         assert [r["OperationId"] for r in history.rows] == [
             "op-000001", "op-000004", "op-x", "op-y", "op-000007"]  # fmt: skip
+
+
+@st.composite
+def crowded_registrations(draw) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """(De)registrations of three instances of two services crowded into five minutes:
+    many share an UpdateDate, and of those many a CreateDate, so the ties decide."""
+    ids = draw(st.lists(st.text("abc019", min_size=6, max_size=6), min_size=1, max_size=30,
+                        unique=True))  # fmt: skip
+    return [
+        replace(
+            op(op_id, type=draw(st.sampled_from(INSTANCE_TYPES)),
+               status=draw(st.sampled_from(["SUCCESS", "SUCCESS", "FAIL", "PENDING", "SUBMITTED"])),
+               minutes=draw(st.integers(0, 4)), service=draw(st.sampled_from(["srv-1", "srv-2"])),
+               instance=draw(st.sampled_from(["i-a", "i-b", "i-c"]))),
+            create_date=T - timedelta(minutes=draw(st.integers(0, 1))),
+        )
+        for op_id in ids
+    ]  # fmt: skip
+
+
+def test_any_crowd_of_changes_answers_as_the_rule_says(archive) -> None:
+    """Against the rule written out plainly (``reference``), at every minute of the
+    span and between them, on both engines: who is registered, which operation
+    decided it, the history's order, and the instances only a deregistration after
+    --at tells of (registered before the archive began, it may be)."""
+    from sqlalchemy import delete
+
+    from archiver.store.models import Operation, OperationEvent
+
+    @hypothesis.settings(max_examples=40, deadline=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
+    @hypothesis.given(ops=crowded_registrations())
+    def check(ops: list) -> None:  # type: ignore[type-arg]
+        with Archive(archive) as handle, handle.writer.begin() as conn:
+            conn.execute(delete(OperationEvent))
+            conn.execute(delete(Operation))
+        fill(archive, ops)
+        with Archive(archive) as handle:
+            for service in sorted({o.service_id for o in ops}):
+                changes = sorted((o for o in ops if o.service_id == service
+                                  and o.status == "SUCCESS"),
+                                 key=lambda o: (o.update_date, o.create_date, o.id))  # fmt: skip
+                # the history: by instant, then instance; one instance's ties as they decide
+                history = query.instances(handle, service=service, history=True).rows
+                assert [r["OperationId"] for r in history] == [o.id for o in sorted(
+                    changes, key=lambda o: (o.update_date, o.instance_id))]  # fmt: skip
+                for seconds in range(-30, 300, 30):
+                    at = T + timedelta(seconds=seconds)
+                    got = query.instances(handle, service=service, at=at)
+                    registered = {r["InstanceId"]: r["OperationId"] for r in got.rows}
+                    assert registered == reference(ops, service, at), (service, at)
+                    first = {}  # each instance's first change
+                    for o in changes:
+                        first.setdefault(o.instance_id, o)
+                    assert got.uncertain == sorted(
+                        i for i, o in first.items()
+                        if o.type == "DEREGISTER_INSTANCE" and o.update_date > at)  # fmt: skip
+
+    check()
 
 
 def test_names_that_match_several_or_none_are_exit_2(runner, archive) -> None:

@@ -352,8 +352,10 @@ def instances(archive: Archive, *, service: str | None = None, namespace: str | 
         first = select(func.min(Operation.update_date)).where(*narrowed(Operation))
         coverage = conn.execute(first).scalar()
         order = (STATES.c.source, STATES.c.service_id, STATES.c.instance_id)
-        if history:
-            stmt = select(STATES).where(*where).order_by(STATES.c.valid_from, *order)
+        if history:  # two changes of an instance at one instant: in the rule's order
+            o, c = Operation, STATES.c
+            ties = select(STATES).join(o, (o.source_id == c.source_id) & (o.id == c.operation_id))
+            stmt = ties.where(*where).order_by(c.valid_from, *order, o.create_date, o.id)
             return Instances(
                 [_row(r, history=True) for r in conn.execute(stmt)], None, coverage, []
             )
