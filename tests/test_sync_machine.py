@@ -2,7 +2,7 @@
 
 The targeted tests each hold one hazard (a page that fails, an answer that lags, an
 operation not found yet). Here Hypothesis interleaves them with a live account's
-changes, syncs that succeed and syncs that fail, and after every run holds the archive
+changes, syncs that succeed, fail or are stopped, and after every run holds the archive
 to what the account showed: nothing lost, nothing duplicated, nothing invented,
 nothing skipped, and an operation only incomplete when something kept it from being
 fetched. At the end every fault is lifted and one more night makes the archive equal
@@ -12,6 +12,11 @@ the account, incomplete operations completed (docs/design.md, "The sync, step by
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -26,6 +31,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
+from archiver import stopping
 from archiver.emulator import Emulator
 from archiver.errors import ArchiverError
 from archiver.read.query import to_archived
@@ -91,20 +97,22 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
               hidden=st.lists(st.tuples(PICK, st.integers(1, 2 * (NOT_FOUND_RETRIES + 1))),
                               max_size=3),
               lagging=st.lists(st.tuples(PICK, PICK, st.integers(1, 6)), max_size=2),
-              fault=st.sampled_from([None, None, ("ListOperations", 0.2),
-                                     ("ListOperations", 0.5), ("GetOperation", 0.5),
-                                     ("GetOperation", 1.0)]),
+              fault=st.sampled_from([None, None, ("500", "ListOperations", 0.2),
+                                     ("500", "ListOperations", 0.5), ("500", "GetOperation", 0.5),
+                                     ("500", "GetOperation", 1.0), ("stop", "ListOperations", 3),
+                                     ("stop", "GetOperation", 5)]),
               workers=st.sampled_from([1, 8]), full=st.booleans(), pick=PICK)  # fmt: skip
         def night(self, new: int, pending: float, finished: int, hours: float,
                   hidden: list[tuple[int, int]], lagging: list[tuple[int, int, int]],
-                  fault: tuple[str, float] | None, workers: int, full: bool,
+                  fault: tuple[str, str, float] | None, workers: int, full: bool,
                   pick: int) -> None:  # fmt: skip
             """A day of the account (new operations, some finishing; a SUBMITTED one
             PENDING), hours passing (beyond --lookback, 2h, only the watermark says
             where the run starts), then a run that the service may surprise: operations
             not found for a while (G3), maybe longer than a run retries; a replica that
-            lags, answering an older state; HTTP 500s beyond botocore's retries. Which
-            operations is drawn as numbers, the same whatever the archive holds."""
+            lags, answering an older state; HTTP 500s beyond botocore's retries; SIGTERM
+            from cron or systemd partway. Which operations is drawn as numbers, the same
+            whatever the archive holds."""
             account = self.emu.account
             account.add_operations(new, pending_share=pending)
             account.finish_pending(finished)
@@ -125,14 +133,44 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                 assert self._sync(workers=workers, full=full).outcome == "succeeded"
                 self._check(settled=False)
                 return
-            self.emu.set_faults(fault[0], error_rate=fault[1])
-            try:  # the run fails or gets through; either way what it stored is true
-                self._sync(workers=workers, full=full, max_attempts=1)
-            except ArchiverError:
+            kind, api, value = fault
+            try:  # the run fails, is stopped or gets through; what it stored is true
+                with self._errors(api, value) if kind == "500" else self._stop(api, int(value)):
+                    self._sync(workers=workers, full=full, max_attempts=1)
+            except (ArchiverError, KeyboardInterrupt):  # Stopped is a KeyboardInterrupt
                 pass
-            finally:
-                self.emu.set_faults(fault[0], error_rate=0.0)
             self._check(settled=None)
+
+        @contextmanager
+        def _errors(self, api: str, share: float) -> Iterator[None]:
+            self.emu.set_faults(api, error_rate=share)
+            try:
+                yield
+            finally:
+                self.emu.set_faults(api, error_rate=0.0)
+
+        @contextmanager
+        def _stop(self, api: str, after: int) -> Iterator[None]:
+            """SIGTERM to this process while the run waits for ``api``'s call ``after`` + 1
+            (if it makes that many), as the test's handler (``stopping``) takes it."""
+            gate, over = self.emu.hold(api, after=after), threading.Event()
+
+            def stop() -> None:
+                while not over.is_set():
+                    if gate.reached.wait(0.05):
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        break
+                gate.release()
+
+            stopper = threading.Thread(target=stop)
+            stopper.start()
+            try:
+                yield
+            finally:
+                over.set()
+                stopper.join()
+                del self.emu.gates[api]
+                stopping.install()  # the request is spent: the next run starts clean
 
         def _sync(self, **options: object):  # type: ignore[no-untyped-def]
             client = ClientSettings(region="us-east-1", endpoint_url=self.emu.url,
@@ -177,6 +215,12 @@ def test_every_night_keeps_what_the_account_showed(archive, monkeypatch) -> None
     from archiver.sync import run
 
     monkeypatch.setattr(run, "NOT_FOUND_DELAY", 0.01)  # the pause between tries, not a rule
-    run_state_machine_as_test(machine(archive), settings=settings(
-        max_examples=6, stateful_step_count=10, deadline=None, derandomize=True, database=None,
-        suppress_health_check=list(HealthCheck)))  # fmt: skip
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping.install()  # as the command line does: a SIGTERM stops the run, not pytest
+    try:
+        run_state_machine_as_test(machine(archive), settings=settings(
+            max_examples=6, stateful_step_count=10, deadline=None, derandomize=True,
+            database=None, suppress_health_check=list(HealthCheck)))  # fmt: skip
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
