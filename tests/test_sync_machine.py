@@ -93,7 +93,7 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
             return sorted(o.id for o in self.emu.account.all() if self.whole.get(o.id) != o)
 
         @rule(new=st.integers(0, 40), pending=st.sampled_from([0.0, 0.5, 1.0]),
-              finished=st.integers(0, 20), hours=st.sampled_from([0.5, 3, 30]),
+              finished=st.integers(0, 20), hours=st.sampled_from([0, 0.5, 3, 30]),
               hidden=st.lists(st.tuples(PICK, st.integers(1, 2 * (NOT_FOUND_RETRIES + 1))),
                               max_size=3),
               lagging=st.lists(st.tuples(PICK, PICK, st.integers(1, 6)), max_size=2),
@@ -107,8 +107,9 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                   fault: tuple[str, str, float] | None, workers: int, full: bool,
                   pick: int) -> None:  # fmt: skip
             """A day of the account (new operations, some finishing; a SUBMITTED one
-            PENDING), hours passing (beyond --lookback, 2h, only the watermark says
-            where the run starts), then a run that the service may surprise: operations
+            PENDING), no time or hours passing (none: the run's window ends moments
+            after the changes; beyond --lookback, 2h, only the watermark says where the
+            run starts), then a run that the service may surprise: operations
             not found for a while (G3), maybe longer than a run retries; a replica that
             lags, answering an older state; HTTP 500s beyond botocore's retries; SIGTERM
             from cron or systemd partway. Which operations is drawn as numbers, the same
