@@ -10,6 +10,7 @@ what a server sent calls these, and is safe by construction.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import stat
@@ -17,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 from archiver.errors import UsageError, WorkFailed
@@ -63,17 +63,21 @@ def printable(text: str) -> str:
 _ON_SCREEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 
 
+class _Escaping(io.TextIOBase):
+    """A text stream onto ``out`` (every method of one: ``writelines`` too) escaping what
+    ``_ON_SCREEN`` names as JSON does (``\\u001b``)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        return self.out.write(_ON_SCREEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
 def shown(out: TextIO, *, on: IO[Any] | None = None) -> TextIO:
-    """``out``; where ``on`` (by default ``out``) is a terminal, ``out`` escaping what
-    ``_ON_SCREEN`` names as JSON does (``\\u001b``): CSV and JSON are data for a file or
-    a pipe, where they stay exact, and shown they must not move the cursor either."""
-    if not (on or out).isatty():
-        return out
-
-    def write(text: str) -> int:
-        return out.write(_ON_SCREEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
-
-    return cast(TextIO, SimpleNamespace(write=write))
+    """``out``, escaping on a terminal (``on``, by default ``out``): CSV and JSON are data
+    for a file or a pipe, where they stay exact, and shown they must not move the cursor."""
+    return cast(TextIO, _Escaping(out)) if (on or out).isatty() else out
 
 
 def excerpt(text: str, limit: int = 40) -> str:

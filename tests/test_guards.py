@@ -271,6 +271,18 @@ def test_csv_and_json_on_a_terminal_are_escaped_and_exact_in_a_pipe(archive, arg
     assert set(piped.decode()) & {"\x1b", "\x9b"}  # a file or a pipe gets the data as it is
 
 
+@requires_sqlite
+@pytest.mark.slow  # processes on a pseudo-terminal
+def test_every_form_of_the_instances_answer_prints_on_a_terminal(archive) -> None:
+    """The terminal's escaping stream must be a whole text stream: `instances -o ids`
+    called its ``writelines``, which it lacked, and ended in an AttributeError (exit 1)."""
+    fill(archive, [op(2, instance="i-1\x1b]0;title\x07")])
+    for output in ("table", "json", "csv", "ids", "count"):
+        shown = _on_a_terminal("--db", archive, "instances", "--service", "srv-1", "--at",
+                               "2030-01-01", "-o", output).decode()  # fmt: skip
+        assert "\x1b" not in shown and ("i-1" in shown or shown == "1\r\n"), (output, shown)
+
+
 def test_ids_the_server_sent_with_a_line_break_stay_one_line_each(runner, archive) -> None:
     """`-o ids` is read by people and by xargs: an id holding a line break printed two
     lines, the second an id no operation has."""
