@@ -146,14 +146,14 @@ def test_any_crowd_of_changes_answers_as_the_rule_says(archive) -> None:
                 history = query.instances(handle, service=service, history=True).rows
                 assert [r["OperationId"] for r in history] == [o.id for o in sorted(
                     changes, key=lambda o: (o.update_date, o.instance_id))]  # fmt: skip
+                first = {}  # each instance's first change
+                for o in changes:
+                    first.setdefault(o.instance_id, o)
                 for seconds in range(-30, 300, 30):
                     at = T + timedelta(seconds=seconds)
                     got = query.instances(handle, service=service, at=at)
                     registered = {r["InstanceId"]: r["OperationId"] for r in got.rows}
                     assert registered == reference(ops, service, at), (service, at)
-                    first = {}  # each instance's first change
-                    for o in changes:
-                        first.setdefault(o.instance_id, o)
                     assert got.uncertain == sorted(
                         i for i, o in first.items()
                         if o.type == "DEREGISTER_INSTANCE" and o.update_date > at)  # fmt: skip
