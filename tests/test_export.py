@@ -101,6 +101,17 @@ def test_export_equals_the_archive_and_has_the_documented_header(runner, filled,
     assert first["update_date"] == "2026-03-01T12:00:00.000Z"
 
 
+def test_every_line_is_what_the_csv_module_writes_for_its_cells(runner, filled, tmp_path) -> None:
+    """A cell with nothing in it is an empty cell, unquoted, as in any row Python's csv
+    module writes: a name no sync has listed came out as "" beside the empty cells."""
+    out = tmp_path / "ops.csv"
+    assert invoke(runner, "--db", filled, "export", "--out", str(out)).exit_code == 0
+    data = out.read_bytes().decode("utf-8")
+    again = io.StringIO()
+    csv.writer(again, lineterminator="\r\n").writerows(csv.reader(io.StringIO(data, newline="")))
+    assert data == again.getvalue()
+
+
 def test_formula_guard_neutralises_every_prefix_and_leaves_ids(runner, filled, tmp_path) -> None:
     out = tmp_path / "ops.csv"
     assert invoke(runner, "--db", filled, "export", "--out", str(out)).exit_code == 0

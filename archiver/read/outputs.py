@@ -256,10 +256,10 @@ def _csv_cell(text: str | None) -> str:
     """One cell as Python's csv module writes it in a line (for values known in Python).
     The line's own terminator is what makes the module quote a CR or LF, so the cell is
     written with it and cut from it: with no terminator, a name holding a line break
-    stood unquoted and split its row."""
+    stood unquoted and split its row. A row of one empty cell is written "": not ours."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerow([text])
-    return buf.getvalue()[:-2]
+    return buf.getvalue()[:-2] if text else ""
 
 
 def _line(cols: dict[str, Any], table: Any, names: dict[int, str], *, raw: bool) -> Any:
