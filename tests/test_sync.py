@@ -406,17 +406,65 @@ def test_a_clock_set_back_past_the_lookback_is_named_not_an_until(archive, caplo
     assert len(said) == 1 and "nothing to read: now (" in said[0] and "clock" in said[0], said
 
 
-def test_operations_listed_late_are_archived_with_the_default_lookback(runner, archive):
+@pytest.mark.parametrize(("lookback", "told"), [("2h", False), ("1h", True)])
+def test_operations_listed_late_are_archived_and_a_lag_near_the_lookback_is_told(
+    runner, archive, lookback, told
+) -> None:
     """An operation that becomes visible stamped 40 minutes before the previous run
-    ended was never archived with a 15-minute lookback."""
+    ended was never archived with a 15-minute lookback. A listing that lags by half the
+    lookback or more is told: the margin left before such operations are missed, which
+    no run could see. The warning compared with the window's start, which nothing the
+    filter lets through is before: it never spoke."""
     with Emulator(seed_operations=100, days=10, seed=31) as emu:
-        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        assert cli_sync(runner, archive, emu.url, "--lookback", lookback).exit_code == 0
         emu.account.clock.advance(-timedelta(minutes=40))  # made now, stamped 40 min ago
         late = emu.account.add_operations(30, pending_share=0)
         emu.account.clock.advance(timedelta(minutes=40))
         assert len(late) == 30
+        result = cli_sync(runner, archive, emu.url, "--lookback", lookback)
+        assert result.exit_code == 0, result.output
+        assert_archive_equals(archive, emu.account)
+        again = cli_sync(runner, archive, emu.url, "--lookback", lookback)  # nothing new
+    said = [line for line in result.stderr.splitlines() if "listed late" in line]
+    assert len(said) == told, result.stderr
+    if told:
+        assert "30 new operation(s)" in said[0] and "40m before" in said[0], said
+    assert again.exit_code == 0 and "listed late" not in again.stderr
+
+
+def test_operations_listed_later_than_the_lookback_are_missed_then_told_by_a_full_run(
+    runner, archive
+) -> None:
+    """What a lookback cannot see is lost to the incremental runs; `sync --full` reads
+    it, and says by how far the runs before it were behind."""
+    with Emulator(seed_operations=100, days=10, seed=32) as emu:
+        assert cli_sync(runner, archive, emu.url, "--lookback", "30m").exit_code == 0
+        emu.account.clock.advance(-timedelta(minutes=90))
+        late = {op.id for op in emu.account.add_operations(20, pending_share=0)}
+        emu.account.clock.advance(timedelta(minutes=90))
+        assert cli_sync(runner, archive, emu.url, "--lookback", "30m").exit_code == 0
+        assert not late & set(archived(archive))  # the filter hid them: no run can tell
+        full = cli_sync(runner, archive, emu.url, "--lookback", "30m", "--full")
+        assert full.exit_code == 0, full.output
+        assert_archive_equals(archive, emu.account)
+    said = [line for line in full.stderr.splitlines() if "listed late" in line]
+    assert len(said) == 1 and "20 new operation(s)" in said[0] and "90m before" in said[0], said
+
+
+def test_what_a_first_run_did_not_read_is_not_late_when_a_later_run_reads_it(
+    runner, archive
+) -> None:
+    """A first run `--since 1h`, then a night reading back the 2h lookback: what it finds
+    before that hour was never read, not listed late."""
+    with Emulator(seed_operations=2000, days=1, seed=33) as emu:
+        assert cli_sync(runner, archive, emu.url, "--since", "1h").exit_code == 0
+        before = len(archived(archive))
         result = cli_sync(runner, archive, emu.url)
         assert result.exit_code == 0, result.output
+        assert len(archived(archive)) > before  # it did find older ones
+        assert "listed late" not in result.stderr
+        full = cli_sync(runner, archive, emu.url, "--full")  # and a backfill of the rest
+        assert full.exit_code == 0 and "listed late" not in full.stderr, full.stderr
         assert_archive_equals(archive, emu.account)
 
 

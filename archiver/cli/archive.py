@@ -508,38 +508,19 @@ def status(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(metavar="NAME", help="Only this source.")] = None,
     as_json: JsonOption = False,
-    check: Annotated[
-        bool,
-        typer.Option("--check", help="Exit 1, one line per source, when one is stale or failing."),
-    ] = False,
-    max_age: Annotated[
-        str, typer.Option(metavar="SPAN", help="With --check: the stalest allowed.")
-    ] = "26h",
-    max_fail_rate: Annotated[
-        float | None,
-        typer.Option(
-            metavar="RATE",
-            min=0,
-            max=1,
-            help="With --check: also "
-            "fail when more than this share of a source's operations updated within "
-            "--fail-window failed (0.5 is half).",
-        ),
-    ] = None,
-    fail_window: Annotated[
-        str,
-        typer.Option(metavar="SPAN", help="With --max-fail-rate: how far back to look."),
-    ] = "24h",
-    min_operations: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            min=1,
-            help="With --max-fail-rate: "
-            "say nothing of a source with fewer operations in the window.",
-        ),
-    ] = 10,
-) -> None:
+    check: Annotated[bool, typer.Option("--check",
+        help="Exit 1, one line per source, when one is stale or failing.")] = False,
+    max_age: Annotated[str, typer.Option(metavar="SPAN",
+        help="With --check: the stalest allowed.")] = "26h",
+    max_fail_rate: Annotated[float | None, typer.Option(metavar="RATE", min=0, max=1,
+        help="With --check: also fail when more than this share of a source's operations "
+             "updated within --fail-window failed (0.5 is half).")] = None,
+    fail_window: Annotated[str, typer.Option(metavar="SPAN",
+        help="With --max-fail-rate: how far back to look.")] = "24h",
+    min_operations: Annotated[int, typer.Option(metavar="N", min=1,
+        help="With --max-fail-rate: say nothing of a source with fewer operations in the "
+             "window.")] = 10,
+) -> None:  # fmt: skip
     """Per source: watermark, last runs and their counts, archive totals by status and type.
 
     With --check, a verdict for cron and alerting instead: silent and exit 0 when

@@ -298,6 +298,13 @@ def start_run(
     return int(conn.execute(new.returning(SyncRun.id)).scalar_one())
 
 
+def read_since(conn: Connection, source_id: int) -> datetime | None:
+    """Where the source's earliest successful run began to read: what lies before it was
+    never read, so an operation found there is news, not one listed late."""
+    ok = (SyncRun.source_id == source_id) & (SyncRun.outcome == "succeeded")
+    return conn.scalar(select(func.min(SyncRun.since)).where(ok))
+
+
 def close_abandoned_runs(conn: Connection, source_id: int) -> int:
     """Runs of the source left ``running`` by a killed process: the caller holds the
     source's lock, so none of them is alive. They are recorded ``abandoned``."""

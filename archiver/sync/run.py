@@ -29,7 +29,7 @@ from archiver.sync import client as cloudmap
 from archiver.sync import wire
 from archiver.sync.options import ClientSettings, plan
 from archiver.sync.options import SyncOptions as SyncOptions  # the library's name for it
-from archiver.timeutil import iso, now
+from archiver.timeutil import iso, now, span_text
 
 log = logging.getLogger("archiver.sync")
 
@@ -166,7 +166,9 @@ class Syncer:
         self._missed: set[str] = set()  # not found (or behind) in its windows: tried today
         self._asked: dict[str, str] = {}  # id: listed status; until stored (the missed: all run)
         self._held: int | None = None  # operations the source holds: counted when needed
-        self._late = 0  # new operations stamped before the window that listed them
+        self._late: list[timedelta] = []  # how long before the watermark new ones were stamped
+        self._read: tuple[datetime, datetime] | None = None  # what earlier runs read whole
+        self._known: set[str] = set()  # listed before, never found: not late when found
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
@@ -241,8 +243,10 @@ class Syncer:
                                           endpoint_url=self.endpoint)  # fmt: skip
                 store.read_from(conn, sid, self.opts.region, self.endpoint, full=self.opts.full)
             with self.writer.begin() as conn:
-                the_plan = plan(self.opts, store.watermark(conn, sid),
-                                store.resume_point(conn, sid), started=started)  # fmt: skip
+                mark, since = store.watermark(conn, sid), store.read_since(conn, sid)
+                self._read = (since, mark) if since and mark else None
+                self._known = {i for i, *_ in store.incomplete_to_retry(conn, sid, gone=True)}
+                the_plan = plan(self.opts, mark, store.resume_point(conn, sid), started=started)
                 if closed := store.close_abandoned_runs(conn, sid):
                     self.log.info("recorded %d run(s) of a killed sync as abandoned", closed)
                 if not (w := the_plan.windows):  # --until, or this host's clock set back
@@ -269,11 +273,13 @@ class Syncer:
                 for window in the_plan.windows:
                     self._window(pool, sid, run_id, window, the_plan.resume)
                 self._retry_incomplete(pool, sid, run_id)
-                if self._late:
-                    self.log.warning("source %s: %d new operation(s) were stamped before the "
-                                     "window that listed them: the service lists changes later "
-                                     "than --lookback (%s) covers; widen it", self.opts.source,
-                                     self._late, self.opts.lookback)  # fmt: skip
+                if self._late and 2 * (most := max(self._late)) >= self.opts.lookback:
+                    self.log.warning("source %s: %d new operation(s) were listed late, stamped "
+                                     "as much as %s before the watermark; --lookback %s reads "
+                                     "back only so far: widen it, as what is listed later is "
+                                     "missed (`sync --full` reads it)", self.opts.source,
+                                     len(self._late), span_text(most - most % timedelta(minutes=1)
+                                     or most), span_text(self.opts.lookback))  # fmt: skip
                 pool.shutdown()
             except BaseException as exc:
                 # no new calls; those under way are abandoned (the names' listings may still
@@ -360,6 +366,7 @@ class Syncer:
                 # operations given up as gone may belong to an owner learned only now
                 self._retry_gone = True
                 if known and not known & owners:  # only strangers: another account?
+                    self._read = None  # what earlier runs read was not this account's
                     new, old = ", ".join(sorted(owners)), ", ".join(sorted(known))
                     self.log.warning("source %s: its namespaces belong to %s now, to %s before: "
                                      "if it now reaches another account, sync that account as "
@@ -573,8 +580,11 @@ class Syncer:
                 job = f.job
                 kept = [*f.records, *(r for r, _ in f.unsettled)]
                 new = sum(1 for r in kept if r.id in job.new_ids)
-                self._late += sum(1 for r in kept
-                                  if r.id in job.new_ids and r.update_date < window[0])  # fmt: skip
+                if self._read:  # new, though stamped within what earlier runs read whole
+                    since, mark = self._read
+                    self._late += [mark - r.update_date for r in kept if r.id in job.new_ids
+                                   and r.id not in self._known
+                                   and since <= r.update_date < mark]  # fmt: skip
                 s.listed += len(job.page.operations)
                 s.inserted += new
                 s.updated += len(kept) - new
