@@ -123,26 +123,17 @@ def query(
 @guarded
 def instances(
     ctx: typer.Context,
-    service: Annotated[
-        str | None, typer.Option(metavar="ID|NAME", help="This service's instances.")
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option(metavar="ID|NAME", help="The instances of this namespace's services."),
-    ] = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            metavar="WHEN",
-            help="The moment: ISO-8601, epoch seconds or a span ago like 2d [default: now].",
-        ),
-    ] = None,
-    history: Annotated[
-        bool, typer.Option("--history", help="Every registration change instead, in order.")
-    ] = False,
+    service: Annotated[str | None, typer.Option(metavar="ID|NAME",
+        help="This service's instances.")] = None,
+    namespace: Annotated[str | None, typer.Option(metavar="ID|NAME",
+        help="The instances of this namespace's services.")] = None,
+    at: Annotated[str | None, typer.Option(metavar="WHEN",
+        help="The moment: ISO-8601, epoch seconds or a span ago like 2d [default: now].")] = None,
+    history: Annotated[bool, typer.Option("--history",
+        help="Every registration change instead, in order.")] = False,
     source: SourceOption = None,
     output: OutputOption = "table",
-) -> None:
+) -> None:  # fmt: skip
     """Which instances were registered at a moment, rebuilt from the archived
     REGISTER_INSTANCE and DEREGISTER_INSTANCE operations.
 
@@ -225,24 +216,19 @@ def export(
     ctx: typer.Context,
     filters: FiltersOption = None,
     more: MoreFilters = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(metavar="PATH", help="Write to this file (default: stdout)."),
-    ] = None,
-    history: Annotated[
-        bool, typer.Option("--history", help="One row per observed status change.")
-    ] = False,
-    gzip: Annotated[
-        bool, typer.Option("--gzip", help="Compress (implied by an --out ending in .gz).")
-    ] = False,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Turn off the spreadsheet formula guard.")
-    ] = False,
+    out: Annotated[Path | None, typer.Option(metavar="PATH",
+        help="Write to this file (default: stdout).")] = None,
+    history: Annotated[bool, typer.Option("--history",
+        help="One row per observed status change.")] = False,
+    gzip: Annotated[bool, typer.Option("--gzip",
+        help="Compress (implied by an --out ending in .gz).")] = False,
+    raw: Annotated[bool, typer.Option("--raw",
+        help="Turn off the spreadsheet formula guard.")] = False,
     source: SourceOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     include_incomplete: IncompleteOption = False,
-) -> None:
+) -> None:  # fmt: skip
     """Export operations as CSV for audits, with a manifest beside a file.
 
     Streams any number of rows. Free-text cells starting with = + - @ tab or CR get a
