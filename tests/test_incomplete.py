@@ -173,3 +173,35 @@ def test_a_lagging_get_operation_is_settled(runner, archive, lags: int) -> None:
                                            OperationEvent.update_date))  # fmt: skip
         mine = sorted(e for e in events if e.operation_id in {o.id for o in final})
         assert mine == sorted((o.id, o.status, o.update_date) for o in final)  # no stale event
+
+
+def test_a_listing_behind_the_archive_never_takes_it_back(runner, archive) -> None:
+    """A service failed over to a replica that has not seen five operations finish lists
+    them PENDING again, within the lookback: the run fetched them and stored the older
+    state over the newer one, with an event of it. The archive keeps what it saw last,
+    and says so; once the service has caught up, a run is silent again."""
+    with Emulator(seed_operations=200, days=1, seed=41) as emu:
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        recent = emu.account.clock.now() - timedelta(hours=1)  # within the 2h lookback
+        done = [o for o in emu.account.all() if o.status == "SUCCESS" and o.create_date > recent]
+        assert len(done) >= 5
+        for o in done[:5]:
+            emu.account.put(_stale(o))
+        emu.counters.reset()
+        behind = cli_sync(runner, archive, emu.url)
+        assert behind.exit_code == 0, behind.output
+        assert emu.counters.get_calls == 0  # nothing to fetch: what is listed is older
+        assert ("5 operation(s) were listed with a Status older than the archive holds"
+                in behind.stderr), behind.stderr  # fmt: skip
+        held = archived(archive)
+        assert [held[o.id] for o in done[:5]] == done[:5]
+        events = read_rows(archive, select(OperationEvent.operation_id, OperationEvent.status))
+        ids = {o.id for o in done[:5]}  # one event each, as first seen: no older state
+        assert sorted(e for e in events if e.operation_id in ids) == sorted(
+            (i, "SUCCESS") for i in ids
+        )
+        for o in done[:5]:
+            emu.account.put(o)  # caught up
+        again = cli_sync(runner, archive, emu.url)
+        assert again.exit_code == 0 and again.stderr == "", again.output
+        assert_archive_equals(archive, emu.account)

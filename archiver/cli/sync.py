@@ -289,17 +289,16 @@ def run_demo(target: str, out: TextIO, *, operations: int = 3000, width: int | N
     with Emulator(seed_operations=operations, days=30, seed=42) as emu:
         values = {"region": "us-east-1", "endpoint_url": emu.url, "source": SOURCE}
 
-        def one_pass(full: bool) -> Any:  # each plans from its own start, as each night does
-            opts, client_settings = options.build({**values, "full": full},
-                                                  credentials=("demo", "demo"))  # fmt: skip
+        def one_pass() -> Any:  # each plans from its own start, as each night does
+            opts, client_settings = options.build(values, credentials=("demo", "demo"))
             return sync_source(target, opts, client_settings, on_page=on_page)
 
         # a night's work still under way, then finished by the next night: the second
         # pass stores the status changes the archive keeps after the service forgets
         unfinished = len(emu.account.add_operations(max(1, operations // 20), pending_share=1))
-        first = one_pass(True)  # this emulator is new: an earlier demo's watermark is not its
+        first = one_pass()
         finished = len(emu.account.finish_pending())
-        second = one_pass(False)
+        second = one_pass()
     for n, s in enumerate((first, second), start=1):
         stored = s.stats.inserted + s.stats.updated
         out.write(f"pass {n}: stored {stored} new or changed operations of {s.stats.listed} "
@@ -322,18 +321,22 @@ def run_demo(target: str, out: TextIO, *, operations: int = 3000, width: int | N
 
 
 def _refuse_a_real_archive(target: str) -> None:
-    """Synthetic operations must never mix into an archive of real ones."""
+    """Synthetic operations must never mix into an archive of real ones. An earlier
+    demo's source goes: this emulator is new, with the same ids, and its older states
+    would be listed behind the archive's (kept, and warned of, as a real service's)."""
     from archiver.store.archive import Archive
-    from archiver.store.write import source_ids
+    from archiver.store.write import drop_source, source_ids
 
     # a new file, or an empty PostgreSQL database, is made an archive, as the sync makes one
-    with Archive.open(target, create_missing=True) as archive, archive.reader.connect() as conn:
-        others = sorted(set(source_ids(conn, None).values()) - {SOURCE})
-    if others:
-        raise UsageError(
-            f"{archive.name} holds other sources ({', '.join(others)}); the demo writes "
-            "only into an archive of its own: run it without --db (demo.db) or name a new file"
-        )
+    with Archive.open(target, create_missing=True) as archive:
+        with archive.reader.connect() as conn:
+            held = set(source_ids(conn, None).values())
+        if others := sorted(held - {SOURCE}):
+            raise UsageError(f"{archive.name} holds other sources ({', '.join(others)}); the demo "
+                             "writes only into an archive of its own: run it without --db "
+                             "(demo.db) or name a new file")  # fmt: skip
+        if SOURCE in held:
+            drop_source(archive, SOURCE)
 
 
 class TerminalProgress:

@@ -169,6 +169,7 @@ class Syncer:
         self._late: list[timedelta] = []  # how long before the watermark new ones were stamped
         self._read: tuple[datetime, datetime] | None = None  # what earlier runs read whole
         self._known: set[str] = set()  # listed before, never found: not late when found
+        self._older: set[str] = set()  # listed with a Status behind the archived one
         self._pass_pages: dict[tuple[datetime, datetime], int] = {}
         self.unit = "ms"  # how the service reads UPDATE_DATE: checked by each run
         self.owners: list[str] = []  # of namespaces shared with us; the last to answer first
@@ -220,11 +221,14 @@ class Syncer:
         ids = [op_id for op_id, _ in page.operations]
         with self.reader.connect() as conn:
             archived = store.archived_statuses(conn, sid, ids)
+        # listed behind what the archive holds (a replica that lags): the archive keeps its own
+        old = {i for i, status in page.operations if behind(status, archived.get(i, "SUBMITTED"))}
+        self._older |= old
         # an operation a pass lists twice (pages shift as it changes) is fetched once
-        wanted = [i for i, status in dict.fromkeys(page.operations)
-                  if archived.get(i) != status and self._asked.get(i) != status]  # fmt: skip
+        wanted = [i for i, status in dict.fromkeys(page.operations) if i not in old
+                  and archived.get(i) != status and self._asked.get(i) != status]  # fmt: skip
         self._asked.update(page.operations)
-        unchanged = [i for i, status in page.operations if archived.get(i) == status]
+        unchanged = [i for i, status in page.operations if archived.get(i) == status or i in old]
         listed = dict(page.operations)
         futures = [pool.submit(self._get, i, listed[i]) for i in wanted]
         return _InFlight(page, {i for i in wanted if i not in archived}, futures, unchanged,
@@ -280,6 +284,11 @@ class Syncer:
                                      "missed (`sync --full` reads it)", self.opts.source,
                                      len(self._late), span_text(most - most % timedelta(minutes=1)
                                      or most), span_text(self.opts.lookback))  # fmt: skip
+                if self._older:
+                    self.log.warning("source %s: %d operation(s) were listed with a Status "
+                                     "older than the archive holds (a replica behind?); the "
+                                     "archive keeps the newer", self.opts.source,
+                                     len(self._older))  # fmt: skip
                 pool.shutdown()
             except BaseException as exc:
                 # no new calls; those under way are abandoned (the names' listings may still
