@@ -64,6 +64,7 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
             self.faulted: set[str] = set()  # given a fault since they were last archived whole
             self.kept: set[str] = set()  # every id the archive has held: it never lets one go
             self.whole: dict[str, OperationRecord] = {}  # archived, and not incomplete
+            self.reached: dict[str, int] = {}  # the latest of its states the archive held whole
             self.others = self._others()  # the earlier examples' sources: never touched
             self._record()
 
@@ -101,19 +102,21 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                                      ("500", "ListOperations", 0.5), ("500", "GetOperation", 0.5),
                                      ("500", "GetOperation", 1.0), ("stop", "ListOperations", 3),
                                      ("stop", "GetOperation", 5)]),
-              workers=st.sampled_from([1, 8]), full=st.booleans(), pick=PICK)  # fmt: skip
+              workers=st.sampled_from([1, 8]), full=st.booleans(), pick=PICK,
+              behind=st.lists(PICK, max_size=2))  # fmt: skip
         def night(self, new: int, pending: float, finished: int, hours: float,
                   hidden: list[tuple[int, int]], lagging: list[tuple[int, int, int]],
                   fault: tuple[str, str, float] | None, workers: int, full: bool,
-                  pick: int) -> None:  # fmt: skip
+                  pick: int, behind: list[int]) -> None:  # fmt: skip
             """A day of the account (new operations, some finishing; a SUBMITTED one
             PENDING), no time or hours passing (none: the run's window ends moments
             after the changes; beyond --lookback, 2h, only the watermark says where the
             run starts), then a run that the service may surprise: operations
             not found for a while (G3), maybe longer than a run retries; a replica that
-            lags, answering an older state; HTTP 500s beyond botocore's retries; SIGTERM
-            from cron or systemd partway. Which operations is drawn as numbers, the same
-            whatever the archive holds."""
+            lags, answering an older state; a failover to one that lists and answers an
+            older state of operations the archive holds whole, for the night; HTTP 500s
+            beyond botocore's retries; SIGTERM from cron or systemd partway. Which
+            operations is drawn as numbers, the same whatever the archive holds."""
             account = self.emu.account
             account.add_operations(new, pending_share=pending)
             account.finish_pending(finished)
@@ -130,17 +133,26 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                     older = self.states[op_id := moved[i % len(moved)]][:-1]
                     self.emu.service.lag(older[j % len(older)], times)
                     self.faulted.add(op_id)
-            if fault is None:
-                assert self._sync(workers=workers, full=full).outcome == "succeeded"
-                self._check(settled=False)
-                return
-            kind, api, value = fault
-            try:  # the run fails, is stopped or gets through; what it stored is true
-                with self._errors(api, value) if kind == "500" else self._stop(api, int(value)):
-                    self._sync(workers=workers, full=full, max_attempts=1)
-            except (ArchiverError, KeyboardInterrupt):  # Stopped is a KeyboardInterrupt
-                pass
-            self._check(settled=None)
+            rolled: dict[str, OperationRecord] = {}  # as the service has them: back at dawn
+            for i in behind:
+                if held := [x for x, r in sorted(self.whole.items())
+                            if len(self.states[x]) > 1 and account.get(x) == r]:  # fmt: skip
+                    rolled.setdefault(op_id := held[i % len(held)], self.whole[op_id])
+                    account.put(self.states[op_id][-2])
+            try:
+                if fault is None:
+                    assert self._sync(workers=workers, full=full).outcome == "succeeded"
+                    return
+                kind, api, value = fault
+                try:  # the run fails, is stopped or gets through; what it stored is true
+                    with self._errors(api, value) if kind == "500" else self._stop(api, int(value)):
+                        self._sync(workers=workers, full=full, max_attempts=1)
+                except (ArchiverError, KeyboardInterrupt):  # Stopped is a KeyboardInterrupt
+                    pass
+            finally:
+                for record in rolled.values():
+                    account.put(record)
+                self._check(settled=None if fault else False)
 
         @contextmanager
         def _errors(self, api: str, share: float) -> Iterator[None]:
@@ -197,6 +209,10 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
             assert self.kept <= held, "an operation the archive held is gone"
             self.kept = held
             self.whole = {i: r for i, r in got.items() if i not in incomplete}
+            for op_id, record in self.whole.items():  # never taken back to an older state
+                if record in (states := self.states[op_id]):
+                    assert states.index(record) >= self.reached.get(op_id, 0), (record, states)
+                    self.reached[op_id] = states.index(record)
             for op_id, record in got.items():  # a state the service gave, or an older one
                 states = self.states[op_id]  # at the newer listed Status (GetOperation lagged)
                 assert record in states or (op_id in incomplete and any(
