@@ -461,7 +461,7 @@ def test_what_a_first_run_did_not_read_is_not_late_when_a_later_run_reads_it(
 ) -> None:
     """A first run `--since 1h`, then a night reading back the 2h lookback: what it finds
     before that hour was never read, not listed late."""
-    with Emulator(seed_operations=2000, days=1, seed=33) as emu:
+    with Emulator(seed_operations=600, days=1, seed=33) as emu:
         assert cli_sync(runner, archive, emu.url, "--since", "1h").exit_code == 0
         before = len(archived(archive))
         result = cli_sync(runner, archive, emu.url)
