@@ -96,6 +96,7 @@ def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> Non
     sd.delete_namespace(Id=namespaces["orders"])  # moto forgets its operations
     second = cli_sync(runner, archive, moto_url, "--source", "moto", "--json")
     assert second.exit_code == 0, second.output
+    assert second.stderr == ""  # a peer's quiet night: no listing late or behind to tell
     summary = json.loads(second.stdout)
     now_listed = _listed(sd)
     new = now_listed - truth
