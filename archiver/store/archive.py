@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import LockHeld, UsageError, WorkFailed
@@ -226,12 +226,6 @@ def _file_lock(archive: Path, source: str, *, last: bool = False) -> Iterator[No
 @contextlib.contextmanager
 def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
     conn = engine.connect()
-    lost: list[bool] = []  # an archive's connection was lost while the lock was held
-
-    def note(*_: object) -> None:  # keeps no reference to the dead connection or its error
-        lost.append(True)
-
-    event.listen(engine, "invalidate", note)
     try:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(source)}).scalar()
         conn.commit()
@@ -241,8 +235,8 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
         try:
             yield
             failed = False
-        finally:  # a run failed by a lost connection: the session's end frees the lock,
-            if failed and lost:  # and no unlock waits a minute on a partition
+        finally:  # a run that did not finish ends the session, which frees the lock: an
+            if failed:  # unlock sent into a partition would wait as long as its statement
                 conn.invalidate()
             else:
                 try:
@@ -255,5 +249,4 @@ def _advisory_lock(engine: Engine, source: str) -> Iterator[None]:
                         "source %s: the session holding its lock ended mid-run (a server "
                         "restart, a partition?); the run went on without it", source)  # fmt: skip
     finally:
-        event.remove(engine, "invalidate", note)
         conn.close()
