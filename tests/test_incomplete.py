@@ -205,3 +205,21 @@ def test_a_listing_behind_the_archive_never_takes_it_back(runner, archive) -> No
         again = cli_sync(runner, archive, emu.url)
         assert again.exit_code == 0 and again.stderr == "", again.output
         assert_archive_equals(archive, emu.account)
+
+
+def test_an_operation_found_at_last_is_not_one_listed_late(runner, archive) -> None:
+    """An operation listed but not found, then found when a later run's window lists it
+    again, was listed on time: its UpdateDate, 40 to 55 minutes before the watermark, is
+    past half the lookback, and a warning of a late listing would be false."""
+    with Emulator(seed_operations=400, days=1, seed=43) as emu:
+        now = emu.account.clock.now()
+        aged = [o for o in emu.account.all()
+                if timedelta(minutes=40) < now - o.update_date < timedelta(minutes=55)]  # fmt: skip
+        assert aged
+        emu.service.hide_briefly(aged[0].id, times=10**6)
+        first = cli_sync(runner, archive, emu.url, "--lookback", "1h")
+        assert first.exit_code == 0 and "could not be fetched" in first.stderr, first.output
+        emu.service.reveal()
+        second = cli_sync(runner, archive, emu.url, "--lookback", "1h")
+        assert second.exit_code == 0 and second.stderr == "", second.output
+        assert_archive_equals(archive, emu.account)
