@@ -248,7 +248,7 @@ def demo(
         typer.Option(
             metavar="N", min=1, max=1_000_000, help="Synthetic operations in the emulated account."
         ),
-    ] = 3000,
+    ] = 1000,
 ) -> None:
     """The main job end to end, offline: emulator → sync into demo.db → status → a query.
 
@@ -273,7 +273,7 @@ def demo(
 SOURCE = "demo@emulator"
 
 
-def run_demo(target: str, out: TextIO, *, operations: int = 3000, width: int | None = None,
+def run_demo(target: str, out: TextIO, *, operations: int = 1000, width: int | None = None,
              on_page: Callable[[Any], None] | None = None) -> None:  # fmt: skip
     """Sync ``operations`` synthetic operations into ``target``, then show what it holds."""
     from archiver import filters
