@@ -188,8 +188,9 @@ def test_a_listing_behind_the_archive_never_takes_it_back(runner, archive) -> No
         for o in done[:5]:
             emu.account.put(_stale(o))
         emu.counters.reset()
-        behind = cli_sync(runner, archive, emu.url)
+        behind = cli_sync(runner, archive, emu.url, "--json")
         assert behind.exit_code == 0, behind.output
+        assert json.loads(behind.stdout)["older"] == 5
         assert emu.counters.get_calls == 0  # nothing to fetch: what is listed is older
         assert ("5 operation(s) were listed with a Status older than the archive holds"
                 in behind.stderr), behind.stderr  # fmt: skip
@@ -202,8 +203,9 @@ def test_a_listing_behind_the_archive_never_takes_it_back(runner, archive) -> No
         )
         for o in done[:5]:
             emu.account.put(o)  # caught up
-        again = cli_sync(runner, archive, emu.url)
+        again = cli_sync(runner, archive, emu.url, "--json")
         assert again.exit_code == 0 and again.stderr == "", again.output
+        assert json.loads(again.stdout)["older"] == 0
         assert_archive_equals(archive, emu.account)
 
 

@@ -426,12 +426,14 @@ def test_operations_listed_late_are_archived_and_a_lag_near_the_lookback_is_told
         late = emu.account.add_operations(30, pending_share=0)
         emu.account.clock.advance(timedelta(minutes=40))
         assert len(late) == 30
-        result = cli_sync(runner, archive, emu.url, "--lookback", lookback)
+        result = cli_sync(runner, archive, emu.url, "--lookback", lookback, "--json")
         assert result.exit_code == 0, result.output
         assert_archive_equals(archive, emu.account)
-        again = cli_sync(runner, archive, emu.url, "--lookback", lookback)  # nothing new
+        again = cli_sync(runner, archive, emu.url, "--lookback", lookback, "--json")  # no new
     said = [line for line in result.stderr.splitlines() if "listed late" in line]
     assert len(said) == told, result.stderr
+    # counted, told or not: a monitor sees the margin shrink before the warning
+    assert [json.loads(r.stdout)["late"] for r in (result, again)] == [30, 0]
     if told:
         assert "30 new operation(s)" in said[0] and "40m before" in said[0], said
     assert again.exit_code == 0 and "listed late" not in again.stderr

@@ -68,6 +68,8 @@ class Stats:
     incomplete: int = 0  # the source's incomplete operations after the run
     gone: int = 0  # given up on this run, after the retry period
     unsettled: int = 0  # found, but behind their listed Status: fetched again next run
+    late: int = 0  # new, though stamped within what earlier runs read whole: listed late
+    older: int = 0  # listed with a Status behind the archived one: the archive keeps its own
     unit_check_calls: int = 0  # of list_calls, those of the UPDATE_DATE unit check
     api_calls: dict[str, int] = field(default_factory=dict)  # sent, by API operation (wire)
     planned_windows: int = 0  # of this run's plan, for progress (window i of N)
@@ -224,6 +226,7 @@ class Syncer:
         # listed behind what the archive holds (a replica that lags): the archive keeps its own
         old = {i for i, status in page.operations if behind(status, archived.get(i, "SUBMITTED"))}
         self._older |= old
+        self.stats.older = len(self._older)
         # an operation a pass lists twice (pages shift as it changes) is fetched once
         wanted = [i for i, status in dict.fromkeys(page.operations) if i not in old
                   and archived.get(i) != status and self._asked.get(i) != status]  # fmt: skip
@@ -594,6 +597,7 @@ class Syncer:
                     self._late += [mark - r.update_date for r in kept if r.id in job.new_ids
                                    and r.id not in self._known
                                    and since <= r.update_date < mark]  # fmt: skip
+                    s.late = len(self._late)
                 s.listed += len(job.page.operations)
                 s.inserted += new
                 s.updated += len(kept) - new
