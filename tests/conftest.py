@@ -2,7 +2,8 @@
 
 Every test that takes ``db`` gets a fresh, empty archive location: a SQLite file in
 its tmp dir, or — when ``ARCHIVER_TEST_DB_URL`` names a PostgreSQL server — a new
-database on that server, so that the whole suite runs again on PostgreSQL.
+database on that server, so that the whole suite runs again on PostgreSQL. One that
+takes ``archive`` gets the same, at head: a copy of one its worker upgraded once.
 """
 
 from __future__ import annotations
