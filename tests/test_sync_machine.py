@@ -211,8 +211,9 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
             self.whole = {i: r for i, r in got.items() if i not in incomplete}
             for op_id, record in self.whole.items():  # never taken back to an older state
                 if record in (states := self.states[op_id]):
-                    assert states.index(record) >= self.reached.get(op_id, 0), (record, states)
-                    self.reached[op_id] = states.index(record)
+                    at = states.index(record)
+                    assert at >= self.reached.get(op_id, 0), (record, states)
+                    self.reached[op_id] = at
             for op_id, record in got.items():  # a state the service gave, or an older one
                 states = self.states[op_id]  # at the newer listed Status (GetOperation lagged)
                 assert record in states or (op_id in incomplete and any(

@@ -226,7 +226,6 @@ class Syncer:
         # listed behind what the archive holds (a replica that lags): the archive keeps its own
         old = {i for i, status in page.operations if behind(status, archived.get(i, "SUBMITTED"))}
         self._older |= old
-        self.stats.older = len(self._older)
         # an operation a pass lists twice (pages shift as it changes) is fetched once
         wanted = [i for i, status in dict.fromkeys(page.operations) if i not in old
                   and archived.get(i) != status and self._asked.get(i) != status]  # fmt: skip
@@ -446,6 +445,7 @@ class Syncer:
     def _finish(self, sid: int, run_id: int, outcome: str, error: str | None) -> None:
         self.stats.concurrency_peak = self.in_flight.peak
         self.stats.concurrency_final = int(self.in_flight.limit)
+        self.stats.late, self.stats.older = len(self._late), len(self._older)
         self.stats.api_calls = self._calls_now()
         with self.writer.begin() as conn:
             store.record_run(conn, run_id, outcome=outcome, error=error, finished_at=now(),
@@ -597,7 +597,6 @@ class Syncer:
                     self._late += [mark - r.update_date for r in kept if r.id in job.new_ids
                                    and r.id not in self._known
                                    and since <= r.update_date < mark]  # fmt: skip
-                    s.late = len(self._late)
                 s.listed += len(job.page.operations)
                 s.inserted += new
                 s.updated += len(kept) - new
