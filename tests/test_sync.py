@@ -413,27 +413,34 @@ def test_a_clock_set_back_past_the_lookback_is_named_not_an_until(archive, caplo
 
 @pytest.mark.parametrize(("lookback", "told"), [("2h", False), ("1h", True)])
 def test_operations_listed_late_are_archived_and_a_lag_near_the_lookback_is_told(
-    runner, archive, lookback, told
+    runner, archive, lookback, told, tmp_path
 ) -> None:
     """An operation that becomes visible stamped 40 minutes before the previous run
     ended was never archived with a 15-minute lookback. A listing that lags by half the
     lookback or more is told: the margin left before such operations are missed, which
     no run could see. The warning compared with the window's start, which nothing the
     filter lets through is before: it never spoke."""
+    prom = tmp_path / "archiver.prom"
     with Emulator(seed_operations=100, days=10, seed=31) as emu:
         assert cli_sync(runner, archive, emu.url, "--lookback", lookback).exit_code == 0
         emu.account.clock.advance(-timedelta(minutes=40))  # made now, stamped 40 min ago
         late = emu.account.add_operations(30, pending_share=0)
         emu.account.clock.advance(timedelta(minutes=40))
         assert len(late) == 30
-        result = cli_sync(runner, archive, emu.url, "--lookback", lookback, "--json")
+        result = cli_sync(runner, archive, emu.url, "--lookback", lookback, "--json",
+                          "--metrics-file", str(prom))  # fmt: skip
         assert result.exit_code == 0, result.output
         assert_archive_equals(archive, emu.account)
+        metric = 'archiver_sync_last_run_late{source="default@us-east-1"} 30.0'
+        assert metric in prom.read_text().splitlines()
         again = cli_sync(runner, archive, emu.url, "--lookback", lookback, "--json")  # no new
     said = [line for line in result.stderr.splitlines() if "listed late" in line]
     assert len(said) == told, result.stderr
-    # counted, told or not: a monitor sees the margin shrink before the warning
+    # counted, told or not: a monitor sees the margin shrink before the warning, in the
+    # run's --json line, in its sync_runs row and in the metrics (above)
     assert [json.loads(r.stdout)["late"] for r in (result, again)] == [30, 0]
+    runs = read_rows(archive, select(SyncRun.late).order_by(SyncRun.id))
+    assert [r.late for r in runs] == [0, 30, 0]
     if told:
         assert "30 new operation(s)" in said[0] and "40m before" in said[0], said
     assert again.exit_code == 0 and "listed late" not in again.stderr

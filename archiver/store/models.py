@@ -305,6 +305,8 @@ class SyncRun(Base):
     vanished: Mapped[int] = mapped_column(Integer, default=0)
     namespace_calls: Mapped[int] = mapped_column(Integer, default=0)
     service_calls: Mapped[int] = mapped_column(Integer, default=0)
+    late: Mapped[int] = mapped_column(Integer, default=0)  # new, stamped within what was read
+    older: Mapped[int] = mapped_column(Integer, default=0)  # listed behind the archived Status
     error: Mapped[str | None] = mapped_column(Text)
 
 
