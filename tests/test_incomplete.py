@@ -193,6 +193,8 @@ def test_a_listing_behind_the_archive_never_takes_it_back(runner, archive) -> No
         assert json.loads(behind.stdout)["older"] == 5
         shown = invoke(runner, "--db", archive, "status", "--json")  # kept with the run
         assert json.loads(shown.stdout)["sources"][0]["last_runs"][0]["older"] == 5
+        text = invoke(runner, "--db", archive, "status").stdout  # the latest run first
+        assert "changed 0, older 5, calls: get 0" in text.split("  run ")[1], text
         assert emu.counters.get_calls == 0  # nothing to fetch: what is listed is older
         assert ("5 operation(s) were listed with a Status older than the archive holds"
                 in behind.stderr), behind.stderr  # fmt: skip
