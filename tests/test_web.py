@@ -75,6 +75,7 @@ def test_the_views_and_every_canned_query_answer(synced) -> None:
     assert all(t["description"] for t in described.values())
     assert all(all(c.values()) for t in described.values() for c in [t.get("columns", {})])
     assert described["operations"]["columns"]["status"] == "GetOperation's Status"
+    assert "listed late" in described["sync_runs"]["columns"]["late"]  # the models' own docs
     assert table["rows"]
     refused = _get(ds, "/archive.json?sql=" + "delete from operations")
     assert refused.status_code == 400  # SQL writes are refused
