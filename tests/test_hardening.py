@@ -634,11 +634,12 @@ def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes
     again (16-17 s in all before, 11 s after; with the shipped values, 60 s a wait and
     30 s a connection: 180 s before, 120 s after).
 
-    The kernel ends a connection at a retransmission after tcp_user_timeout, not at
+    The kernel ends a connection at the retransmission after tcp_user_timeout, not at
     it: on a loaded machine (CI's two passes on two cores) the backoff stretched the
-    one wait to 13 s, and the run took 18 s with the fix in place. The bound is what
-    one wait can take so: it holds the 15 minutes of TCP's retries off, but no longer
-    tells a second wait (the unlock) from a stretched first one."""
+    one wait to 13 s, and a bound on the whole run failed with the fix in place. So the
+    wait is timed apart: it ends when the run first tries a new connection (its SYN,
+    counted by a rule of its own). From there the run ends in 4.4 s, its two connects,
+    loaded or not; an unlock sent into the partition made it 10.4 s (a second wait)."""
     import shutil
     import time
 
@@ -655,6 +656,7 @@ def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes
     gid = 40000 + os.getpid() % 20000  # the sync's alone: its packets are the ones dropped
     rule = ["OUTPUT", "-p", "tcp", "-d", server.host or "127.0.0.1", "--dport",
             str(server.port or 5432), "-m", "owner", "--gid-owner", str(gid), "-j", "DROP"]  # fmt: skip
+    syn = [*rule[:3], "--syn", *rule[3:]]  # the same packets' SYNs alone
     watcher = create_engine(archive, isolation_level="AUTOCOMMIT")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
     cut = False
@@ -667,16 +669,26 @@ def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes
             while emu.counters.get_calls < 30 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert run.poll() is None
+            cut = True
             subprocess.run(["iptables", "-I", *rule], check=True)
-            cut, started = True, time.monotonic()
-            _, err = run.communicate(timeout=300)
-            took = time.monotonic() - started
+            subprocess.run(["iptables", "-I", *syn], check=True)  # first: it counts the SYNs
+            started = time.monotonic()
+            reconnected = None
+            while run.poll() is None and time.monotonic() - started < 300:
+                if reconnected is None and _syns(gid):
+                    reconnected = time.monotonic()  # the first wait is over
+                time.sleep(0.05)
+            ended = time.monotonic()
+            err = run.stderr.read() if run.stderr else ""
             assert run.returncode == 1, err
-            assert took < 30, took  # one wait of 6-13 s; 15 minutes before tcp_user_timeout
+            assert reconnected is not None, err
+            assert reconnected - started < 30  # one wait of 6-13 s, not TCP's 15 minutes
+            assert ended - reconnected < 7.5, ended - reconnected  # two connects (4.4 s), no wait
             assert err.endswith(
                 "error: the archive's database: ConnectionTimeout: connection timeout expired\n"
             ), err
-            subprocess.run(["iptables", "-D", *rule], check=True)
+            for dropping in (syn, rule):
+                subprocess.run(["iptables", "-D", *dropping], check=True)
             cut = False
             with watcher.connect() as conn:  # the server's side of the old sessions, as its
                 conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -689,8 +701,17 @@ def test_a_partition_mid_run_fails_the_run_in_seconds_and_the_next_run_completes
             assert stored == len(emu.account) == 300
     finally:
         if cut:
-            subprocess.run(["iptables", "-D", *rule], check=False)
+            for dropping in (syn, rule):
+                subprocess.run(["iptables", "-D", *dropping], check=False)
         watcher.dispose()
+
+
+def _syns(gid: int) -> int:
+    """The SYNs the partition test's rule has dropped: the sync's new connections."""
+    rules = subprocess.run(["iptables", "-L", "OUTPUT", "-v", "-x", "-n"], check=True,
+                           capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+    return sum(int(r.split()[0]) for r in rules if "flags:0x17/0x02" in r
+               and f"owner GID match {gid}" in r)  # fmt: skip
 
 
 def test_a_database_server_that_never_answers_is_an_error_not_a_hang(runner, monkeypatch):
