@@ -110,7 +110,7 @@ def to_text(summary: dict[str, Any]) -> str:
                 lines.append(f"  {name[3:]:<11} {counts}")
         for r in s["last_runs"]:
             counts = (f"listed {r['listed']}, new {r['inserted']}, changed {r['updated']}, "
-                      + "".join(f"{k} {r[k]}, " for k in ("late", "older") if r[k])  # told
+                      + "".join(f"{k} {r[k]}, " for k in ("late", "older") if r[k])  # when any
                       + f"calls: get {r['get_calls']}, list {r['list_calls']}")  # fmt: skip
             lines.append(f"  run {r['id']:<7} {r['started_at']}  {r['outcome']:<11} {counts}")
             if r["error"]:
