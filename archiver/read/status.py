@@ -14,7 +14,7 @@ from archiver import guards
 from archiver.errors import UsageError
 from archiver.store import write as store
 from archiver.store.archive import Archive
-from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncState
+from archiver.store.models import CALL_COLUMNS, Operation, Source, SyncRun, SyncState
 from archiver.timeutil import iso, parse_iso, parse_span, span_text
 from archiver.timeutil import now as utc_now
 
@@ -191,10 +191,8 @@ def check_failures(rates: dict[str, dict[str, Any]], *, max_rate: float, window:
     return [guards.printable(line) for line in lines]
 
 
-#: sync_runs columns exported as counters of the source's latest run, and what they count.
-_COUNTS = {**{c: f"{c} operations" for c in ("listed", "inserted", "updated", "unchanged",
-    "vanished")}, "late": "new operations stamped within what earlier runs read (listed late)",
-    "older": "operations listed with a Status behind the archived one"}  # fmt: skip
+#: sync_runs columns exported as counters of the source's latest run.
+_COUNTS = ("listed", "inserted", "updated", "unchanged", "vanished", "late", "older")
 #: The gauges by source: name (after ``archiver_``), help, and their other labels.
 _GAUGES = (
     ("sync_last_success_timestamp_seconds", "Unix time of the end of the source's last "
@@ -241,8 +239,9 @@ def write_metrics(target: guards.Target, archive: Archive, *, retries: dict[str,
         return Gauge(f"archiver_{name}", doc, ["source", *labels], registry=registry)
 
     g = {name: gauge(name, doc, *labels) for name, doc, *labels in _GAUGES}
-    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {what} in the source's last run.")
-              for c, what in _COUNTS.items()}  # fmt: skip
+    said = {c: SyncRun.__table__.c[c].doc or f"{c} operations" for c in _COUNTS}  # the models'
+    counts = {c: gauge(f"sync_last_run_{c}", f"Number of {d[0].lower()}{d[1:]} in the source's "
+                       "last run.") for c, d in said.items()}  # fmt: skip
     rates = {span: fail_rates(archive, window=parse_span(span)) for span in ("1h", "24h")}
     size = Gauge("archiver_archive_size_bytes", "Size of the archive in bytes (SQLite: its "
                  "file, -wal and -shm; PostgreSQL: its database).", registry=registry)  # fmt: skip

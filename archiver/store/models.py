@@ -305,8 +305,8 @@ class SyncRun(Base):
     vanished: Mapped[int] = mapped_column(Integer, default=0)
     namespace_calls: Mapped[int] = mapped_column(Integer, default=0)
     service_calls: Mapped[int] = mapped_column(Integer, default=0)
-    late: Mapped[int] = mapped_column(Integer, default=0, doc="New operations the service "
-                                      "listed late: stamped within what was read")  # fmt: skip
+    late: Mapped[int] = mapped_column(Integer, default=0, doc="New operations stamped "
+                                      "within what earlier runs read (listed late)")  # fmt: skip
     older: Mapped[int] = mapped_column(Integer, default=0, doc="Operations listed with a "
                                        "Status behind the archived one")  # fmt: skip
     error: Mapped[str | None] = mapped_column(Text)
