@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -161,6 +162,17 @@ def test_F7_a_value_that_looks_like_seconds_earns_a_warning() -> None:
     assert len(fs.warnings) == 1
     assert "did you give seconds?" in fs.warnings[0]
     assert not validate([f("UPDATE_DATE", ["1772366400000", "1772366400999"], "BETWEEN")]).warnings
+    # the line is 10^11 ms, March 1973: below it warns, at it does not
+    assert validate([f("UPDATE_DATE", ["99999999999", "1772366400999"], "BETWEEN")]).warnings
+    assert not validate([f("UPDATE_DATE", ["100000000000", "1772366400999"], "BETWEEN")]).warnings
+
+
+def test_F7_the_last_millisecond_of_year_9999_is_the_latest_time() -> None:
+    last = str(to_epoch_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)))
+    latest = validate([f("UPDATE_DATE", ["1772366400000", last], "BETWEEN")])
+    assert latest.items[0].values[1] == last
+    beyond = err([f("UPDATE_DATE", ["1772366400000", str(int(last) + 1)], "BETWEEN")])
+    assert "is beyond year 9999 in epoch milliseconds (F7)" in beyond
 
 
 def test_F8_the_same_name_may_repeat_and_all_apply() -> None:
@@ -211,6 +223,10 @@ def test_M4_between_is_inclusive_to_the_millisecond_and_reversed_matches_nothing
     assert not fs.matches(op(1, ms=-1))
     reversed_ = validate([f("UPDATE_DATE", [str(t + 10), str(t)], "BETWEEN")])
     assert not reversed_.matches(op(1, ms=5))
+    assert reversed_.warnings == ("filter 1 (UPDATE_DATE): the start is after the end, so "
+                                  "nothing can match (M4)",)  # fmt: skip
+    one_instant = validate([f("UPDATE_DATE", [str(t), str(t)], "BETWEEN")])
+    assert one_instant.matches(op(1, ms=0)) and not one_instant.warnings  # valid, and no slip
 
 
 def test_M5_only_the_latest_update_date_counts() -> None:
@@ -251,6 +267,8 @@ def test_file_form_reads_json_and_shorthand(tmp_path) -> None:
         ("Name=STATUS,Values=FAIL]", "unexpected ']'"),
         ("Name", "expected Key=Value"),
         ("Name=STATUS,Values=FAIL,", "trailing ','"),
+        ("Name=STATUS,Values=", "every value must be 1 to 255 characters long (F3)"),
+        ("Name=STATUS,Values=''", "every value must be 1 to 255 characters long (F3)"),
         ("Name=STATUS,Colour=red,Values=FAIL", "unknown key 'Colour'"),
         ("Name=STATUS,Name=TYPE,Values=FAIL", "Name given twice"),
         ('Name="STATUS,Values=FAIL', 'unbalanced "'),
