@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -56,6 +58,54 @@ def test_a_stale_and_a_failing_source_each_get_one_line_and_exit_1(runner, archi
     assert wide.exit_code == 1 and len(wide.stdout.splitlines()) == 1  # broken still fails
     verdict = json.loads(invoke(runner, "--db", archive, "status", "--check", "--json").stdout)
     assert verdict["check"]["ok"] is False and len(verdict["check"]["problems"]) == 2
+
+
+def test_a_window_without_failures_has_a_rate_of_0_and_passes_a_limit_of_0(runner, archive) -> None:
+    """Only FAIL counts as failed: a window of successes and unfinished operations
+    passes even --max-fail-rate 0, which any one failure fails."""
+    recent = now() - timedelta(minutes=10)
+    calm = [replace(op(i, status="PENDING" if i < 2 else "SUCCESS"), create_date=recent,
+                    update_date=recent) for i in range(12)]  # fmt: skip
+    fill(archive, calm, source="calm@eu-west-1")
+    _run(archive, "calm@eu-west-1", "succeeded", ago=timedelta(minutes=5))
+    check = ("--db", archive, "status", "--check", "--max-fail-rate", "0", "--fail-window", "1h")
+    result = invoke(runner, *check)
+    assert (result.exit_code, result.stdout) == (0, ""), result.output
+    rates = json.loads(invoke(runner, *check, "--json").stdout)["check"]["fail_rates"]
+    assert rates["calm@eu-west-1"] == {"operations": 12, "failed_ratio": 0.0,
+                                       "by_status": {"PENDING": 2, "SUCCESS": 10}}  # fmt: skip
+
+
+def test_a_run_held_on_another_host_is_running_and_one_whose_process_died_is_abandoned(
+    runner, archive
+) -> None:
+    """A shared PostgreSQL archive is synced from several hosts: a run whose holder is
+    another host's process is at work, whatever this host's pids; one held by a
+    process of this host that is gone was killed, and says so."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid names no process now
+    for source, holder in (("far@eu-west-1", "db-host-2:4242"),
+                           ("near@eu-west-1", f"{socket.gethostname()}:{dead.pid}")):  # fmt: skip
+        with Archive(archive) as handle, handle.writer.begin() as conn:
+            sid = store.ensure_source(conn, source)
+            store.start_run(conn, sid, since=None, until=None)
+            store.set_lock_holder(conn, sid, holder)
+    shown = {s["source"]: s for s in json.loads(invoke(runner, "--db", archive, "status",
+                                                        "--json").stdout)["sources"]}  # fmt: skip
+    far, near = shown["far@eu-west-1"], shown["near@eu-west-1"]
+    assert (far["lock_holder"], far["last_runs"][0]["outcome"]) == ("db-host-2:4242", "running")
+    assert (near["lock_holder"], near["last_runs"][0]["outcome"]) == (None, "abandoned")
+
+
+def test_status_tells_operations_still_incomplete_when_none_is_gone(runner, archive) -> None:
+    _run(archive, "p@eu-west-1", "succeeded", ago=timedelta(hours=1))
+    with Archive(archive) as handle, handle.writer.begin() as conn:
+        sid = store.ensure_source(conn, "p@eu-west-1")
+        store.keep_incomplete(conn, sid, [("op-listed-only", "PENDING")], seen_at=now())
+    text = invoke(runner, "--db", archive, "status").stdout
+    assert "\n  incomplete  1 listed but not yet found by GetOperation\n" in text, text
 
 
 @pytest.mark.slow  # a process
