@@ -125,6 +125,22 @@ def test_export_removes_what_a_killed_export_left_for_the_same_path(runner, fill
     assert not stale.exists()
 
 
+def test_export_leaves_the_file_of_an_export_still_at_work_on_the_same_path(
+    runner, filled, tmp_path
+):
+    """Two exports to one path at once (a cron job that overran): only a dead process's
+    temporary file is removed, or the other export's rename would find nothing."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".out.csv.partial-{busy.pid}"
+        live.write_bytes(b"x" * 1000)
+        done = invoke(runner, "--db", filled, "export", "--out", str(tmp_path / "out.csv"))
+        assert done.exit_code == 0 and live.read_bytes() == b"x" * 1000
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 # --- inputs that reached the user as "unexpected …" ----------------------------------------
 
 
