@@ -59,6 +59,32 @@ def test_bad_time_values_exit_2(runner, archive, option, value) -> None:
     assert result.stderr.startswith(f"error: {option}: ")
 
 
+def test_aws_region_comes_before_aws_default_region_and_the_option_before_both(
+    monkeypatch,
+) -> None:
+    """The order the AWS CLI reads them in; boto3 alone knows only AWS_DEFAULT_REGION."""
+    from archiver.sync.options import build
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    opts = build({})[0]
+    assert opts.region == "eu-west-3" and opts.source.endswith("@eu-west-3")
+    assert build({"region": "ap-south-1"})[0].region == "ap-south-1"
+
+
+def test_a_window_without_since_plans_from_the_start_or_the_watermark(runner, archive) -> None:
+    """--window with no --since: a first run cuts everything since 1970, and is not
+    refused for that; a day's window over 56 years is more than 10,000 windows."""
+    sync = ("--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
+            "http://127.0.0.1:9", "--dry-run")  # fmt: skip
+    planned = invoke(runner, *sync, "--window", "365d")
+    assert planned.exit_code == 0, planned.output
+    windows = json.loads(planned.stdout)["windows"]
+    assert windows[0]["start"] == "1970-01-01T00:00:00.000Z" and 50 < len(windows) < 60
+    refused = invoke(runner, *sync, "--window", "1d")
+    assert refused.exit_code == 2 and "more than 10,000 windows" in refused.stderr
+
+
 def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)
