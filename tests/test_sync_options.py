@@ -85,6 +85,21 @@ def test_a_window_without_since_plans_from_the_start_or_the_watermark(runner, ar
     assert refused.exit_code == 2 and "more than 10,000 windows" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "low", "high"),
+    [("--workers", "1", "64"), ("--max-attempts", "1", "50"), ("--call-timeout", "1", "3600")],
+)
+def test_a_ranges_ends_are_in_it_and_one_past_them_is_exit_2(runner, archive, option, low, high):
+    """The ranges `--help` gives are inclusive: 64 workers may be asked for, 65 not."""
+    sync = ("--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
+            "http://127.0.0.1:9", "--dry-run")  # fmt: skip
+    for value in (low, high):
+        assert invoke(runner, *sync, option, value).exit_code == 0, (option, value)
+    for value in (str(int(low) - 1), str(int(high) + 1)):
+        refused = invoke(runner, *sync, option, value)
+        assert refused.exit_code == 2 and f"is not from {low} to {high}" in refused.stderr
+
+
 def test_missing_region_and_profile_are_bad_input(runner, archive, monkeypatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)
