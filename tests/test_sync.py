@@ -605,3 +605,26 @@ def test_a_dry_run_of_a_known_source_plans_what_its_next_run_reads(runner, archi
         assert cli_sync(runner, archive, emu.url, "--lookback", "3h").exit_code == 0
     since = read_rows(archive, select(SyncRun.since).order_by(SyncRun.id))[-1].since
     assert iso(since) == plan["windows"][0]["start"]
+
+
+def test_an_unchanged_operation_listed_again_is_seen_again(runner, archive) -> None:
+    """last_seen_at is the last sync that listed the operation, changed or not: the
+    cookbook's "still not final a day after" reads it of operations that stay PENDING."""
+    from archiver.store.models import Operation
+
+    with Emulator(seed_operations=40, days=0.02, seed=17) as emu:  # all within the lookback
+        assert cli_sync(runner, archive, emu.url).exit_code == 0
+        first = dict(read_rows(archive, select(Operation.id, Operation.last_seen_at)))
+        again = cli_sync(runner, archive, emu.url, "--json")
+    assert json.loads(again.stdout)["unchanged"] == 40
+    seen = read_rows(archive, select(Operation.id, Operation.first_seen_at,
+                                     Operation.last_seen_at))  # fmt: skip
+    assert len(seen) == 40 and all(f == first[i] < last for i, f, last in seen)
+
+
+def test_a_window_that_begins_at_the_watermark_moves_it_on(runner, archive) -> None:
+    """--lookback 0s: each run reads from the watermark itself, and leaves it at its end."""
+    with Emulator(seed_operations=10, seed=5) as emu:
+        marks = [json.loads(cli_sync(runner, archive, emu.url, "--lookback", "0s", "--json")
+                            .stdout)["watermark"] for _ in range(2)]  # fmt: skip
+    assert marks[0] < marks[1]
