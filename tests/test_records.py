@@ -6,7 +6,7 @@ a column of the model or the migrated archive disagrees with what the record say
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -111,3 +111,17 @@ def test_an_answer_timestamp_in_text_is_left_to_botocore() -> None:
     assert api_timestamp("2026-01-31T12:00:00.125Z") == datetime(2026, 1, 31, 12, 0, 0, 125000,
                                                                  tzinfo=UTC)  # fmt: skip
     assert api_timestamp(1_767_225_600) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_records_dates_are_utc_to_the_millisecond_whatever_the_answer_carried() -> None:
+    """O3: the archive keeps milliseconds in UTC, as the service does; a finer date (a
+    text date botocore parsed with microseconds) would make two observations of one
+    UpdateDate compare unequal."""
+    paris = timezone(timedelta(hours=1))
+    sent = {"Id": "op-1", "Type": "REGISTER_INSTANCE", "Status": "SUCCESS",
+            "CreateDate": datetime(2026, 3, 1, 13, 0, 0, 123456, tzinfo=paris),
+            "UpdateDate": datetime(2026, 3, 1, 13, 0, 1, 999999, tzinfo=paris)}  # fmt: skip
+    record = OperationRecord.from_api(sent)
+    assert record.create_date == datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert record.update_date == datetime(2026, 3, 1, 12, 0, 1, 999000, tzinfo=UTC)
+    assert record.update_date.tzinfo is UTC
