@@ -27,20 +27,14 @@ def test_plan_windows() -> None:
 
 @pytest.mark.parametrize("form", ["2026-01-31T00:00:00Z", "2026-01-31", "1769817600", "30d", "12h"])
 def test_time_forms_are_accepted(runner, archive, form) -> None:
-    result = invoke(
-        runner,
-        "--db",
-        archive,
-        "sync",
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        "http://127.0.0.1:9",
-        "--since",
-        form,
-        "--dry-run",
-    )
+    result = _dry_run(runner, archive, "--since", form)
     assert result.exit_code == 0, result.output
+
+
+def _dry_run(runner, archive, *options: str):  # type: ignore[no-untyped-def]
+    """`sync --dry-run` with ``options``: the plan, and no call (the endpoint is closed)."""
+    return invoke(runner, "--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
+                  "http://127.0.0.1:9", "--dry-run", *options)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -72,16 +66,14 @@ def test_aws_region_comes_before_aws_default_region_and_the_option_before_both(
     assert build({"region": "ap-south-1"})[0].region == "ap-south-1"
 
 
-def test_a_window_without_since_plans_from_the_start_or_the_watermark(runner, archive) -> None:
+def test_a_window_without_since_plans_a_first_run_from_1970(runner, archive) -> None:
     """--window with no --since: a first run cuts everything since 1970, and is not
     refused for that; a day's window over 56 years is more than 10,000 windows."""
-    sync = ("--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
-            "http://127.0.0.1:9", "--dry-run")  # fmt: skip
-    planned = invoke(runner, *sync, "--window", "365d")
+    planned = _dry_run(runner, archive, "--window", "365d")
     assert planned.exit_code == 0, planned.output
     windows = json.loads(planned.stdout)["windows"]
     assert windows[0]["start"] == "1970-01-01T00:00:00.000Z" and 50 < len(windows) < 60
-    refused = invoke(runner, *sync, "--window", "1d")
+    refused = _dry_run(runner, archive, "--window", "1d")
     assert refused.exit_code == 2 and "more than 10,000 windows" in refused.stderr
 
 
@@ -91,12 +83,10 @@ def test_a_window_without_since_plans_from_the_start_or_the_watermark(runner, ar
 )
 def test_a_ranges_ends_are_in_it_and_one_past_them_is_exit_2(runner, archive, option, low, high):
     """The ranges `--help` gives are inclusive: 64 workers may be asked for, 65 not."""
-    sync = ("--db", archive, "sync", "--region", "us-east-1", "--endpoint-url",
-            "http://127.0.0.1:9", "--dry-run")  # fmt: skip
     for value in (low, high):
-        assert invoke(runner, *sync, option, value).exit_code == 0, (option, value)
+        assert _dry_run(runner, archive, option, value).exit_code == 0, (option, value)
     for value in (str(int(low) - 1), str(int(high) + 1)):
-        refused = invoke(runner, *sync, option, value)
+        refused = _dry_run(runner, archive, option, value)
         assert refused.exit_code == 2 and f"is not from {low} to {high}" in refused.stderr
 
 
