@@ -67,8 +67,8 @@ def parse_span(text: str) -> timedelta:
 
 
 def span_text(delta: timedelta) -> str:
-    """A span as people write it, in the largest unit that keeps it whole: 26h, 90s,
-    2d, 1500ms ("0.000277778h" said 1s)."""
+    """A span as people write it, in the largest unit that keeps it whole (hours below
+    two days): 26h, 24h, 90s, 2d, 500ms, and 1.5s ("0.000277778h" said 1s)."""
     ms = round(delta.total_seconds() * 1000)
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms >= size and ms % size == 0 and not (unit == "d" and ms < 2 * size):
