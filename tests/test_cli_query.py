@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from archiver.store.archive import Archive
-from archiver.timeutil import now, to_epoch_ms
+from archiver.timeutil import iso, now, to_epoch_ms
 from tests.conftest import invoke, requires_sqlite
 from tests.helpers import T0, fill, op
 
@@ -366,6 +367,17 @@ def test_since_is_the_update_date_between_it_stands_for(runner, archive) -> None
     csv_ids = [r["id"] for r in csv.DictReader(io.StringIO(
         invoke(runner, "--db", archive, "export", "--since", "30d").stdout))]  # fmt: skip
     assert csv_ids == ["op-000002", "op-000001", "op-000000"]  # oldest first
+
+
+@pytest.mark.parametrize("command", ["query", "export"])
+def test_since_and_until_take_in_an_operation_at_either_end(runner, archive, command) -> None:
+    """As BETWEEN's ends do (M4): an operation stamped at --since or --until to the
+    millisecond is in the answer, one a millisecond outside is not."""
+    fill(archive, [op(i, ms=ms) for i, ms in enumerate((-1, 0, 5, 10, 11))])
+    since, until = iso(T0), iso(T0 + timedelta(milliseconds=10))
+    result = invoke(runner, "--db", archive, command, "--since", since, "--until", until)
+    assert result.exit_code == 0, result.output
+    assert sorted(re.findall(r"op-\d+", result.stdout)) == ["op-000001", "op-000002", "op-000003"]
 
 
 @pytest.mark.parametrize(

@@ -240,7 +240,7 @@ def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None
 
 def test_service_and_namespace_together_are_their_intersection(runner, archive) -> None:
     """--namespace answers for its services; with --service too, for that service, and
-    the coverage narrows with the answer. A service of another namespace is a slip, told
+    the coverage narrows with the answer; each row names both. A service of another namespace is a slip, told
     as one (exit 2), not an empty answer a script would take for "none registered"."""
     from archiver.records import Listed
     from archiver.store import write as store
@@ -269,7 +269,44 @@ def test_service_and_namespace_together_are_their_intersection(runner, archive) 
         with pytest.raises(UsageError, match="is not in --namespace 'ns-1' per the"):
             answer(namespace="ns-1", service="srv-3")
         assert answer(namespace="ns-2") == ({"i-3"}, T - timedelta(minutes=30))
+        for history in (False, True):  # each row names its service and that one's namespace
+            got = query.instances(handle, service="srv-3", at=at, history=history).rows
+            named = [(r["ServiceName"], r["NamespaceName"]) for r in got]
+            assert named == [("SRV-3", "ns-2.local")]
     both = invoke(runner, "--db", archive, "instances", "--namespace", "ns-1", "--service",
                   "srv-3", "--at", "2030-01-01", "-o", "count")  # fmt: skip
     assert (both.exit_code, both.stdout) == (2, ""), both.output
     assert "--service 'srv-3' is not in --namespace 'ns-1'" in both.stderr
+
+
+def test_a_history_is_every_change_in_order_with_its_update_date_and_type(runner, archive) -> None:
+    """`--history` (README): a row per registration change of the service, in order,
+    with UpdateDate and Type in place of RegisteredAt; a failed operation changed
+    nothing, so it is no row. The table counts changes, and json's ``at`` is null."""
+    import csv
+    import io
+
+    fill(archive, [op(1, minutes=1, instance="i-1"), op(4, minutes=4, instance="i-3", status="FAIL"),
+                   op(2, minutes=2, type="DEREGISTER_INSTANCE", instance="i-1"),
+                   op(3, minutes=3, instance="i-2")])  # fmt: skip
+
+    def history(output: str) -> str:
+        result = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--history",
+                        "-o", output)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    rows = list(csv.DictReader(io.StringIO(history("csv"), newline="")))
+    assert list(rows[0]) == ["Source", "ServiceId", "ServiceName", "NamespaceName",
+                             "InstanceId", "UpdateDate", "Type", "OperationId"]  # fmt: skip
+    changes = [(r["InstanceId"], r["UpdateDate"], r["Type"], r["OperationId"]) for r in rows]
+    assert changes == [
+        ("i-1", iso(T + timedelta(minutes=1)), "REGISTER_INSTANCE", "op-000001"),
+        ("i-1", iso(T + timedelta(minutes=2)), "DEREGISTER_INSTANCE", "op-000002"),
+        ("i-2", iso(T + timedelta(minutes=3)), "REGISTER_INSTANCE", "op-000003"),
+    ]
+    table = history("table").splitlines()
+    assert table[0].split() == list(rows[0]) and table[-1] == "(3 changes)"
+    envelope = json.loads(history("json"))
+    assert envelope["at"] is None
+    assert [r["OperationId"] for r in envelope["instances"]] == [c[3] for c in changes]
