@@ -345,6 +345,29 @@ def test_table_shortens_long_ids_only_to_fit_a_terminal() -> None:
     assert long_id in whole.getvalue()
 
 
+def test_table_columns_hold_every_known_value_whole_and_the_id_fits_first() -> None:
+    """A date, every Status and every Type fit their columns uncut; Name gives way first,
+    to 14, so a terminal as wide as those columns and a 42-character id shows the id
+    whole; no line is wider than its terminal."""
+    from archiver.read.outputs import write_table
+    from archiver.read.query import ArchivedOperation
+    from archiver.records import STATUSES, TYPES
+
+    long_id = "gv4g5meo7ndmeh4fqskygvk23d2fijwa-k9xmplyzd"
+    rows = [ArchivedOperation("s", replace(op(long_id, type=t, status=s), update_date=T0), T0,
+                              T0, service_name="a-service-name-of-forty-characters-long")
+            for t in TYPES for s in STATUSES]  # fmt: skip
+    fits = len(iso(T0)) + max(map(len, STATUSES)) + max(map(len, TYPES)) + 14 + len(long_id) + 4
+    for width in (80, fits - 1, fits, 200):
+        out = io.StringIO()
+        write_table(rows, out, width=width)
+        lines = out.getvalue().splitlines()[1:-1]
+        assert all(len(line) <= width for line in lines), width
+        assert [line.split()[:3] for line in lines] == [
+            [iso(T0), s, t] for t in TYPES for s in STATUSES]  # fmt: skip
+        assert all((long_id in line) == (width >= fits) for line in lines), width
+
+
 def _days_ago(n: int, days: float):  # type: ignore[no-untyped-def]
     record = op(n)
     when = now() - timedelta(days=days)
