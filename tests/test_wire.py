@@ -124,6 +124,26 @@ def test_an_error_that_is_not_cbor_is_junk_over_cbor(archive, tmp_path, body, sa
             run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
 
 
+@pytest.mark.parametrize(("status", "body"), [(500, b"<html>Internal error</html>"),
+                                             (503, b"")])  # fmt: skip
+def test_a_server_errors_page_over_cbor_is_a_server_error_retried(archive, tmp_path, status,
+                                                                  body) -> None:  # fmt: skip
+    """A 5xx's page (or no body) is not CBOR, but it is what a load balancer answers
+    for an overloaded service: botocore's generic error, retried as every 5xx is, and
+    told as the call's failure after the last attempt, not as a junk answer."""
+    from archiver.errors import WorkFailed
+
+    session = protocol_session("smithy-rpc-v2-cbor", tmp_path / "models")
+    settings = ClientSettings(region="us-east-1", endpoint_url="", access_key="k",
+                              secret_key="s", max_attempts=2)  # fmt: skip
+    with Misbehaving(lambda _op, _req: body, status=status) as balancer:
+        settings = replace(settings, endpoint_url=balancer.url)
+        with pytest.raises(WorkFailed, match=f"^ListOperations failed: {status}") as failed:
+            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
+        assert not isinstance(failed.value, JunkAnswer)
+        assert balancer.calls.count("ListOperations") == 2  # retried: two attempts in all
+
+
 def test_an_error_with_a_code_and_no_message_is_told_without_a_dangling_colon(runner, archive,
                                                                               monkeypatch) -> None:  # fmt: skip
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
