@@ -126,3 +126,21 @@ def test_the_readmes_contents_and_its_sections_match() -> None:
     links = re.findall(r"^- \[.*\]\(#([^)]+)\)$", README, flags=re.M)
     assert not [link for link in links if link not in anchors]
     assert sorted(sections - set(links)) == []
+
+
+def test_the_readmes_sync_defaults_are_the_ones_a_sync_takes() -> None:
+    """A sync's defaults live in ``SPECS`` (the command line and a config share them)
+    and botocore's attempts in ``DEFAULT_ATTEMPTS``, not on the command's options, so
+    `sync --help` cannot check them: the README's table is where users read them."""
+    from archiver.sync.client import DEFAULT_ATTEMPTS
+    from archiver.sync.options import SPECS, flag
+
+    section = README.split("## `archiver sync", 1)[1].split("\n## ", 1)[0]
+    said = {m[1]: m[2].strip("` ")
+            for m in re.finditer(r"^\| `(--[\w-]+)[^|]*\| ([^|]*) \|", section, re.M)}  # fmt: skip
+    defaults = {flag(n): s.default for n, s in SPECS.items() if s.default is not None}
+    defaults["--max-attempts"] = DEFAULT_ATTEMPTS
+    shown = {f: ("on" if d else "off") if isinstance(d, bool) else f"{d:g}"
+             if isinstance(d, float) else str(d) for f, d in defaults.items() if f in said}  # fmt: skip
+    assert {f: said[f] for f in shown} == shown
+    assert {"--lookback", "--workers", "--max-attempts", "--call-timeout"} <= set(shown)
