@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from archiver.store import write as store
 from archiver.store.archive import Archive
-from archiver.sync.options import plan_windows
+from archiver.sync.options import ClientSettings, plan_windows
 from archiver.timeutil import EPOCH, now, parse_when
 from tests.conftest import invoke, requires_sqlite
 
@@ -222,3 +223,29 @@ def test_a_name_holding_a_control_character_is_bad_input(runner, archive, tmp_pa
     assert "\x1b" not in result.stderr and "control character" in result.stderr
     with Archive(archive) as handle, handle.reader.connect() as conn:
         assert store.find_source(conn, name) is None
+
+
+def test_attempts_and_retry_mode_resolve_as_every_aws_sdk_does(tmp_path, monkeypatch) -> None:
+    """--max-attempts, then AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, then the profile's
+    max_attempts / retry_mode, then 12 attempts in standard mode (README): each layer
+    reaches the client alone, and the nearer one wins."""
+    from archiver.sync.client import make_client
+
+    config = tmp_path / "config"
+    config.write_text("[profile p]\nregion = us-east-1\nmax_attempts = 5\nretry_mode = legacy\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for var in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+
+    def retries(**given: Any) -> tuple[int, str]:
+        settings = ClientSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9",
+                                  access_key="k", secret_key="s", **given)  # fmt: skip
+        got = make_client(settings).meta.config.retries
+        return got["total_max_attempts"], got["mode"]
+
+    assert retries() == (12, "standard")
+    assert retries(profile="p") == (5, "legacy")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    assert retries(profile="p") == (7, "adaptive")
+    assert retries(profile="p", max_attempts=3, retry_mode="standard") == (3, "standard")
