@@ -138,6 +138,24 @@ def test_an_operation_no_owner_can_read_is_kept_incomplete_not_a_failed_run(
         assert f"{len(shared)} listed operation(s) could not be fetched" in result.stderr
 
 
+def test_an_operation_throttled_on_every_attempt_fails_the_run_not_kept_incomplete(
+    runner, archive
+) -> None:
+    """Throttling says nothing of whether the operation can be read: after the last
+    attempt the run fails (exit 1) and moves no watermark, rather than keep as
+    unreadable what the next, calmer night fetches whole."""
+    with Emulator(seed_operations=5, days=2, seed=38) as emu:
+        emu.set_faults("GetOperation", throttle_rate=1.0)
+        failed = cli_sync(runner, archive, emu.url, "--source", "acct", "--max-attempts", "2")
+        assert failed.exit_code == 1, failed.output
+        assert "GetOperation failed: ThrottlingException" in failed.stderr
+        assert read_rows(archive, select(IncompleteOperation.id)) == []
+        assert read_rows(archive, select(SyncState.watermark)) == [(None,)]
+        emu.set_faults("GetOperation", throttle_rate=0.0)
+        assert cli_sync(runner, archive, emu.url, "--source", "acct").exit_code == 0
+        assert_archive_equals(archive, emu.account)
+
+
 def _stale(op, status: str = "PENDING"):  # type: ignore[no-untyped-def]
     """The operation as a lagging replica still has it: earlier, not yet final."""
     return replace(op, status=status, update_date=op.create_date, error_code=None,
