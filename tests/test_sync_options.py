@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from archiver.errors import UsageError
 from archiver.store import write as store
 from archiver.store.archive import Archive
 from archiver.sync.options import ClientSettings, plan_windows
@@ -249,3 +250,10 @@ def test_attempts_and_retry_mode_resolve_as_every_aws_sdk_does(tmp_path, monkeyp
     monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
     assert retries(profile="p") == (7, "adaptive")
     assert retries(profile="p", max_attempts=3, retry_mode="standard") == (3, "standard")
+    for outside in ("0", "51"):  # the environment's value is held to --max-attempts' range
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", outside)
+        with pytest.raises(UsageError, match=f"^max_attempts {outside} is not from 1 to 50$"):
+            retries()
+    for inside in (1, 50):
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(inside))
+        assert retries() == (inside, "adaptive")
