@@ -354,8 +354,8 @@ def test_table_columns_hold_every_known_value_whole_and_the_id_fits_first() -> N
     from archiver.records import STATUSES, TYPES
 
     long_id = "gv4g5meo7ndmeh4fqskygvk23d2fijwa-k9xmplyzd"
-    rows = [ArchivedOperation("s", replace(op(long_id, type=t, status=s), update_date=T0), T0,
-                              T0, service_name="a-service-name-of-forty-characters-long")
+    rows = [ArchivedOperation("s", op(long_id, type=t, status=s), T0, T0,
+                              service_name="a-service-name-of-forty-characters-long")
             for t in TYPES for s in STATUSES]  # fmt: skip
     fits = len(iso(T0)) + max(map(len, STATUSES)) + max(map(len, TYPES)) + 14 + len(long_id) + 4
     for width in (80, fits - 1, fits, 200):
