@@ -315,3 +315,25 @@ def test_a_history_is_every_change_in_order_with_its_update_date_and_type(runner
     envelope = json.loads(history("json"))
     assert envelope["at"] is None
     assert [r["OperationId"] for r in envelope["instances"]] == [c[3] for c in changes]
+
+
+def test_the_note_is_one_line_on_stderr_only_when_there_is_something_to_tell(
+    runner, archive
+) -> None:
+    """A table, csv, ids or count answer tells what it cannot know on stderr, in one
+    line for cron; json carries the coverage in its envelope instead; an answer with
+    nothing to tell leaves stderr empty."""
+    fill(archive, [op(1, instance="i-a")])
+
+    def told(at: datetime, output: str) -> str:
+        result = invoke(runner, "--db", archive, "instances", "--service", "srv-1", "--at",
+                        iso(at), "-o", output)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    before, after = T - timedelta(hours=1), T + timedelta(hours=1)
+    for output in ("table", "csv", "ids", "count"):
+        assert told(after, output) == ""
+        said = told(before, output)
+        assert said.count("\n") == 1 and f"cannot say what was registered at {iso(before)}" in said
+    assert told(before, "json") == ""
