@@ -403,6 +403,33 @@ def test_sources_remove_deletes_one_source_and_everything_it_holds(runner, archi
     _one_error_line(invoke(runner, "--db", archive, "sources", "remove", "nope", "--yes"), 2)
 
 
+@pytest.mark.slow  # a subprocess, its stdin a terminal
+def test_on_a_terminal_sources_remove_asks_and_only_yes_deletes(archive) -> None:
+    """Asked on a terminal, any answer but yes changes nothing (exit 2); yes deletes."""
+    import pty
+
+    fill(archive, [op(i) for i in range(5)], source="typo@eu-west-9")
+
+    def answered(reply: bytes) -> subprocess.CompletedProcess[str]:
+        main, terminal = pty.openpty()
+        try:
+            os.write(main, reply)  # waits in the terminal until the prompt reads it
+            return subprocess.run([sys.executable, "-m", "archiver", "--db", archive, "sources",
+                                   "remove", "typo@eu-west-9"], stdin=terminal, text=True,
+                                  capture_output=True, timeout=60)  # fmt: skip
+        finally:
+            os.close(main)
+            os.close(terminal)
+
+    declined = answered(b"n\n")
+    assert "Remove source 'typo@eu-west-9'? It holds 5 operations" in declined.stdout
+    assert (declined.returncode, declined.stderr) == (2, "error: nothing changed\n")
+    assert read_rows(archive, select(Source.name)) == [("typo@eu-west-9",)]
+    accepted = answered(b"y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert read_rows(archive, select(Source.name)) == []
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
