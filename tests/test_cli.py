@@ -100,14 +100,17 @@ def test_db_upgrade_current_downgrade(runner, db) -> None:
     if "://" not in db:
         result = invoke(runner, "--db", db, "db", "current")
         assert result.exit_code == 2  # nothing there yet
-    assert invoke(runner, "--db", db, "db", "upgrade").exit_code == 0
+    upgraded = invoke(runner, "--db", db, "db", "upgrade")
+    assert upgraded.exit_code == 0 and upgraded.stdout == ""  # where it stands, on stderr
+    assert upgraded.stderr.endswith(f" is at revision {archive_db.head()}\n")
     result = invoke(runner, "--db", db, "db", "current")
     assert result.stdout.strip() == f"{archive_db.head()} (head)"
     refused = invoke(runner, "--db", db, "db", "downgrade", "base")  # stdin: not a terminal
     assert refused.exit_code == 2 and "--yes" in refused.stderr
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith(archive_db.head())
     # Alembic's relative form, as its users type it: it was "No such option: -1"
-    assert invoke(runner, "--db", db, "db", "downgrade", "-1", "--yes").exit_code == 0
+    quiet = invoke(runner, "--db", db, "-q", "db", "downgrade", "-1", "--yes")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")  # -q: nothing on success
     assert not invoke(runner, "--db", db, "db", "current").stdout.startswith(archive_db.head())
     assert invoke(runner, "--db", db, "db", "downgrade", "base", "--yes").exit_code == 0
     assert invoke(runner, "--db", db, "db", "current").stdout.startswith("base")

@@ -398,6 +398,7 @@ def test_sources_remove_deletes_one_source_and_everything_it_holds(runner, archi
     assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 8
     done = invoke(runner, "--db", archive, "sources", "remove", "typo@eu-west-9", "--yes")
     assert done.exit_code == 0, done.output
+    assert done.stderr == "removed source 'typo@eu-west-9': 5 operations, 5 events, 0 runs\n"
     assert read_rows(archive, select(Source.name)) == [("keep@eu-west-1",)]
     assert read_rows(archive, select(func.count()).select_from(Operation))[0][0] == 3
     _one_error_line(invoke(runner, "--db", archive, "sources", "remove", "nope", "--yes"), 2)
