@@ -257,3 +257,19 @@ def test_attempts_and_retry_mode_resolve_as_every_aws_sdk_does(tmp_path, monkeyp
     for inside in (1, 50):
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(inside))
         assert retries() == (inside, "adaptive")
+
+
+def test_a_dry_run_says_whether_the_archive_would_be_created_and_makes_none(
+    runner, archive, tmp_path
+) -> None:
+    """A missing file or an empty one is an archive a run would create (and the dry run
+    leaves it as it was); an archive that exists is not."""
+    missing, empty = tmp_path / "new.db", tmp_path / "empty.db"
+    empty.touch()
+    for path in (missing, empty):
+        planned = _dry_run(runner, str(path))
+        assert planned.exit_code == 0, planned.output
+        assert json.loads(planned.stdout)["archive"] == "would be created"
+    assert not missing.exists() and empty.stat().st_size == 0
+    existing = _dry_run(runner, archive)
+    assert existing.exit_code == 0 and "archive" not in json.loads(existing.stdout)
