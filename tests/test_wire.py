@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,20 +109,23 @@ def test_an_error_answer_botocore_cannot_read_is_junk_naming_the_endpoint(runner
     assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
 
 
+def _library_sync(archive: str, tmp_path: Path, protocol: str, url: str, **settings: Any) -> Any:
+    """One run of source ``acct`` from ``url``, botocore speaking ``protocol`` to it."""
+    session = protocol_session(protocol, tmp_path / "models")
+    client = ClientSettings(region="us-east-1", endpoint_url=url, **settings)
+    return run_library_sync(archive, SyncOptions(source="acct"), client, session=session)
+
+
 @pytest.mark.parametrize(("body", "said"), [(b"<html>forbidden</html>", "22 bytes"),
                                             (b"", "empty")])  # fmt: skip
 def test_an_error_that_is_not_cbor_is_junk_over_cbor(archive, tmp_path, body, said) -> None:
     """Over smithy-rpc-v2-cbor, botocore decoded a 4xx body that is not CBOR (a proxy's
     page) as an integer, or an empty one not at all, and failed: "ResponseParserError:
     Invalid CBOR integer", "AttributeError: 'bytes' object has no attribute 'get'"."""
-    session = protocol_session("smithy-rpc-v2-cbor", tmp_path / "models")
-    settings = ClientSettings(region="us-east-1", endpoint_url="", access_key="k",
-                              secret_key="s", max_attempts=1)  # fmt: skip
-    with Misbehaving(lambda _op, _req: body, status=403) as proxy:
-        settings = replace(settings, endpoint_url=proxy.url)
-        with pytest.raises(JunkAnswer, match=f"answered HTTP 403 with an error that is not one "
-                                             f"\\({said}"):  # fmt: skip
-            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
+    refused = f"answered HTTP 403 with an error that is not one \\({said}"
+    proxy = Misbehaving(lambda _op, _req: body, status=403)
+    with proxy, pytest.raises(JunkAnswer, match=refused):
+        _library_sync(archive, tmp_path, "smithy-rpc-v2-cbor", proxy.url, max_attempts=1)
 
 
 @pytest.mark.parametrize(("status", "body"), [(500, b"<html>Internal error</html>"),
@@ -133,13 +137,9 @@ def test_a_server_errors_page_over_cbor_is_a_server_error_retried(archive, tmp_p
     told as the call's failure after the last attempt, not as a junk answer."""
     from archiver.errors import WorkFailed
 
-    session = protocol_session("smithy-rpc-v2-cbor", tmp_path / "models")
-    settings = ClientSettings(region="us-east-1", endpoint_url="", access_key="k",
-                              secret_key="s", max_attempts=2)  # fmt: skip
     with Misbehaving(lambda _op, _req: body, status=status) as balancer:
-        settings = replace(settings, endpoint_url=balancer.url)
         with pytest.raises(WorkFailed, match=f"^ListOperations failed: {status}") as failed:
-            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
+            _library_sync(archive, tmp_path, "smithy-rpc-v2-cbor", balancer.url, max_attempts=2)
         assert not isinstance(failed.value, JunkAnswer)
         assert balancer.calls.count("ListOperations") == 2  # retried: two attempts in all
 
@@ -214,10 +214,8 @@ def test_a_date_that_is_not_one_fails_the_run_over_either_protocol(archive, tmp_
     with Emulator(seed_operations=5, seed=51) as emu:
         odd = emu.account.all()[0]
         emu.account.put(replace(odd, extra=json.dumps({"CreateDate": True})))
-        session = protocol_session(protocol, tmp_path / "models")
-        settings = ClientSettings(region="us-east-1", endpoint_url=emu.url)
         with pytest.raises(JunkAnswer, match=f"Operation '{odd.id}' whose CreateDate is true"):
-            run_library_sync(archive, SyncOptions(source="acct"), settings, session=session)
+            _library_sync(archive, tmp_path, protocol, emu.url)
     assert _watermark(archive) is None
     assert read_rows(archive, select(SyncRun.outcome))[-1].outcome == "failed"
 
