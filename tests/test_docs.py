@@ -140,7 +140,12 @@ def test_the_readmes_sync_defaults_are_the_ones_a_sync_takes() -> None:
             for m in re.finditer(r"^\| `(--[\w-]+)[^|]*\| ([^|]*) \|", section, re.M)}  # fmt: skip
     defaults = {flag(n): s.default for n, s in SPECS.items() if s.default is not None}
     defaults["--max-attempts"] = DEFAULT_ATTEMPTS
-    shown = {f: ("on" if d else "off") if isinstance(d, bool) else f"{d:g}"
-             if isinstance(d, float) else str(d) for f, d in defaults.items() if f in said}  # fmt: skip
+
+    def as_said(default: object) -> str:  # as the table writes a default
+        if isinstance(default, bool):
+            return "on" if default else "off"
+        return f"{default:g}" if isinstance(default, float) else str(default)
+
+    shown = {f: as_said(d) for f, d in defaults.items() if f in said}
     assert {f: said[f] for f in shown} == shown
     assert {"--lookback", "--workers", "--max-attempts", "--call-timeout"} <= set(shown)

@@ -4,6 +4,8 @@ own records; names resolved, coverage told, and only index searches."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -222,9 +224,6 @@ def test_an_answer_reads_the_service_index_only(archive) -> None:
 def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None:
     """--source narrows the coverage as it narrows the answer; CSV guards the names
     against formulas and leaves ids as the service sent them, as export does."""
-    import csv
-    import io
-
     from archiver.records import Listed
     from archiver.store import write as store
 
@@ -245,8 +244,9 @@ def test_coverage_and_csv_keep_to_the_rules_of_the_rest(runner, archive) -> None
 
 def test_service_and_namespace_together_are_their_intersection(runner, archive) -> None:
     """--namespace answers for its services; with --service too, for that service, and
-    the coverage narrows with the answer; each row names both. A service of another namespace is a slip, told
-    as one (exit 2), not an empty answer a script would take for "none registered"."""
+    the coverage narrows with the answer; each row names both. A service of another
+    namespace is a slip, told as one (exit 2), not an empty answer a script would take
+    for "none registered"."""
     from archiver.records import Listed
     from archiver.store import write as store
 
@@ -288,9 +288,6 @@ def test_a_history_is_every_change_in_order_with_its_update_date_and_type(runner
     """`--history` (README): a row per registration change of the service, in order,
     with UpdateDate and Type in place of RegisteredAt; a failed operation changed
     nothing, so it is no row. The table counts changes, and json's ``at`` is null."""
-    import csv
-    import io
-
     fill(archive, [op(1, minutes=1, instance="i-1"), op(4, minutes=4, instance="i-3", status="FAIL"),
                    op(2, minutes=2, type="DEREGISTER_INSTANCE", instance="i-1"),
                    op(3, minutes=3, instance="i-2")])  # fmt: skip
