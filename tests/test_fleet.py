@@ -96,6 +96,9 @@ profile = "gone"
     ("text", "says"),
     [
         ("[[source]\nname = 'x'", "is not TOML"),
+        # nothing to sync was exit 0 with nothing done: a cron line that archives nothing
+        ("[defaults]\nlookback = '1h'", "no [[source]] or [[organization]]; name one"),
+        ("[source]\nname = 'x'\nregion = 'us-east-1'", "no [[source]] or [[organization]]"),
         ("colour = 'red'\n[[source]]\nname = 'x'\nregion = 'us-east-1'", "unknown key 'colour'"),
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nspeed = 3", "unknown key 'speed'"),
         (
@@ -105,6 +108,11 @@ profile = "gone"
         ("[[source]]\nname = 'x'", "no AWS region"),
         ("db = ''\n[[source]]\nname = 'x'\nregion = 'us-east-1'", "db must be a path"),
         ("[[source]]\nregion = 'us-east-1'", "has no name"),
+        # a name in [defaults] would name every source alike: not a default
+        (
+            "[defaults]\nname = 'x'\n[[source]]\nname = 'y'\nregion = 'us-east-1'",
+            "[defaults]: unknown key 'name'",
+        ),
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nlookback = 'soon'", "lookback: 'soon'"),
         # values the command line would refuse are refused from a config by the same check
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nfull = 'no'", "full: 'no' is not true or"),
@@ -150,12 +158,15 @@ profile = "gone"
     ],
     ids=[
         "not toml",
+        "no source",
+        "one [source]",
         "top key",
         "source key",
         "duplicate",
         "no region",
         "empty db",
         "no name",
+        "defaults name",
         "bad span",
         "full no",
         "workers four",
@@ -308,6 +319,17 @@ def test_a_source_with_regions_is_one_source_per_region(runner, db, tmp_path) ->
 def test_bad_regions_are_refused(runner, db, tmp_path, text, says) -> None:
     result = invoke(runner, "--db", db, "--config", _config(tmp_path, text), "sources", "plan")
     assert result.exit_code == 2 and says in result.stderr
+
+
+def test_defaults_regions_are_every_sources_unless_it_names_its_own(runner, db, tmp_path) -> None:
+    """[defaults] regions give each [[source]] one source per region; a source's own
+    region wins over them, and is one source under its own name."""
+    config = _config(tmp_path, "[defaults]\nregions = ['us-east-1', 'eu-west-1']\n[[source]]\n"
+                               "name = 'a'\n[[source]]\nname = 'b'\nregion = 'ap-south-1'\n")  # fmt: skip
+    plan = invoke(runner, "--db", db, "--config", config, "sources", "plan", "--json")
+    assert plan.exit_code == 0, plan.output
+    assert [(s["name"], s["region"]) for s in json.loads(plan.stdout)] == [
+        ("a@us-east-1", "us-east-1"), ("a@eu-west-1", "eu-west-1"), ("b", "ap-south-1")]  # fmt: skip
 
 
 def test_the_config_is_found_where_xdg_says(runner, db, tmp_path, monkeypatch) -> None:
