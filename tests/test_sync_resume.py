@@ -333,6 +333,20 @@ def test_a_refused_token_starts_the_pass_over(archive) -> None:
 
         with pytest.raises(Interrupted):
             run_library_sync(archive, opts, cs, on_page=stop)
+        # An error other than InvalidInput on the resumed page is no refusal of the
+        # token: the run fails on it, without a second pass, and keeps the token.
+        emu.counters.reset()
+        gate = emu.hold("ListOperations", after=1)  # the unit check, then the resumed page
+        denying = threading.Thread(target=lambda: (gate.reached.wait(60),
+                                                   emu.set_faults("ListOperations", denied=True),
+                                                   gate.release()))  # fmt: skip
+        denying.start()
+        with pytest.raises(WorkFailed, match="ListOperations failed: AccessDeniedException"):
+            run_library_sync(archive, opts, cs)
+        denying.join()
+        assert emu.counters.calls["ListOperations"] == 2
+        emu.set_faults("ListOperations", denied=False)
+        del emu.gates["ListOperations"]
         # the service restarts with another token secret: the tokens it gave are refused
         emu.service._secret = os.urandom(16)
         emu.counters.reset()
