@@ -17,7 +17,8 @@ from typing import Any
 
 import cbor2
 
-Answer = Callable[[str, dict[str, Any]], bytes]  # (operation, request) → the 200 body
+#: (operation, request) → the body, with the server's status; or (status, body) for this one
+Answer = Callable[[str, dict[str, Any]], bytes | tuple[int, bytes]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,9 +42,10 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(raw or "{}")
             operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.server.requests.append((operation, request))
-        body = self.server.answer(operation, request)
-        self.send_response(self.server.status)
-        kind = "application/x-amz-json-1.1" if self.server.status == 200 else "text/html"
+        answer = self.server.answer(operation, request)
+        status, body = answer if isinstance(answer, tuple) else (self.server.status, answer)
+        self.send_response(status)
+        kind = "application/x-amz-json-1.1" if status == 200 else "text/html"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -144,6 +144,27 @@ def test_a_server_errors_page_over_cbor_is_a_server_error_retried(archive, tmp_p
         assert balancer.calls.count("ListOperations") == 2  # retried: two attempts in all
 
 
+@pytest.mark.parametrize("body", [b"", b'{"__type": "TooBusy"}'])
+def test_a_bare_429_is_throttling_retried_and_counted(archive, body) -> None:
+    """A 429 without a throttling code (a gateway's empty page, a code of its own) is
+    throttling all the same: botocore retries it, and the sync counts it, so that its
+    concurrency backs off as it does for ThrottlingException."""
+    answer, refused = _one_operation({}, {"Id": "ns-1", "Name": "n"}), []
+
+    def busy_twice(call: str, request: dict) -> bytes | tuple[int, bytes]:
+        if call == "GetOperation" and len(refused) < 2:
+            refused.append(call)
+            return 429, body
+        return answer(call, request)
+
+    with Misbehaving(busy_twice) as gateway:
+        client = ClientSettings(region="us-east-1", endpoint_url=gateway.url)
+        summary = run_library_sync(archive, SyncOptions(source="acct"), client)
+    assert gateway.calls.count("GetOperation") == 3  # two 429s, and the answer
+    assert (summary.outcome, summary.stats.throttled) == ("succeeded", 2)
+    assert set(archived(archive)) == {"op-1"}
+
+
 def test_an_error_with_a_code_and_no_message_is_told_without_a_dangling_colon(runner, archive,
                                                                               monkeypatch) -> None:  # fmt: skip
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
