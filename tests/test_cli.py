@@ -146,6 +146,10 @@ def test_version_and_help(runner) -> None:
     result = invoke(runner, "--help")
     assert result.exit_code == 0
     assert "Exit codes" in result.stdout
+    # plain `archiver` is a user asking what it does: the help, on stderr, and exit 2
+    bare = invoke(runner)
+    assert (bare.exit_code, bare.stdout) == (2, "")
+    assert bare.stderr.startswith("Usage: archiver ") and " sync " in bare.stderr
 
 
 def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> None:

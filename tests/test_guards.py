@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -302,7 +303,6 @@ def test_ids_the_server_sent_with_a_line_break_stay_one_line_each(runner, archiv
 def test_server_text_in_a_warning_is_one_line_and_escaped(capsys, log_format) -> None:
     """A listing's failure is a warning carrying the server's error text: a line break
     or an escape sequence in it forged a second line or moved the cursor."""
-    import json
     import logging
 
     from archiver import logs
@@ -315,3 +315,25 @@ def test_server_text_in_a_warning_is_one_line_and_escaped(capsys, log_format) ->
     assert err.count("\n") == 1 and "\x1b" not in err and "S3cret" not in err
     message = json.loads(err)["message"] if log_format == "json" else err
     assert "denied" in message and "forged" in message
+
+
+@pytest.mark.slow  # over HTTP
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_server_text_in_an_error_line_is_one_line_and_escaped(runner, archive, monkeypatch,
+                                                              log_format) -> None:  # fmt: skip
+    """The error that ends a run quotes the service: on a terminal its escape sequence
+    is shown escaped; a JSON line carries the text itself, JSON-escaped."""
+    from tests.misbehaving import Misbehaving
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    said = {"__type": "AccessDeniedException", "message": "denied\x1b[2J\nERROR: forged"}
+    with Misbehaving(lambda _op, _req: json.dumps(said).encode(), status=400) as hostile:
+        result = cli_sync(runner, archive, hostile.url, "--source", "acct",
+                          "--log-format", log_format)  # fmt: skip
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "\x1b" not in result.stderr
+    if log_format == "json":
+        assert "denied\x1b[2J ERROR: forged" in json.loads(result.stderr)["message"]
+    else:
+        assert result.stderr == ("error: ListOperations failed: AccessDeniedException: "
+                                 "denied\\x1b[2J ERROR: forged\n")  # fmt: skip

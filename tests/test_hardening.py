@@ -605,6 +605,20 @@ def test_a_fleet_whose_json_reader_leaves_still_tells_its_failure(tmp_path) -> N
 
 
 @pytest.mark.slow  # a process
+@pytest.mark.parametrize("command", [["query", "-o", "csv"], ["query", "-o", "json"], ["export"]])
+def test_a_reader_that_leaves_early_is_no_error(archive, command) -> None:
+    """`archiver query -o csv | head -1` under `set -o pipefail`: the reader has all it
+    wanted, so the command exits 0 and says nothing, though its stdout broke."""
+    fill(archive, [op(n, error_message="x" * 100) for n in range(3000)])  # past a pipe's 64 KiB
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "--db", archive, *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves
+    assert (proc.wait(timeout=60), proc.stderr.read()) == (0, b"")
+
+
+@pytest.mark.slow  # a process
 def test_csv_and_json_on_stdout_are_utf_8_whatever_the_locale(archive) -> None:
     """A locale that is not UTF-8 (here ISO-8859-1) made `query -o csv` "unexpected
     UnicodeEncodeError" at the first character it lacks, after printing part of the
