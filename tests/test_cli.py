@@ -161,6 +161,11 @@ def test_global_options_are_taken_after_the_subcommand_too(runner, archive) -> N
         (after.exit_code, after.stdout) == (before.exit_code, before.stdout) == (0, before.stdout)
     )
     assert invoke(runner, "db", "current", f"--db={archive}").exit_code == 0
+    # some before the subcommand, some after it
+    for words in (["--db", archive, "status", "--json", "-q"],
+                  ["--log-format=text", "status", "--json", "--db", archive]):  # fmt: skip
+        mixed = invoke(runner, *words)
+        assert (mixed.exit_code, mixed.stdout) == (0, before.stdout), words
     stacked = invoke(runner, "status", "--json", "--db", archive, "-vq")  # as before it: -vq
     assert (stacked.exit_code, stacked.stdout) == (0, before.stdout)
     # a value of the subcommand's own option is never taken for a global option

@@ -276,6 +276,20 @@ def test_a_config_without_all_or_source_names_its_sources(runner, db, tmp_path) 
         assert not Path(db).exists()
 
 
+def test_db_and_archiver_db_win_over_the_configs_db(runner, archive, tmp_path,
+                                                    monkeypatch) -> None:  # fmt: skip
+    """The config's db is the archive when neither --db nor ARCHIVER_DB names one: a
+    one-off command against another archive takes the fleet's config as it is."""
+    elsewhere = tmp_path / "nowhere" / "fleet.db"
+    config = _config(tmp_path, f"db = '{elsewhere}'\n[[source]]\nname = 'x'\n"
+                               "region = 'us-east-1'\n")  # fmt: skip
+    own = invoke(runner, "--config", config, "status", "--json")
+    assert own.exit_code == 2 and str(elsewhere) in own.stderr  # no archive there yet
+    assert invoke(runner, "--config", config, "--db", archive, "status", "--json").exit_code == 0
+    monkeypatch.setenv("ARCHIVER_DB", archive)
+    assert invoke(runner, "--config", config, "status", "--json").exit_code == 0
+
+
 @pytest.mark.slow
 def test_a_relative_db_in_a_config_is_the_configs_own(runner, tmp_path, monkeypatch) -> None:
     """cron runs in $HOME: `db = "archive.db"` in /etc/archiver/fleet.toml meant
