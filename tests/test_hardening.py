@@ -174,6 +174,16 @@ def test_bad_options_are_one_line_and_exit_2(runner, filled, args) -> None:
     assert result.stdout == ""
 
 
+def test_the_emulators_account_is_twelve_ascii_digits(runner) -> None:
+    """The account is the caller's, and the ARNs' and owners' in every answer. The host
+    cannot be listened on: a check that let one through ends in that error, not a server."""
+    for bad in ("12345", "1111222233334", "11112222333x", "\u0661" * 12):  # ١: a digit
+        result = invoke(runner, "emulator", "serve", "--host", "256.0.0.1", "--account", bad)
+        assert "is not an AWS account id (12 digits)" in _one_error_line(result, 2), bad
+    fine = invoke(runner, "emulator", "serve", "--host", "256.0.0.1", "--account", "1" * 12)
+    assert "cannot listen on 256.0.0.1:8765" in _one_error_line(fine, 2)
+
+
 def test_a_too_long_window_plan_says_how_to_cut_a_backfill(runner, filled) -> None:
     args = ("sync", "--region", "us-east-1", "--since", "1d", "--window", "1s", "--dry-run")
     assert "--since/--until" in invoke(runner, "--db", filled, *args).stderr
