@@ -52,6 +52,19 @@ def test_an_archive_path_that_is_no_regular_file_is_exit_2_before_sqlite(runner,
 
 
 @requires_sqlite
+def test_an_archive_sqlite_cannot_open_is_one_line_naming_it(runner, archive) -> None:
+    """A directory where SQLite keeps the archive's -wal: SQLite's own words, told as
+    the archive it could not open, exit 2, for a reader and a writer alike."""
+    wal = Path(archive + "-wal")
+    wal.unlink(missing_ok=True)
+    wal.mkdir()
+    for command in (["status"], ["db", "upgrade"]):
+        result = invoke(runner, "--db", archive, *command)
+        assert (result.exit_code, result.stderr) == (
+            2, f"error: cannot open {archive}: unable to open database file\n"), command  # fmt: skip
+
+
+@requires_sqlite
 def test_status_on_a_missing_file_does_not_create_it(runner, tmp_path) -> None:
     path = tmp_path / "a.db"
     result = invoke(runner, "--db", str(path), "status")

@@ -258,10 +258,6 @@ def revision(conn: Connection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _not_a_database(exc: DBAPIError) -> bool:
-    return "not a database" in str(exc.orig) or "file is encrypted" in str(exc.orig)
-
-
 def insert(conn: Connection, table: Any) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (both engines have them)."""
     return insert_for(conn.dialect.name, table)
@@ -281,9 +277,9 @@ def insert_for(dialect: str, table: Any) -> Any:
 
 def translate(exc: DBAPIError, db: str) -> ArchiverError:
     """A driver error as the project's own: damaged file, unusable input, or failure."""
-    if _not_a_database(exc):
-        return UsageError(f"{mask_url(db)} is not a SQLite database")
     message = first_line(exc.orig)
+    if "not a database" in message or "file is encrypted" in message:
+        return UsageError(f"{mask_url(db)} is not a SQLite database")
     if getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_IOERR_SHMSIZE":  # SQLite's ENOSPC
         return WorkFailed(f"cannot open archive {mask_url(db)}: no room for its -shm (full disk?)")
     if "malformed" in message or "disk image" in message:
@@ -313,9 +309,13 @@ def migrate(db: str, action: str, target: str) -> None:
         raise UsageError(problem)
     engine = create(db, write=True)
     try:
-        with engine.connect() as probe:  # its own connection: a failed read aborts a
-            if newer := newer_than_us(revision(probe), mask_url(db)):  # PostgreSQL transaction
-                raise newer
+        try:  # its own connection: a failed read aborts a PostgreSQL transaction
+            with engine.connect() as probe:
+                found = revision(probe)
+        except DBAPIError as exc:  # not opened: told as every command tells it
+            raise translate(exc, db) from None
+        if newer := newer_than_us(found, mask_url(db)):
+            raise newer
         with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # Batch migrations copy a table and drop the old one; with foreign keys
@@ -327,8 +327,6 @@ def migrate(db: str, action: str, target: str) -> None:
             cfg.attributes["connection"] = conn  # env.py runs on this connection
             getattr(command, action)(cfg, target)
     except DBAPIError as exc:
-        if _not_a_database(exc):
-            raise UsageError(f"{mask_url(db)} is not a SQLite database") from None
         raise WorkFailed(f"migration failed: {first_line(exc.orig)}") from None
     except CommandError as exc:
         raise UsageError(first_line(exc)) from None
