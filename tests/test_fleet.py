@@ -96,7 +96,7 @@ profile = "gone"
     ("text", "says"),
     [
         ("[[source]\nname = 'x'", "is not TOML"),
-        # nothing to sync was exit 0 with nothing done: a cron line that archives nothing
+        # nothing to sync: refused, not a cron line that archives nothing every night
         ("[defaults]\nlookback = '1h'", "no [[source]] or [[organization]]; name one"),
         ("[source]\nname = 'x'\nregion = 'us-east-1'", "no [[source]] or [[organization]]"),
         ("colour = 'red'\n[[source]]\nname = 'x'\nregion = 'us-east-1'", "unknown key 'colour'"),
