@@ -327,6 +327,7 @@ def test_a_source_with_regions_is_one_source_per_region(runner, db, tmp_path) ->
     ("text", "says"),
     [
         ("[[source]]\nname = 'x'\nregions = 'us-east-1'", "regions must be a list"),
+        ("[[source]]\nname = 'x'\nregions = ['us-east-1', '']", "regions must be a list"),
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nregions = ['eu-west-1']", "both region"),
     ],
 )
