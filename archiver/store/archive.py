@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from archiver.errors import LockHeld, UsageError, WorkFailed
+from archiver.errors import ArchiverError, LockHeld, UsageError, WorkFailed
 from archiver.guards import hand_over, mask_url, open_in_place, owner
 from archiver.store import db
 
@@ -156,11 +156,10 @@ class Archive:
         """The archive's Alembic revision; None for a database without our schema."""
         db.check_file(self.location, must_exist=True)
         try:
-            with self.reader.connect() as conn:
-                return db.revision(conn)
-        except DBAPIError as exc:
+            return db.revision(self.reader, self.location)
+        except ArchiverError:
             self.close()
-            raise db.translate(exc, self.location) from None
+            raise
 
     def upgrade(self, target: str = "head") -> None:
         self.close()  # migrations use their own connection; cached engines would be stale

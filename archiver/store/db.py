@@ -245,16 +245,19 @@ def check_file(db: str, *, must_exist: bool) -> None:
         raise UsageError(f"{db} is {kind}: an archive is a SQLite file")
 
 
-def revision(conn: Connection) -> str | None:
-    """The archive's Alembic revision, or None for a database without our schema."""
+def revision(engine: Engine, db: str) -> str | None:
+    """The archive's Alembic revision, or None for a database without our schema. Read
+    on a connection of its own (a failed read aborts a PostgreSQL transaction); an
+    archive that cannot be read is told as every command tells it (``translate``)."""
     try:
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-    except (OperationalError, DBAPIError) as exc:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError as exc:
         message = str(exc.orig)
         if "alembic_version" in message and ("no such table" in message
                                              or "does not exist" in message):  # fmt: skip
             return None
-        raise
+        raise translate(exc, db) from None
     return rows[0][0] if rows else None
 
 
@@ -309,12 +312,7 @@ def migrate(db: str, action: str, target: str) -> None:
         raise UsageError(problem)
     engine = create(db, write=True)
     try:
-        try:  # its own connection: a failed read aborts a PostgreSQL transaction
-            with engine.connect() as probe:
-                found = revision(probe)
-        except DBAPIError as exc:  # not opened: told as every command tells it
-            raise translate(exc, db) from None
-        if newer := newer_than_us(found, mask_url(db)):
+        if newer := newer_than_us(revision(engine, db), mask_url(db)):
             raise newer
         with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
