@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -185,6 +186,47 @@ def test_sigterm_stops_the_web_view_at_any_moment(runner, tmp_path) -> None:
             assert server.wait(20) in ((0, 143) if wait == 0 else (0,))  # 143: not serving yet
         finally:
             server.kill()
+
+
+@pytest.mark.slow  # a server in a subprocess
+def test_the_readmes_web_line_serves_the_defaults_and_opens_a_browser(runner, tmp_path) -> None:
+    """The README's `web` line, as written: the default address, port 8001, and `--open`
+    handing the printed URL to the user's browser (``$BROWSER`` here, a script)."""
+    from tests.test_readme import command_lines
+
+    [line] = [ln for ln, _ in command_lines() if " web " in ln]
+    assert invoke(runner, "--db", str(tmp_path / "archive.db"), "db", "upgrade").exit_code == 0
+    with socket.socket() as taken:  # without --host and --port: 127.0.0.1:8001
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a last run's TIME_WAIT
+        taken.bind(("127.0.0.1", 8001))
+        taken.listen()
+        result = subprocess.run([sys.executable, "-m", "archiver", "--db", "archive.db", "web"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "('127.0.0.1', 8001)" in result.stderr, result.stderr
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" >>{tmp_path / "opened"}\n', encoding="utf-8")
+    browser.chmod(0o755)
+    server = subprocess.Popen(["bash", "-c", line], cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "BROWSER": str(browser)})  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url == "http://127.0.0.1:8001/"
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "opened").exists() or not _serves(url):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.2)
+        assert (tmp_path / "opened").read_text(encoding="utf-8") == url + "\n"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _serves(url: str) -> bool:
+    try:
+        return bool(_json(url + "-/versions.json")["datasette"]["version"])
+    except OSError:
+        return False
 
 
 def _json(url: str):  # type: ignore[no-untyped-def]
