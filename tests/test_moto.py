@@ -212,25 +212,42 @@ def test_an_account_whose_role_is_refused_is_a_failed_run_that_status_check_sees
             prom.read_text())  # fmt: skip
 
 
-def test_an_include_that_names_no_active_account_says_so(runner, tmp_path, moto_url,
-                                                          monkeypatch) -> None:  # fmt: skip
-    """An [[organization]]'s include with a mistyped account id (11 digits) synced
-    nothing of that account, and said nothing, exit 0."""
+def test_include_and_exclude_narrow_an_organization_to_its_active_accounts(
+    runner, tmp_path, moto_url, monkeypatch
+) -> None:
+    """ListAccounts' active accounts, less a suspended one; `include` keeps only the
+    accounts it names and `exclude` drops the ones it names. An include with a mistyped
+    account id (11 digits) or a suspended account synced nothing of it, and said
+    nothing, exit 0: now a warning names them."""
     from tests.conftest import invoke
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", moto_url)
     org = boto3.client("organizations", endpoint_url=moto_url, region_name="us-east-1")
     org.create_organization(FeatureSet="ALL")
-    org.create_account(AccountName="orders", Email="orders@example.invalid")
-    (orders,) = [a["Id"] for a in org.list_accounts()["Accounts"] if a["Name"] == "orders"]
+    for name in ("orders", "sandbox", "closed"):
+        org.create_account(AccountName=name, Email=f"{name}@example.invalid")
+    ids = {a["Name"]: a["Id"] for a in org.list_accounts()["Accounts"]}
+    org.close_account(AccountId=ids["closed"])
+    orders, sandbox, closed = ids["orders"], ids["sandbox"], ids["closed"]
     config = tmp_path / "fleet.toml"
-    config.write_text('[[organization]]\nrole_name = "R"\nregions = ["us-east-1"]\n'
-                      f'include = ["{orders}", "{orders[:-1]}"]\n')  # fmt: skip
-    planned = invoke(runner, "--config", str(config), "sources", "plan")
-    assert planned.exit_code == 0 and planned.stdout.startswith(f"{orders}@us-east-1 ")
-    assert planned.stderr == (f"WARNING: config {config}: [[organization]] 1: include names "
-                              f"{orders[:-1]}, no active account of the organization: not "
-                              "synced\n")  # fmt: skip
+
+    def planned(narrowed: str) -> tuple[set[str], str]:
+        config.write_text('[[organization]]\nrole_name = "R"\nregions = ["us-east-1"]\n'
+                          + narrowed, encoding="utf-8")  # fmt: skip
+        done = invoke(runner, "--config", str(config), "sources", "plan", "--json")
+        assert done.exit_code == 0, done.output
+        return {row["name"] for row in json.loads(done.stdout)}, done.stderr
+
+    active = {f"{i}@us-east-1" for i in ids.values() if i != closed}
+    assert planned("") == (active, "") and len(active) == 3  # the management account too
+    assert planned(f'exclude = ["{sandbox}"]\n') == (active - {f"{sandbox}@us-east-1"}, "")
+    assert planned(f'include = ["{orders}", "{orders[:-1]}", "{closed}"]\n') == (
+        {f"{orders}@us-east-1"},
+        f"WARNING: config {config}: [[organization]] 1: include names "
+        f"{', '.join(sorted([orders[:-1], closed]))}, no active account of the organization: "
+        "not synced\n")  # fmt: skip
+    assert planned(f'include = ["{orders}", "{sandbox}"]\nexclude = ["{sandbox}"]\n')[0] == {
+        f"{orders}@us-east-1"}  # fmt: skip
 
 
 def test_a_profiles_role_that_sts_refuses_is_one_line_exit_1(runner, tmp_path, moto_url,
