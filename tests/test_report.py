@@ -76,6 +76,23 @@ def test_the_figures_are_the_archives_own(reported) -> None:
     assert {(t, b): n for t, b, n in figures.durations} == durations
 
 
+def test_a_duration_on_a_buckets_bound_is_in_the_bucket_it_opens(archive) -> None:
+    """An operation that took exactly 1 s belongs in "1–10 s", as the label says. SQLite
+    read the seconds between two dates from Julian days, 0.99999 s for that one, and
+    put it in "< 1 s" (and 10 s in "1–10 s", 60 s in "10–60 s")."""
+    took = {0.999: "< 1 s", 1: "1–10 s", 9.999: "1–10 s", 10: "10–60 s", 60: "1–5 min",
+            300: "5–30 min", 1800: "30 min–2 h", 7199.999: "30 min–2 h", 7200: "≥ 2 h"}  # fmt: skip
+    ops = []
+    for i, seconds in enumerate(took):
+        record = op(i, type=f"T{i}", minutes=i * 7, ms=i * 37)
+        ops.append(replace(record, create_date=record.update_date - timedelta(seconds=seconds)))
+    fill(archive, ops)
+    with Archive(archive) as handle:
+        figures = gather(handle, Selection())
+    assert sorted(figures.durations) == [(f"T{i}", label, 1) for i, label in
+                                         enumerate(took.values())]  # fmt: skip
+
+
 def test_the_report_takes_querys_selection(runner, reported, tmp_path) -> None:
     out = tmp_path / "fails.html"
     result = invoke(runner, "--db", reported, "report", "--out", str(out),

@@ -118,10 +118,12 @@ class utc_day(FunctionElement[str]):
     """A UTCDateTime column's UTC day as text, ``2026-01-31``, in SQL (for GROUP BY)."""
 
 
-@sql_function(Float(), "((julianday({1}) - julianday({0})) * 86400.0)",
+@sql_function(Float(), "ROUND((julianday({1}) - julianday({0})) * 86400.0, 3)",
               "CAST(EXTRACT(EPOCH FROM ({1}) - ({0})) AS double precision)")  # fmt: skip
 class seconds_between(FunctionElement[float]):
-    """Seconds from the first UTCDateTime to the second, with the milliseconds, in SQL."""
+    """Seconds from the first UTCDateTime to the second, with the milliseconds, in SQL.
+    SQLite's Julian days are off by some microseconds (1 s reads 0.99999): rounded to the
+    dates' own milliseconds, as the views' durations are."""
 
 
 @sql_function(String(), "printf({args})", "format({args})")
