@@ -4,12 +4,14 @@ self-contained, and it renders in a real browser (headless Chromium) offline."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,6 +93,70 @@ def test_a_duration_on_a_buckets_bound_is_in_the_bucket_it_opens(archive) -> Non
         figures = gather(handle, Selection())
     assert sorted(figures.durations) == [(f"T{i}", label, 1) for i, label in
                                          enumerate(took.values())]  # fmt: skip
+
+
+def test_each_run_has_its_duration_and_the_watermarks_lag(reported) -> None:
+    """A run's duration, and how far behind its end the archive was complete: its own
+    ``until`` when it succeeded, else the last good run's; a run still going has
+    neither. With --source, the runs and the operations are that source's; over
+    several sources, a failing service is named with its source."""
+    fill(reported, [op(100 + i, status="FAIL", service="srv-0") for i in range(3)],
+         source="other@eu-west-1")  # fmt: skip
+    t = T0 + timedelta(days=30)
+    with Archive(reported) as handle, handle.writer.begin() as conn:
+        mine, other = (catalog.find_source(conn, n) for n in ("test@us-east-1", "other@eu-west-1"))
+
+        def ran(source: int | None, outcome: str, started: timedelta, took: int | None) -> None:
+            assert source is not None
+            run = catalog.start_run(conn, source, since=None, until=t + started)
+            catalog.record_run(conn, run, outcome=outcome, started_at=t + started, finished_at=(
+                t + started + timedelta(seconds=took) if took is not None else None))  # fmt: skip
+
+        ran(mine, "succeeded", timedelta(0), 60)  # complete to its start, t
+        ran(other, "failed", timedelta(seconds=1), 5)  # no good run yet: no lag
+        ran(mine, "failed", timedelta(hours=1), 10)
+        ran(mine, "running", timedelta(hours=2), None)
+    with Archive(reported) as handle:
+        one = gather(handle, Selection(source="test@us-east-1"))
+        every = gather(handle, Selection())
+    assert [(r.outcome, r.duration_s, r.lag_s) for r in one.runs] == [
+        ("succeeded", 60, 60), ("failed", 10, 3610), ("running", None, None)]  # fmt: skip
+    assert [(r.source, r.lag_s) for r in every.runs][:2] == [("test@us-east-1", 60),
+                                                              ("other@eu-west-1", None)]  # fmt: skip
+    assert (one.total, every.total) == (len(_content()), len(_content()) + 3)
+    assert "svc-0" in [name for name, _, _ in one.top_failing]
+    failed = sum(o.status == "FAIL" and o.service_id == "srv-0" for o in _content())
+    assert ("svc-0 (test@us-east-1)", "srv-0", failed) in every.top_failing
+    assert ("srv-0 (other@eu-west-1)", "srv-0", 3) in every.top_failing
+
+
+@pytest.mark.parametrize(("ago", "said"), [(timedelta(minutes=30), "30 min ago"),
+                                           (timedelta(minutes=61), "1 h ago"),
+                                           (timedelta(hours=47), "47 h ago"),
+                                           (timedelta(hours=49), "2 days ago")])  # fmt: skip
+def test_the_headline_says_how_fresh_the_archive_is(ago: timedelta, said: str) -> None:
+    """The figures a reader wants first: the last successful sync's end and its age (a
+    failed run since does not count), the operations and the failure rate."""
+    from archiver.read.report import Figures, Run
+    from archiver.timeutil import iso, now
+
+    ended = now() - ago
+    runs = [Run("a", ended - timedelta(days=3), "succeeded", 60.0, 0.0),
+            Run("a", ended - timedelta(seconds=90), "succeeded", 90.0, 0.0),
+            Run("a", ended + timedelta(seconds=1), "failed", 1.0, None)]  # fmt: skip
+    shown = Figures(sources=["a"], total=3, by_type=[("REGISTER_INSTANCE", 3, 1)], runs=runs)
+    never = Figures(sources=[])
+    assert _headline(shown) == {"Operations": "3", "Failure rate": "33.3%",
+                                "Last successful sync": iso(ended), "Freshness": said}  # fmt: skip
+    assert _headline(never) == {"Operations": "0", "Failure rate": "–",
+                                "Last successful sync": "never", "Freshness": "never"}  # fmt: skip
+
+
+def _headline(figures: Any) -> dict[str, str]:
+    from archiver.read.report import render
+
+    page = render(figures, archive_name="a.db", selection_text="all")
+    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page.split('id="headline"')[1]))
 
 
 def test_the_report_takes_querys_selection(runner, reported, tmp_path) -> None:
