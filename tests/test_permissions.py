@@ -206,7 +206,8 @@ def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users,
     """Datasette opens a mutable file mode=ro, which in WAL mode made the reader's own
     -wal and -shm beside the archive, and the owner's next sync refused them (exit 2);
     where nothing could be made, every page was a 500. It opens immutable, as query does,
-    and once a sync has written the file it refuses every page (503) until a restart."""
+    and once a sync has written the file it refuses every page (503) until a restart.
+    The file itself is never a download: a sync may be writing it."""
     import asyncio
     import json
 
@@ -231,6 +232,8 @@ def test_the_web_view_of_a_reader_without_write_permission_leaves_nothing(users,
                 page = asyncio.run(ds.client.get(rows))
                 if page.status_code != 200 or len(json.loads(page.text)) != 40:
                     return 1
+                if asyncio.run(ds.client.get("/archive.db")).status_code != 403:
+                    return 3  # served immutable, the file itself would be a download
                 then()  # the owner's sync writes the file meanwhile
                 page = asyncio.run(ds.client.get(rows))
                 return 0 if page.status_code == 503 and "restart it" in page.text else 2
