@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -131,13 +130,13 @@ def test_each_run_has_its_duration_and_the_watermarks_lag(reported) -> None:
 
 
 @pytest.mark.parametrize(("ago", "said"), [(timedelta(minutes=30), "30 min ago"),
-                                           (timedelta(minutes=61), "1 h ago"),
+                                           (timedelta(minutes=60.5), "1 h ago"),
                                            (timedelta(hours=47), "47 h ago"),
                                            (timedelta(hours=49), "2 days ago")])  # fmt: skip
 def test_the_headline_says_how_fresh_the_archive_is(ago: timedelta, said: str) -> None:
     """The figures a reader wants first: the last successful sync's end and its age (a
     failed run since does not count), the operations and the failure rate."""
-    from archiver.read.report import Figures, Run
+    from archiver.read.report import Figures, Run, render
     from archiver.timeutil import iso, now
 
     ended = now() - ago
@@ -145,17 +144,22 @@ def test_the_headline_says_how_fresh_the_archive_is(ago: timedelta, said: str) -
             Run("a", ended - timedelta(seconds=90), "succeeded", 90.0, 0.0),
             Run("a", ended + timedelta(seconds=1), "failed", 1.0, None)]  # fmt: skip
     shown = Figures(sources=["a"], total=3, by_type=[("REGISTER_INSTANCE", 3, 1)], runs=runs)
-    never = Figures(sources=[])
-    assert _headline(shown) == {"Operations": "3", "Failure rate": "33.3%",
-                                "Last successful sync": iso(ended), "Freshness": said}  # fmt: skip
-    assert _headline(never) == {"Operations": "0", "Failure rate": "–",
-                                "Last successful sync": "never", "Freshness": "never"}  # fmt: skip
+    page = render(shown, archive_name="a.db", selection_text="all")
+    assert _headline(page) == {"Operations": "3", "Failure rate": "33.3%",
+                               "Last successful sync": iso(ended), "Freshness": said}  # fmt: skip
+    # each chart's figures in its table: a float to one place, a lag not known left empty
+    assert "<tr><td>REGISTER_INSTANCE</td><td>3</td><td>1</td><td>33.3</td></tr>" in page
+    assert (
+        f"<tr><td>a</td><td>{iso(runs[2].started_at)}</td><td>failed</td><td>1.0</td><td></td>"
+        in page
+    )
+    page = render(Figures(sources=[]), archive_name="a.db", selection_text="all")
+    assert _headline(page) == {"Operations": "0", "Failure rate": "–",
+                               "Last successful sync": "never", "Freshness": "never"}  # fmt: skip
+    assert "sources: none yet" in page
 
 
-def _headline(figures: Any) -> dict[str, str]:
-    from archiver.read.report import render
-
-    page = render(figures, archive_name="a.db", selection_text="all")
+def _headline(page: str) -> dict[str, str]:
     return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page.split('id="headline"')[1]))
 
 
