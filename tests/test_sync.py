@@ -327,6 +327,26 @@ def test_a_new_account_that_holds_nothing_yet_syncs_and_its_unit_is_found_later(
         assert_archive_equals(db, emu.account)
 
 
+def test_a_service_that_forgot_every_operation_keeps_the_unit_found_before(runner, db) -> None:
+    """Cloud Map forgets operations after a while, so a quiet account's service may hold
+    none. That night tells no unit: the run keeps the one found before (seconds) and
+    says nothing, and the night operations come back reads them in it, warning no more."""
+    with Emulator(seed_operations=50, days=5, seed=44, update_date_unit="s") as emu:
+        assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
+        with emu.account._lock:  # every operation forgotten
+            emu.account._ops.clear()
+            emu.account._keys.clear()
+        empty = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert empty.exit_code == 0 and empty.stderr == "", empty.output
+        summary = json.loads(empty.stdout)
+        assert (summary["update_date_unit"], summary["unit_check_calls"]) == ("s", 3)
+        new = emu.account.add_operations(30, pending_share=0.0)
+        back = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
+        assert back.exit_code == 0 and back.stderr == "", back.output
+        assert json.loads(back.stdout)["inserted"] == len(new)
+        assert {o.id for o in new} <= set(archived(db))
+
+
 def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) -> None:
     with Emulator(seed_operations=1500, days=20, seed=43, shared=0.2) as emu:
         owners = {o.owner_account for o in emu.account.all()} - {None}
