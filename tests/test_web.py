@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from archiver.emulator import Emulator
-from tests.conftest import invoke
+from tests.conftest import invoke, prerequisite_missing
 from tests.helpers import cli_sync
 
 pytestmark = pytest.mark.engine_free  # Datasette serves SQLite files only
@@ -198,7 +198,10 @@ def test_the_readmes_web_line_serves_the_defaults_and_opens_a_browser(runner, tm
     assert invoke(runner, "--db", str(tmp_path / "archive.db"), "db", "upgrade").exit_code == 0
     with socket.socket() as taken:  # without --host and --port: 127.0.0.1:8001
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a last run's TIME_WAIT
-        taken.bind(("127.0.0.1", 8001))
+        try:
+            taken.bind(("127.0.0.1", 8001))
+        except OSError:  # Datasette's own default: a developer may be running one
+            prerequisite_missing("port8001", "127.0.0.1:8001 free (the README's web line)")
         taken.listen()
         result = subprocess.run([sys.executable, "-m", "archiver", "--db", "archive.db", "web"],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
