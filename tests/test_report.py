@@ -94,6 +94,15 @@ def test_a_duration_on_a_buckets_bound_is_in_the_bucket_it_opens(archive) -> Non
                                          enumerate(took.values())]  # fmt: skip
 
 
+def test_the_top_failing_services_are_the_ten_with_the_most_failures(archive) -> None:
+    fill(archive, [op(f"{k}-{j}", status="FAIL", service=f"srv-{k:02d}")
+                   for k in range(12) for j in range(k + 1)])  # srv-k fails k + 1 times  # fmt: skip
+    with Archive(archive) as handle:
+        top = gather(handle, Selection()).top_failing
+    assert [(service, n) for _, service, n in top] == [(f"srv-{k:02d}", k + 1)
+                                                       for k in range(11, 1, -1)]  # fmt: skip
+
+
 def test_each_run_has_its_duration_and_the_watermarks_lag(reported) -> None:
     """A run's duration, and how far behind its end the archive was complete: its own
     ``until`` when it succeeded, else the last good run's; a run still going has
