@@ -162,6 +162,11 @@ def test_the_headline_says_how_fresh_the_archive_is(ago: timedelta, said: str) -
         f"<tr><td>a</td><td>{iso(runs[2].started_at)}</td><td>failed</td><td>1.0</td><td></td>"
         in page
     )
+
+
+def test_an_empty_archives_headline_says_never() -> None:
+    from archiver.read.report import Figures, render
+
     page = render(Figures(sources=[]), archive_name="a.db", selection_text="all")
     assert _headline(page) == {"Operations": "0", "Failure rate": "–",
                                "Last successful sync": "never", "Freshness": "never"}  # fmt: skip

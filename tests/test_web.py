@@ -157,13 +157,9 @@ def test_an_ipv6_address_prints_a_url_that_opens(runner, tmp_path) -> None:
         url = server.stdout.readline().strip()
         assert url.startswith("http://[::1]:"), url
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert _json(url + "-/versions.json")["datasette"]["version"]
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.2)
+        while not _serves(url):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.2)
     finally:
         server.terminate()
         server.wait(30)
@@ -226,6 +222,7 @@ def test_the_readmes_web_line_serves_the_defaults_and_opens_a_browser(runner, tm
 
 
 def _serves(url: str) -> bool:
+    """Datasette answers at ``url`` (its versions page); not yet while it cannot connect."""
     try:
         return bool(_json(url + "-/versions.json")["datasette"]["version"])
     except OSError:
