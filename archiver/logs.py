@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from archiver.guards import printable, redact
 from archiver.timeutil import iso, utc_ms
@@ -47,28 +47,31 @@ class _TextFormatter(logging.Formatter):
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of the record, not at setup."""
 
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:  # under the handler's lock
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(*, verbose: bool, quiet: bool, log_format: str) -> None:
-    """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only."""
+    """Warnings and errors go to stderr; ``-v`` adds progress, ``-q`` keeps errors only.
+    SQLAlchemy's warnings come the same way, one line each (their traceback with -v)."""
     # The same in JSON: cron mails whatever a run prints, so a good run prints nothing.
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = _StderrHandler()
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
-    root = logging.getLogger("archiver")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    # botocore's own debug output would print request headers; keep it out of -v.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    handler.addFilter(lambda record: _shown(record, verbose))
+    for name in ("archiver", "sqlalchemy"):  # botocore's and urllib3's: to their NullHandler
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.propagate = [handler], False
+        logger.setLevel(level if name == "archiver" else max(level, logging.WARNING))
+
+
+def _shown(record: logging.LogRecord, verbose: bool) -> bool:
+    """Nothing for a stop that a library logged where it landed (SQLAlchemy's pool does,
+    with a traceback): the stop has its own line (``cli.app.report``). Traces with -v."""
+    stop = record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
+    record.exc_info = record.exc_info if verbose else None
+    return not stop
 
 
 def error_line(message: str, log_format: str, *, trace: str | None = None,

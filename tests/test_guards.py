@@ -317,6 +317,27 @@ def test_server_text_in_a_warning_is_one_line_and_escaped(capsys, log_format) ->
     assert "denied" in message and "forged" in message
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_librarys_error_is_a_json_line_its_traceback_only_with_v(capsys, verbose) -> None:
+    """SQLAlchemy's pool logs a connection it could not close with its traceback. Python's
+    last-resort handler printed that as plain text, lines a log shipper reading JSON
+    cannot parse, and without -v."""
+    import logging
+
+    from archiver import logs
+
+    logs.configure(verbose=verbose, quiet=False, log_format="json")
+    try:
+        raise OSError("disk I/O error")
+    except OSError:
+        logging.getLogger("sqlalchemy.pool.impl.QueuePool").error("Exception closing connection",
+                                                                  exc_info=True)  # fmt: skip
+    entry = json.loads(capsys.readouterr().err)
+    assert (entry["logger"], entry["message"]) == ("sqlalchemy.pool.impl.QueuePool",
+                                                   "Exception closing connection")  # fmt: skip
+    assert ("disk I/O error" in entry.get("traceback", "")) is verbose
+
+
 @pytest.mark.slow  # over HTTP
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_server_text_in_an_error_line_is_one_line_and_escaped(runner, archive, monkeypatch,

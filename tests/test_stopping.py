@@ -6,6 +6,7 @@ mid-command, and the interrupted run could not be recorded (exit 1 instead of 13
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -109,6 +110,37 @@ run()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr, done.stdout) == (code, line + "\n", "")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_signal_inside_the_connection_pool_is_one_line(tmp_path, log_format: str) -> None:
+    """A read takes a stop wherever it lands. Landing in SQLAlchemy's pool as it hands a
+    connection back (delivered here exactly then), it was also logged by the pool as
+    "Exception during reset or similar" with a traceback, 13 lines before ours."""
+    import subprocess
+    import sys
+
+    from archiver.store.archive import Archive
+
+    db = str(tmp_path / "archive.db")
+    Archive(db).upgrade()
+    script = f"""
+import os, signal, sys
+from sqlalchemy.pool.base import _ConnectionFairy
+reset = _ConnectionFairy._reset
+def _reset(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return reset(self, *args, **kwargs)
+_ConnectionFairy._reset = _reset
+sys.argv = ["archiver", "--db", {db!r}, "query", "-o", "count", "--log-format", {log_format!r}]
+from archiver.__main__ import run
+run()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr.count("\n")) == (143, "", 1), done.stderr
+    line = json.loads(done.stderr)["message"] if log_format == "json" else done.stderr
+    assert "stopped by signal SIGTERM" in line
 
 
 @pytest.mark.slow  # a command in a subprocess
