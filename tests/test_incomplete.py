@@ -68,14 +68,30 @@ def test_an_operation_never_found_is_given_up_on_but_stays_stored(runner, archiv
         retry_none = ("--source", "acct", "--incomplete-retry-days", "0", "--json")
         second = cli_sync(runner, archive, emu.url, *retry_none)
         assert json.loads(second.stdout)["gone"] == 1
+        attempts = select(IncompleteOperation.attempts)
+        assert read_rows(archive, attempts) == [(2,)]  # listed in vain, then retried in vain
         emu.counters.reset()
         third = cli_sync(runner, archive, emu.url, *retry_none)
         assert emu.counters.get_calls == 0  # gone: no longer retried
         assert third.stderr == ""
         row = read_rows(archive, select(IncompleteOperation))[0]
-        assert (row.id, row.gone_at is not None) == (lost.id, True)
+        assert (row.id, row.gone_at is not None, row.attempts) == (lost.id, True, 2)
         status = json.loads(invoke(runner, "--db", archive, "status", "--json").stdout)
         assert (status["sources"][0]["incomplete"], status["sources"][0]["gone"]) == (0, 1)
+
+
+def test_attempts_count_the_runs_that_asked_in_vain_once_each(runner, archive) -> None:
+    """`incomplete_operations.attempts` (a column for SQL and the web view) counts the
+    runs whose GetOperation found nothing: one each, though a run that lists the
+    operation again (here every run, with a lookback over all of it) also retries it."""
+    with Emulator(seed_operations=50, days=5, seed=33) as emu:
+        lost = sorted(emu.account.all(), key=lambda o: o.update_date)[-1]
+        emu.service.hide_briefly(lost.id, times=10**6)
+        for run in (1, 2, 3):
+            done = cli_sync(runner, archive, emu.url, "--source", "acct", "--lookback", "10d")
+            assert done.exit_code == 0, done.output
+            kept = read_rows(archive, select(IncompleteOperation.id, IncompleteOperation.attempts))
+            assert kept == [(lost.id, run)]
 
 
 def test_gone_operations_are_found_by_retry_gone(runner, archive) -> None:
