@@ -307,8 +307,8 @@ def test_invalid_filters_are_rejected_before_the_archive_is_touched(runner, tmp_
 
 def test_unknown_source_is_bad_input(runner, filled) -> None:
     result = invoke(runner, "--db", filled, "query", "--source", "nope")
-    assert result.exit_code == 2
-    assert "no source named 'nope'" in result.stderr
+    said = "error: no source named 'nope' in the archive (sources: test@us-east-1)\n"
+    assert (result.exit_code, result.stderr) == (2, said)
     assert ids(
         invoke(
             runner,
@@ -323,6 +323,12 @@ def test_unknown_source_is_bad_input(runner, filled) -> None:
             "1",
         )
     ) == ["op-000004"]
+
+
+def test_an_unknown_source_in_an_empty_archive_says_there_is_none_yet(runner, archive) -> None:
+    result = invoke(runner, "--db", archive, "query", "--source", "nope")
+    assert (result.exit_code, result.stderr) == (
+        2, "error: no source named 'nope' in the archive (sources: none yet)\n")  # fmt: skip
 
 
 def test_stray_argument_without_filters_is_bad_input(runner, filled) -> None:
