@@ -69,8 +69,8 @@ def _as_moto_answers(sd, ids) -> dict[str, OperationRecord]:  # type: ignore[no-
 
 def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> None:
     sd = boto3.client("servicediscovery", endpoint_url=moto_url, region_name="us-east-1")
+    sd.create_private_dns_namespace(Name="internal.example", Vpc="vpc-0123")  # listed first
     http = sd.create_http_namespace(Name="orders")["OperationId"]
-    sd.create_private_dns_namespace(Name="internal.example", Vpc="vpc-0123")
     public = sd.create_public_dns_namespace(Name="public.example")["OperationId"]
     namespaces = {n["Name"]: n["Id"] for n in sd.list_namespaces()["Namespaces"]}
     service = sd.create_service(Name="api", NamespaceId=namespaces["orders"])["Service"]["Id"]
@@ -88,7 +88,8 @@ def test_syncs_from_moto_equal_its_own_answers(runner, archive, moto_url) -> Non
     assert set(got) == truth
     assert got == _as_moto_answers(sd, truth)  # every field, dates to the millisecond
     # the service's namespace: moto's ListServices ignores NAMESPACE_ID, so it lists
-    # the service under every namespace, and the sync asks GetService instead
+    # the service under both namespaces (internal.example's first), and the sync asks
+    # GetService instead
     links = read_rows(archive, select(Service.id, Service.namespace_id))
     assert [tuple(r) for r in links] == [(service, namespaces["orders"])]
 
