@@ -73,8 +73,11 @@ def test_a_failed_listing_warns_keeps_the_names_and_marks_nothing_gone(runner, d
         emu.account.delete_service(emu.account.services[0].id)
         emu.set_faults("ListServices", error_rate=1.0)
         result = cli_sync(runner, db, emu.url, "--source", "acct", "--max-attempts", "1")
+        # no service listed to compare with: each namespace holding one is listed too
+        holding = len({s.namespace_id for s in emu.account.services})
     assert result.exit_code == 0, result.output  # the operations were archived
     assert result.stderr.count("\n") == 1 and "cannot list the services" in result.stderr
+    assert result.stderr.endswith(f" (and {holding} more namespaces' services)\n")
     assert listed(db, Service) == before  # nothing marked gone on a partial answer
 
 
