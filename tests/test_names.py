@@ -29,15 +29,23 @@ def listed(db: str, model) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
 def test_names_equal_the_emulators_and_outlive_a_deletion(runner, db) -> None:
     with Emulator(seed_operations=400, days=20, seed=5, shared=0.2) as emu:
         account = emu.account
+        single, empty = account.namespaces[0].id, account.namespaces[1].id  # 1 service, 0
+        for s in [s for s in account.services if s.namespace_id == single][1:]:
+            account.delete_service(s.id)
+        for s in [s for s in account.services if s.namespace_id == empty]:
+            account.delete_service(s.id)
         first = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert first.exit_code == 0 and first.stderr == "", first.output
         summary = json.loads(first.stdout)
         # one ListNamespaces (shared ones too); one ListServices for the names, and on
-        # a first run one per namespace for the links
+        # a first run one per namespace holding a service, for the links
         assert summary["api_calls"]["ListNamespaces"] == 1
-        assert summary["api_calls"]["ListServices"] == 1 + len(account.namespaces)
+        holding = {s.namespace_id for s in account.services}
+        assert empty not in holding and summary["api_calls"]["ListServices"] == 1 + len(holding)
         quiet = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert json.loads(quiet.stdout)["api_calls"]["ListServices"] == 1  # links known
+        links = read_rows(db, select(Service.id, Service.namespace_id))
+        assert dict(links) == {s.id: s.namespace_id for s in account.services}
         namespaces, services = listed(db, Namespace), listed(db, Service)
         want_ns = {n.id: (n.name, n.type, n.owner, n.create_date) for n in account.namespaces}
         want_srv = {s.id: (s.name, s.type, s.owner, s.create_date) for s in account.services}
