@@ -85,7 +85,9 @@ def test_a_failed_listing_warns_keeps_the_names_and_marks_nothing_gone(runner, d
         holding = len({s.namespace_id for s in emu.account.services})
     assert result.exit_code == 0, result.output  # the operations were archived
     assert result.stderr.count("\n") == 1 and "cannot list the services" in result.stderr
-    assert result.stderr.endswith(f" (and {holding} more namespaces' services)\n")
+    assert result.stderr.endswith(
+        f"; their names are not refreshed (and {holding} more namespaces' services)\n"
+    )
     assert listed(db, Service) == before  # nothing marked gone on a partial answer
 
 
