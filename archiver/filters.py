@@ -7,8 +7,6 @@ exports, ``matches()`` for the emulator and as the tests' oracle. Tests prove th
 ``to_sql()`` and ``matches()`` agree.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re

@@ -7,8 +7,6 @@ one had (``--metrics-file`` replaced the archive; ``--config`` hung on a FIFO;
 what a server sent calls these, and is safe by construction.
 """
 
-from __future__ import annotations
-
 import gzip
 import io
 import os

@@ -1,7 +1,5 @@
 """Logging fit for cron: quiet on success, one line per problem, JSON when asked."""
 
-from __future__ import annotations
-
 import json
 import logging
 import sys

@@ -3,8 +3,6 @@ inside a database call, whichever thread the kernel hands the signal to; exit 12
 the signal's number. Why: docs/design.md, "The sync, step by step", step 5.
 """
 
-from __future__ import annotations
-
 import signal
 import threading
 import time

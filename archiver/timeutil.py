@@ -4,8 +4,6 @@ The archive keeps milliseconds because the service does (O3); anything finer wou
 two observations of the same UpdateDate compare unequal.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta

@@ -1,7 +1,5 @@
 """The commands that talk to a Cloud Map API: `sync`, `demo` and `emulator serve`."""
 
-from __future__ import annotations
-
 import json
 import sys
 import time

@@ -10,8 +10,6 @@ against spreadsheet formula injection (OWASP "CSV injection"): one that begins w
 never altered. ``raw=True`` turns the guard off.
 """
 
-from __future__ import annotations
-
 import csv
 import functools
 import gzip

@@ -6,8 +6,6 @@ operations moves a few thousand numbers into Python, never the rows. The sync ru
 are read per source (the filters are about operations, not runs).
 """
 
-from __future__ import annotations
-
 import html
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field

@@ -1,7 +1,5 @@
 """What `archiver status` reports: per source, freshness, last runs, and totals."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from importlib.util import find_spec

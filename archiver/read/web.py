@@ -10,8 +10,6 @@ each column's ``doc`` or the record field it holds, the README's cookbook (shipp
 parameters ``service`` and ``at``.
 """
 
-from __future__ import annotations
-
 import logging
 import re
 import tempfile

@@ -6,8 +6,6 @@ deferred transaction that reads and then writes fails at once with "database is
 locked" when another writer got there first, ignoring the busy timeout.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import re

@@ -4,8 +4,6 @@ Table and column names are a contract with people who query the file directly
 (docs/design.md, "Schema"), so they change only through a migration and a note.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar

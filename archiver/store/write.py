@@ -6,8 +6,6 @@ only says how each write is made. Upserts use the dialect's own ON CONFLICT, so 
 repeated page is harmless.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress

@@ -3,8 +3,6 @@ are dates, an overall deadline for each call, and every call counted. Why each o
 docs/design.md, "Trusting the service".
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import os
