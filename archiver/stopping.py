@@ -4,6 +4,7 @@ the signal's number. Why: docs/design.md, "The sync, step by step", step 5.
 """
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ _reason: str | None = None  # None: no request; "" is Ctrl-C ("interrupted")
 _signum = signal.SIGINT
 _waiting = False  # the main thread waits for others: a stop may be raised at once
 _at_once = False
+_late = False  # a read's stop that a finalizer swallowed: taken as the command ends
 
 
 def _handler(signum: int, _frame: object) -> None:
@@ -31,6 +33,16 @@ def _handler(signum: int, _frame: object) -> None:
         raise Stopped(_reason)
 
 
+def _unraisable(unraisable: Any) -> None:
+    """Python prints a stop raised in a finalizer, with a traceback, and goes on: here it
+    is quiet, and taken at the sync's next wait, or as a read command ends (``ending``)."""
+    global _late
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _late = _at_once
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
 def install(*, at_once: bool = False) -> None:
     """Route SIGINT and SIGTERM here for the rest of the process.
 
@@ -40,7 +52,7 @@ def install(*, at_once: bool = False) -> None:
     """
     global _reason, _signum, _at_once
     _reason, _signum = None, signal.SIGINT
-    _at_once = at_once
+    _at_once, sys.unraisablehook = at_once, _unraisable
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _handler)
 
@@ -74,6 +86,12 @@ def check() -> None:
     """Raise a stop already requested as errors.Stopped (a KeyboardInterrupt)."""
     if _reason is not None:
         raise Stopped(_reason)
+
+
+def ending() -> None:
+    """A read command's last step: a stop its finalizers swallowed ends it 130 or 143."""
+    if _late:
+        check()
 
 
 @contextmanager

@@ -143,6 +143,43 @@ run()
     assert "stopped by signal SIGTERM" in line
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_signal_inside_a_finalizer_still_stops_a_read(tmp_path, log_format: str) -> None:
+    """A read takes a stop wherever it lands. Landing in a finalizer (a weakref callback
+    run as the archive is opened, here), Python printed it with a traceback and swallowed
+    it: the query ran on and exited 0, as if the stop had not been asked for."""
+    import subprocess
+    import sys
+
+    from archiver.store.archive import Archive
+
+    db = str(tmp_path / "archive.db")
+    Archive(db).upgrade()
+    script = f"""
+import os, signal, sys, weakref
+import archiver.store.db as db
+class Thing: pass
+def finalizer():
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(3))  # Python code: the handler runs here, inside the finalizer
+box = [Thing()]
+weakref.finalize(box[0], finalizer)
+create_engine = db.create_engine
+def create(*args, **kwargs):
+    box.clear()
+    return create_engine(*args, **kwargs)
+db.create_engine = create
+sys.argv = ["archiver", "--db", {db!r}, "query", "-o", "count", "--log-format", {log_format!r}]
+from archiver.__main__ import run
+run()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr.count("\n")) == (143, 1), done.stderr
+    line = json.loads(done.stderr)["message"] if log_format == "json" else done.stderr
+    assert "stopped by signal SIGTERM" in line
+
+
 @pytest.mark.slow  # a command in a subprocess
 @pytest.mark.parametrize("command", [["query", "-o", "json"], ["export"]])
 def test_sigterm_stops_a_command_that_reads_at_once(archive: str, command: list[str]) -> None:

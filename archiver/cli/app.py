@@ -208,6 +208,7 @@ def guarded(fn: F) -> F:
         try:
             done = fn(*args, **kwargs)
             sys.stdout.flush()  # its last output may fail to be written too: told as any error
+            stopping.ending()
             return done
         except (typer.Exit, typer.Abort):  # a command's own exit code, chosen on purpose
             raise
