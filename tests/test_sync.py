@@ -333,9 +333,9 @@ def test_a_service_that_forgot_every_operation_keeps_the_unit_found_before(runne
     says nothing, and the night operations come back reads them in it, warning no more."""
     with Emulator(seed_operations=50, days=5, seed=44, update_date_unit="s") as emu:
         assert cli_sync(runner, db, emu.url, "--source", "acct").exit_code == 0
-        with emu.account._lock:  # every operation forgotten
-            emu.account._ops.clear()
-            emu.account._keys.clear()
+        forgotten = {o.id for o in emu.account.all()}
+        emu.account.forget(before=emu.account.clock.now() + timedelta(seconds=1))  # every one
+        assert len(forgotten) == 50 and not emu.account.all()
         empty = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert empty.exit_code == 0 and empty.stderr == "", empty.output
         summary = json.loads(empty.stdout)
@@ -344,7 +344,7 @@ def test_a_service_that_forgot_every_operation_keeps_the_unit_found_before(runne
         back = cli_sync(runner, db, emu.url, "--source", "acct", "--json")
         assert back.exit_code == 0 and back.stderr == "", back.output
         assert json.loads(back.stdout)["inserted"] == len(new)
-        assert {o.id for o in new} <= set(archived(db))
+        assert {o.id for o in new} | forgotten == set(archived(db))  # the forgotten kept
 
 
 def test_operations_of_shared_namespaces_are_found_with_their_owner(runner, db) -> None:

@@ -103,11 +103,11 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                                      ("500", "GetOperation", 1.0), ("stop", "ListOperations", 3),
                                      ("stop", "GetOperation", 5)]),
               workers=st.sampled_from([1, 8]), full=st.booleans(), pick=PICK,
-              behind=st.lists(PICK, max_size=2))  # fmt: skip
+              behind=st.lists(PICK, max_size=2), forget=st.sampled_from([None, 6, 30]))  # fmt: skip
         def night(self, new: int, pending: float, finished: int, hours: float,
                   hidden: list[tuple[int, int]], lagging: list[tuple[int, int, int]],
                   fault: tuple[str, str, float] | None, workers: int, full: bool,
-                  pick: int, behind: list[int]) -> None:  # fmt: skip
+                  pick: int, behind: list[int], forget: int | None) -> None:  # fmt: skip
             """A day of the account (new operations, some finishing; a SUBMITTED one
             PENDING), no time or hours passing (none: the run's window ends moments
             after the changes; beyond --lookback, 2h, only the watermark says where the
@@ -115,8 +115,10 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
             not found for a while (G3), maybe longer than a run retries; a replica that
             lags, answering an older state; a failover to one that lists and answers an
             older state of operations the archive holds whole, for the night; HTTP 500s
-            beyond botocore's retries; SIGTERM from cron or systemd partway. Which
-            operations is drawn as numbers, the same whatever the archive holds."""
+            beyond botocore's retries; SIGTERM from cron or systemd partway. The
+            service may then forget the operations last changed more than ``forget``
+            hours ago, as Cloud Map does after a while: the archive keeps them.
+            Which operations is drawn as numbers, the same whatever the archive holds."""
             account = self.emu.account
             account.add_operations(new, pending_share=pending)
             account.finish_pending(finished)
@@ -153,6 +155,8 @@ def machine(db: str) -> type[RuleBasedStateMachine]:
                 for record in rolled.values():
                     account.put(record)
                 self._check(settled=None if fault else False)
+                if forget is not None:  # the next runs meet a service that forgot them
+                    account.forget(before=account.clock.now() - timedelta(hours=forget))
 
         @contextmanager
         def _errors(self, api: str, share: float) -> Iterator[None]:

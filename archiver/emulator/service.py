@@ -497,6 +497,13 @@ class Account:
             self.namespaces = [replace(n, name=name) if n.id == ns_id else n
                                for n in self.namespaces]  # fmt: skip
 
+    def forget(self, before: datetime) -> None:
+        """Cloud Map forgets an operation a while after its last change: those updated
+        before ``before`` leave the listings and GetOperation (the archive keeps them)."""
+        with self._lock:
+            self._ops = {i: op for i, op in self._ops.items() if op.update_date >= before}
+            self._keys = [k for k in self._keys if k[1] in self._ops]
+
     def update(self, op_id: str, **changes: Any) -> OperationRecord:
         with self._lock:
             new = replace(self._ops[op_id], **changes)
