@@ -123,6 +123,21 @@ def test_a_filters_file_that_is_a_directory_is_bad_input(runner, archive, tmp_pa
     assert result.exit_code == 2 and "is a directory" in result.stderr
 
 
+def test_a_users_file_of_1_mb_is_read_and_a_byte_more_is_refused(runner, archive, tmp_path):
+    """The README's bound, to the byte: a filters file of 1,000,000 bytes (JSON padded
+    with spaces) is read; one more byte is refused before the archive is read (exit 2)."""
+    fill(archive, [op(1, status="FAIL"), op(2)])
+    filters = tmp_path / "f.json"
+    text = '[{"Name": "STATUS", "Values": ["FAIL"]}]'
+    filters.write_text(text.ljust(1_000_000))
+    found = invoke(runner, "--db", archive, "query", "--filters", f"file://{filters}", "-o", "ids")
+    assert (found.exit_code, found.stdout) == (0, f"{op(1).id}\n"), found.output
+    filters.write_text(text.ljust(1_000_001))
+    refused = invoke(runner, "--db", archive, "query", "--filters", f"file://{filters}")
+    assert refused.exit_code == 2 and refused.stdout == "", refused.output
+    assert refused.stderr.endswith("is larger than 1,000,000 bytes\n"), refused.stderr
+
+
 def test_a_users_file_saved_with_a_byte_order_mark_is_read(runner, archive, tmp_path) -> None:
     """Windows editors save UTF-8 with a BOM: a config was "not TOML (at line 1, column
     1)", and a filters file an unreadable shorthand."""
