@@ -242,6 +242,8 @@ SAME = [
     "Name=STATUS,Condition=IN,Values=[PENDING,SUCCESS]",
     'Name=STATUS,Condition=IN,Values=["PENDING","SUCCESS"]',
     'Condition=IN,Name="STATUS",Values=PENDING,SUCCESS',
+    "Name=STATUS,Values=[PENDING,SUCCESS],Condition=IN",  # a list, then more keys
+    "Name=STATUS,Values=PENDING,SUCCESS,Condition=IN",  # the CLI synopsis: Values end at Key=
     '[{"Name": "STATUS", "Condition": "IN", "Values": ["PENDING", "SUCCESS"]}]',
     '{"Name": "STATUS", "Condition": "IN", "Values": ["PENDING", "SUCCESS"]}',
 ]
