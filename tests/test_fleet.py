@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from archiver.emulator import Emulator
 from archiver.errors import Interrupted, LockHeld, UsageError, WorkFailed
 from archiver.store.models import Operation, Source, SyncRun
 from archiver.sync.fleet import Result, worst_exit
+from archiver.timeutil import parse_iso
 from tests.conftest import invoke
 from tests.helpers import read_rows
 
@@ -90,6 +92,39 @@ profile = "gone"
     only_a = invoke(runner, "--config", config, "--db", db, "status", "--check", "--source", "a")
     beside = invoke(runner, "--config", config, "--db", other, "status", "--check")
     assert (only_a.exit_code, beside.exit_code) == (0, 0), beside.stdout
+
+
+@pytest.mark.slow  # over HTTP
+def test_a_configs_source_is_incremental_unless_it_says_full(runner, db, tmp_path) -> None:
+    """A key a config leaves out takes the command line's default: a mutant whose config
+    default was `full = true` passed every test, and would have read each source whole
+    every night. After one sync, a plain source plans from its watermark less its
+    lookback; one that says `full = true` (and `retry_gone = true`) from the start."""
+    from archiver.sync import fleet
+
+    with Emulator(seed_operations=40, seed=74) as emu:
+        config = _config(tmp_path, f"""
+db = "{db}"
+[defaults]
+region = "us-east-1"
+endpoint_url = "{emu.url}"
+[[source]]
+name = "nightly"
+[[source]]
+name = "whole"
+full = true
+retry_gone = true
+""")  # fmt: skip
+        assert invoke(runner, "--config", config, "sync", "--all").exit_code == 0
+        result = invoke(runner, "--config", config, "sync", "--all", "--dry-run")
+    assert result.exit_code == 0, result.output
+    starts = {p["source"]: (p["watermark"], p["windows"][0]["start"])
+              for p in json.loads(result.stdout)}  # fmt: skip
+    mark = parse_iso(starts["nightly"][0])
+    assert parse_iso(starts["nightly"][1]) == mark - timedelta(hours=2)  # lookback's default
+    assert starts["whole"][1] == "1970-01-01T00:00:00.000Z"
+    jobs = {j.opts.source: j.opts for j in fleet.plan(fleet.load(Path(config)), None)}
+    assert (jobs["nightly"].retry_gone, jobs["whole"].retry_gone) == (False, True)
 
 
 @pytest.mark.parametrize(
