@@ -188,6 +188,10 @@ retry_gone = true
             "source 'x': window 1s cuts the range into more than 10,000 windows; use a "
             "larger one, or cut the backfill into runs with since/until",
         ),
+        (  # an organization's too, before its accounts are listed
+            "[[organization]]\nrole_name = 'R'\nregions = ['us-east-1']\nsince = '2999-01-01'",
+            "[[organization]] 1: since is in the future",
+        ),
         # an empty role was no role: the base credentials' account, archived as 'x'
         ("[[source]]\nname = 'x'\nregion = 'us-east-1'\nrole_arn = ''", "role_arn is empty"),
     ],
@@ -214,6 +218,7 @@ retry_gone = true
         "endpoint port",
         "until future",
         "window tiny",
+        "organization since future",
         "empty role",
     ],
 )
