@@ -206,6 +206,8 @@ def test_a_jump_in_failures_fails_the_check_with_one_line(runner, archive) -> No
     assert invoke(runner, *rate, "0.95", "--fail-window", "1h").exit_code == 0
     few = invoke(runner, *rate, "0.5", "--fail-window", "1h", "--min-operations", "51")
     assert few.exit_code == 0  # too few operations in the window to say
+    enough = invoke(runner, *rate, "0.5", "--fail-window", "1h", "--min-operations", "50")
+    assert enough.exit_code == 1, enough.output  # "fewer than" N says nothing: N is enough
     # a rate of 0 is a limit too: any failure in the window fails the check
     strict = invoke(runner, *rate, "0", "--fail-window", "1h")
     assert strict.exit_code == 1 and strict.stdout.startswith("failing operations:"), strict.output
