@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -112,19 +114,30 @@ run()
     assert (done.returncode, done.stderr, done.stdout) == (code, line + "\n", "")
 
 
+def _stopped_query(tmp_path, log_format: str, deliver: str) -> subprocess.CompletedProcess[str]:
+    """`archiver query -o count` in a subprocess whose code ``deliver`` (run first) sends
+    SIGTERM from inside a library: it ends 143 with the stop's one line, as the entry
+    point's handler says it, in ``log_format``."""
+    from archiver.store.archive import Archive
+
+    db = str(tmp_path / "archive.db")
+    Archive(db).upgrade()
+    argv = ["archiver", "--db", db, "query", "-o", "count", "--log-format", log_format]
+    script = f"{deliver}\nsys.argv = {argv!r}\nfrom archiver.__main__ import run\nrun()\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr.count("\n")) == (143, 1), done.stderr
+    line = json.loads(done.stderr)["message"] if log_format == "json" else done.stderr
+    assert "stopped by signal SIGTERM" in line
+    return done
+
+
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_signal_inside_the_connection_pool_is_one_line(tmp_path, log_format: str) -> None:
     """A read takes a stop wherever it lands. Landing in SQLAlchemy's pool as it hands a
     connection back (delivered here exactly then), it was also logged by the pool as
     "Exception during reset or similar" with a traceback, 13 lines before ours."""
-    import subprocess
-    import sys
-
-    from archiver.store.archive import Archive
-
-    db = str(tmp_path / "archive.db")
-    Archive(db).upgrade()
-    script = f"""
+    done = _stopped_query(tmp_path, log_format, """
 import os, signal, sys
 from sqlalchemy.pool.base import _ConnectionFairy
 reset = _ConnectionFairy._reset
@@ -132,15 +145,8 @@ def _reset(self, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)
     return reset(self, *args, **kwargs)
 _ConnectionFairy._reset = _reset
-sys.argv = ["archiver", "--db", {db!r}, "query", "-o", "count", "--log-format", {log_format!r}]
-from archiver.__main__ import run
-run()
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
-    assert (done.returncode, done.stdout, done.stderr.count("\n")) == (143, "", 1), done.stderr
-    line = json.loads(done.stderr)["message"] if log_format == "json" else done.stderr
-    assert "stopped by signal SIGTERM" in line
+""")  # fmt: skip
+    assert done.stdout == ""
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -148,14 +154,7 @@ def test_a_signal_inside_a_finalizer_still_stops_a_read(tmp_path, log_format: st
     """A read takes a stop wherever it lands. Landing in a finalizer (a weakref callback
     run as the archive is opened, here), Python printed it with a traceback and swallowed
     it: the query ran on and exited 0, as if the stop had not been asked for."""
-    import subprocess
-    import sys
-
-    from archiver.store.archive import Archive
-
-    db = str(tmp_path / "archive.db")
-    Archive(db).upgrade()
-    script = f"""
+    _stopped_query(tmp_path, log_format, """
 import os, signal, sys, weakref
 import archiver.store.db as db
 class Thing: pass
@@ -169,15 +168,7 @@ def create(*args, **kwargs):
     box.clear()
     return create_engine(*args, **kwargs)
 db.create_engine = create
-sys.argv = ["archiver", "--db", {db!r}, "query", "-o", "count", "--log-format", {log_format!r}]
-from archiver.__main__ import run
-run()
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
-    assert (done.returncode, done.stderr.count("\n")) == (143, 1), done.stderr
-    line = json.loads(done.stderr)["message"] if log_format == "json" else done.stderr
-    assert "stopped by signal SIGTERM" in line
+""")  # fmt: skip
 
 
 @pytest.mark.slow  # a command in a subprocess
