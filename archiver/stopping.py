@@ -50,8 +50,8 @@ def install(*, at_once: bool = False) -> None:
     read the archive, such as export: a stop is raised wherever it lands, as Ctrl-C
     would be, so that their cleanup (a temporary file) runs and they exit 130 or 143.
     """
-    global _reason, _signum, _at_once
-    _reason, _signum = None, signal.SIGINT
+    global _reason, _signum, _at_once, _late
+    _reason, _signum, _late = None, signal.SIGINT, False
     _at_once, sys.unraisablehook = at_once, _unraisable
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _handler)
